@@ -1,0 +1,58 @@
+# Thin wrappers over the `mmreason` CLI. `make demo` and `make test` set up on their own.
+SHELL := /bin/bash
+PY_SYS ?= python3
+REQS := requirements/cpu.txt
+# One venv per hash of the pinned requirements, kept outside the clone so fresh clones (CI) reuse it;
+# the path carries the hash, so the stamp needs no file-time prerequisite.
+CACHE ?= $(HOME)/.cache/mmreason
+REQ_HASH := $(shell sha256sum $(REQS) | cut -c1-12)
+VENV_REAL := $(CACHE)/venv-$(REQ_HASH)
+VENV := .venv
+PY := $(VENV)/bin/python
+MM := $(PY) -m mmreason
+export MMREASON_OFFLINE ?= 1
+RUNS ?= runs/demo
+CONFIG ?=
+
+.PHONY: setup demo test bench data sft grpo eval plot clean
+
+setup: $(VENV_REAL)/.complete
+	@ln -sfn $(VENV_REAL) $(VENV)
+	@$(PY) -c "import mmreason, os, sys; sys.exit(os.path.dirname(mmreason.__path__[0]) != os.getcwd())" 2>/dev/null \
+	  || $(PY) -m pip install -q --no-deps --no-build-isolation -e . >/dev/null
+	@echo "venv ready: $(VENV) -> $(VENV_REAL)"
+
+$(VENV_REAL)/.complete:
+	@echo "creating $(VENV_REAL) (first run: ~3 min, ~6 GB)"; df -h $(CACHE) 2>/dev/null | tail -1 || true
+	@mkdir -p $(CACHE) && rm -rf $(VENV_REAL)
+	$(PY_SYS) -m venv $(VENV_REAL)
+	$(VENV_REAL)/bin/pip install -q --upgrade pip setuptools wheel
+	$(VENV_REAL)/bin/pip install -q -r $(REQS)
+	touch $@
+
+demo: setup
+	$(MM) demo --out $(RUNS)
+
+test: setup
+	$(PY) -m pytest -q -x --durations=15
+
+bench: setup
+	$(PY) -m bench.run
+
+data: setup
+	$(MM) data synth --out $(RUNS)/data --n 2000 --seed 0
+
+sft: setup
+	$(MM) sft --config $(or $(CONFIG),configs/sft/tiny_demo.yaml)
+
+grpo: setup
+	$(MM) grpo --config $(or $(CONFIG),configs/grpo/tiny_demo.yaml)
+
+eval: setup
+	$(MM) eval run --model $(or $(MODEL),$(RUNS)/grpo) --benchmark $(or $(BENCH),$(RUNS)/data/test.jsonl) --output-dir $(RUNS)/eval
+
+plot: setup
+	$(MM) plot --run $(or $(RUN),$(RUNS)/grpo)
+
+clean:
+	rm -rf runs .pytest_cache

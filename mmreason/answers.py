@@ -1,0 +1,141 @@
+"""Answer extraction and comparison shared by rewards, the data builder and evaluation.
+
+`match_answer` runs in-process with math-verify's own signal-based timeouts turned
+off (they fail outside the main thread). Anything that scores untrusted model text
+at scale (GRPO rewards, the data builder) calls it through
+`mmreason.rewards.verify_pool`, which adds a hard per-call timeout in a process pool.
+Model text is only ever parsed, never executed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+
+from mmreason.records import LETTERS
+
+MAX_ANSWER_CHARS = 1000  # a "final answer" longer than this is not an answer
+
+
+def extract_boxed_all(text: str) -> list[str]:
+    r"""Contents of every `\boxed{...}` (and `\fbox{...}`) in `text`, braces balanced, in order."""
+    if not isinstance(text, str):
+        return []
+    out = []
+    for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text):
+        depth, i = 1, m.end()
+        while i < len(text) and depth:
+            c = text[i]
+            depth += c == "{"
+            depth -= c == "}"
+            i += 1
+        if depth == 0:
+            out.append(text[m.end() : i - 1].strip())
+    return out
+
+
+def extract_boxed(text: str) -> str | None:
+    r"""The last complete `\boxed{}` content, or None. With several boxes the last one is the
+    answer (a model that revises itself boxes its final answer last); an unclosed box is ignored."""
+    boxes = extract_boxed_all(text)
+    return boxes[-1] if boxes else None
+
+
+_TEXT_WRAP = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\{([^{}]*)\}")
+
+
+def normalize_text(s: str) -> str:
+    """Lower-case, drop LaTeX text wrappers, `$`, surrounding punctuation and extra spaces."""
+    s = _TEXT_WRAP.sub(r"\1", str(s))
+    s = s.replace("$", "").replace("\\,", " ").replace("\\ ", " ").replace("\\!", "")
+    s = re.sub(r"\s+", " ", s).strip().strip(".;:,").strip()
+    return s.lower()
+
+
+_LETTER = re.compile(r"^\(?\s*([A-Z])\s*\)?(?:[.:)]|\s|$)")
+
+
+def extract_letter(pred: str, n_choices: int) -> str | None:
+    """A choice letter at the start of `pred` ('B', '(B)', 'B.', 'B) text'), within range."""
+    m = _LETTER.match(_TEXT_WRAP.sub(r"\1", pred.strip()).replace("$", "").strip())
+    if m and m.group(1) in LETTERS[:n_choices]:
+        return m.group(1)
+    return None
+
+
+def _to_number(s: str) -> float | None:
+    s = normalize_text(s).replace(",", "")
+    s = re.sub(r"^[a-z]\s*=\s*", "", s)  # "x = 3"
+    m = re.fullmatch(r"([-+]?\d*\.?\d+(?:e[-+]?\d+)?)\s*(%|[a-z°^\d\s]*)?", s)
+    if not m:
+        return None
+    try:
+        v = float(m.group(1))
+    except ValueError:
+        return None
+    return v if math.isfinite(v) else None
+
+
+def math_equal(pred: str, gold: str) -> bool:
+    """math-verify equivalence of two answer strings (gold first, as math-verify expects).
+    Timeouts are the caller's job (see module doc)."""
+    from math_verify import parse, verify
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = parse(f"${gold}$", parsing_timeout=None)
+        p = parse(f"${pred}$", parsing_timeout=None)
+        if not g or not p:
+            return False
+        return bool(verify(g, p, timeout_seconds=None))
+
+
+def match_answer(
+    pred: str | None,
+    gold: str,
+    answer_type: str,
+    choices: list[str] | None = None,
+    precision: int | None = None,
+) -> bool:
+    """Is the extracted answer `pred` correct for gold `gold` of `answer_type`?
+
+    - choice: the option letter ('B', '(B)') or the option's text.
+    - integer / float: numeric equality (to `precision` decimals when given, else 1e-6
+      relative), falling back to math-verify for expressions (`\\frac{3}{4}`, `2\\sqrt{2}`).
+    - list: same length, element-wise equal (comma separated).
+    - text: normalised string equality, then math-verify.
+    """
+    if not isinstance(pred, str) or not pred.strip() or len(pred) > MAX_ANSWER_CHARS:
+        return False
+    if answer_type == "choice" and choices:
+        letter = extract_letter(pred, len(choices))
+        gold_letter = gold.strip().upper()[:1]
+        if letter is not None:
+            return letter == gold_letter
+        gold_idx = LETTERS.find(gold_letter)
+        if 0 <= gold_idx < len(choices):
+            return normalize_text(pred) == normalize_text(choices[gold_idx]) or _scalar_equal(
+                pred, choices[gold_idx], precision
+            )
+        return False
+    if answer_type == "list":
+        ps, gs = _split_list(pred), _split_list(gold)
+        return len(ps) == len(gs) and all(_scalar_equal(p, g, precision) for p, g in zip(ps, gs))
+    return _scalar_equal(pred, gold, precision)
+
+
+def _split_list(s: str) -> list[str]:
+    s = s.strip().strip("[]()").strip()
+    return [x.strip() for x in s.split(",") if x.strip()]
+
+
+def _scalar_equal(pred: str, gold: str, precision: int | None) -> bool:
+    pv, gv = _to_number(pred), _to_number(gold)
+    if pv is not None and gv is not None:
+        if precision is not None:
+            return round(pv, precision) == round(gv, precision)
+        return math.isclose(pv, gv, rel_tol=1e-6, abs_tol=1e-9)
+    if normalize_text(pred) == normalize_text(gold):
+        return True
+    return math_equal(pred, gold)
