@@ -1,0 +1,117 @@
+"""`MMReasonGRPOConfig`: TRL's GRPOConfig plus the entropy-aware losses, dynamic sampling and the prompt
+budget. Every other GRPO knob (num_generations, temperature, top_p, max_completion_length, beta, epsilon,
+epsilon_high, loss_type, steps_per_generation, num_iterations, use_vllm, vllm_mode,
+vllm_gpu_memory_utilization, vllm_tensor_parallel_size, reward_weights, ...) is TRL's own field."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig
+
+logger = logging.getLogger(__name__)
+
+COV_MODES = ("none", "clip_cov", "kl_cov")
+# TRL loss types whose objective is the clipped ratio surrogate the covariance losses replace.
+COV_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
+
+
+@dataclass
+class MMReasonGRPOConfig(GRPOConfig):
+    """GRPOConfig + `cov_mode` (none | clip_cov | kl_cov) and its hyper-parameters, `dynamic_sampling`,
+    `max_prompt_length`. With cov_mode none the loss is stock TRL's, bit for bit."""
+
+    cov_mode: str = field(
+        default="none",
+        metadata={
+            "help": "Entropy-aware policy loss. 'none': TRL's loss (per `loss_type`). 'clip_cov': PPO-clipped "
+            "loss with a random clip_cov_ratio fraction of the high-covariance tokens (clip_cov_lb < cov < "
+            "clip_cov_ub, not already clipped) detached. 'kl_cov': unclipped -A*ratio plus "
+            "ppo_kl_coef*|logp - old_logp| on the top kl_cov_ratio fraction of tokens by covariance. "
+            "Aggregation still follows `loss_type` (grpo, bnpo, dr_grpo or dapo).",
+            "choices": list(COV_MODES),
+        },
+    )
+    kl_cov_ratio: float = field(
+        default=2e-3,
+        metadata={"help": "KL-Cov: fraction of valid tokens (top by covariance, at least 1) that get the penalty."},
+    )
+    ppo_kl_coef: float = field(
+        default=1.0, metadata={"help": "KL-Cov: coefficient of the |logp - old_logp| penalty."}
+    )
+    clip_cov_ratio: float = field(
+        default=2e-4,
+        metadata={"help": "Clip-Cov: fraction of valid tokens (at least 1, at most #candidates) to detach."},
+    )
+    clip_cov_lb: float = field(
+        default=1.0, metadata={"help": "Clip-Cov: candidate tokens have covariance strictly above this."}
+    )
+    clip_cov_ub: float = field(
+        default=5.0, metadata={"help": "Clip-Cov: candidate tokens have covariance strictly below this."}
+    )
+    dynamic_sampling: bool = field(
+        default=False,
+        metadata={
+            "help": "Drop from the loss every group (the num_generations completions of one prompt) whose "
+            "`dynamic_sampling_reward` values are all equal: such groups carry no learning signal but dilute "
+            "the token normalisation. The count is logged as dynamic_sampling/dropped_groups. (DAPO also "
+            "re-samples to refill the batch; this only drops.)"
+        },
+    )
+    dynamic_sampling_reward: str | None = field(
+        default="accuracy",
+        metadata={
+            "help": "Name of the reward function whose per-group equality decides dynamic sampling; null uses "
+            "the weighted total reward."
+        },
+    )
+    max_prompt_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "Prompt budget in tokens, image tokens included, counted with the real processor. TRL 1.16 "
+            "has no prompt truncation (and truncating through image tokens breaks Qwen2.5-VL with 'image "
+            "features and image tokens do not match'), so longer prompts are dropped before training and "
+            "counted in the log. null: no limit."
+        },
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.cov_mode not in COV_MODES:
+            raise ValueError(f"cov_mode must be one of {list(COV_MODES)}, got {self.cov_mode!r}")
+        if self.max_prompt_length is not None and self.max_prompt_length <= 0:
+            raise ValueError(f"max_prompt_length must be positive or null, got {self.max_prompt_length}")
+        if self.cov_mode == "none":
+            return
+        unsupported = {
+            "loss_type": self.loss_type not in COV_LOSS_TYPES,
+            "importance_sampling_level": self.importance_sampling_level != "token",
+            "delta": self.delta is not None,
+            "off_policy_mask_threshold": self.off_policy_mask_threshold is not None,
+            "entropy_coef / use_adaptive_entropy": self.entropy_coef != 0.0 or self.use_adaptive_entropy,
+        }
+        bad = [k for k, v in unsupported.items() if v]
+        if bad:
+            raise ValueError(
+                f"cov_mode={self.cov_mode!r} supports loss_type in {list(COV_LOSS_TYPES)}, token-level importance "
+                f"sampling, and no delta / off_policy_mask_threshold / entropy bonus; conflicting: {bad}"
+            )
+        if self.kl_cov_ratio <= 0 or self.clip_cov_ratio <= 0:
+            raise ValueError("kl_cov_ratio and clip_cov_ratio must be > 0")
+        if self.clip_cov_lb >= self.clip_cov_ub:
+            raise ValueError(f"clip_cov_lb ({self.clip_cov_lb}) must be below clip_cov_ub ({self.clip_cov_ub})")
+        if self.cov_mode == "kl_cov" and self.is_on_policy():
+            msg = (
+                "cov_mode='kl_cov' with one update per generation (num_iterations=1 and steps_per_generation <= "
+                "gradient_accumulation_steps): logp == old_logp at every update, so |logp - old_logp| = 0 and the "
+                "KL-Cov penalty does NOTHING (the loss reduces to -A*ratio). Set num_iterations > 1 or "
+                "steps_per_generation > gradient_accumulation_steps to make it act."
+            )
+            warnings.warn(msg, stacklevel=2)
+            logger.warning("!" * 20 + " " + msg)
+
+    def is_on_policy(self) -> bool:
+        """True when every update uses completions sampled by the very same weights."""
+        return self.num_iterations == 1 and self.steps_per_generation <= self.gradient_accumulation_steps

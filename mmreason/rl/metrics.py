@@ -1,0 +1,16 @@
+"""Metric names the GRPO trainer logs (into trainer_state.json log_history via TRL's metrics) and the
+plot reads back. One place, so the writer and the reader cannot drift apart."""
+
+ENTROPY_TOKEN_MEAN = "entropy/token_mean"  # mean over all valid completion tokens of the rollouts
+ENTROPY_SEQ_MEAN = "entropy/seq_mean"  # mean over sequences of each sequence's token-mean entropy
+COV_MEAN = "cov/mean"  # mean of (A - mean A)(logp - mean logp) over valid tokens
+COV_MAX = "cov/max"
+COV_FRAC_SELECTED = "cov/frac_selected"  # fraction of tokens detached (clip_cov) or penalised (kl_cov)
+DS_DROPPED_GROUPS = "dynamic_sampling/dropped_groups"  # groups with all-equal signal reward, per generation
+DS_DROPPED_FRAC = "dynamic_sampling/dropped_frac"
+REWARD = "reward"  # TRL's weighted total
+
+
+def reward_key(func_name: str) -> str:
+    """TRL's per-reward-function mean."""
+    return f"rewards/{func_name}/mean"

@@ -1,0 +1,147 @@
+"""`mmreason plot --run DIR`: entropy, reward and covariance curves of a GRPO run, and the fitted
+entropy-performance law R = -a * exp(H) + b with its predicted ceiling b - a.
+
+Reads DIR/trainer_state.json (or the newest DIR/checkpoint-*/trainer_state.json), writes PNGs and
+entropy_law.json into DIR (or --out)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from pathlib import Path
+
+from mmreason.rl import metrics as M
+from mmreason.rl.entropy_law import EntropyLawFit, fit_entropy_law
+
+logger = logging.getLogger(__name__)
+
+
+def find_trainer_state(run: Path) -> Path:
+    direct = run / "trainer_state.json"
+    if direct.is_file():
+        return direct
+    ckpts = sorted(run.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[-1]))
+    if not ckpts:
+        raise FileNotFoundError(f"no trainer_state.json in {run} or its checkpoint-* folders")
+    return ckpts[-1]
+
+
+def load_history(run: Path) -> list[dict]:
+    state = json.loads(find_trainer_state(run).read_text())
+    return [h for h in state.get("log_history", []) if "step" in h]
+
+
+def series(history: list[dict], key: str) -> tuple[list[int], list[float]]:
+    pts = [(h["step"], h[key]) for h in history if isinstance(h.get(key), (int, float)) and math.isfinite(h[key])]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def performance_key(history: list[dict], preferred: str | None = None) -> str:
+    """The reward plotted against entropy: `preferred`, else the accuracy reward, else TRL's total reward."""
+    keys = {k for h in history for k in h}
+    for k in ([preferred] if preferred else []) + [M.reward_key("accuracy"), M.REWARD]:
+        if k in keys:
+            return k
+    raise KeyError(f"no reward metric in the log history (keys: {sorted(keys)})")
+
+
+def plot_run(run: str | Path, out: str | Path | None = None, reward: str | None = None) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run = Path(run)
+    out = Path(out) if out else run
+    out.mkdir(parents=True, exist_ok=True)
+    history = load_history(run)
+    rkey = performance_key(history, reward)
+    written = []
+
+    def save(fig, name):
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        written.append(str(out / name))
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label in ((M.ENTROPY_TOKEN_MEAN, "token mean"), (M.ENTROPY_SEQ_MEAN, "sequence mean")):
+        x, y = series(history, key)
+        if x:
+            ax.plot(x, y, label=label)
+    ax.set(xlabel="step", ylabel="policy entropy (nats)", title="Entropy on the rollouts")
+    ax.legend()
+    save(fig, "entropy.png")
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in dict.fromkeys([rkey, M.REWARD]):
+        x, y = series(history, key)
+        if x:
+            ax.plot(x, y, label=key)
+    ax.set(xlabel="step", ylabel="reward", title="Reward")
+    ax.legend()
+    save(fig, "reward.png")
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in (M.COV_MEAN, M.COV_MAX):
+        x, y = series(history, key)
+        if x:
+            ax.plot(x, y, label=key)
+    ax.set(xlabel="step", ylabel="cov(logp, A)", title="Token covariance")
+    ax2 = ax.twinx()
+    x, y = series(history, M.COV_FRAC_SELECTED)
+    if x:
+        ax2.plot(x, y, "k:", label=M.COV_FRAC_SELECTED)
+        ax2.set_ylabel("fraction of tokens clipped / penalised")
+    ax.legend(loc="upper left")
+    save(fig, "covariance.png")
+
+    ent = {h["step"]: h[M.ENTROPY_TOKEN_MEAN] for h in history if M.ENTROPY_TOKEN_MEAN in h}
+    pairs = [(ent[s], r) for s, r in zip(*series(history, rkey)) if s in ent]
+    result = {"reward_key": rkey, "points": len(pairs), "files": written}
+    fit: EntropyLawFit | None = None
+    try:
+        fit = fit_entropy_law([p[0] for p in pairs], [p[1] for p in pairs])
+    except ValueError as e:
+        result["fit_error"] = str(e)
+        logger.warning("entropy law not fitted: %s", e)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if pairs:
+        ax.scatter([p[0] for p in pairs], [p[1] for p in pairs], s=12, label="logged steps")
+    if fit is not None:
+        lo, hi = min(p[0] for p in pairs), max(p[0] for p in pairs)
+        hs = [lo * (1 - t) + hi * t for t in [i / 50 for i in range(51)]] if hi > lo else [lo]
+        ax.plot(hs, [fit.predict(h) for h in hs], "r-", label=f"R = -{fit.a:.3g} e^H + {fit.b:.3g}")
+        ax.axhline(fit.ceiling, color="gray", ls="--", label=f"ceiling b - a = {fit.ceiling:.3g}")
+        result.update(a=fit.a, b=fit.b, ceiling=fit.ceiling, r2=fit.r2)
+    ax.set(xlabel="entropy H (token mean)", ylabel=rkey, title="Entropy-performance law")
+    ax.legend()
+    save(fig, "entropy_law.png")
+    result["files"] = written
+    (out / "entropy_law.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mmreason plot", description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, help="GRPO output dir (holds trainer_state.json or checkpoints)")
+    parser.add_argument("--out", default=None, help="where to write the PNGs (default: the run dir)")
+    parser.add_argument("--reward", default=None, help="metric to fit against entropy (default: accuracy reward)")
+    args = parser.parse_args(argv)
+    try:
+        result = plot_run(args.run, args.out, args.reward)
+    except (FileNotFoundError, KeyError) as e:
+        print(f"mmreason plot: {e}")
+        return 1
+    for f in result["files"]:
+        print(f"wrote {f}")
+    if "a" in result:
+        print(
+            f"entropy law over {result['points']} steps ({result['reward_key']}): a = {result['a']:.6g}, "
+            f"b = {result['b']:.6g}, predicted ceiling b - a = {result['ceiling']:.6g}, R^2 = {result['r2']:.3f}"
+        )
+    else:
+        print(f"entropy law not fitted: {result.get('fit_error')}")
+    return 0

@@ -1,0 +1,141 @@
+"""`mmreason grpo --config configs/grpo/<name>.yaml [--key value ...]`: the GRPO stage.
+
+parse (TrlParser: script args + MMReasonGRPOConfig + trl.ModelConfig) -> records -> dataset -> trainer ->
+train (resuming from a checkpoint when asked) -> save."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+from mmreason.records import BOXED_SUFFIX
+
+logger = logging.getLogger("mmreason.grpo")
+
+
+@dataclass
+class GRPOScriptArguments:
+    """Data and reward choices of the GRPO stage (training knobs live in MMReasonGRPOConfig)."""
+
+    train_file: str | None = field(default=None, metadata={"help": "Records JSONL of RL questions (mmreason.records)."})
+    eval_file: str | None = field(default=None, metadata={"help": "Optional records JSONL evaluated with eval_strategy."})
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["accuracy", "format"],
+        metadata={"help": "Reward functions by registry name (mmreason.rewards); weights: `reward_weights`."},
+    )
+    lenient: bool = field(
+        default=False, metadata={"help": "Skip (and count) bad record lines instead of stopping at the first."}
+    )
+    require_answer: bool = field(
+        default=True,
+        metadata={"help": "Reject records without an answer. Set false for label-free rewards (MM-UPT majority vote)."},
+    )
+    check_media: bool = field(default=True, metadata={"help": "Check every image file opens before training."})
+    system_prompt: str | None = field(default=None, metadata={"help": "Optional system message."})
+    prompt_suffix: str | None = field(
+        default=BOXED_SUFFIX, metadata={"help": "Instruction appended to every question."}
+    )
+    min_pixels: int | None = field(default=None, metadata={"help": "Image processor min pixels (null: checkpoint's)."})
+    max_pixels: int | None = field(default=None, metadata={"help": "Image processor max pixels (null: checkpoint's)."})
+
+
+def make_parser():
+    from trl import ModelConfig, TrlParser
+
+    from mmreason.rl.config import MMReasonGRPOConfig
+
+    return TrlParser((GRPOScriptArguments, MMReasonGRPOConfig, ModelConfig))
+
+
+def resolve_resume(value, output_dir: str):
+    """'auto' / 'last' / 'true': the newest checkpoint in output_dir, or None to start fresh."""
+    if value is None or value is False:
+        return None
+    if value is True or str(value).lower() in ("auto", "last", "true"):
+        from transformers.trainer_utils import get_last_checkpoint
+
+        return get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+    if not os.path.isdir(str(value)):
+        raise FileNotFoundError(f"resume_from_checkpoint: no checkpoint folder at {value}")
+    return str(value)
+
+
+def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
+    from transformers import AutoProcessor
+
+    from mmreason.rewards import build_reward_funcs
+    from mmreason.rl.data import build_grpo_dataset, configure_processor
+    from mmreason.rl.trainer import MMReasonGRPOTrainer
+
+    if not script_args.train_file:
+        raise ValueError("train_file is required (a records JSONL)")
+    model_id = model_args.model_name_or_path
+    if not model_id:
+        raise ValueError("model_name_or_path is required")
+    processor = AutoProcessor.from_pretrained(
+        model_id,
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+        padding_side="left",
+        truncation_side="left",
+    )
+    configure_processor(processor, script_args.min_pixels, script_args.max_pixels)
+
+    data_kwargs = dict(
+        processor=processor,
+        max_prompt_length=training_args.max_prompt_length,
+        lenient=script_args.lenient,
+        require_answer=script_args.require_answer,
+        check_media=script_args.check_media,
+        system_prompt=script_args.system_prompt,
+        prompt_suffix=script_args.prompt_suffix,
+    )
+    train_ds, report = build_grpo_dataset(script_args.train_file, **data_kwargs)
+    logger.warning(report.summary())
+    eval_ds = None
+    if script_args.eval_file and training_args.eval_strategy != "no":
+        eval_ds, eval_report = build_grpo_dataset(script_args.eval_file, **data_kwargs)
+        logger.warning(eval_report.summary())
+
+    model_init_kwargs = dict(
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+        attn_implementation=model_args.attn_implementation,
+        dtype=model_args.dtype,
+    )
+    model_init_kwargs.update(training_args.model_init_kwargs or {})
+    training_args.model_init_kwargs = model_init_kwargs
+
+    from trl import get_peft_config
+
+    reward_funcs = build_reward_funcs(list(script_args.reward_funcs), training_args.num_generations)
+    trainer = MMReasonGRPOTrainer(
+        model=model_id,
+        reward_funcs=reward_funcs,
+        args=training_args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=processor,
+        peft_config=get_peft_config(model_args),
+    )
+    trainer.build_report = report
+    return trainer
+
+
+def main(argv: list[str] | None = None) -> int:
+    from mmreason.offline import offline_defaults
+
+    offline_defaults()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = make_parser()
+    script_args, training_args, model_args = parser.parse_args_and_config(args=argv)
+    trainer = build_trainer(script_args, training_args, model_args)
+    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    if resume:
+        logger.warning("resuming from %s", resume)
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(training_args.output_dir)
+    trainer.save_state()
+    logger.warning("saved GRPO model to %s", training_args.output_dir)
+    return 0

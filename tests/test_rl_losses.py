@@ -1,0 +1,231 @@
+"""Clip-Cov / KL-Cov against the definition (a plain per-token reference), hand examples and boundaries;
+the entropy-performance fit; the plot command on a synthetic trainer_state.json."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from mmreason.rl.entropy_law import fit_entropy_law
+from mmreason.rl.losses import LOSSES, clip_cov_loss, covariance_stats, get_loss, kl_cov_loss
+
+
+def _batch(seed, B=6, T=9, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    logp = -torch.rand(B, T, generator=g, dtype=torch.float64) * 3 * scale
+    old = logp + torch.randn(B, T, generator=g, dtype=torch.float64) * 0.3
+    adv = torch.randn(B, generator=g, dtype=torch.float64) * 2
+    mask = (torch.rand(B, T, generator=g) > 0.25).to(torch.float64)
+    mask[0, 0] = 1
+    return logp, old, adv, mask
+
+
+def _reference_cov(logp, adv, mask):
+    """cov per valid token, computed with python loops from the written definition."""
+    B, T = logp.shape
+    vals = [(b, t) for b in range(B) for t in range(T) if mask[b, t] > 0]
+    a_mean = sum(float(adv[b]) for b, _ in vals) / len(vals)
+    l_mean = sum(float(logp[b, t]) for b, t in vals) / len(vals)
+    return {(b, t): (float(adv[b]) - a_mean) * (float(logp[b, t]) - l_mean) for b, t in vals}
+
+
+def test_registry():
+    assert set(LOSSES) >= {"kl_cov", "clip_cov"}
+    assert get_loss("kl_cov") is kl_cov_loss
+    with pytest.raises(KeyError):
+        get_loss("nope")
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("ratio", [2e-3, 0.05, 0.3])
+def test_kl_cov_matches_definition(seed, ratio):
+    logp, old, adv, mask = _batch(seed)
+    coef = 0.7
+    out = kl_cov_loss(logp, old, adv, mask, kl_cov_ratio=ratio, ppo_kl_coef=coef)
+    cov = _reference_cov(logp, adv, mask)
+    k = max(1, int(len(cov) * ratio))
+    top = set(sorted(cov, key=cov.get, reverse=True)[:k])
+    for (b, t) in cov:
+        pg1 = -float(adv[b]) * math.exp(float(logp[b, t] - old[b, t]))
+        want = pg1 + (coef * abs(float(logp[b, t] - old[b, t])) if (b, t) in top else 0.0)
+        assert abs(float(out[b, t]) - want) < 1e-6
+    assert torch.all(out[mask == 0] == 0)
+
+
+def test_kl_cov_advantage_shapes_agree():
+    logp, old, adv, mask = _batch(3)
+    a = kl_cov_loss(logp, old, adv, mask, kl_cov_ratio=0.1)
+    b = kl_cov_loss(logp, old, adv[:, None], mask, kl_cov_ratio=0.1)
+    c = kl_cov_loss(logp, old, adv[:, None].expand_as(logp), mask, kl_cov_ratio=0.1)
+    assert torch.equal(a, b) and torch.equal(a, c)
+
+
+def test_kl_cov_topk_boundary():
+    # N = 10 valid tokens: ratio 0.1999 -> int(1.999) = 1 token; 0.2 -> 2 tokens; tiny ratio -> still 1.
+    logp = torch.tensor([[-0.1, -0.25, -0.45, -0.7, -1.0], [-0.6, -0.65, -0.7, -0.75, -0.8]], dtype=torch.float64)
+    old = logp - 0.5  # |logp - old| = 0.5 everywhere
+    adv = torch.tensor([1.0, -1.0], dtype=torch.float64)
+    mask = torch.ones_like(logp)
+    for ratio, k in ((1e-9, 1), (0.1999, 1), (0.2, 2), (0.35, 3)):
+        loss, st = kl_cov_loss(logp, old, adv, mask, kl_cov_ratio=ratio, ppo_kl_coef=2.0, return_stats=True)
+        pg1 = -adv[:, None] * torch.exp(logp - old)
+        penalised = ~torch.isclose(loss, pg1)
+        assert int(penalised.sum()) == k == st.num_selected
+        assert torch.allclose(loss[penalised], pg1[penalised] + 1.0)
+    # mean A = 0, mean logp = -0.6: cov row0 = .5 .35 .15 -.1 -.4, row1 = 0 .05 .1 .15 .2 (no ties)
+    pg1 = -adv[:, None] * torch.exp(logp - old)
+    for ratio, want in ((0.2, [[0, 0], [0, 1]]), (0.3, [[0, 0], [0, 1], [1, 4]])):
+        loss = kl_cov_loss(logp, old, adv, mask, kl_cov_ratio=ratio)
+        assert (~torch.isclose(loss, pg1)).nonzero().tolist() == want
+
+
+def test_kl_cov_hand_example():
+    logp = torch.tensor([[-1.0, -2.0]], dtype=torch.float64)
+    old = torch.tensor([[-1.5, -2.0]], dtype=torch.float64)
+    adv = torch.tensor([2.0], dtype=torch.float64)
+    mask = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
+    # single advantage: cov = 0 everywhere -> topk picks one of the tied tokens; make it unambiguous with 2 rows
+    logp2 = torch.cat([logp, logp]); old2 = torch.cat([old, old]); mask2 = torch.cat([mask, mask])
+    adv2 = torch.tensor([2.0, 0.0], dtype=torch.float64)
+    # mean A = 1, mean logp = -1.5: cov row0 = (1)(0.5), (1)(-0.5); row1 = (-1)(0.5), (-1)(-0.5)
+    # N = 4, ratio 0.25 -> k = 1 -> tie between (0,0) and (1,1), both 0.5; use ratio 0.5 -> both.
+    out = kl_cov_loss(logp2, old2, adv2, mask2, kl_cov_ratio=0.5, ppo_kl_coef=1.0)
+    e = math.exp(0.5)
+    want = torch.tensor([[-2 * e + 0.5, -2.0], [0.0, 0.0]], dtype=torch.float64)
+    assert torch.allclose(out, want, atol=1e-12)
+
+
+def _clip_reference(logp, old, adv, mask, el, eh, lb, ub):
+    cov = _reference_cov(logp, adv, mask)
+    base, cands = {}, []
+    for (b, t), c in cov.items():
+        r = math.exp(float(logp[b, t] - old[b, t]))
+        pg1 = -float(adv[b]) * r
+        pg2 = -float(adv[b]) * min(max(r, 1 - el), 1 + eh)
+        base[(b, t)] = max(pg1, pg2)
+        if not pg2 > pg1 and lb < c < ub:
+            cands.append((b, t))
+    return base, cands
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_clip_cov_all_candidates_chosen_exact(seed):
+    logp, old, adv, mask = _batch(seed, scale=2.0)
+    lb, ub = 0.05, 3.0
+    base, cands = _clip_reference(logp, old, adv, mask, 0.2, 0.3, lb, ub)
+    # ratio 1.0 -> k = N >= #candidates: every candidate is detached
+    out, st = clip_cov_loss(logp, old, adv, mask, 0.2, 0.3, clip_cov_ratio=1.0, clip_cov_lb=lb, clip_cov_ub=ub,
+                            return_stats=True)
+    assert st.num_candidates == len(cands) and st.num_selected == len(cands)
+    for key, v in base.items():
+        want = 0.0 if key in cands else v
+        assert float(out[key]) == pytest.approx(want, abs=1e-12)
+    assert torch.all(out[mask == 0] == 0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_clip_cov_random_subset_count_and_candidates(seed):
+    logp, old, adv, mask = _batch(seed, B=12, T=20, scale=2.0)
+    lb, ub = 0.05, 3.0
+    base, cands = _clip_reference(logp, old, adv, mask, 0.2, 0.2, lb, ub)
+    n = int(mask.sum())
+    ratio = 0.04
+    k = min(max(1, int(n * ratio)), len(cands))
+    assert 0 < k < len(cands)  # the test is only meaningful with a real choice to make
+    g = torch.Generator().manual_seed(seed)
+    out = clip_cov_loss(logp, old, adv, mask, clip_cov_ratio=ratio, clip_cov_lb=lb, clip_cov_ub=ub, generator=g)
+    zeroed = {key for key, v in base.items() if float(out[key]) == 0.0 and v != 0.0}
+    assert len(zeroed) == k and zeroed <= set(cands)
+    for key, v in base.items():
+        if key not in zeroed:
+            assert float(out[key]) == pytest.approx(v, abs=1e-12)
+    # reproducible with the same generator seed, different with another
+    again = clip_cov_loss(logp, old, adv, mask, clip_cov_ratio=ratio, clip_cov_lb=lb, clip_cov_ub=ub,
+                          generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(out, again)
+
+
+def test_clip_cov_candidate_rule_boundaries():
+    # Two rows, A = +1 / -1 so mean A = 0; cov = A * (logp - mean logp).
+    logp = torch.tensor([[0.0, -1.0, -2.0, -3.0], [0.0, -1.0, -2.0, -3.0]], dtype=torch.float64)
+    adv = torch.tensor([1.0, -1.0], dtype=torch.float64)
+    mask = torch.ones_like(logp)
+    # mean logp = -1.5: row0 cov = 1.5, 0.5, -0.5, -1.5 ; row1 cov = -1.5, -0.5, 0.5, 1.5
+    old = logp.clone()  # ratio 1: nothing PPO-clipped
+    cov = covariance_stats(logp, adv, mask)
+    assert cov.cov_max == pytest.approx(1.5)
+    # strict bounds: lb = 0.5 excludes the 0.5 tokens, ub = 1.5 excludes the 1.5 tokens -> no candidate
+    _, st = clip_cov_loss(logp, old, adv, mask, clip_cov_ratio=1.0, clip_cov_lb=0.5, clip_cov_ub=1.5, return_stats=True)
+    assert st.num_candidates == 0 and st.num_selected == 0
+    _, st = clip_cov_loss(logp, old, adv, mask, clip_cov_ratio=1.0, clip_cov_lb=0.49, clip_cov_ub=1.51, return_stats=True)
+    assert st.num_candidates == 4
+    # PPO-clipped tokens are never candidates: push (0, 0) (cov 1.5, A > 0) above 1 + eps_high
+    old2 = old.clone()
+    old2[0, 0] = -0.5  # ratio e^0.5 = 1.65 > 1.2 with A > 0: pg2 > pg1, clipped
+    loss, st = clip_cov_loss(logp, old2, adv, mask, clip_cov_ratio=1.0, clip_cov_lb=0.49, clip_cov_ub=1.51,
+                             return_stats=True)
+    assert st.num_candidates == 3
+    assert float(loss[0, 0]) == pytest.approx(-1.2)  # kept, with the clipped value
+    # count: N = 8, ratio 0.25 -> 2 of the 4 candidates; tiny ratio -> at least 1
+    for ratio, k in ((0.25, 2), (1e-6, 1), (0.2499, 1)):
+        _, st = clip_cov_loss(logp, old, adv, mask, clip_cov_ratio=ratio, clip_cov_lb=0.49, clip_cov_ub=1.51,
+                              return_stats=True, generator=torch.Generator().manual_seed(0))
+        assert st.num_selected == k
+
+
+def test_losses_gradients_flow_and_detach():
+    logp, old, adv, mask = _batch(1, scale=2.0)
+    logp = logp.clone().requires_grad_(True)
+    out = clip_cov_loss(logp, old, adv, mask, clip_cov_ratio=1.0, clip_cov_lb=0.05, clip_cov_ub=3.0)
+    (out * mask).sum().backward()
+    detached = (out == 0) & (mask > 0)
+    assert detached.any()
+    assert torch.all(logp.grad[detached] == 0)
+    assert logp.grad[~detached & (mask > 0)].abs().sum() > 0
+
+
+def test_fit_entropy_law_recovers_parameters():
+    a, b = 0.35, 1.2
+    hs = [0.1 + 0.05 * i for i in range(20)]
+    rs = [-a * math.exp(h) + b for h in hs]
+    fit = fit_entropy_law(hs, rs)
+    assert fit.a == pytest.approx(a, rel=1e-9) and fit.b == pytest.approx(b, rel=1e-9)
+    assert fit.ceiling == pytest.approx(b - a) and fit.r2 == pytest.approx(1.0)
+    fa, fb = fit  # unpacks as (a, b)
+    assert (fa, fb) == (fit.a, fit.b)
+    # noisy points: least-squares in x = e^H matches numpy's polyfit
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    noisy = [r + float(rng.normal(0, 0.02)) for r in rs]
+    fit = fit_entropy_law(hs, noisy)
+    slope, intercept = np.polyfit(np.exp(hs), noisy, 1)
+    assert fit.a == pytest.approx(-slope, rel=1e-9) and fit.b == pytest.approx(intercept, rel=1e-9)
+    with pytest.raises(ValueError):
+        fit_entropy_law([0.5, 0.5], [0.1, 0.2])
+    with pytest.raises(ValueError):
+        fit_entropy_law([0.5], [0.1])
+
+
+def test_plot_writes_pngs_and_fit(tmp_path, capsys):
+    from mmreason.rl.plot import main
+
+    a, b = 0.2, 0.9
+    hist = []
+    for step in range(1, 16):
+        h = 1.5 - 0.08 * step
+        hist.append({"step": step, "entropy/token_mean": h, "entropy/seq_mean": h + 0.01,
+                     "rewards/accuracy/mean": -a * math.exp(h) + b, "reward": 0.5, "cov/mean": 0.01,
+                     "cov/max": 0.5, "cov/frac_selected": 0.001})
+    hist.append({"step": 15, "train_runtime": 3.0})
+    ck = tmp_path / "run" / "checkpoint-15"
+    ck.mkdir(parents=True)
+    (ck / "trainer_state.json").write_text(json.dumps({"log_history": hist}))
+    assert main(["--run", str(tmp_path / "run")]) == 0
+    for name in ("entropy.png", "reward.png", "covariance.png", "entropy_law.png"):
+        assert (tmp_path / "run" / name).stat().st_size > 1000
+    res = json.loads((tmp_path / "run" / "entropy_law.json").read_text())
+    assert res["a"] == pytest.approx(a) and res["b"] == pytest.approx(b) and res["points"] == 15
+    assert "a = 0.2" in capsys.readouterr().out
+    assert main(["--run", str(tmp_path / "missing")]) == 1
