@@ -1,0 +1,98 @@
+"""`mmreason eval run | score`.
+
+  mmreason eval run --model PATH --benchmark mathvista|wemath|SPEC.yaml|RECORDS.jsonl --output-dir OUT
+                    [--backend hf|vllm] [--limit N] [--data-dir D] [--mode M] [--batch-size B]
+                    [--max-new-tokens T] [--temperature X] [--judge-model ID --judge-base-url URL]
+  mmreason eval score --benchmark mathvista|wemath --predictions P --output S [--annotations A] [--mode M]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from mmreason.offline import offline_defaults
+
+
+def _judge(args):
+    if args.mode != "judge":
+        return None
+    if not args.judge_model:
+        raise SystemExit("--mode judge needs --judge-model (the extraction model id on the endpoint)")
+    from mmreason.eval.judge import OpenAIJudge
+
+    return OpenAIJudge(args.judge_model, base_url=args.judge_base_url, api_key=args.judge_api_key)
+
+
+def _add_judge(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--judge-model", help="judge model id (mode judge)")
+    p.add_argument("--judge-base-url", help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL)")
+    p.add_argument("--judge-api-key", help="API key (default: $OPENAI_API_KEY; never logged)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="mmreason eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="generate and score")
+    r.add_argument("--model", required=True, help="checkpoint folder (or hub id), or a LoRA adapter folder")
+    r.add_argument("--benchmark", required=True, help="mathvista | wemath | eval/<spec>.yaml | records .jsonl")
+    r.add_argument("--output-dir", required=True)
+    r.add_argument("--backend", default="hf", choices=["hf", "vllm"])
+    r.add_argument("--limit", type=int, help="first N items (We-Math: whole problem groups up to N rows)")
+    r.add_argument("--data-dir", help="local benchmark folder in the official layout (else the spec's / the Hub)")
+    r.add_argument("--mode", help="scoring mode (default: the spec's)")
+    r.add_argument("--batch-size", type=int)
+    r.add_argument("--max-new-tokens", type=int)
+    r.add_argument("--temperature", type=float)
+    r.add_argument("--system-prompt", help="records only: system message (default none)")
+    r.add_argument("--no-progress", action="store_true")
+    _add_judge(r)
+    s = sub.add_parser("score", help="score predictions produced anywhere")
+    s.add_argument("--benchmark", required=True, choices=["mathvista", "wemath"])
+    s.add_argument("--predictions", required=True, help="official output JSON or our predictions JSONL")
+    s.add_argument("--output", required=True, help="scores.json path (report.md and charts go beside it)")
+    s.add_argument("--annotations", help="benchmark folder (official layout) or its testmini.json; default: the Hub")
+    s.add_argument("--mode", default="official", help="mathvista: official|judge|boxed; wemath: official|boxed")
+    s.add_argument("--only-predicted", action="store_true", help="score only ids present in the predictions")
+    s.add_argument("--breakdown-from-predictions", action="store_true",
+                   help="MathVista: take breakdown fields from the prediction records (official scorer behaviour)")
+    _add_judge(s)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    offline_defaults()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    progress = not getattr(args, "no_progress", False)
+    if args.cmd == "run":
+        if args.benchmark.endswith(".jsonl"):
+            from mmreason.eval.records_eval import evaluate_records
+
+            kw = {k: v for k, v in (("batch_size", args.batch_size), ("max_new_tokens", args.max_new_tokens),
+                                    ("temperature", args.temperature)) if v is not None}
+            s = evaluate_records(args.model, args.benchmark, args.output_dir, limit=args.limit, backend=args.backend,
+                                 system_prompt=args.system_prompt, progress=progress, **kw)
+            print(json.dumps({k: s[k] for k in ("total", "correct", "accuracy")}))
+            return 0
+        from mmreason.eval.run import run_benchmark
+
+        s = run_benchmark(args.model, args.benchmark, args.output_dir, backend=args.backend, limit=args.limit,
+                          data_dir=args.data_dir, mode=args.mode, batch_size=args.batch_size,
+                          max_new_tokens=args.max_new_tokens, temperature=args.temperature, judge=_judge(args),
+                          progress=progress)
+    else:
+        from mmreason.eval.run import score_file
+
+        s = score_file(args.benchmark, args.predictions, args.output, annotations=args.annotations, mode=args.mode,
+                       judge=_judge(args), only_predicted=args.only_predicted,
+                       breakdown_from_predictions=args.breakdown_from_predictions)
+    keys = ("benchmark", "mode", "total", "correct", "accuracy", "score_strict", "score_loose")
+    print(json.dumps({k: s[k] for k in keys if k in s}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""One generation interface over two backends: Hugging Face transformers (CPU or GPU) and vLLM
+(GPU only, imported lazily).
+
+Input is a list of `(messages, images)` pairs: chat messages whose user content holds
+`{"type": "image"}` placeholders (as `mmreason.records.prompt_messages` builds them) and the
+image paths or PIL images that fill those placeholders in order. Output is one text per pair.
+Reused by the eval harness, the data builder's local teacher and the GRPO demo eval.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+logger = logging.getLogger(__name__)
+
+Item = tuple[list[dict[str, Any]], list[Any]]  # (messages, images)
+
+
+@dataclass
+class GenerationSettings:
+    """Sampling and batching settings shared by both backends."""
+
+    max_new_tokens: int = field(default=16384, metadata={"help": "Maximum new tokens per response."})
+    temperature: float = field(default=0.0, metadata={"help": "0 = greedy decoding; > 0 = sampling."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass (sampling only)."})
+    batch_size: int = field(default=16, metadata={"help": "Prompts per generate() call (HF backend)."})
+    min_pixels: int | None = field(default=None, metadata={"help": "Per-image min pixels (qwen-vl-utils)."})
+    max_pixels: int | None = field(default=None, metadata={"help": "Per-image max pixels (qwen-vl-utils)."})
+    seed: int = field(default=0, metadata={"help": "Sampling seed."})
+
+
+def is_adapter_dir(path: str | os.PathLike) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def adapter_base(path: str | os.PathLike) -> str:
+    """The base model a LoRA adapter folder was trained on (its adapter_config.json)."""
+    cfg = json.loads((Path(path) / "adapter_config.json").read_text())
+    base = cfg.get("base_model_name_or_path")
+    if not base:
+        raise ValueError(f"{path}/adapter_config.json: no 'base_model_name_or_path'")
+    return base
+
+
+def fill_images(messages: list[dict[str, Any]], images: Sequence[Any], settings: GenerationSettings) -> list[dict]:
+    """Put each image (path or PIL image) into its `{"type": "image"}` placeholder, with the
+    min/max pixel bounds qwen-vl-utils honours per image."""
+    msgs = copy.deepcopy(messages)
+    it = iter(images)
+    for m in msgs:
+        if not isinstance(m.get("content"), list):
+            continue
+        for part in m["content"]:
+            if part.get("type") == "image" and "image" not in part:
+                try:
+                    img = next(it)
+                except StopIteration:
+                    raise ValueError("more image placeholders than images") from None
+                part["image"] = str(img) if isinstance(img, (str, os.PathLike)) else img
+                if settings.min_pixels is not None:
+                    part["min_pixels"] = settings.min_pixels
+                if settings.max_pixels is not None:
+                    part["max_pixels"] = settings.max_pixels
+    if next(it, None) is not None:
+        raise ValueError("more images than image placeholders")
+    return msgs
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, dynamic_ncols=True)
+
+
+class HFBackend:
+    """transformers generation: AutoModelForImageTextToText + AutoProcessor, left padding."""
+
+    name = "hf"
+
+    def __init__(self, model_path: str, settings: GenerationSettings | None = None, device: str | None = None,
+                 dtype: str | None = None, trust_remote_code: bool = False):
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.settings = settings or GenerationSettings()
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        torch_dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if self.device == "cuda" else torch.float32)
+        model_path = str(model_path)
+        base = adapter_base(model_path) if is_adapter_dir(model_path) else model_path
+        model = AutoModelForImageTextToText.from_pretrained(
+            base, dtype=torch_dtype, trust_remote_code=trust_remote_code, use_safetensors=True
+        )
+        if base != model_path:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, model_path).merge_and_unload()
+        self.model = model.to(self.device).eval()
+        proc_src = model_path if (Path(model_path) / "preprocessor_config.json").is_file() else base
+        self.processor = AutoProcessor.from_pretrained(proc_src, trust_remote_code=trust_remote_code)
+        self.processor.tokenizer.padding_side = "left"
+
+    def _generate_batch(self, batch: list[Item]) -> list[str]:
+        import torch
+        from qwen_vl_utils import process_vision_info
+
+        s = self.settings
+        convs = [fill_images(m, imgs, s) for m, imgs in batch]
+        texts = [self.processor.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in convs]
+        images, videos = process_vision_info(convs)[:2]
+        inputs = self.processor(text=texts, images=images, videos=videos, padding=True, return_tensors="pt")
+        inputs = inputs.to(self.device)  # keeps mm_token_type_ids (mrope positions need it)
+        kwargs: dict[str, Any] = {"max_new_tokens": s.max_new_tokens}
+        if s.temperature and s.temperature > 0:
+            kwargs.update(do_sample=True, temperature=s.temperature, top_p=s.top_p)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        tok = self.processor.tokenizer
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, **kwargs, pad_token_id=tok.pad_token_id)
+        new = out[:, inputs["input_ids"].shape[1]:]
+        return tok.batch_decode(new, skip_special_tokens=True)
+
+    def generate(self, items: Sequence[Item], progress: bool = True, desc: str = "generate",
+                 on_batch: Callable[[int, list[str]], None] | None = None) -> list[str]:
+        """Texts for `items`, `batch_size` prompts per call. `on_batch(start, texts)` runs after each
+        batch (the eval harness appends to its prediction cache there)."""
+        import torch
+
+        torch.manual_seed(self.settings.seed)
+        bs = max(1, self.settings.batch_size)
+        outs: list[str] = []
+        with _progress(len(items), desc, progress) as bar:
+            for start in range(0, len(items), bs):
+                texts = self._generate_batch(list(items[start : start + bs]))
+                outs.extend(texts)
+                if on_batch is not None:
+                    on_batch(start, texts)
+                bar.update(len(texts))
+        return outs
+
+
+class VLLMBackend:
+    """vLLM offline engine (GPU machines with requirements/gpu.txt). Imported only when built."""
+
+    name = "vllm"
+
+    def __init__(self, model_path: str, settings: GenerationSettings | None = None, trust_remote_code: bool = False,
+                 tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9, max_model_len: int | None = None):
+        try:
+            from vllm import LLM
+        except ImportError as e:
+            raise ImportError(
+                "the vLLM backend needs the `vllm` package (pip install 'mmreason[vllm]' with "
+                "requirements/gpu.txt on a CUDA machine); use --backend hf on CPU"
+            ) from e
+        from transformers import AutoProcessor
+
+        self.settings = settings or GenerationSettings()
+        model_path = str(model_path)
+        lora = None
+        base = model_path
+        if is_adapter_dir(model_path):
+            from vllm.lora.request import LoRARequest
+
+            base = adapter_base(model_path)
+            lora = LoRARequest("adapter", 1, model_path)
+        self.lora = lora
+        self.processor = AutoProcessor.from_pretrained(base, trust_remote_code=trust_remote_code)
+        self.llm = LLM(model=base, trust_remote_code=trust_remote_code, tensor_parallel_size=tensor_parallel_size,
+                       gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
+                       enable_lora=lora is not None, seed=self.settings.seed,
+                       limit_mm_per_prompt={"image": 8, "video": 1})
+
+    def sampling_params(self):
+        from vllm import SamplingParams
+
+        s = self.settings
+        return SamplingParams(max_tokens=s.max_new_tokens, temperature=max(0.0, s.temperature),
+                              top_p=s.top_p if s.temperature > 0 else 1.0, seed=s.seed)
+
+    def generate(self, items: Sequence[Item], progress: bool = True, desc: str = "generate",
+                 on_batch: Callable[[int, list[str]], None] | None = None) -> list[str]:
+        from qwen_vl_utils import process_vision_info
+
+        s = self.settings
+        reqs = []
+        for msgs, imgs in items:
+            conv = fill_images(msgs, imgs, s)
+            prompt = self.processor.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
+            images, videos = process_vision_info([conv])[:2]
+            mm = {k: v for k, v in (("image", images), ("video", videos)) if v}
+            reqs.append({"prompt": prompt, "multi_modal_data": mm} if mm else {"prompt": prompt})
+        outs: list[str] = []
+        chunk = max(1, s.batch_size) * 8  # large chunks: vLLM batches internally; chunks let the cache grow
+        with _progress(len(items), desc, progress) as bar:
+            for start in range(0, len(reqs), chunk):
+                res = self.llm.generate(reqs[start : start + chunk], self.sampling_params(), use_tqdm=False,
+                                        lora_request=self.lora)
+                texts = [r.outputs[0].text for r in res]
+                outs.extend(texts)
+                if on_batch is not None:
+                    on_batch(start, texts)
+                bar.update(len(texts))
+        return outs
+
+
+BACKENDS = {"hf": HFBackend, "vllm": VLLMBackend}
+
+
+def load_backend(model_path: str, backend: str = "hf", settings: GenerationSettings | None = None, **kwargs):
+    """Build a generation backend by name ('hf' or 'vllm')."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose from {sorted(BACKENDS)}")
+    return BACKENDS[backend](model_path, settings=settings, **kwargs)
+
+
+def generate_texts(model_path_or_backend: Any, items: Iterable[Item], settings: GenerationSettings | None = None,
+                   backend: str = "hf", progress: bool = True) -> list[str]:
+    """Convenience: generate one text per (messages, images) item from a model path or a built backend."""
+    be = model_path_or_backend
+    if isinstance(be, (str, os.PathLike)):
+        be = load_backend(str(be), backend, settings)
+    return be.generate(list(items), progress=progress)
