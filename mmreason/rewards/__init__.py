@@ -1,0 +1,28 @@
+r"""GRPO rewards, picked by name: `build_reward_funcs(["accuracy", "format"], num_generations=G)`.
+
+| name | what | module |
+|---|---|---|
+| accuracy | last `\boxed{}` matches gold (math-verify in a timed process pool); 0 if several boxes (`single_box`) | verifiable |
+| format | 1.0 (`scale`) for one `\boxed{}` ending a non-empty reasoning; weight it small via `reward_weights` | verifiable |
+| mcq_letter | boxed option letter equals the gold letter (multiple choice only) | verifiable |
+| majority_vote | MM-UPT: 1 if in the group's largest answer cluster (no labels needed) | vote |
+"""
+
+from mmreason.rewards.registry import REWARDS, NamedReward, build_reward_funcs, register
+from mmreason.rewards.verifiable import accuracy, format_reward, mcq_letter
+from mmreason.rewards.verify_pool import Result, VerifyPool, verify_many
+from mmreason.rewards.vote import majority_vote
+
+__all__ = [
+    "REWARDS",
+    "NamedReward",
+    "Result",
+    "VerifyPool",
+    "accuracy",
+    "build_reward_funcs",
+    "format_reward",
+    "majority_vote",
+    "mcq_letter",
+    "register",
+    "verify_many",
+]

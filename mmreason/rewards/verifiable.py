@@ -1,0 +1,183 @@
+r"""Rewards checked against the gold answer: `accuracy`, `format`, `mcq_letter`.
+
+Several boxes: the answer is the LAST complete `\boxed{}` (as in `mmreason.answers.extract_boxed`), but
+`accuracy` and `mcq_letter` by default (`single_box=True`) give 0 to a completion with more than one
+box. Seen here: with "last box matches" as the reward a policy learned to repeat
+"\boxed{red} red. \boxed{red} ..." up to the length cap; requiring exactly one box removes that.
+Set `single_box: false` to score the last box regardless.
+
+Rows without a gold answer (`answer` None) get None from `accuracy`/`mcq_letter` — TRL's
+"not applicable" (NaN, ignored in its means); `mcq_letter` is also None on non-choice rows.
+No reward raises: an unexpected error gives 0.0 for the batch, logged and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from mmreason.answers import extract_letter
+from mmreason.rewards.registry import register
+from mmreason.rewards.text import boxed_spans, completion_text
+from mmreason.rewards.verify_pool import verify_many
+
+logger = logging.getLogger("mmreason.rewards")
+
+
+def _column(values, n: int) -> list:
+    """A dataset column as a list of length n (missing column -> Nones)."""
+    if isinstance(values, (list, tuple)) and len(values) == n:
+        return list(values)
+    return [None] * n
+
+
+def _metric(log_metric, name: str, value: float) -> None:
+    if callable(log_metric):
+        try:
+            log_metric(name, float(value))
+        except Exception:  # noqa: BLE001 - logging must not break training
+            logger.debug("log_metric(%s) failed", name, exc_info=True)
+
+
+def _safe(name: str):
+    """Wrap a reward so any bug returns zeros (logged, counted) instead of crashing the run."""
+
+    def deco(func):
+        def wrapper(prompts=None, completions=None, *args, **kwargs):
+            n = len(completions) if isinstance(completions, (list, tuple)) else 0
+            try:
+                return func(prompts, completions, *args, **kwargs)
+            except Exception:  # noqa: BLE001
+                logger.exception("reward %s failed on a batch of %d; giving 0.0", name, n)
+                _metric(kwargs.get("log_metric"), f"{name}/internal_errors", 1)
+                return [0.0] * n
+
+        wrapper.__name__ = func.__name__
+        wrapper.__qualname__ = func.__qualname__
+        wrapper.__doc__ = func.__doc__
+        wrapper.__wrapped__ = func
+        return wrapper
+
+    return deco
+
+
+@register("accuracy")
+@_safe("accuracy")
+def accuracy(
+    prompts=None,
+    completions=None,
+    completion_ids=None,
+    answer=None,
+    answer_type=None,
+    choices=None,
+    precision=None,
+    *,
+    single_box: bool = True,
+    timeout: float | None = None,
+    log_metric=None,
+    **kwargs,
+) -> list[float | None]:
+    r"""1.0 if the last \boxed{} matches the gold answer (math-verify in the timed pool), else 0.0."""
+    completions = list(completions or [])
+    n = len(completions)
+    golds, types = _column(answer, n), _column(answer_type, n)
+    choice_lists, precisions = _column(choices, n), _column(precision, n)
+    rewards: list[float | None] = [0.0] * n
+    items, where = [], []
+    multi = no_box = 0
+    for i, c in enumerate(completions):
+        if golds[i] is None:
+            rewards[i] = None
+            continue
+        spans = boxed_spans(completion_text(c))
+        if not spans:
+            no_box += 1
+            continue
+        if single_box and len(spans) > 1:
+            multi += 1
+            continue
+        items.append((spans[-1][2], str(golds[i]), types[i] or "text", choice_lists[i], precisions[i]))
+        where.append(i)
+    results = verify_many(items, timeout=timeout) if items else []
+    timeouts = errors = 0
+    for i, r in zip(where, results):
+        rewards[i] = 1.0 if r.correct else 0.0
+        timeouts += r.status == "timeout"
+        errors += r.status == "error"
+    if timeouts or errors:
+        logger.warning("accuracy: %d answer check(s) timed out and %d failed in this batch of %d (scored 0)",
+                       timeouts, errors, n)
+    _metric(log_metric, "accuracy/verify_timeouts", timeouts)
+    _metric(log_metric, "accuracy/verify_errors", errors)
+    if n:
+        _metric(log_metric, "accuracy/multi_box_frac", multi / n)
+        _metric(log_metric, "accuracy/no_box_frac", no_box / n)
+    return rewards
+
+
+_TAIL_OK = re.compile(r"[\s$.)\]\\]*")
+
+
+@register("format")
+@_safe("format")
+def format_reward(
+    prompts=None,
+    completions=None,
+    *,
+    scale: float = 1.0,
+    min_reasoning_chars: int = 1,
+    log_metric=None,
+    **kwargs,
+) -> list[float]:
+    r"""`scale` for exactly one \boxed{} that ends the text, after >= min_reasoning_chars of reasoning.
+
+    Give it a small weight with TRL's `reward_weights` (the configs use 0.1 next to accuracy's 1.0).
+
+    "Ends the text": only whitespace, `$`, `.`, `)`, `]` or `\` may follow the box (so `\boxed{3}$.` and
+    `\[\boxed{3}\]` pass). Reasoning = the non-space characters before the box. Else 0.0.
+    """
+    out = []
+    for c in completions or []:
+        text = completion_text(c)
+        spans = boxed_spans(text)
+        ok = (
+            len(spans) == 1
+            and bool(spans[0][2])
+            and _TAIL_OK.fullmatch(text[spans[0][1] :]) is not None
+            and len("".join(text[: spans[0][0]].split())) >= min_reasoning_chars
+        )
+        out.append(float(scale) if ok else 0.0)
+    return out
+
+
+@register("mcq_letter")
+@_safe("mcq_letter")
+def mcq_letter(
+    prompts=None,
+    completions=None,
+    completion_ids=None,
+    answer=None,
+    answer_type=None,
+    choices=None,
+    *,
+    single_box: bool = True,
+    log_metric=None,
+    **kwargs,
+) -> list[float | None]:
+    r"""1.0 if the last \boxed{} holds the gold option LETTER ('B', '(B)', 'B. text'); None on non-choice rows."""
+    completions = list(completions or [])
+    n = len(completions)
+    golds, types, choice_lists = _column(answer, n), _column(answer_type, n), _column(choices, n)
+    out: list[float | None] = []
+    for i, c in enumerate(completions):
+        opts = choice_lists[i]
+        if golds[i] is None or types[i] != "choice" or not opts:
+            out.append(None)
+            continue
+        spans = boxed_spans(completion_text(c))
+        if not spans or (single_box and len(spans) > 1):
+            out.append(0.0)
+            continue
+        letter = extract_letter(spans[-1][2], len(opts))
+        out.append(1.0 if letter is not None and letter == str(golds[i]).strip().upper()[:1] else 0.0)
+    return out

@@ -1,0 +1,127 @@
+"""verify_pool: in-process fast path == match_answer, hard per-call timeout with kill + replace, counters."""
+
+import threading
+import time
+
+import pytest
+
+from mmreason.answers import match_answer
+from mmreason.rewards.verify_pool import VerifyPool, quick_match
+
+PATHOLOGICAL = r"9^{9^{9^{9}}}"  # sympy tries to evaluate the tower: hangs for minutes (measured > 15 s)
+
+CASES = [
+    ("3", "3", "integer", None, None),
+    ("3.0", "3", "integer", None, None),
+    ("4", "3", "integer", None, None),
+    ("x = 3", "3", "integer", None, None),
+    ("0.333", "0.33", "float", None, 2),
+    ("0.336", "0.33", "float", None, 2),
+    (r"\frac{3}{4}", "0.75", "float", None, None),
+    ("3/4", "0.75", "text", None, None),
+    (r"2\sqrt{2}", r"\sqrt{8}", "text", None, None),
+    (r"\text{Red}", "red", "text", None, None),
+    ("blue", "red", "text", None, None),
+    ("B", "B", "choice", ["cat", "dog"], None),
+    ("(A)", "B", "choice", ["cat", "dog"], None),
+    ("dog", "B", "choice", ["cat", "dog"], None),
+    ("0.5", "A", "choice", [r"\frac{1}{2}", "3"], None),
+    ("1, 2", "[1, 2]", "list", None, None),
+    ("1, 3", "1, 2", "list", None, None),
+    (r"\frac{1}{2}, 2", "0.5, 2", "list", None, None),
+    ("", "3", "integer", None, None),
+    (None, "3", "integer", None, None),
+    ("x" * 2000, "3", "text", None, None),
+]
+
+
+@pytest.fixture(scope="module")
+def pool():
+    p = VerifyPool(workers=2, timeout=1.0)
+    yield p
+    p.close()
+
+
+def test_quick_match_agrees_with_match_answer_whenever_it_decides():
+    decided = 0
+    for pred, gold, atype, choices, prec in CASES:
+        q = quick_match(pred, gold, atype, choices, prec)
+        if q is not None:
+            decided += 1
+            assert q == match_answer(pred, gold, atype, choices, prec), (pred, gold, atype)
+    assert 8 <= decided < len(CASES)  # some cases really need math-verify
+
+
+def test_pool_results_equal_match_answer(pool):
+    results = pool.verify_many(CASES)
+    assert [r.status for r in results if r.status not in ("correct", "incorrect")] == []
+    assert [r.correct for r in results] == [match_answer(*c) for c in CASES]
+
+
+def test_pathological_input_times_out_worker_killed_others_answered(pool):
+    pool.verify_many([(r"\frac{1}{2}", "0.5", "text", None, None)])  # workers warm
+    before = pool.stats()
+    pids_before = {w.process.pid for w in pool._workers}
+    items = [(PATHOLOGICAL, "1", "text", None, None), (r"\frac{3}{4}", "0.75", "text", None, None),
+             (r"\sqrt{8}", r"2\sqrt{2}", "text", None, None)]
+    t0 = time.monotonic()
+    results = pool.verify_many(items, timeout=1.0)
+    elapsed = time.monotonic() - t0
+    assert results[0].status == "timeout"
+    assert [r.status for r in results[1:]] == ["correct", "correct"]
+    assert elapsed < 1.0 + 0.5, elapsed
+    after = pool.stats()
+    assert after["timeouts"] == before["timeouts"] + 1
+    assert after["restarts"] == before["restarts"] + 1
+    killed = pids_before - {w.process.pid for w in pool._workers}
+    assert len(killed) == 1  # exactly the stuck worker was replaced
+    # the replacement works
+    assert pool.verify_many([(r"\frac{1}{3}", "1/3", "text", None, None)])[0].status == "correct"
+
+
+def test_pathological_in_accuracy_reward_gives_zero_and_is_counted():
+    from mmreason.rewards import accuracy
+    from mmreason.rewards.verify_pool import get_pool, verify_many
+
+    verify_many([(r"\frac{1}{2}", "0.5", "text", None, None)])  # start + warm the shared pool
+    logged = {}
+    before = get_pool().stats()["timeouts"]
+    t0 = time.monotonic()
+    out = accuracy(
+        prompts=["q"], completions=[f"Compute. \\boxed{{{PATHOLOGICAL}}}"], answer=["1"], answer_type=["text"],
+        choices=[None], timeout=1.0, log_metric=lambda k, v: logged.__setitem__(k, v),
+    )
+    assert time.monotonic() - t0 < 1.5
+    assert out == [0.0]
+    assert logged["accuracy/verify_timeouts"] == 1
+    assert get_pool().stats()["timeouts"] == before + 1
+
+
+def test_bad_items_become_errors_not_exceptions(pool):
+    res = pool.verify_many([("3",), ("3", "3", "integer", None, None), (object(), "1", "text", None, None)])
+    assert res[0].status == "error"
+    assert res[1].correct
+    assert res[2].status == "incorrect"  # non-string prediction: never correct
+
+
+def test_thread_safe_concurrent_batches(pool):
+    out = {}
+
+    def run(k):
+        items = [(rf"\frac{{{k}}}{{4}}", str(k / 4), "text", None, None), (str(k), str(k), "integer", None, None)]
+        out[k] = [r.status for r in pool.verify_many(items)]
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(1, 5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert out == {k: ["correct", "correct"] for k in range(1, 5)}
+
+
+def test_close_stops_workers():
+    p = VerifyPool(workers=1, timeout=2.0)
+    assert p.verify_many([(r"\frac{1}{2}", "0.5", "text", None, None)])[0].correct
+    procs = [w.process for w in p._workers]
+    p.close()
+    assert procs and all(not pr.is_alive() for pr in procs)
