@@ -1,0 +1,442 @@
+"""`mmreason data build`: a cold-start chain-of-thought set from a recipe and a teacher.
+
+    mmreason data build --recipe data_recipes/distilled.yaml --out runs/data/distilled [--limit N]
+        [--set teacher.model=Qwen/Qwen2.5-VL-72B-Instruct] [--teacher.base_url http://127.0.0.1:8000/v1]
+        [--overwrite] [--no-progress] [--help-recipe]
+
+Output folder:
+  train.jsonl      SFT-ready records (`solution` = the target; images under images/, paths relative to the file)
+  ledger.jsonl     one line per source question, in source order: kept or dropped, why, per-sample outcomes
+  stats.json       acceptance rates and counts per filter, aggregated from the ledger
+  build_state.json the recipe fingerprint (a rerun must use the same recipe to resume)
+
+Resumable and lossless: the questions are processed concurrently but committed in source order; a question's
+records are appended (one write per line, flush + fsync) before its ledger line. A rerun with the same
+arguments drops any records whose question has no ledger line (a kill between the two), repairs a partial
+last line, and continues after the last committed question, so a killed + resumed build equals an
+uninterrupted one (ids = source id + recipe name + sample index).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import traceback
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable
+
+from mmreason.data.decontam import BenchmarkIndex, normalise
+from mmreason.data.kinds import Outcome, Runner
+from mmreason.data.recipe import Recipe, RecipeError, help_text, load_recipe, parse_overrides, to_dict
+from mmreason.data.sources import SourceItem, is_records_source, iter_sources
+from mmreason.data.teachers import Teacher, TeacherError, make_teacher
+from mmreason.records import Record, RecordError, check_image
+
+logger = logging.getLogger(__name__)
+
+UNLABELED_KINDS = ("synth_questions_incontext", "synth_questions_direct")
+LEDGER, STATE, STATS = "ledger.jsonl", "build_state.json", "stats.json"
+
+
+# ---------------------------------------------------------------- verification
+
+
+def make_verifier(timeout: float) -> Callable[[str | None, Record], bool]:
+    """Answer check: mmreason.rewards.verify_pool (hard per-call timeout in a process pool) when present,
+    else mmreason.answers.match_answer in-process."""
+    try:
+        from mmreason.rewards import verify_pool  # type: ignore[attr-defined]
+
+        pooled = getattr(verify_pool, "match_answer", None)
+    except ImportError:
+        pooled = None
+    from mmreason.answers import match_answer
+
+    def verify(pred: str | None, rec: Record) -> bool:
+        if pred is None or rec.answer is None:
+            return False
+        try:
+            if pooled is not None:
+                return bool(pooled(pred, rec.answer, rec.answer_type, rec.choices, rec.precision, timeout=timeout))
+            return bool(match_answer(pred, rec.answer, rec.answer_type, rec.choices, rec.precision))
+        except Exception:  # noqa: BLE001 - an answer that cannot be parsed is simply not verified
+            return False
+
+    return verify
+
+
+# ---------------------------------------------------------------- durable append-only files
+
+
+class AppendLog:
+    """Append-only JSONL: one write per line, flush + fsync per batch."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.f = open(path, "a", encoding="utf-8")
+
+    def append(self, rows: list[dict]) -> None:
+        for row in rows:
+            self.f.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+        self.f.flush()
+        os.fsync(self.f.fileno())
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def read_jsonl_repair(path: Path) -> tuple[list[dict], int]:
+    """Valid rows of a JSONL file; a partial or corrupt line (a kill mid-write) and everything after it is
+    cut off. Returns (rows, number of lines dropped)."""
+    if not path.exists():
+        return [], 0
+    rows, good_bytes, dropped = [], 0, 0
+    with open(path, "rb") as f:
+        data = f.read()
+    pos = 0
+    while pos < len(data):
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            dropped += 1
+            break
+        try:
+            rows.append(json.loads(data[pos:nl].decode("utf-8")))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            dropped += 1 + data[nl + 1 :].count(b"\n")
+            break
+        pos = good_bytes = nl + 1
+    if good_bytes < len(data):
+        with open(path, "r+b") as f:
+            f.truncate(good_bytes)
+            f.flush()
+            os.fsync(f.fileno())
+    return rows, dropped
+
+
+def rewrite_jsonl(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- the builder
+
+
+def _safe(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", s)
+
+
+class Builder:
+    def __init__(self, recipe: Recipe, out_dir: str | Path, limit: int | None = None, teacher: Teacher | None = None,
+                 progress: bool = True):
+        self.r = recipe
+        self.out = Path(out_dir)
+        self.limit = limit if limit is not None else recipe.source.limit
+        self._teacher = teacher
+        self.progress = progress
+        self.records_path = self.out / recipe.output.file
+        self.images_dir = self.out / "images"
+
+    # -------------------------------------------------------------- resume
+    def prepare(self, overwrite: bool) -> dict[str, dict]:
+        """Check the state file, repair partial lines, drop uncommitted records. Returns committed ledger rows."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        state_path = self.out / STATE
+        fp = self.r.fingerprint()
+        if overwrite:
+            for name in (self.r.output.file, LEDGER, STATS, STATE):
+                (self.out / name).unlink(missing_ok=True)
+        if state_path.exists():
+            old = json.loads(state_path.read_text())
+            if old.get("fingerprint") != fp:
+                raise RecipeError(self.r.path, "<recipe>", f"{self.out} holds a build of a different recipe or settings "
+                                  f"(fingerprint {old.get('fingerprint')} != {fp}); use another --out or --overwrite")
+        else:
+            tmp = state_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"fingerprint": fp, "recipe": self.r.name, "kind": self.r.kind,
+                                       "recipe_file": self.r.path}, indent=1))
+            os.replace(tmp, state_path)
+        ledger, bad_ledger = read_jsonl_repair(self.out / LEDGER)
+        done = {row["source_id"]: row for row in ledger}
+        records, bad_records = read_jsonl_repair(self.records_path)
+        keep, seen = [], set()
+        for row in records:
+            sid = row.get("metadata", {}).get("source_id")
+            if sid in done and row.get("id") not in seen:
+                keep.append(row)
+                seen.add(row["id"])
+        if len(keep) != len(records):
+            rewrite_jsonl(self.records_path, keep)
+        self.repaired = {"partial_ledger_lines": bad_ledger, "partial_record_lines": bad_records,
+                         "uncommitted_records_dropped": len(records) - len(keep)}
+        if any(self.repaired.values()):
+            logger.warning("resume repair in %s: %s", self.out, self.repaired)
+        return done
+
+    # -------------------------------------------------------------- one question
+    def process(self, item: SourceItem, runner: Runner, index: BenchmarkIndex | None) -> tuple[dict, list[dict]]:
+        entry: dict[str, Any] = {"index": item.index, "source_id": item.id, "status": "dropped", "reason": None,
+                                 "kept": 0, "samples": {}, "requests": 0}
+        if item.error:
+            entry.update(reason=item.error, detail=item.detail)
+            return entry, []
+        rec = item.record
+        assert rec is not None
+        if self.r.kind not in UNLABELED_KINDS and rec.answer is None:
+            entry["reason"] = "no_gold_answer"
+            return entry, []
+        if self.r.kind == "synth_questions_incontext" and not rec.question.strip():
+            entry["reason"] = "no_source_question"
+            return entry, []
+        if rec.video is not None:
+            entry["reason"] = "video_not_supported"
+            return entry, []
+        try:
+            for p in rec.image_paths():
+                check_image(p, rec.id)
+        except RecordError as e:
+            entry.update(reason="bad_image", detail=e.reason)
+            return entry, []
+        if index is not None:
+            hit = index.check(rec.question, rec.image_paths())
+            if hit is not None:
+                entry.update(reason="decontaminated", decontam=hit.to_json())
+                return entry, []
+        try:
+            outcome: Outcome = runner.run(rec)
+        except TeacherError:
+            raise
+        except Exception as e:  # noqa: BLE001 - one bad question must not end the build
+            logger.error("question %s failed: %s", rec.id, traceback.format_exc())
+            entry.update(reason="internal_error", detail=f"{type(e).__name__}: {e}"[:300])
+            return entry, []
+        entry["samples"] = {k: v for k, v in sorted(outcome.samples.items()) if v}
+        entry["requests"] = outcome.requests
+        if not outcome.targets:
+            entry["reason"] = outcome.drop_reason()
+            return entry, []
+        images = self.output_images(rec)
+        rows = [self.output_record(rec, t, images) for t in outcome.targets]
+        entry.update(status="kept", kept=len(rows))
+        return entry, rows
+
+    def output_images(self, rec: Record) -> list[str]:
+        out = []
+        for j, src in enumerate(rec.image_paths()):
+            src_abs = src.resolve()
+            try:
+                rel_existing = src_abs.relative_to(self.out.resolve())
+            except ValueError:
+                rel_existing = None
+            if rel_existing is not None:  # already inside the output folder (HF sources)
+                out.append(str(rel_existing))
+            elif self.r.output.copy_images:
+                self.images_dir.mkdir(parents=True, exist_ok=True)
+                dst = self.images_dir / f"{_safe(rec.id)}-{j}{src.suffix.lower() or '.png'}"
+                if not dst.exists():
+                    tmp = dst.with_name(dst.name + ".tmp")
+                    shutil.copyfile(src_abs, tmp)
+                    os.replace(tmp, dst)
+                out.append(str(dst.relative_to(self.out)))
+            else:
+                out.append(os.path.relpath(src_abs, self.out.resolve()))
+        return out
+
+    def output_record(self, rec: Record, t, images: list[str]) -> dict:
+        meta = {
+            "source_id": rec.id,
+            "recipe": self.r.name,
+            "kind": self.r.kind,
+            "teacher": f"{self.r.teacher.backend}:{self.r.teacher.model}",
+            "prompt_version": self.r.prompt_version(),
+            "sample_index": t.sample_index,
+            **t.extra,
+        }
+        row = {
+            "id": f"{rec.id}--{self.r.name}--{t.sample_index}",
+            "images": images,
+            "video": None,
+            "question": rec.question,
+            "choices": rec.choices,
+            "answer": rec.answer,
+            "answer_type": rec.answer_type,
+            "precision": rec.precision,
+            "unit": rec.unit,
+            "solution": t.text,
+            "source": rec.source,
+            "metadata": meta,
+        }
+        if self.r.kind in UNLABELED_KINDS:  # a new question about the same image, no label yet
+            meta["source_question"] = rec.question
+            row.update(question=t.text, solution=None, answer=None, answer_type="text", choices=None,
+                       precision=None, unit=None)
+        return row
+
+    # -------------------------------------------------------------- run
+    def run(self, overwrite: bool = False) -> dict:
+        done = self.prepare(overwrite)
+        items = []
+        for item in iter_sources(self.r.source, self.images_dir, self.out):
+            if self.limit is not None and len(items) >= self.limit:
+                break
+            items.append(item)
+        source_questions = {" ".join(normalise(it.record.question)) for it in items if it.record is not None}
+        pending = [it for it in items if it.id not in done]
+        index = BenchmarkIndex.load(self.r.decontam) if self.r.decontam.enabled and pending else None
+        teacher = self._teacher or (make_teacher(self.r.teacher) if pending else None)
+        records_log, ledger_log = AppendLog(self.records_path), AppendLog(self.out / LEDGER)
+        try:
+            if pending:
+                runner = Runner(self.r, teacher, make_verifier(self.r.filters.verify_timeout), source_questions)
+                self._run_pending(pending, runner, index, records_log, ledger_log, len(items) - len(pending))
+        finally:
+            records_log.close()
+            ledger_log.close()
+            if teacher is not None and self._teacher is None:
+                teacher.close()
+        stats = self.write_stats(items)
+        return stats
+
+    def _run_pending(self, pending, runner, index, records_log, ledger_log, initial) -> None:
+        from tqdm import tqdm
+
+        workers = max(1, getattr(runner.teacher, "parallel_questions", 1))
+        window = 2 * workers
+        bar = tqdm(total=initial + len(pending), initial=initial, desc=f"build {self.r.name}", unit="q",
+                   disable=not self.progress, dynamic_ncols=True)
+        with ThreadPoolExecutor(workers, thread_name_prefix="question") as pool:
+            futures: list[Future] = []
+            nxt = 0
+            for pos in range(len(pending)):
+                while nxt < len(pending) and nxt < pos + window:
+                    futures.append(pool.submit(self.process, pending[nxt], runner, index))
+                    nxt += 1
+                entry, rows = futures[pos].result()  # commit in source order
+                futures[pos] = None  # type: ignore[call-overload]
+                if rows:
+                    records_log.append(rows)
+                ledger_log.append([entry])
+                bar.update(1)
+        bar.close()
+
+    def write_stats(self, items: list[SourceItem]) -> dict:
+        ledger, _ = read_jsonl_repair(self.out / LEDGER)
+        by_id = {row["source_id"]: row for row in ledger}
+        rows = [by_id[it.id] for it in items if it.id in by_id]
+        dropped = Counter(row["reason"] for row in rows if row["status"] == "dropped")
+        samples: Counter = Counter()
+        for row in rows:
+            samples.update(row["samples"])
+        n_samples = sum(samples.values())
+        kept_q = sum(row["status"] == "kept" for row in rows)
+        stats = {
+            "recipe": self.r.name,
+            "kind": self.r.kind,
+            "recipe_file": self.r.path,
+            "prompt_version": self.r.prompt_version(),
+            "teacher": {"backend": self.r.teacher.backend, "model": self.r.teacher.model},
+            "source": self.r.source.path,
+            "complete": len(rows) == len(items),
+            "questions": {
+                "total": len(items),
+                "processed": len(rows),
+                "kept": kept_q,
+                "dropped": len(rows) - kept_q,
+                "dropped_by_reason": dict(sorted(dropped.items())),
+                "yield": round(kept_q / len(rows), 4) if rows else 0.0,
+            },
+            "records": sum(row["kept"] for row in rows),
+            "samples": {
+                "total": n_samples,
+                "by_outcome": dict(sorted(samples.items())),
+                "acceptance_rate": round((samples["accepted"] + samples["over_cap"]) / n_samples, 4) if n_samples else 0.0,
+            },
+            "teacher_requests": sum(row["requests"] for row in rows),
+            "decontaminated": [{"source_id": row["source_id"], **row["decontam"]} for row in rows if row.get("decontam")],
+            "skipped": [{"source_id": row["source_id"], "reason": row["reason"], "detail": row.get("detail", "")}
+                        for row in rows if row.get("detail")],
+            "resume_repair": getattr(self, "repaired", {}),
+        }
+        tmp = self.out / (STATS + ".tmp")
+        tmp.write_text(json.dumps(stats, indent=1, ensure_ascii=False))
+        os.replace(tmp, self.out / STATS)
+        return stats
+
+
+def build(recipe: Recipe, out_dir: str | Path, limit: int | None = None, teacher: Teacher | None = None,
+          overwrite: bool = False, progress: bool = True) -> dict:
+    """Build (or resume) a dataset; returns the stats dict also written to OUT/stats.json."""
+    return Builder(recipe, out_dir, limit, teacher, progress).run(overwrite)
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def _split_dotted(extra: list[str]) -> list[str]:
+    """`--teacher.model X` / `--teacher.model=X` -> ['teacher.model=X']."""
+    out, i = [], 0
+    while i < len(extra):
+        a = extra[i]
+        if not a.startswith("--") or "." not in a.split("=", 1)[0]:
+            raise SystemExit(f"mmreason data build: unrecognised argument {a!r} (recipe fields: --section.field VALUE)")
+        if "=" in a:
+            out.append(a[2:])
+            i += 1
+        else:
+            if i + 1 >= len(extra):
+                raise SystemExit(f"mmreason data build: {a} needs a value")
+            out.append(f"{a[2:]}={extra[i + 1]}")
+            i += 2
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from mmreason.offline import offline_defaults
+
+    offline_defaults()
+    ap = argparse.ArgumentParser(
+        prog="mmreason data build",
+        description="Build a cold-start CoT set (distilled | reflection | caption | self_critic) or new unlabeled "
+        "questions from a recipe and a teacher. Any recipe field can be overridden: --set section.field=VALUE "
+        "or --section.field VALUE (values parsed as YAML).",
+    )
+    ap.add_argument("--recipe", help="data_recipes/<kind>.yaml")
+    ap.add_argument("--out", help="output folder (rerun with the same arguments to resume)")
+    ap.add_argument("--limit", type=int, default=None, help="use only the first N source questions")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe field")
+    ap.add_argument("--overwrite", action="store_true", help="discard a previous build in --out")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument("--help-recipe", action="store_true", help="print every recipe field with its documentation")
+    args, extra = ap.parse_known_args(argv)
+    if args.help_recipe:
+        print(help_text())
+        return 0
+    if not args.recipe or not args.out:
+        ap.error("--recipe and --out are required")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        overrides = parse_overrides(args.set + _split_dotted(extra))
+        recipe = load_recipe(args.recipe, overrides)
+        stats = build(recipe, args.out, args.limit, overwrite=args.overwrite, progress=not args.no_progress)
+    except (RecipeError, TeacherError, FileNotFoundError, ValueError) as e:
+        print(f"mmreason data build: error: {e}", file=sys.stderr)
+        return 2
+    q = stats["questions"]
+    print(f"{stats['recipe']}: {stats['records']} records from {q['kept']}/{q['total']} questions "
+          f"(dropped {q['dropped']}: {q['dropped_by_reason']}); sample acceptance {stats['samples']['acceptance_rate']}; "
+          f"stats: {Path(args.out) / STATS}")
+    return 0
+
+
+__all__ = ["build", "Builder", "main", "make_verifier", "to_dict", "is_records_source"]

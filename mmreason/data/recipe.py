@@ -1,0 +1,327 @@
+"""Data-builder recipes: documented dataclasses parsed from `data_recipes/*.yaml`.
+
+A recipe names the source questions, the teacher, the sampling settings, the filters, the
+decontamination settings and the prompt templates. Every field below is a YAML key; its
+`help` is its documentation (`mmreason data build --help-recipe` prints it). Any field can be
+overridden from the command line: `--set teacher.model=X` or the dotted flag `--teacher.model X`
+(values are parsed as YAML: `--set sampling.k=8`, `--set source.mapping={question: problem}`).
+
+Prompt templates are plain text with `{name}` placeholders (only the names listed for the
+kind are substituted, so LaTeX like `\\boxed{}` stays as written); a `{name}` that is not a
+known placeholder is an error at load time, naming the recipe file and field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+KINDS = ("distilled", "reflection", "caption", "self_critic", "synth_questions_incontext", "synth_questions_direct")
+# Placeholders each template may use. Every template also gets the record fields below.
+RECORD_FIELDS = ("question", "question_with_choices", "answer", "choices", "answer_type")
+PLACEHOLDERS = {
+    "system": RECORD_FIELDS,
+    "user": RECORD_FIELDS,
+    "caption": RECORD_FIELDS,
+    "reason_from_caption": RECORD_FIELDS + ("caption",),
+    "critique": RECORD_FIELDS + ("draft",),
+    "revise": RECORD_FIELDS + ("draft", "critique"),
+    "reflect": RECORD_FIELDS + ("wrong_solution",),
+    "target": RECORD_FIELDS + ("caption", "reasoning", "draft", "critique", "revision", "wrong_solution", "correct_solution", "transition"),
+}
+# Which templates a kind needs (`target` assembles the SFT text from the parts).
+REQUIRED_PROMPTS = {
+    "distilled": ("user",),
+    "reflection": ("user", "target"),
+    "caption": ("caption", "reason_from_caption", "target"),
+    "self_critic": ("user", "critique", "revise", "target"),
+    "synth_questions_incontext": ("user",),
+    "synth_questions_direct": ("user",),
+}
+
+
+class RecipeError(ValueError):
+    """A bad recipe: names the recipe file and the field."""
+
+    def __init__(self, path: str | Path, fieldname: str, reason: str):
+        super().__init__(f"{path}: field '{fieldname}': {reason}")
+        self.path, self.field, self.reason = str(path), fieldname, reason
+
+
+def _f(default: Any = dataclasses.MISSING, help: str = "", factory: Any = None) -> Any:
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class SourceConfig:
+    path: str = _f(None, "Source questions: a records JSONL file, a datasets.save_to_disk folder, a parquet/json file "
+                         "or folder, or a Hub dataset id (online only). Relative paths resolve against the working directory.")
+    format: str = _f("auto", "records | hf | auto (auto: *.jsonl is records, anything else goes through `datasets`).")
+    split: str = _f("train", "Split to read for HF sources (ignored for records JSONL).")
+    preset: str | None = _f(None, "Ready column mapping for an HF source: geometry3k | geoqa | coldstart_rl "
+                                  "(see mmreason/data/sources.py PRESETS). `mapping` entries override it.")
+    mapping: dict[str, str] = _f(help="HF column -> record field mapping, record field as key: "
+                                      "{id, question, answer, images, choices, answer_type, precision, unit, solution}. "
+                                      "`images` may name an Image column or a list-of-images column.", factory=dict)
+    answer_type: str = _f("text", "answer_type for HF rows whose mapping has no answer_type column "
+                                  "(integer | float | text | choice | list).")
+    id_prefix: str | None = _f(None, "Prefix for ids of HF rows without an id column (default: the dataset folder name).")
+    limit: int | None = _f(None, "Read at most this many source questions (the CLI --limit overrides).")
+
+
+@dataclass
+class TeacherConfig:
+    backend: str = _f("openai", "openai (any OpenAI-compatible chat-completions server, e.g. `vllm serve`) | "
+                                "vllm (offline engine, GPU only) | hf (local transformers generation, CPU-capable).")
+    model: str = _f(None, "Model name sent to the server (openai) or checkpoint path / Hub id (vllm, hf).")
+    base_url: str | None = _f(None, "Server base URL, e.g. http://127.0.0.1:8000/v1. Default: $OPENAI_BASE_URL, "
+                                    "then https://api.openai.com/v1.")
+    api_key_env: str = _f("OPENAI_API_KEY", "Environment variable holding the API key (never logged, never in recipes).")
+    concurrency: int = _f(8, "Parallel requests (openai); the HTTP connection pool is sized to it. hf/vllm batch instead.")
+    timeout: float = _f(120.0, "Per-request timeout in seconds (openai).")
+    max_retries: int = _f(4, "Retries of a failed request (connection error, timeout, HTTP 429/5xx, malformed JSON).")
+    backoff_base: float = _f(0.5, "Exponential backoff: attempt a waits uniform(0, min(backoff_max, backoff_base*2^a)) s.")
+    backoff_max: float = _f(20.0, "Cap of one backoff wait in seconds.")
+    batch_size: int = _f(8, "Sequences generated per forward batch (hf).")
+    dtype: str = _f("auto", "Model dtype (hf, vllm): auto | float32 | bfloat16 | float16.")
+    tensor_parallel_size: int = _f(1, "vLLM tensor parallel size.")
+    gpu_memory_utilization: float = _f(0.9, "vLLM GPU memory fraction.")
+    trust_remote_code: bool = _f(False, "Allow model repo code (hf, vllm). Off unless you trust the checkpoint.")
+    extra_body: dict[str, Any] = _f(help="Extra JSON fields sent with every chat-completions request "
+                                         "(e.g. {top_k: 20, repetition_penalty: 1.05} for vLLM).", factory=dict)
+
+
+@dataclass
+class SamplingConfig:
+    k: int = _f(4, "Teacher samples per question (each a separate request with its own seed).")
+    temperature: float = _f(0.8, "Sampling temperature.")
+    top_p: float = _f(0.95, "Nucleus sampling.")
+    max_tokens: int = _f(2048, "Max new tokens per reply; a reply that hits it (finish_reason=length) is dropped as truncated.")
+    seed: int = _f(0, "Base seed; sample i of question q uses a stable hash of (seed, q, i, stage).")
+    aux_temperature: float = _f(0.3, "Temperature of auxiliary calls (caption, critique, revise, reflect).")
+
+
+@dataclass
+class FilterConfig:
+    keep_per_question: int = _f(1, "Keep at most m accepted targets per question (the first m in sample order).")
+    min_chars: int = _f(1, "Drop targets shorter than this.")
+    max_chars: int = _f(20000, "Drop targets longer than this.")
+    require_single_final_box: bool = _f(True, "The SFT target must contain exactly one \\boxed{} (the final answer): "
+                                               "boxes of intermediate parts (a wrong attempt, a draft) are unboxed first.")
+    min_caption_chars: int = _f(20, "caption: drop when the description is shorter than this.")
+    verify_timeout: float = _f(10.0, "Hard timeout in seconds for one answer verification (when a verify pool is available).")
+    dedupe_ngram: int = _f(3, "synth_questions: word n-gram size for near-duplicate detection against source and kept questions.")
+    dedupe_threshold: float = _f(0.7, "synth_questions: drop a new question whose n-gram Jaccard with any source/kept question "
+                                      "of the same image is >= this.")
+
+
+@dataclass
+class DecontamConfig:
+    enabled: bool = _f(True, "Drop source questions that overlap the eval benchmarks (MathVista testmini, We-Math).")
+    benchmarks_dir: str | None = _f(None, "Folder with mathvista/testmini.json and wemath/testmini.json + images. "
+                                          "Default: $MMREASON_BENCHMARKS, then ../shared/benchmarks beside the checkout.")
+    ngram: int = _f(8, "Word n-gram size on normalised question text (lower-case, alphanumerics only).")
+    threshold: float = _f(0.5, "Contaminated when >= this fraction of the question's n-grams occur in one benchmark question.")
+    min_exact_tokens: int = _f(5, "Questions shorter than `ngram` words match only by exact normalised text, and only "
+                                  "when they have at least this many words (short generic questions are not evidence).")
+    image_hash: str = _f("both", "exact (sha256 of the bytes) | dhash (64-bit perceptual difference hash) | both | none.")
+    max_hamming: int = _f(4, "dhash: contaminated when the Hamming distance to a benchmark image is <= this.")
+    cache_dir: str | None = _f(None, "Where the benchmark index is cached (default ~/.cache/mmreason/decontam).")
+
+
+@dataclass
+class OutputConfig:
+    file: str = _f("train.jsonl", "Records file name inside --out.")
+    copy_images: bool = _f(True, "Copy source images into OUT/images/ (true) or reference them by a path relative "
+                                 "to the output JSONL (false).")
+
+
+@dataclass
+class Recipe:
+    kind: str = _f(None, f"Target kind: {' | '.join(KINDS)}.")
+    name: str = _f(None, "Recipe name: part of every record id (source id + name + sample index) and of the provenance.")
+    source: SourceConfig = _f(help="Source questions.", factory=SourceConfig)
+    teacher: TeacherConfig = _f(help="Teacher backend.", factory=TeacherConfig)
+    sampling: SamplingConfig = _f(help="Sampling.", factory=SamplingConfig)
+    filters: FilterConfig = _f(help="Filters.", factory=FilterConfig)
+    decontam: DecontamConfig = _f(help="Decontamination against the eval benchmarks.", factory=DecontamConfig)
+    output: OutputConfig = _f(help="Output layout.", factory=OutputConfig)
+    prompts: dict[str, str] = _f(help="Prompt templates: system (optional), user, caption, reason_from_caption, critique, "
+                                      "revise, reflect, target (which ones a kind needs: REQUIRED_PROMPTS).", factory=dict)
+    reflection_mode: str = _f("assemble", "reflection: assemble (a wrong sample + `transition` + a correct sample of the "
+                                          "same question) | prompt (the teacher continues a wrong sample with the "
+                                          "`reflect` template; the continuation must reach the verified answer).")
+    transition: str = _f("Wait, let me re-check this. The answer above does not hold up, so let me redo it carefully.",
+                         "reflection: the text joining the wrong attempt and the correction ({transition} in `target`).")
+    path: str = field(default="<recipe>", metadata={"help": "(set by the loader) the recipe file"})
+
+    def prompt_version(self) -> str:
+        """Short hash of everything that shapes the targets' text (templates, transition, kind)."""
+        blob = json.dumps({"kind": self.kind, "prompts": self.prompts, "transition": self.transition,
+                           "mode": self.reflection_mode}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def fingerprint(self) -> str:
+        """Hash of every setting that changes the output (a resumed build must use the same)."""
+        d = to_dict(self)
+        d.pop("path", None)
+        d["source"].pop("limit", None)
+        d["teacher"] = {k: d["teacher"][k] for k in ("backend", "model")}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def to_dict(obj: Any) -> Any:
+    return dataclasses.asdict(obj)
+
+
+_PLACEHOLDER = re.compile(r"(?<![\\\w])\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def render(template: str, **fields: Any) -> str:
+    """Substitute `{name}` for the given names only; everything else (LaTeX braces) is kept."""
+    return _PLACEHOLDER.sub(lambda m: str(fields[m.group(1)]) if m.group(1) in fields else m.group(0), template)
+
+
+def help_text(cls: type = Recipe, prefix: str = "") -> str:
+    """All recipe fields with their documentation, dotted."""
+    lines = []
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name == "path" and cls is Recipe:
+            continue
+        if dataclasses.is_dataclass(hints[f.name]):
+            lines.append(f"{prefix}{f.name}:  {f.metadata.get('help', '')}")
+            lines.append(help_text(hints[f.name], prefix + f.name + "."))
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            lines.append(f"{prefix}{f.name} (default {default!r}):  {f.metadata.get('help', '')}")
+    return "\n".join(lines)
+
+
+def _check_type(value: Any, hint: Any) -> bool:
+    import typing
+
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_check_type(value, a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is dict:
+        return isinstance(value, dict)
+    if origin is list:
+        return isinstance(value, list)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is Any:
+        return True
+    return isinstance(value, hint)
+
+
+def _build(cls: type, data: Any, path: str, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise RecipeError(path, where or "<top>", f"expected a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)} - ({"path"} if cls is Recipe else set())
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise RecipeError(path, f"{where}{unknown[0]}", f"unknown field; known fields here: {sorted(names)}")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value or {}, path, f"{where}{name}.")
+            continue
+        if not _check_type(value, hint):
+            raise RecipeError(path, f"{where}{name}", f"expected {getattr(hint, '__name__', str(hint))}, got {value!r}")
+        kwargs[name] = float(value) if hint is float else value
+    return cls(**kwargs)
+
+
+def set_dotted(data: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    cur = data
+    for k in keys[:-1]:
+        if not isinstance(cur.get(k), dict):
+            cur[k] = {}
+        cur = cur[k]
+    cur[keys[-1]] = value
+
+
+def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
+    """`key.sub=value` strings -> (dotted key, YAML-parsed value)."""
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like key.sub=value")
+        key, raw = item.split("=", 1)
+        out.append((key.strip(), yaml.safe_load(raw) if raw.strip() else ""))
+    return out
+
+
+def load_recipe(path: str | Path, overrides: list[tuple[str, Any]] = ()) -> Recipe:
+    """Read a recipe YAML, apply dotted overrides, validate. Errors name the file and field."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(path, "<file>", "recipe file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise RecipeError(path, "<file>", f"invalid YAML: {e}") from None
+    for key, value in overrides:
+        set_dotted(data, key, value)
+    recipe = _build(Recipe, data, str(path), "")
+    recipe.path = str(path)
+    validate(recipe)
+    return recipe
+
+
+def validate(r: Recipe) -> None:
+    p = r.path
+    if r.kind not in KINDS:
+        raise RecipeError(p, "kind", f"{r.kind!r} is not one of {list(KINDS)}")
+    if not r.name or not re.fullmatch(r"[A-Za-z0-9_.-]+", r.name):
+        raise RecipeError(p, "name", "required; letters, digits, '_', '-', '.' only (it is part of record ids)")
+    if not r.source.path:
+        raise RecipeError(p, "source.path", "required: a records JSONL, a dataset folder/file or a Hub id")
+    if r.source.format not in ("auto", "records", "hf"):
+        raise RecipeError(p, "source.format", f"{r.source.format!r} is not auto | records | hf")
+    if r.teacher.backend not in ("openai", "vllm", "hf"):
+        raise RecipeError(p, "teacher.backend", f"{r.teacher.backend!r} is not openai | vllm | hf")
+    if not r.teacher.model:
+        raise RecipeError(p, "teacher.model", "required")
+    for name in ("concurrency", "batch_size"):
+        if getattr(r.teacher, name) < 1:
+            raise RecipeError(p, f"teacher.{name}", "must be >= 1")
+    if r.sampling.k < 1:
+        raise RecipeError(p, "sampling.k", "must be >= 1")
+    if r.filters.keep_per_question < 1:
+        raise RecipeError(p, "filters.keep_per_question", "must be >= 1")
+    if r.decontam.image_hash not in ("exact", "dhash", "both", "none"):
+        raise RecipeError(p, "decontam.image_hash", f"{r.decontam.image_hash!r} is not exact | dhash | both | none")
+    if r.reflection_mode not in ("assemble", "prompt"):
+        raise RecipeError(p, "reflection_mode", f"{r.reflection_mode!r} is not assemble | prompt")
+    needed = list(REQUIRED_PROMPTS[r.kind])
+    if r.kind == "reflection" and r.reflection_mode == "prompt":
+        needed.append("reflect")
+    for name in needed:
+        if not isinstance(r.prompts.get(name), str) or not r.prompts[name].strip():
+            raise RecipeError(p, f"prompts.{name}", f"required for kind {r.kind!r}")
+    for name, text in r.prompts.items():
+        if name not in PLACEHOLDERS:
+            raise RecipeError(p, f"prompts.{name}", f"unknown template; known: {sorted(PLACEHOLDERS)}")
+        if not isinstance(text, str):
+            raise RecipeError(p, f"prompts.{name}", "must be a string")
+        for ph in _PLACEHOLDER.findall(text):
+            if ph not in PLACEHOLDERS[name]:
+                raise RecipeError(p, f"prompts.{name}", f"unknown placeholder {{{ph}}}; allowed: {list(PLACEHOLDERS[name])}")

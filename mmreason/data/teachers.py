@@ -1,0 +1,340 @@
+"""Teacher backends behind one interface: `teacher.chat(requests) -> replies` (same order).
+
+- `OpenAITeacher`: any OpenAI-compatible chat-completions server (`vllm serve Qwen/Qwen2.5-VL-72B-Instruct`,
+  a hosted API). Images go as base64 data URLs. A thread pool gives `concurrency` requests in flight over a
+  `requests.Session` whose connection pool has the same size; failed requests (connection error, timeout,
+  HTTP 429/5xx, malformed JSON) are retried with exponential backoff and full jitter. Base URL and key come
+  from the recipe or `$OPENAI_BASE_URL` / `$OPENAI_API_KEY` like the OpenAI client; the key is never logged.
+- `VLLMTeacher`: the vLLM offline engine (GPU only; imported lazily on first use).
+- `HFTeacher`: local transformers generation, batched, CPU-capable (reuses `mmreason.eval` generation when
+  that module provides `generate_batch`, else a minimal adapter here).
+
+A reply never raises: failures come back as `Reply(error=...)` so the builder counts them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import mimetypes
+import os
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmreason.data.recipe import SamplingConfig, TeacherConfig
+
+logger = logging.getLogger(__name__)
+
+
+class TeacherError(RuntimeError):
+    """The teacher cannot be used at all (missing engine, bad configuration)."""
+
+
+@dataclass
+class ChatRequest:
+    """Messages in a neutral form: content parts {"type": "text", "text"} or {"type": "image", "path"}."""
+
+    messages: list[dict[str, Any]]
+    seed: int | None = None
+    temperature: float | None = None  # None: the sampling config's temperature
+
+
+@dataclass
+class Reply:
+    text: str | None = None
+    finish_reason: str | None = None
+    error: str | None = None  # http_error | timeout | connection_error | malformed_response | engine_error
+    attempts: int = 1
+    detail: str = field(default="", repr=False)
+
+
+def text_part(text: str) -> dict:
+    return {"type": "text", "text": text}
+
+
+def image_part(path: str | Path) -> dict:
+    return {"type": "image", "path": str(path)}
+
+
+def data_url(path: str | Path) -> str:
+    """Base64 data URL of an image file; the MIME type is taken from the bytes (a JPEG named .png is fine)."""
+    raw = Path(path).read_bytes()
+    mime = _sniff_mime(raw) or mimetypes.guess_type(str(path))[0] or "image/png"
+    return f"data:{mime};base64,{base64.b64encode(raw).decode('ascii')}"
+
+
+def _sniff_mime(raw: bytes) -> str | None:
+    if raw.startswith(b"\x89PNG"):
+        return "image/png"
+    if raw.startswith(b"\xff\xd8"):
+        return "image/jpeg"
+    if raw[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if raw.startswith(b"RIFF") and raw[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def to_openai_messages(messages: list[dict]) -> list[dict]:
+    out = []
+    for m in messages:
+        content = m["content"]
+        if isinstance(content, str):
+            out.append({"role": m["role"], "content": content})
+            continue
+        parts = []
+        for p in content:
+            if p["type"] == "image":
+                parts.append({"type": "image_url", "image_url": {"url": data_url(p["path"])}})
+            else:
+                parts.append({"type": "text", "text": p["text"]})
+        out.append({"role": m["role"], "content": parts})
+    return out
+
+
+class Teacher:
+    name = "teacher"
+    # How many questions the builder should work on at once.
+    parallel_questions = 1
+
+    def chat(self, requests: list[ChatRequest], sampling: SamplingConfig) -> list[Reply]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class OpenAITeacher(Teacher):
+    name = "openai"
+
+    def __init__(self, cfg: TeacherConfig):
+        import requests
+        from requests.adapters import HTTPAdapter
+
+        self.cfg = cfg
+        base = cfg.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+        self.url = base.rstrip("/") + "/chat/completions"
+        self._key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=cfg.concurrency, pool_maxsize=cfg.concurrency, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers["Content-Type"] = "application/json"
+        if self._key:
+            self.session.headers["Authorization"] = f"Bearer {self._key}"
+        self.pool = ThreadPoolExecutor(cfg.concurrency, thread_name_prefix="teacher")
+        self.parallel_questions = cfg.concurrency
+        self._rng = random.Random()
+        self._rng_lock = threading.Lock()
+
+    def __repr__(self) -> str:  # never show the key
+        return f"OpenAITeacher(url={self.url!r}, model={self.cfg.model!r}, key={'set' if self._key else 'unset'})"
+
+    def chat(self, requests: list[ChatRequest], sampling: SamplingConfig) -> list[Reply]:
+        futures = [self.pool.submit(self.one, r, sampling) for r in requests]
+        return [f.result() for f in futures]
+
+    def payload(self, req: ChatRequest, sampling: SamplingConfig) -> dict:
+        body = {
+            "model": self.cfg.model,
+            "messages": to_openai_messages(req.messages),
+            "temperature": sampling.temperature if req.temperature is None else req.temperature,
+            "top_p": sampling.top_p,
+            "max_tokens": sampling.max_tokens,
+            "n": 1,
+        }
+        if req.seed is not None:
+            body["seed"] = req.seed
+        body.update(self.cfg.extra_body)
+        return body
+
+    def _backoff(self, attempt: int) -> float:
+        with self._rng_lock:
+            return self._rng.uniform(0, min(self.cfg.backoff_max, self.cfg.backoff_base * 2**attempt))
+
+    def one(self, req: ChatRequest, sampling: SamplingConfig) -> Reply:
+        import requests
+
+        try:
+            body = json.dumps(self.payload(req, sampling))
+        except OSError as e:  # unreadable image
+            return Reply(error="bad_image", detail=str(e))
+        last = Reply(error="connection_error")
+        for attempt in range(self.cfg.max_retries + 1):
+            if attempt:
+                time.sleep(self._backoff(attempt - 1))
+            try:
+                resp = self.session.post(self.url, data=body, timeout=self.cfg.timeout)
+            except requests.Timeout as e:
+                last = Reply(error="timeout", detail=type(e).__name__)
+                continue
+            except requests.RequestException as e:
+                last = Reply(error="connection_error", detail=type(e).__name__)
+                continue
+            if resp.status_code == 429 or resp.status_code >= 500:
+                last = Reply(error="http_error", detail=f"HTTP {resp.status_code}")
+                continue
+            if resp.status_code >= 400:  # a client error does not get better by retrying
+                return Reply(error="http_error", detail=f"HTTP {resp.status_code}: {resp.text[:200]}", attempts=attempt + 1)
+            try:
+                choice = resp.json()["choices"][0]
+                text = choice["message"]["content"]
+                if text is not None and not isinstance(text, str):
+                    raise TypeError("content is not a string")
+                return Reply(text=text, finish_reason=choice.get("finish_reason"), attempts=attempt + 1)
+            except (ValueError, KeyError, IndexError, TypeError) as e:
+                last = Reply(error="malformed_response", detail=f"{type(e).__name__}: {e}"[:200])
+                continue
+        last.attempts = self.cfg.max_retries + 1
+        return last
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        self.session.close()
+
+
+class VLLMTeacher(Teacher):
+    """vLLM offline engine (GPU only). Messages go through `LLM.chat` in OpenAI form (data-URL images)."""
+
+    name = "vllm"
+
+    def __init__(self, cfg: TeacherConfig):
+        try:
+            import vllm  # noqa: F401
+        except ImportError as e:
+            raise TeacherError(
+                "teacher.backend=vllm needs the vLLM engine (GPU machines: pip install -r requirements/gpu.txt). "
+                "On CPU use teacher.backend=openai against a `vllm serve` endpoint, or teacher.backend=hf."
+            ) from e
+        self.cfg = cfg
+        self.parallel_questions = 1
+        self.llm = vllm.LLM(
+            model=cfg.model,
+            tensor_parallel_size=cfg.tensor_parallel_size,
+            gpu_memory_utilization=cfg.gpu_memory_utilization,
+            dtype=cfg.dtype,
+            trust_remote_code=cfg.trust_remote_code,
+        )
+
+    def chat(self, requests: list[ChatRequest], sampling: SamplingConfig) -> list[Reply]:
+        from vllm import SamplingParams
+
+        params = [
+            SamplingParams(
+                n=1,
+                temperature=sampling.temperature if r.temperature is None else r.temperature,
+                top_p=sampling.top_p,
+                max_tokens=sampling.max_tokens,
+                seed=r.seed,
+            )
+            for r in requests
+        ]
+        try:
+            outs = self.llm.chat([to_openai_messages(r.messages) for r in requests], params, use_tqdm=False)
+        except Exception as e:  # noqa: BLE001 - an engine failure is counted per request, not a crash
+            return [Reply(error="engine_error", detail=str(e)[:200]) for _ in requests]
+        return [Reply(text=o.outputs[0].text, finish_reason=o.outputs[0].finish_reason) for o in outs]
+
+
+class HFTeacher(Teacher):
+    """Local transformers generation (batched; CPU works). Loads the model on first use."""
+
+    name = "hf"
+
+    def __init__(self, cfg: TeacherConfig):
+        self.cfg = cfg
+        self.parallel_questions = 1
+        self._lock = threading.Lock()
+        self._model = None
+        self._processor = None
+
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        dtype = "auto" if self.cfg.dtype == "auto" else getattr(torch, self.cfg.dtype)
+        self._processor = AutoProcessor.from_pretrained(self.cfg.model, trust_remote_code=self.cfg.trust_remote_code)
+        self._processor.tokenizer.padding_side = "left"
+        self._model = AutoModelForImageTextToText.from_pretrained(
+            self.cfg.model, dtype=dtype, trust_remote_code=self.cfg.trust_remote_code, use_safetensors=True
+        ).eval()
+
+    def chat(self, requests: list[ChatRequest], sampling: SamplingConfig) -> list[Reply]:
+        with self._lock:
+            try:
+                self._load()
+            except Exception as e:  # noqa: BLE001
+                raise TeacherError(f"teacher.backend=hf could not load {self.cfg.model!r}: {e}") from e
+            out: list[Reply] = []
+            for i in range(0, len(requests), self.cfg.batch_size):
+                out += self._generate(requests[i : i + self.cfg.batch_size], sampling)
+            return out
+
+    def _generate(self, batch: list[ChatRequest], sampling: SamplingConfig) -> list[Reply]:
+        import torch
+        from PIL import Image
+
+        texts, images = [], []
+        try:
+            for r in batch:
+                msgs = []
+                for m in r.messages:
+                    content = m["content"]
+                    if isinstance(content, str):
+                        content = [text_part(content)]
+                    parts = []
+                    for p in content:
+                        if p["type"] == "image":
+                            with Image.open(p["path"]) as im:
+                                images.append(im.convert("RGB"))
+                            parts.append({"type": "image"})
+                        else:
+                            parts.append(p)
+                    msgs.append({"role": m["role"], "content": parts})
+                texts.append(self._processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True))
+        except OSError as e:
+            return [Reply(error="bad_image", detail=str(e)[:200]) for _ in batch]
+        inputs = self._processor(text=texts, images=images or None, padding=True, return_tensors="pt")
+        temperature = sampling.temperature if batch[0].temperature is None else batch[0].temperature
+        if batch[0].seed is not None:
+            torch.manual_seed(batch[0].seed)
+        tok = self._processor.tokenizer
+        try:
+            with torch.no_grad():
+                gen = self._model.generate(
+                    **inputs,
+                    max_new_tokens=sampling.max_tokens,
+                    do_sample=temperature > 0,
+                    temperature=temperature if temperature > 0 else None,
+                    top_p=sampling.top_p if temperature > 0 else None,
+                    pad_token_id=tok.pad_token_id,
+                )
+        except Exception as e:  # noqa: BLE001
+            return [Reply(error="engine_error", detail=str(e)[:200]) for _ in batch]
+        new = gen[:, inputs["input_ids"].shape[1] :]
+        eos = {t for t in [tok.eos_token_id, tok.pad_token_id] if t is not None}
+        replies = []
+        for row in new.tolist():
+            ended = any(t in eos for t in row)
+            if ended:
+                row = row[: next(i for i, t in enumerate(row) if t in eos)]
+            replies.append(Reply(text=tok.decode(row, skip_special_tokens=True), finish_reason="stop" if ended else "length"))
+        return replies
+
+
+def make_teacher(cfg: TeacherConfig) -> Teacher:
+    if cfg.backend == "openai":
+        return OpenAITeacher(cfg)
+    if cfg.backend == "vllm":
+        return VLLMTeacher(cfg)
+    if cfg.backend == "hf":
+        return HFTeacher(cfg)
+    raise TeacherError(f"unknown teacher backend {cfg.backend!r}")
