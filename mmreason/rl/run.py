@@ -22,7 +22,10 @@ class GRPOScriptArguments:
     eval_file: str | None = field(default=None, metadata={"help": "Optional records JSONL evaluated with eval_strategy."})
     reward_funcs: list[str] = field(
         default_factory=lambda: ["accuracy", "format"],
-        metadata={"help": "Reward functions by registry name (mmreason.rewards); weights: `reward_weights`."},
+        metadata={
+            "help": "Reward functions: names from the mmreason.rewards registry (accuracy, format, mcq_letter, "
+            "majority_vote, ...) or a dotted import path 'package.module.function'. Weights: `reward_weights`."
+        },
     )
     lenient: bool = field(
         default=False, metadata={"help": "Skip (and count) bad record lines instead of stopping at the first."}
@@ -61,10 +64,32 @@ def resolve_resume(value, output_dir: str):
     return str(value)
 
 
+def resolve_reward_funcs(names: list[str], num_generations: int) -> list:
+    """Registry names go to mmreason.rewards.build_reward_funcs (which binds num_generations for the
+    group-aware ones); names with a dot are imported as 'module.function'. Order is kept."""
+    import importlib
+
+    if not names:
+        raise ValueError("reward_funcs is empty: name at least one reward function")
+    registry = [n for n in names if "." not in n]
+    built = []
+    if registry:
+        from mmreason.rewards import build_reward_funcs
+
+        built = list(build_reward_funcs(registry, num_generations))
+    funcs = []
+    for name in names:
+        if "." in name:
+            module, attr = name.rsplit(".", 1)
+            funcs.append(getattr(importlib.import_module(module), attr))
+        else:
+            funcs.append(built.pop(0))
+    return funcs
+
+
 def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
     from transformers import AutoProcessor
 
-    from mmreason.rewards import build_reward_funcs
     from mmreason.rl.data import build_grpo_dataset, configure_processor
     from mmreason.rl.trainer import MMReasonGRPOTrainer
 
@@ -109,7 +134,7 @@ def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
 
     from trl import get_peft_config
 
-    reward_funcs = build_reward_funcs(list(script_args.reward_funcs), training_args.num_generations)
+    reward_funcs = resolve_reward_funcs(list(script_args.reward_funcs), training_args.num_generations)
     trainer = MMReasonGRPOTrainer(
         model=model_id,
         reward_funcs=reward_funcs,

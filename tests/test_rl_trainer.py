@@ -1,0 +1,322 @@
+"""The GRPO stage on the tiny Qwen2.5-VL: loss parity with stock TRL, one step per cov_mode, dynamic
+sampling, vLLM config wiring (without vllm), the prompt budget, resume. Rewards are local functions."""
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+NUM_GEN = 4
+
+
+# ---------------------------------------------------------------- fixtures and local rewards
+
+
+def varying_reward(completions, completion_ids, record_id, **kwargs):
+    """Position-in-group reward: always varies within a group, deterministic."""
+    return [float(i % NUM_GEN) for i in range(len(completions))]
+
+
+def accuracy(completions, completion_ids, record_id, **kwargs):
+    """Constant for even-numbered records (zero-variance groups), varying for odd ones."""
+    return [1.0 if int(r[1:]) % 2 == 0 else float(i % NUM_GEN) for i, r in enumerate(record_id)]
+
+
+@pytest.fixture(scope="module")
+def records_file(tmp_path_factory):
+    from PIL import Image
+
+    d = tmp_path_factory.mktemp("grpo_data")
+    (d / "images").mkdir()
+    recs = []
+    for i in range(8):
+        size = (56, 56) if i < 7 else (112, 112)  # the last one has 4x the image tokens
+        Image.new("RGB", size, (30 * i, 100, 0)).save(d / f"images/{i}.png")
+        recs.append({"id": f"q{i}", "question": "How many red shapes are there?" + " Count carefully." * i,
+                     "answer": str(i % 4), "answer_type": "integer", "images": [f"images/{i}.png"]})
+    path = d / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return path
+
+
+@pytest.fixture(scope="module")
+def processor(tiny_model_dir):
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(tiny_model_dir, padding_side="left")
+
+
+@pytest.fixture(scope="module")
+def dataset(records_file, processor):
+    from mmreason.rl.data import build_grpo_dataset
+
+    ds, _ = build_grpo_dataset(records_file, processor=processor)
+    return ds
+
+
+def common_args(tmp_path, **kw):
+    args = dict(
+        output_dir=str(tmp_path / "out"), per_device_train_batch_size=8, num_generations=NUM_GEN,
+        max_completion_length=12, bf16=False, gradient_checkpointing=False, report_to="none", logging_steps=1,
+        save_strategy="no", learning_rate=1e-2, seed=0, temperature=1.0,
+    )
+    args.update(kw)
+    return args
+
+
+def ours(tiny_model_dir, dataset, processor, tmp_path, reward=accuracy, **kw):
+    from mmreason.rl.config import MMReasonGRPOConfig
+    from mmreason.rl.trainer import MMReasonGRPOTrainer
+
+    return MMReasonGRPOTrainer(model=str(tiny_model_dir), reward_funcs=[reward],
+                               args=MMReasonGRPOConfig(**common_args(tmp_path, **kw)),
+                               train_dataset=dataset, processing_class=processor)
+
+
+def group_rows(dataset, ids):
+    return [dataset[i] for i in ids for _ in range(NUM_GEN)]
+
+
+# ---------------------------------------------------------------- loss parity
+
+
+def test_loss_equals_stock_trl_and_cov_losses_on_policy(tiny_model_dir, dataset, processor, tmp_path):
+    from trl import GRPOConfig, GRPOTrainer
+
+    kw = dict(beta=0.04)
+    stock = GRPOTrainer(model=str(tiny_model_dir), reward_funcs=[varying_reward],
+                        args=GRPOConfig(**common_args(tmp_path, **kw)), train_dataset=dataset,
+                        processing_class=processor)
+    mine = ours(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, **kw)
+    for t in (stock, mine):
+        t.model.train()
+        t.current_gradient_accumulation_steps = 1
+    torch.manual_seed(0)
+    inputs = stock._generate_and_score_completions(group_rows(dataset, [1, 2]))
+    assert inputs["advantages"].abs().sum() > 0 and "ref_per_token_logps" in inputs
+
+    def loss_and_grad(trainer):
+        trainer.model.zero_grad()
+        loss = trainer._compute_loss(trainer.model, inputs)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]
+
+    for loss_type in ("dapo", "grpo", "bnpo", "dr_grpo"):
+        stock.loss_type = mine.loss_type = loss_type
+        ref_loss, ref_grads = loss_and_grad(stock)
+        mine.args.cov_mode = "none"
+        loss, grads = loss_and_grad(mine)
+        assert torch.equal(loss, ref_loss), loss_type
+        assert all(torch.equal(a, b) for a, b in zip(grads, ref_grads))
+        # On-policy (ratio 1) with no token selected, Clip-Cov is the stock loss; KL-Cov's penalty |0| adds 0.
+        mine.args.cov_mode, mine.args.clip_cov_lb, mine.args.clip_cov_ub = "clip_cov", 1e8, 1e9
+        assert torch.allclose(loss_and_grad(mine)[0], ref_loss, atol=1e-6), loss_type
+        mine.args.cov_mode = "kl_cov"
+        assert torch.allclose(loss_and_grad(mine)[0], ref_loss, atol=1e-6), loss_type
+    # with tokens actually detached, Clip-Cov differs from the stock loss
+    mine.loss_type = "dapo"
+    mine.args.cov_mode, mine.args.clip_cov_lb, mine.args.clip_cov_ub, mine.args.clip_cov_ratio = "clip_cov", -1e9, 1e9, 0.5
+    stock.loss_type = "dapo"
+    assert not torch.allclose(loss_and_grad(mine)[0], loss_and_grad(stock)[0])
+    assert mine._metrics["train"]["cov/frac_selected"][-1] > 0.4
+
+
+# ---------------------------------------------------------------- one step per cov_mode
+
+
+@pytest.mark.parametrize("cov_mode", ["none", "clip_cov", "kl_cov"])
+def test_one_step_changes_parameters_and_logs(cov_mode, tiny_model_dir, dataset, processor, tmp_path):
+    # kl_cov off-policy (two micro-batches per generation, one per optimizer step) so its penalty acts
+    extra = dict(steps_per_generation=2) if cov_mode == "kl_cov" else {}
+    trainer = ours(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, cov_mode=cov_mode,
+                   max_steps=2 if cov_mode == "kl_cov" else 1, clip_cov_lb=0.0, clip_cov_ratio=0.05, **extra)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    changed = [n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])]
+    assert len(changed) > len(before) // 2
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    for key in ("entropy/token_mean", "entropy/seq_mean", "cov/mean", "cov/max", "cov/frac_selected",
+                "rewards/varying_reward/mean"):
+        assert key in logs[0], key
+    assert logs[0]["entropy/token_mean"] > 0
+    if cov_mode != "none":
+        assert logs[0]["cov/frac_selected"] > 0
+
+
+def test_kl_cov_on_policy_warns_loudly(tmp_path):
+    from mmreason.rl.config import MMReasonGRPOConfig
+
+    with pytest.warns(UserWarning, match="does NOTHING"):
+        MMReasonGRPOConfig(**common_args(tmp_path, cov_mode="kl_cov"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        MMReasonGRPOConfig(**common_args(tmp_path, cov_mode="kl_cov", num_iterations=2))
+    with pytest.raises(ValueError, match="cov_mode"):
+        MMReasonGRPOConfig(**common_args(tmp_path, cov_mode="clip_cov", loss_type="cispo"))
+    with pytest.raises(ValueError):
+        MMReasonGRPOConfig(**common_args(tmp_path, cov_mode="clipcov"))
+
+
+# ---------------------------------------------------------------- dynamic sampling
+
+
+def test_zero_variance_groups():
+    from mmreason.rl.trainer import zero_variance_groups
+
+    r = torch.tensor([1.0, 1, 1, 0, 0, 0, 0, 0, 2, 2, float("nan"), 2, float("nan"), 1, float("nan"), float("nan")])
+    assert zero_variance_groups(r, 4).tolist() == [False, True, True, True]
+
+
+def test_dynamic_sampling_drops_exactly_zero_variance_groups(tiny_model_dir, dataset, processor, tmp_path):
+    trainer = ours(tiny_model_dir, dataset, processor, tmp_path, dynamic_sampling=True, beta=0.0)
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1
+    out = trainer._generate_and_score_completions(group_rows(dataset, [0, 1, 2, 3]))  # q0, q2 constant
+    keep = out["tool_mask"].bool().any(dim=1)
+    assert keep.tolist() == [False] * 4 + [True] * 4 + [False] * 4 + [True] * 4
+    assert torch.equal(out["tool_mask"][keep], torch.ones_like(out["tool_mask"][keep]))
+    assert int(out["num_items_in_batch"]) == int(out["completion_mask"][keep].sum())
+    assert trainer._metrics["train"]["dynamic_sampling/dropped_groups"][-1] == 2
+    # the dropped rows no longer reach the loss: zeroing their advantages changes nothing
+    loss = trainer._compute_loss(trainer.model, out)
+    out2 = dict(out, advantages=out["advantages"].masked_fill(~keep, 123.0))
+    assert torch.equal(trainer._compute_loss(trainer.model, out2), loss)
+    with pytest.raises(ValueError, match="dynamic_sampling_reward"):
+        ours(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, dynamic_sampling=True)
+
+
+# ---------------------------------------------------------------- prompt budget and unlabeled data
+
+
+def test_prompt_budget_drops_long_prompts_with_count(records_file, processor, tiny_model_dir, dataset, tmp_path):
+    from trl.data_utils import prepare_multimodal_messages
+
+    from mmreason.rl.data import build_grpo_dataset, prompt_length
+
+    lengths = [prompt_length(processor, row["prompt"], row["images"]) for row in dataset]
+    # the count is the one TRL's own prompt tokenization produces
+    trainer = ours(tiny_model_dir, dataset, processor, tmp_path)
+    row = dataset[7]
+    ids, _, _ = trainer._tokenize_prompts([prepare_multimodal_messages(row["prompt"], images=row["images"])])
+    assert len(ids[0]) == lengths[7]
+    assert lengths[7] - lengths[6] > 20  # the larger image costs many image tokens
+    budget = sorted(lengths)[4]
+    ds, report = build_grpo_dataset(records_file, processor=processor, max_prompt_length=budget)
+    want = [f"q{i}" for i, n in enumerate(lengths) if n <= budget]
+    assert ds["record_id"] == want and report.dropped_long == 8 - len(want) > 0
+    assert report.longest_kept == budget and f"{report.dropped_long} prompts dropped" in report.summary()
+    with pytest.raises(ValueError, match="every prompt"):
+        build_grpo_dataset(records_file, processor=processor, max_prompt_length=min(lengths) - 1)
+
+
+def test_unlabeled_records_load_when_answers_not_required(tmp_path, records_file):
+    from mmreason.records import RecordError
+    from mmreason.rl.data import build_grpo_dataset
+
+    lines = records_file.read_text().splitlines()
+    rows = [json.loads(l) for l in lines]
+    for r in rows:
+        r["answer"] = None
+        r["images"] = [str(records_file.parent / p) for p in r["images"]]
+    path = tmp_path / "unlabeled.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + "{not json\n")
+    with pytest.raises(RecordError):
+        build_grpo_dataset(path, require_answer=False)
+    ds, report = build_grpo_dataset(path, require_answer=False, lenient=True)
+    assert len(ds) == 8 and ds["answer"] == [None] * 8 and report.skipped_bad == 1
+    assert set(ds.column_names) == {"prompt", "images", "answer", "answer_type", "choices", "record_id"}
+
+
+# ---------------------------------------------------------------- config wiring (vLLM without vllm)
+
+
+def test_paper_configs_reach_trl_intact(tiny_model_dir, dataset, processor, tmp_path, monkeypatch):
+    import trl.trainer.grpo_trainer as grpo_mod
+
+    from mmreason.records import BOXED_SUFFIX
+    from mmreason.rl.run import make_parser
+    from mmreason.rl.trainer import MMReasonGRPOTrainer
+
+    for size, mem, tp in (("3b", 0.5, 1), ("7b", 0.4, 2)):
+        script, args, model = make_parser().parse_args_and_config(
+            args=["--config", str(REPO / f"configs/grpo/qwen2_5_vl_{size}.yaml"), "--bf16", "false",
+                  "--output_dir", str(tmp_path / size), "--learning_rate", "1e-6"]
+        )
+        assert (args.use_vllm, args.vllm_mode, args.vllm_gpu_memory_utilization, args.vllm_tensor_parallel_size) == (
+            True, "colocate", mem, tp)
+        assert (args.num_generations, args.temperature, args.top_p, args.max_completion_length) == (10, 0.7, 0.99, 2048)
+        assert (args.learning_rate, str(args.lr_scheduler_type), args.beta, args.epsilon, args.epsilon_high) == (
+            1e-6, "SchedulerType.CONSTANT", 0.01, 0.2, 0.3)
+        assert (args.weight_decay, args.max_grad_norm, args.cov_mode) == (0.01, 1.0, "none")
+        assert script.max_pixels == 1204224 and script.prompt_suffix == BOXED_SUFFIX
+        assert script.reward_funcs == ["accuracy", "format"] and args.reward_weights == [1.0, 0.1]
+        assert model.model_name_or_path == f"runs/qwen2_5_vl_{size}/sft" and model.dtype == "bfloat16"
+    # CLI overrides win over the YAML
+    _, args, _ = make_parser().parse_args_and_config(
+        args=["--config", str(REPO / "configs/grpo/qwen2_5_vl_3b.yaml"), "--bf16", "false",
+              "--vllm_gpu_memory_utilization", "0.3", "--cov_mode", "clip_cov", "--output_dir", str(tmp_path / "o")]
+    )
+    assert args.vllm_gpu_memory_utilization == 0.3 and args.cov_mode == "clip_cov"
+
+    seen = {}
+
+    class FakeVLLMGeneration:
+        def __init__(self, **kwargs):
+            seen.update(kwargs)
+
+    monkeypatch.setattr(grpo_mod, "VLLMGeneration", FakeVLLMGeneration)
+    args.gradient_checkpointing = False
+    MMReasonGRPOTrainer(model=str(tiny_model_dir), reward_funcs=[accuracy, varying_reward], args=args, train_dataset=dataset,
+                        processing_class=processor)
+    assert (seen["mode"], seen["gpu_memory_utilization"], seen["tensor_parallel_size"]) == ("colocate", 0.3, 1)
+    assert (seen["temperature"], seen["top_p"], seen["max_completion_length"], seen["max_model_length"]) == (
+        0.7, 0.99, 2048, 6144)
+    assert "vllm" not in sys.modules
+
+
+def test_tiny_demo_config_parses():
+    from mmreason.rl.run import make_parser
+
+    script, args, model = make_parser().parse_args_and_config(args=["--config", str(REPO / "configs/grpo/tiny_demo.yaml")])
+    assert model.model_name_or_path == "runs/demo/sft" and args.output_dir == "runs/demo/grpo"
+    assert script.train_file == "runs/demo/data/train.jsonl"
+    assert (args.bf16, args.gradient_checkpointing, args.report_to, args.logging_steps, args.log_completions) == (
+        False, False, [], 1, False)
+    assert args.use_vllm is False
+
+
+# ---------------------------------------------------------------- stage script: train, save, resume
+
+
+def test_run_main_trains_saves_and_resumes(tiny_model_dir, records_file, tmp_path, monkeypatch):
+    from mmreason.rl.plot import main as plot_main
+    from mmreason.rl.run import main
+
+    (tmp_path / "my_rewards.py").write_text(
+        "def accuracy(completions, record_id, **kw):\n    return [float(i % 4) for i in range(len(completions))]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "grpo"
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        f"model_name_or_path: {tiny_model_dir}\ntrain_file: {records_file}\noutput_dir: {out}\n"
+        "reward_funcs: [my_rewards.accuracy]\nper_device_train_batch_size: 8\nnum_generations: 4\n"
+        "max_completion_length: 8\nbf16: false\ngradient_checkpointing: false\nreport_to: none\nlogging_steps: 1\n"
+        "save_strategy: steps\nsave_steps: 1\nmax_steps: 2\ncov_mode: clip_cov\nresume_from_checkpoint: auto\n"
+        "max_prompt_length: 300\nlearning_rate: 1.0e-3\n"
+    )
+    assert main(["--config", str(cfg)]) == 0
+    assert (out / "checkpoint-2").is_dir() and (out / "model.safetensors").is_file()
+    first = [h for h in json.loads((out / "checkpoint-2/trainer_state.json").read_text())["log_history"] if "loss" in h]
+    assert main(["--config", str(cfg), "--max_steps", "3"]) == 0  # resumes from checkpoint-2
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
+    logged = [h for h in state["log_history"] if "loss" in h]
+    assert [h["step"] for h in logged] == [1, 2, 3]
+    assert logged[:2] == first  # steps 1-2 come from the checkpoint (a fresh run would re-time them), not re-run
+    assert plot_main(["--run", str(out)]) == 0
+    assert (out / "entropy_law.png").is_file() and (out / "entropy.png").is_file()
