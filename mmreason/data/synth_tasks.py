@@ -125,7 +125,7 @@ def qa_count(scene: dict) -> QA:
         question=f"How many {col} shapes are in the image?",
         answer=str(len(kinds)),
         answer_type="integer",
-        solution=f"The {col} shapes are: {', '.join(kinds)}. That is {len(kinds)} shapes. \\boxed{{{len(kinds)}}}",
+        solution=f"The {col} shapes are: {', '.join(kinds)}. Counting them gives {len(kinds)}. \\boxed{{{len(kinds)}}}",
     )
 
 

@@ -1,0 +1,141 @@
+"""Records -> the conversational SFT dataset TRL's vision collator reads.
+
+Each example is {"messages": [...], "images": [absolute paths]}; the collator puts each path in its
+image block and the processor opens it at batch time, so no pixels are held in memory or in Arrow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mmreason.records import LoadReport, Record, RecordError, iter_records, record_from_dict, to_sft_example
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DataReport:
+    """What was loaded and what was skipped (lenient mode), per source."""
+
+    loaded: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    sources: list[dict] = field(default_factory=list)
+
+    def add(self, rep: LoadReport) -> None:
+        self.sources.append({"path": rep.path, "loaded": rep.loaded, "skipped": len(rep.skipped)})
+        self.skipped += [{"where": e.where, "reason": e.reason} for e in rep.skipped]
+
+    def summary(self) -> str:
+        lines = [f"SFT data: {self.loaded} examples, {len(self.skipped)} skipped"]
+        lines += [f"  skipped {s['where']}: {s['reason']}" for s in self.skipped[:20]]
+        if len(self.skipped) > 20:
+            lines.append(f"  ... and {len(self.skipped) - 20} more")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {"loaded": self.loaded, "skipped": self.skipped, "sources": self.sources}
+
+
+def _line_numbers(path: Path) -> dict[str, int]:
+    """id -> line number, to name `file:line` for checks made after `load_records`."""
+    out: dict[str, int] = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            try:
+                rid = json.loads(line).get("id")
+            except (json.JSONDecodeError, AttributeError):
+                continue
+            if isinstance(rid, str):
+                out.setdefault(rid, lineno)
+    return out
+
+
+def _hf_records(spec: str, strict: bool, report: LoadReport):
+    """Records from a Hugging Face dataset (a `save_to_disk` folder or a Hub id) with record-field columns."""
+    import datasets
+
+    if os.path.isdir(spec):
+        ds = datasets.load_from_disk(spec)
+        base = spec
+    else:
+        ds = datasets.load_dataset(spec, split="train")
+        base = "."
+    if isinstance(ds, datasets.DatasetDict):
+        ds = ds["train"]
+    for i, row in enumerate(ds):
+        row = {k: v for k, v in row.items() if v is not None or k in ("answer",)}
+        try:
+            rec = record_from_dict(row, f"{spec}[{i}]", base)
+        except RecordError as e:
+            if strict:
+                raise
+            report.skipped.append(e)
+            continue
+        report.loaded += 1
+        yield rec
+
+
+def _sft_problem(rec: Record) -> str | None:
+    if not rec.solution:
+        return "field 'solution' (the SFT target) is missing or empty"
+    if rec.video is not None:
+        return "video records are not supported by the SFT stage (TRL's vision collator takes images only)"
+    return None
+
+
+def load_sft_records(
+    paths: list[str], lenient: bool = False, max_samples: int | None = None
+) -> tuple[list[Record], DataReport]:
+    """Load and validate training records (each needs a `solution`). Strict: the first bad record raises
+    `RecordError` naming `file:line`. Lenient: bad records are skipped and listed in the report."""
+    if not paths:
+        raise ValueError("no train_files given")
+    report = DataReport()
+    out: list[Record] = []
+    for spec in paths:
+        rep = LoadReport(str(spec))
+        p = Path(spec)
+        if p.is_file():
+            recs = iter_records(p, strict=not lenient, report=rep)
+            lines = None
+        else:
+            recs = _hf_records(str(spec), not lenient, rep)
+            lines = {}
+        for rec in recs:
+            problem = _sft_problem(rec)
+            if problem:
+                if lines is None:
+                    lines = _line_numbers(p)
+                where = f"{p}:{lines[rec.id]}" if rec.id in lines else f"{spec} (id {rec.id})"
+                err = RecordError(where, problem)
+                if not lenient:
+                    raise err
+                rep.loaded -= 1
+                rep.skipped.append(err)
+                continue
+            out.append(rec)
+        report.add(rep)
+    if max_samples is not None:
+        out = out[:max_samples]
+    report.loaded = len(out)
+    if report.skipped:
+        logger.warning(report.summary())
+    if not out:
+        raise ValueError(f"no usable training records in {paths}\n{report.summary()}")
+    return out, report
+
+
+def build_sft_dataset(records: list[Record], system_prompt: str | None = None, prompt_suffix: str | None = None):
+    """A `datasets.Dataset` with 'messages' and 'images' (absolute paths) columns."""
+    from datasets import Dataset
+
+    rows = []
+    for rec in records:
+        ex = to_sft_example(rec, system=system_prompt, suffix=prompt_suffix or None)
+        ex["images"] = [str(Path(p).resolve()) for p in ex["images"]]
+        rows.append(ex)
+    return Dataset.from_list(rows)
