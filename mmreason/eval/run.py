@@ -130,6 +130,12 @@ def run_benchmark(model: str | None, benchmark: str, output_dir: str | os.PathLi
     else:
         raise ValueError(f"spec {spec.name}: scorer {spec.scorer!r} is not a benchmark scorer (mathvista|wemath)")
 
+    missing = [str(i) for _, _, imgs in prompts for i in imgs if isinstance(i, (str, Path)) and not Path(i).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{spec.name}: {len(missing)} image file(s) not found, e.g. {missing[0]} (MathVista images ship only "
+            f"with the Hub dataset {spec.hub_id}: unpack its images/ into the data folder, or run online without "
+            f"--data-dir)")
     write_json(out / "run_config.json", {"model": model, "benchmark": spec.name, "spec": spec.source, "mode": mode,
                                          "backend": backend, "limit": limit, "settings": settings.__dict__,
                                          "system_prompt": spec.system_prompt, "prompt_template": spec.prompt_template})

@@ -1,0 +1,192 @@
+"""End-to-end `mmreason eval run` on the tiny model: We-Math testmini (--limit), kill and resume,
+records evaluation, LoRA adapters, the prediction cache, the vLLM wiring."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from mmreason.eval.cache import PredictionCache
+from mmreason.eval.cli import main as eval_main
+from mmreason.eval.run import run_benchmark
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _ids(path):
+    return [json.loads(line)["id"] for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def test_cache_repairs_partial_last_line(tmp_path):
+    p = tmp_path / "predictions.jsonl"
+    p.write_text('{"id": "a", "response": "x"}\n{"id": "b", "response": "y"}\n{"id": "c", "resp')
+    c = PredictionCache(p)
+    assert set(c.rows) == {"a", "b"} and c.repaired > 0
+    assert c.append([{"id": "b", "response": "dup"}, {"id": "c", "response": "z"}]) == 1
+    assert _ids(p) == ["a", "b", "c"] and PredictionCache(p).get("b")["response"] == "y"
+    p.write_text('{"id": "a"}\nnot json\n{"id": "b"}\n')
+    with pytest.raises(ValueError, match="corrupt line"):
+        PredictionCache(p)
+
+
+def test_wemath_run_complete_outputs(tiny_model_dir, benchmarks_dir, tmp_path):
+    out = tmp_path / "out"
+    rc = eval_main(["run", "--model", str(tiny_model_dir), "--benchmark", str(REPO / "eval" / "wemath_official.yaml"),
+                    "--data-dir", str(benchmarks_dir / "wemath"), "--limit", "7", "--max-new-tokens", "4",
+                    "--batch-size", "4", "--output-dir", str(out), "--no-progress"])
+    assert rc == 0
+    s = json.loads((out / "scores.json").read_text())
+    assert s["benchmark"] == "wemath" and s["mode"] == "official" and s["official"] is True
+    assert len(s["per_item"]) == 6 and s["missing"] == []  # whole groups only: 2 two-step problems x 3 rows
+    assert s["IK"] + s["IG"] + s["CM_strict"] + s["RM_strict"] == s["n_composite"] == 2
+    assert sorted(_ids(out / "predictions.jsonl")) == sorted(s["per_item"])
+    assert (out / "report.md").is_file() and (out / "wemath_4d.png").stat().st_size > 1000
+    cfg = json.loads((out / "run_config.json").read_text())
+    assert cfg["settings"]["max_new_tokens"] == 4 and cfg["prompt_template"] == "{query}"
+    # a rerun generates nothing and scores the same
+    s2 = run_benchmark(str(tiny_model_dir), "wemath", out, data_dir=str(benchmarks_dir / "wemath"), limit=7,
+                       mode="official", max_new_tokens=4, progress=False, backend_obj=object())
+    assert s2["generation"]["generated"] == 0 and s2["per_item"] == s["per_item"]
+
+
+class _Boom(RuntimeError):
+    pass
+
+
+def test_interrupted_run_resumes_without_loss_or_duplicates(tiny_model_dir, benchmarks_dir, tmp_path):
+    """An exception after 2 batches (in-process), then a rerun: every item scored exactly once."""
+    out = tmp_path / "out"
+    kw = dict(data_dir=str(benchmarks_dir / "wemath"), limit=9, batch_size=2, max_new_tokens=3,
+              progress=False, mode="official")
+
+    def boom(n):
+        if n == 2:
+            raise _Boom
+
+    with pytest.raises(_Boom):
+        run_benchmark(str(tiny_model_dir), "wemath", out, on_batch=boom, **kw)
+    assert len(_ids(out / "predictions.jsonl")) == 4
+    s = run_benchmark(str(tiny_model_dir), "wemath", out, **kw)
+    ids = _ids(out / "predictions.jsonl")
+    assert len(ids) == len(set(ids)) == 9 and s["total"] == 9 and set(s["per_item"]) == set(ids)
+    assert s["generation"] == s["generation"] | {"generated": 5, "cached": 4}
+
+
+def test_mathvista_run_names_missing_images(tiny_model_dir, benchmarks_dir, tmp_path):
+    """The local MathVista copy has no images (they ship with the Hub dataset): a clear error, before any
+    model is loaded."""
+    with pytest.raises(FileNotFoundError, match=r"image file\(s\) not found, e.g. .*images/1.jpg"):
+        run_benchmark(str(tiny_model_dir), "mathvista", tmp_path, data_dir=str(benchmarks_dir / "mathvista"),
+                      limit=3, progress=False, backend_obj=object())
+
+
+def test_killed_subprocess_resumes(tiny_model_dir, benchmarks_dir, tmp_path):
+    """SIGKILL a real `mmreason eval run` once its cache has lines, tear the last line, rerun."""
+    out = tmp_path / "out"
+    args = ["run", "--model", str(tiny_model_dir), "--benchmark", "wemath", "--data-dir",
+            str(benchmarks_dir / "wemath"), "--limit", "12", "--batch-size", "1", "--max-new-tokens", "6",
+            "--output-dir", str(out), "--no-progress"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "mmreason", "eval", *args], env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cache = out / "predictions.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if cache.exists() and cache.read_text().count("\n") >= 2:
+            break
+        time.sleep(0.05)
+    killed = proc.poll() is None
+    if killed:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert killed, "the run finished before it could be killed"
+    n_before = len(_ids(cache))
+    assert 2 <= n_before < 12
+    with open(cache, "a") as f:
+        f.write('{"id": "2steps_9|2steps_1", "respo')  # a torn write
+    assert eval_main(args) == 0
+    ids = _ids(cache)
+    s = json.loads((out / "scores.json").read_text())
+    assert len(ids) == len(set(ids)) == len(s["per_item"]) == 12
+    assert s["generation"]["cached"] == n_before and s["generation"]["generated"] == 12 - n_before
+
+
+def _write_records(tmp_path, n=6):
+    img_dir = tmp_path / "images"
+    img_dir.mkdir()
+    lines = []
+    for i in range(n):
+        Image.new("RGB", (56, 56), (40 * i, 0, 0)).save(img_dir / f"r{i}.png")
+        rec = {"id": f"r{i}", "question": f"How many red shapes? ({i})", "answer": str(i), "answer_type": "integer",
+               "images": [f"images/r{i}.png"], "source": f"synth/{'count' if i % 2 else 'color'}",
+               "metadata": {"task": "count" if i % 2 else "color"}}
+        lines.append(json.dumps(rec))
+    lines.append(json.dumps({"id": "bad", "question": "q"}))  # invalid: counted as skipped, no crash
+    path = tmp_path / "test.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_evaluate_records_api_and_cli(tiny_model_dir, tmp_path):
+    from mmreason.eval import evaluate_records
+    from mmreason.eval.records_eval import score_records
+    from mmreason.records import load_records
+
+    path = _write_records(tmp_path)
+    s = evaluate_records(str(tiny_model_dir), path, tmp_path / "out", batch_size=4, max_new_tokens=4, progress=False)
+    assert s["total"] == 6 and 0.0 <= s["accuracy"] <= 1.0 and len(s["skipped_records"]) == 1
+    assert set(s["per_task"]) == {"count", "color"} and set(s["per_source"]) == {"synth/count", "synth/color"}
+    scored = [json.loads(x) for x in (tmp_path / "out" / "predictions_scored.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in scored] == [f"r{i}" for i in range(6)]
+    assert (tmp_path / "out" / "report.md").is_file() and (tmp_path / "out" / "records_accuracy.png").is_file()
+    # scoring itself: boxed extraction and answer-type comparison
+    recs, _ = load_records(path, strict=False)
+    resp = {"r0": "\\boxed{0}", "r1": "so \\boxed{2} no, \\boxed{1}", "r2": "2", "r3": "\\boxed{3.0}", "r4": None}
+    sc = score_records(recs, resp)
+    assert [sc["per_item"][f"r{i}"]["correct"] for i in range(6)] == [True, True, False, True, False, False]
+    assert sc["correct"] == 3 and sc["accuracy"] == 0.5 and sc["missing"] == ["r5"]
+    # the CLI path on the same file resumes from the cache (nothing left to generate)
+    assert eval_main(["run", "--model", str(tiny_model_dir), "--benchmark", str(path),
+                      "--output-dir", str(tmp_path / "out"), "--max-new-tokens", "4", "--no-progress"]) == 0
+    assert json.loads((tmp_path / "out" / "scores.json").read_text())["generation"]["generated"] == 0
+
+
+def test_lora_adapter_loaded_onto_base(tiny_model_dir, tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    from mmreason.eval.generate import GenerationSettings, HFBackend
+
+    base = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+    ref = {k: v.clone() for k, v in base.state_dict().items()}
+    peft_model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    adapter = tmp_path / "adapter"
+    peft_model.save_pretrained(adapter)
+    assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_model_dir)
+    be = HFBackend(str(adapter), GenerationSettings(max_new_tokens=3, batch_size=2))
+    sd = be.model.state_dict()
+    changed = [k for k in ref if "q_proj.weight" in k and not torch.equal(sd[k], ref[k])]
+    assert changed and not any("lora" in k for k in sd)  # merged into the base weights
+    msgs = [{"role": "user", "content": [{"type": "text", "text": "hello"}]}]
+    assert len(be.generate([(msgs, [])] * 3, progress=False)) == 3
+
+
+def test_vllm_backend_wiring(monkeypatch, tiny_model_dir):
+    import importlib.util
+
+    from mmreason.eval import generate
+
+    assert "vllm" not in sys.modules  # never imported at module top level
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm installed: the engine needs a GPU")
+    with pytest.raises(ImportError, match="--backend hf"):
+        generate.load_backend(str(tiny_model_dir), "vllm")
+    with pytest.raises(ValueError, match="unknown backend"):
+        generate.load_backend(str(tiny_model_dir), "tgi")
