@@ -1,0 +1,49 @@
+"""Benchmark specs (eval/*.yaml) and the generation input helpers."""
+
+from pathlib import Path
+
+import pytest
+
+from mmreason.eval.generate import GenerationSettings, fill_images
+from mmreason.eval.spec import PRESETS, load_spec
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "eval").glob("*.yaml")), ids=lambda p: p.name)
+def test_repo_specs_load(path):
+    spec = load_spec(path)
+    assert spec.scorer in ("mathvista", "wemath")
+    assert spec.system_prompt == "You are a helpful assistant." and spec.temperature == 0.2
+    assert spec.max_new_tokens == 16384
+    # the template only uses fields the runner provides
+    spec.prompt_template.format(query="q", question="q", choices="c", option="o", instruction="i")
+
+
+def test_names_resolve_to_repo_specs_and_presets():
+    assert load_spec("mathvista").source.endswith("eval/mathvista.yaml")
+    for name, preset in PRESETS.items():
+        assert load_spec(name).scorer == preset["scorer"]
+    with pytest.raises(ValueError, match="unknown benchmark"):
+        load_spec("mmmu")
+
+
+def test_bad_spec_names_the_file_and_field(tmp_path):
+    p = tmp_path / "b.yaml"
+    p.write_text("name: x\nscorer: mathvista\ntemprature: 0.1\n")
+    with pytest.raises(ValueError, match=r"b.yaml: unknown field\(s\) \['temprature'\]"):
+        load_spec(p)
+    p.write_text("name: x\n")
+    with pytest.raises(ValueError, match="missing required field 'scorer'"):
+        load_spec(p)
+
+
+def test_fill_images_checks_counts_and_sets_pixels():
+    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "q"}]}]
+    filled = fill_images(msgs, ["a.png"], GenerationSettings(min_pixels=3136, max_pixels=12544))
+    assert filled[0]["content"][0] == {"type": "image", "image": "a.png", "min_pixels": 3136, "max_pixels": 12544}
+    assert "image" not in msgs[0]["content"][0]  # input untouched
+    with pytest.raises(ValueError, match="more image placeholders"):
+        fill_images(msgs, [], GenerationSettings())
+    with pytest.raises(ValueError, match="more images than"):
+        fill_images(msgs, ["a", "b"], GenerationSettings())
