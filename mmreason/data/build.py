@@ -48,26 +48,25 @@ LEDGER, STATE, STATS = "ledger.jsonl", "build_state.json", "stats.json"
 # ---------------------------------------------------------------- verification
 
 
-def make_verifier(timeout: float) -> Callable[[str | None, Record], bool]:
-    """Answer check: mmreason.rewards.verify_pool (hard per-call timeout in a process pool) when present,
-    else mmreason.answers.match_answer in-process."""
+def make_verifier(timeout: float) -> Callable[[str | None, Record], str]:
+    """Answer check -> correct | incorrect | timeout | error. Runs through mmreason.rewards.verify_pool
+    (in-process quick checks, math-verify in worker processes with a hard per-call timeout); falls back to
+    mmreason.answers.match_answer in-process when that module is absent."""
     try:
-        from mmreason.rewards import verify_pool  # type: ignore[attr-defined]
-
-        pooled = getattr(verify_pool, "match_answer", None)
-    except ImportError:
-        pooled = None
+        from mmreason.rewards.verify_pool import verify_many
+    except ImportError:  # pragma: no cover - the pool is part of the package
+        verify_many = None
     from mmreason.answers import match_answer
 
-    def verify(pred: str | None, rec: Record) -> bool:
+    def verify(pred: str | None, rec: Record) -> str:
         if pred is None or rec.answer is None:
-            return False
+            return "incorrect"
+        if verify_many is not None:
+            return verify_many([(pred, rec.answer, rec.answer_type, rec.choices, rec.precision)], timeout=timeout)[0].status
         try:
-            if pooled is not None:
-                return bool(pooled(pred, rec.answer, rec.answer_type, rec.choices, rec.precision, timeout=timeout))
-            return bool(match_answer(pred, rec.answer, rec.answer_type, rec.choices, rec.precision))
+            return "correct" if match_answer(pred, rec.answer, rec.answer_type, rec.choices, rec.precision) else "incorrect"
         except Exception:  # noqa: BLE001 - an answer that cannot be parsed is simply not verified
-            return False
+            return "error"
 
     return verify
 
@@ -168,8 +167,14 @@ class Builder:
                                        "recipe_file": self.r.path}, indent=1))
             os.replace(tmp, state_path)
         ledger, bad_ledger = read_jsonl_repair(self.out / LEDGER)
-        done = {row["source_id"]: row for row in ledger}
         records, bad_records = read_jsonl_repair(self.records_path)
+        per_source = Counter(row.get("metadata", {}).get("source_id") for row in records)
+        # The committed prefix: ledger rows up to the first one whose records are not all there.
+        n_ok = next((i for i, row in enumerate(ledger) if per_source[row.get("source_id")] < row.get("kept", 0)), len(ledger))
+        if n_ok < len(ledger):
+            ledger = ledger[:n_ok]
+            rewrite_jsonl(self.out / LEDGER, ledger)
+        done = {row["source_id"]: row for row in ledger}
         keep, seen = [], set()
         for row in records:
             sid = row.get("metadata", {}).get("source_id")

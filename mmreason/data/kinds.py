@@ -6,7 +6,7 @@ Each sample ends in exactly one outcome, counted in stats.json:
 
   accepted | over_cap (accepted beyond keep_per_question) | wrong_answer | no_answer (no \\boxed{}) |
   empty | truncated (finish_reason=length) | http_error | timeout | connection_error | malformed_response |
-  engine_error | bad_image | too_short | too_long | short_caption | no_pair (reflection: no partner sample) |
+  engine_error | bad_image | verify_timeout | verify_error | too_short | too_long | short_caption | no_pair (reflection: no partner sample) |
   wrong_attempt_used (reflection: the wrong half of a kept pair) | duplicate (synth questions)
 
 Targets always end at a verified answer: the final text is re-extracted and re-verified before it is kept.
@@ -26,7 +26,7 @@ from mmreason.data.recipe import Recipe, render
 from mmreason.data.teachers import ChatRequest, Reply, Teacher, image_part, text_part
 from mmreason.records import LETTERS, Record, question_text
 
-Verifier = Callable[[str | None, Record], bool]
+Verifier = Callable[[str | None, Record], str]  # -> correct | incorrect | timeout | error
 
 
 @dataclass
@@ -136,7 +136,8 @@ class Runner:
         pred = extract_boxed(text)
         if pred is None:
             return "no_answer"
-        return None if self.verify(pred, rec) else "wrong_answer"
+        status = self.verify(pred, rec)
+        return {"correct": None, "incorrect": "wrong_answer", "timeout": "verify_timeout"}.get(status, "verify_error")
 
     def accept(self, out: Outcome, rec: Record, text: str, i: int, extra: dict | None = None) -> None:
         why = self.final_check(text, rec)
@@ -161,7 +162,8 @@ class Runner:
         pred = extract_boxed(text)
         if pred is None:
             return "no_answer"
-        return "correct" if self.verify(pred, rec) else "wrong"
+        status = self.verify(pred, rec)
+        return {"correct": "correct", "incorrect": "wrong"}.get(status, "no_answer")  # unverifiable: not usable
 
     # ------------------------------------------------------------------ kinds
     def run(self, rec: Record) -> Outcome:

@@ -55,6 +55,7 @@ class LoopbackServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            wbufsize = 1 << 16  # headers + body in one send: no Nagle / delayed-ACK stall per reply
 
             def log_message(self, *args):  # quiet
                 pass

@@ -6,8 +6,8 @@
   HTTP 429/5xx, malformed JSON) are retried with exponential backoff and full jitter. Base URL and key come
   from the recipe or `$OPENAI_BASE_URL` / `$OPENAI_API_KEY` like the OpenAI client; the key is never logged.
 - `VLLMTeacher`: the vLLM offline engine (GPU only; imported lazily on first use).
-- `HFTeacher`: local transformers generation, batched, CPU-capable (reuses `mmreason.eval` generation when
-  that module provides `generate_batch`, else a minimal adapter here).
+- `HFTeacher`: local transformers generation, batched, CPU-capable (model loading and image handling are
+  `mmreason.eval.generate.HFBackend`'s).
 
 A reply never raises: failures come back as `Reply(error=...)` so the builder counts them.
 """
@@ -15,6 +15,7 @@ A reply never raises: failures come back as `Reply(error=...)` so the builder co
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import mimetypes
@@ -63,7 +64,14 @@ def image_part(path: str | Path) -> dict:
 
 
 def data_url(path: str | Path) -> str:
-    """Base64 data URL of an image file; the MIME type is taken from the bytes (a JPEG named .png is fine)."""
+    """Base64 data URL of an image file; the MIME type is taken from the bytes (a JPEG named .png is fine).
+    Cached per (path, size, mtime): the k samples of a question send the same image."""
+    st = os.stat(path)
+    return _data_url(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _data_url(path: str, size: int, mtime_ns: int) -> str:
     raw = Path(path).read_bytes()
     mime = _sniff_mime(raw) or mimetypes.guess_type(str(path))[0] or "image/png"
     return f"data:{mime};base64,{base64.b64encode(raw).decode('ascii')}"
@@ -243,7 +251,9 @@ class VLLMTeacher(Teacher):
 
 
 class HFTeacher(Teacher):
-    """Local transformers generation (batched; CPU works). Loads the model on first use."""
+    """Local transformers generation (batched; CPU works). Loading, LoRA adapters and image filling are
+    `mmreason.eval.generate.HFBackend`'s; the generate call is ours because the builder needs each reply's
+    finish reason (a reply that hit max_tokens is dropped as truncated)."""
 
     name = "hf"
 
@@ -251,82 +261,80 @@ class HFTeacher(Teacher):
         self.cfg = cfg
         self.parallel_questions = 1
         self._lock = threading.Lock()
-        self._model = None
-        self._processor = None
+        self._backend = None
 
-    def _load(self) -> None:
-        if self._model is not None:
-            return
-        import torch
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+    def _load(self):
+        if self._backend is None:
+            from mmreason.eval.generate import GenerationSettings, HFBackend
 
-        dtype = "auto" if self.cfg.dtype == "auto" else getattr(torch, self.cfg.dtype)
-        self._processor = AutoProcessor.from_pretrained(self.cfg.model, trust_remote_code=self.cfg.trust_remote_code)
-        self._processor.tokenizer.padding_side = "left"
-        self._model = AutoModelForImageTextToText.from_pretrained(
-            self.cfg.model, dtype=dtype, trust_remote_code=self.cfg.trust_remote_code, use_safetensors=True
-        ).eval()
+            dtype = None if self.cfg.dtype == "auto" else self.cfg.dtype
+            try:
+                self._backend = HFBackend(self.cfg.model, GenerationSettings(batch_size=self.cfg.batch_size),
+                                          dtype=dtype, trust_remote_code=self.cfg.trust_remote_code)
+            except Exception as e:  # noqa: BLE001
+                raise TeacherError(f"teacher.backend=hf could not load {self.cfg.model!r}: {e}") from e
+        return self._backend
 
     def chat(self, requests: list[ChatRequest], sampling: SamplingConfig) -> list[Reply]:
         with self._lock:
-            try:
-                self._load()
-            except Exception as e:  # noqa: BLE001
-                raise TeacherError(f"teacher.backend=hf could not load {self.cfg.model!r}: {e}") from e
+            be = self._load()
             out: list[Reply] = []
             for i in range(0, len(requests), self.cfg.batch_size):
-                out += self._generate(requests[i : i + self.cfg.batch_size], sampling)
+                out += self._generate(be, requests[i : i + self.cfg.batch_size], sampling)
             return out
 
-    def _generate(self, batch: list[ChatRequest], sampling: SamplingConfig) -> list[Reply]:
-        import torch
-        from PIL import Image
+    @staticmethod
+    def to_item(req: ChatRequest) -> tuple[list[dict], list[str]]:
+        """Neutral messages -> (messages with {"type": "image"} placeholders, image paths)."""
+        msgs, images = [], []
+        for m in req.messages:
+            content = m["content"] if isinstance(m["content"], list) else [text_part(m["content"])]
+            parts = []
+            for p in content:
+                if p["type"] == "image":
+                    images.append(p["path"])
+                    parts.append({"type": "image"})
+                else:
+                    parts.append(p)
+            msgs.append({"role": m["role"], "content": parts})
+        return msgs, images
 
-        texts, images = [], []
+    def _generate(self, be, batch: list[ChatRequest], sampling: SamplingConfig) -> list[Reply]:
+        import torch
+        from qwen_vl_utils import process_vision_info
+
+        from mmreason.eval.generate import fill_images
+
         try:
-            for r in batch:
-                msgs = []
-                for m in r.messages:
-                    content = m["content"]
-                    if isinstance(content, str):
-                        content = [text_part(content)]
-                    parts = []
-                    for p in content:
-                        if p["type"] == "image":
-                            with Image.open(p["path"]) as im:
-                                images.append(im.convert("RGB"))
-                            parts.append({"type": "image"})
-                        else:
-                            parts.append(p)
-                    msgs.append({"role": m["role"], "content": parts})
-                texts.append(self._processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True))
-        except OSError as e:
+            convs = [fill_images(*self.to_item(r), be.settings) for r in batch]
+            texts = [be.processor.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in convs]
+            images = process_vision_info(convs)[0]
+            inputs = be.processor(text=texts, images=images, padding=True, return_tensors="pt").to(be.device)
+        except (OSError, ValueError) as e:  # unreadable image
             return [Reply(error="bad_image", detail=str(e)[:200]) for _ in batch]
-        inputs = self._processor(text=texts, images=images or None, padding=True, return_tensors="pt")
         temperature = sampling.temperature if batch[0].temperature is None else batch[0].temperature
+        kwargs: dict[str, Any] = {"max_new_tokens": sampling.max_tokens}
+        if temperature > 0:
+            kwargs.update(do_sample=True, temperature=temperature, top_p=sampling.top_p)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if batch[0].seed is not None:
             torch.manual_seed(batch[0].seed)
-        tok = self._processor.tokenizer
+        tok = be.processor.tokenizer
         try:
-            with torch.no_grad():
-                gen = self._model.generate(
-                    **inputs,
-                    max_new_tokens=sampling.max_tokens,
-                    do_sample=temperature > 0,
-                    temperature=temperature if temperature > 0 else None,
-                    top_p=sampling.top_p if temperature > 0 else None,
-                    pad_token_id=tok.pad_token_id,
-                )
-        except Exception as e:  # noqa: BLE001
+            with torch.inference_mode():
+                gen = be.model.generate(**inputs, **kwargs, pad_token_id=tok.pad_token_id)
+        except Exception as e:  # noqa: BLE001 - counted per request
             return [Reply(error="engine_error", detail=str(e)[:200]) for _ in batch]
         new = gen[:, inputs["input_ids"].shape[1] :]
-        eos = {t for t in [tok.eos_token_id, tok.pad_token_id] if t is not None}
+        gen_eos = getattr(getattr(be.model, "generation_config", None), "eos_token_id", None)
+        gen_eos = gen_eos if isinstance(gen_eos, list) else [gen_eos]
+        stop = {t for t in (tok.eos_token_id, tok.pad_token_id, *gen_eos) if t is not None}
         replies = []
         for row in new.tolist():
-            ended = any(t in eos for t in row)
-            if ended:
-                row = row[: next(i for i, t in enumerate(row) if t in eos)]
-            replies.append(Reply(text=tok.decode(row, skip_special_tokens=True), finish_reason="stop" if ended else "length"))
+            end = next((j for j, t in enumerate(row) if t in stop), None)
+            text = tok.decode(row if end is None else row[:end], skip_special_tokens=True)
+            replies.append(Reply(text=text, finish_reason="length" if end is None else "stop"))
         return replies
 
 

@@ -1,0 +1,79 @@
+"""Recipe parsing (dataclasses, overrides, clear errors) and the pure text helpers of the builder."""
+
+from __future__ import annotations
+
+import pytest
+from test_build_common import RECIPES
+
+from mmreason.answers import extract_boxed_all
+from mmreason.data.build import _split_dotted
+from mmreason.data.kinds import parse_question, sample_seed, unbox
+from mmreason.data.recipe import KINDS, RecipeError, help_text, load_recipe, parse_overrides, render
+
+
+@pytest.mark.parametrize("name", ["distilled", "reflection", "caption", "self_critic",
+                                  "synth_questions_incontext", "synth_questions_direct"])
+def test_shipped_recipes_load(name):
+    r = load_recipe(RECIPES / f"{name}.yaml")
+    assert r.kind == name and r.kind in KINDS and len(r.prompt_version()) == 12
+
+
+def test_overrides_set_and_dotted_flags():
+    ov = parse_overrides(["teacher.model=X", "sampling.k=8", "source.mapping={question: problem}"]
+                         + _split_dotted(["--teacher.concurrency", "3", "--filters.keep_per_question=2"]))
+    r = load_recipe(RECIPES / "distilled.yaml", ov)
+    assert (r.teacher.model, r.sampling.k, r.teacher.concurrency, r.filters.keep_per_question) == ("X", 8, 3, 2)
+    assert r.source.mapping == {"question": "problem"}
+    base = load_recipe(RECIPES / "distilled.yaml")
+    assert base.prompt_version() == r.prompt_version() and base.fingerprint() != r.fingerprint()
+    # prompt edits change the prompt version
+    edited = load_recipe(RECIPES / "distilled.yaml", [("prompts.user", "{question} \\boxed{}")])
+    assert edited.prompt_version() != base.prompt_version()
+    with pytest.raises(SystemExit):
+        _split_dotted(["--nodots", "1"])
+
+
+@pytest.mark.parametrize("override, field", [
+    (("sampling.k", "four"), "sampling.k"),
+    (("teacher.backend", "grpc"), "teacher.backend"),
+    (("kind", "poem"), "kind"),
+    (("filters.unknown_filter", 1), "filters.unknown_filter"),
+    (("prompts.user", "{nope}"), "prompts.user"),
+    (("prompts.user", ""), "prompts.user"),
+    (("name", "has space"), "name"),
+])
+def test_bad_fields_name_file_and_field(override, field):
+    with pytest.raises(RecipeError) as e:
+        load_recipe(RECIPES / "distilled.yaml", [override])
+    assert e.value.field == field and "distilled.yaml" in str(e.value)
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(RecipeError, match="not found"):
+        load_recipe(tmp_path / "none.yaml")
+    (tmp_path / "bad.yaml").write_text("kind: [unclosed")
+    with pytest.raises(RecipeError, match="invalid YAML"):
+        load_recipe(tmp_path / "bad.yaml")
+
+
+def test_render_keeps_latex_braces():
+    assert render("{question} \\boxed{} and \\frac{a}{b} {unknown}", question="Q") == "Q \\boxed{} and \\frac{a}{b} {unknown}"
+
+
+def test_unbox_leaves_one_final_box():
+    t = "first \\boxed{\\frac{1}{2}} then \\boxed{3}"
+    assert unbox(t) == "first \\frac{1}{2} then 3"
+    assert extract_boxed_all(unbox(t, keep_last=True)) == ["3"]
+
+
+def test_parse_question_and_seeds():
+    assert parse_question("Sure!\nQuestion: How many cats are there?\n\nAnswer: 3") == "How many cats are there?"
+    assert parse_question('"What colour is the ball?"') == "What colour is the ball?"
+    assert sample_seed(0, "a", 1, "cot") == sample_seed(0, "a", 1, "cot") != sample_seed(0, "a", 2, "cot")
+
+
+def test_help_lists_every_field():
+    h = help_text()
+    for key in ("source.path", "source.preset", "teacher.concurrency", "sampling.k", "filters.keep_per_question",
+                "decontam.max_hamming", "output.copy_images", "reflection_mode"):
+        assert key in h
