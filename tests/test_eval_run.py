@@ -151,6 +151,7 @@ def test_evaluate_records_api_and_cli(tiny_model_dir, tmp_path):
     sc = score_records(recs, resp)
     assert [sc["per_item"][f"r{i}"]["correct"] for i in range(6)] == [True, True, False, True, False, False]
     assert sc["correct"] == 3 and sc["accuracy"] == 0.5 and sc["missing"] == ["r5"]
+    assert sc["checker"] == "verify_pool"  # the timed process pool from mmreason.rewards
     # the CLI path on the same file resumes from the cache (nothing left to generate)
     assert eval_main(["run", "--model", str(tiny_model_dir), "--benchmark", str(path),
                       "--output-dir", str(tmp_path / "out"), "--max-new-tokens", "4", "--no-progress"]) == 0
@@ -190,3 +191,49 @@ def test_vllm_backend_wiring(monkeypatch, tiny_model_dir):
         generate.load_backend(str(tiny_model_dir), "vllm")
     with pytest.raises(ValueError, match="unknown backend"):
         generate.load_backend(str(tiny_model_dir), "tgi")
+
+
+def test_batched_generation_equals_one_by_one(tiny_model_dir, benchmarks_dir):
+    """Left padding and mm_token_type_ids: a mixed batch (1 image, 2 images, none, different lengths)
+    decodes exactly as each prompt alone (greedy); sampling is seeded."""
+    from mmreason.eval.generate import GenerationSettings, HFBackend
+
+    imgs = sorted(str(p) for p in (benchmarks_dir / "wemath" / "2steps" / "image").glob("*.png"))[:3]
+
+    def msgs(text, n):
+        return [{"role": "system", "content": [{"type": "text", "text": "You are a helpful assistant."}]},
+                {"role": "user", "content": [{"type": "image"}] * n + [{"type": "text", "text": text}]}]
+
+    items = [(msgs("What is it?", 1), imgs[:1]), (msgs("A much longer question that pads the others " * 3, 1), imgs[1:2]),
+             (msgs("no image", 0), []), (msgs("two images", 2), imgs[1:3])]
+    be = HFBackend(str(tiny_model_dir), GenerationSettings(max_new_tokens=8, batch_size=4))
+    batched = be.generate(items, progress=False)
+    assert batched == [be.generate([it], progress=False)[0] for it in items]
+    be.settings.temperature = 1.0
+    assert be.generate(items, progress=False) == be.generate(items, progress=False)
+
+
+def test_hub_loading_path(monkeypatch):
+    """Without a data folder the loaders read the Hub dataset (stubbed here: no network in tests)."""
+    import datasets
+    from PIL import Image
+
+    from mmreason.eval import mathvista, wemath
+
+    calls = []
+
+    def fake_load_dataset(name, split):
+        calls.append((name, split))
+        if name == mathvista.HUB_ID:
+            return [{"pid": "1", "question": "q", "decoded_image": Image.new("RGB", (8, 8)), "choices": None,
+                     "question_type": "free_form", "answer_type": "integer", "answer": "3", "unit": None,
+                     "precision": None, "metadata": {}}]
+        return [{"ID": "2steps_1", "key": "2steps_1", "question": "q", "option": "A. 1;B. 2", "answer": "A",
+                 "image_path": Image.new("RGB", (8, 8))}]
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    probs = mathvista.load_problems(None)
+    assert mathvista.problem_images(probs["1"])[0].size == (8, 8)
+    rows = wemath.load_rows(None)
+    assert wemath.row_images(rows[0])[0].size == (8, 8) and rows[0]["image_path"] is None
+    assert calls == [("AI4Math/MathVista", "testmini"), ("We-Math/We-Math", "testmini")]

@@ -9,7 +9,6 @@ Reused by the eval harness, the data builder's local teacher and the GRPO demo e
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -51,22 +50,24 @@ def adapter_base(path: str | os.PathLike) -> str:
 def fill_images(messages: list[dict[str, Any]], images: Sequence[Any], settings: GenerationSettings) -> list[dict]:
     """Put each image (path or PIL image) into its `{"type": "image"}` placeholder, with the
     min/max pixel bounds qwen-vl-utils honours per image."""
-    msgs = copy.deepcopy(messages)
     it = iter(images)
-    for m in msgs:
-        if not isinstance(m.get("content"), list):
-            continue
-        for part in m["content"]:
-            if part.get("type") == "image" and "image" not in part:
-                try:
-                    img = next(it)
-                except StopIteration:
-                    raise ValueError("more image placeholders than images") from None
-                part["image"] = str(img) if isinstance(img, (str, os.PathLike)) else img
-                if settings.min_pixels is not None:
-                    part["min_pixels"] = settings.min_pixels
-                if settings.max_pixels is not None:
-                    part["max_pixels"] = settings.max_pixels
+    msgs = []
+    for m in messages:
+        m = dict(m)
+        if isinstance(m.get("content"), list):
+            m["content"] = [dict(part) for part in m["content"]]  # fresh dicts, even for repeated parts
+            for part in m["content"]:
+                if part.get("type") == "image" and "image" not in part:
+                    try:
+                        img = next(it)
+                    except StopIteration:
+                        raise ValueError("more image placeholders than images") from None
+                    part["image"] = str(img) if isinstance(img, (str, os.PathLike)) else img
+                    if settings.min_pixels is not None:
+                        part["min_pixels"] = settings.min_pixels
+                    if settings.max_pixels is not None:
+                        part["max_pixels"] = settings.max_pixels
+        msgs.append(m)
     if next(it, None) is not None:
         raise ValueError("more images than image placeholders")
     return msgs
