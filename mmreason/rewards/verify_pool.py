@@ -23,7 +23,7 @@ import multiprocessing as mp
 import os
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from multiprocessing.connection import wait as mp_wait
 
@@ -146,7 +146,7 @@ def _context(start_method: str | None):
     if method == "forkserver":
         # Preload only our worker module (not __main__) so replacements fork from a warm server.
         # Has no effect if this process's forkserver is already running.
-        ctx.set_forkserver_preload(["mmreason.rewards._worker"])
+        ctx.set_forkserver_preload(["mmreason.rewards._worker", "mmreason.rewards._warm"])
     return ctx
 
 
@@ -159,16 +159,24 @@ class VerifyPool:
         timeout: float = DEFAULT_TIMEOUT,
         memory_limit_mb: int | None = 4096,
         start_method: str | None = None,
+        fast_path: bool = True,
+        cache_size: int = 8192,
     ):
         self.n_workers = workers or _default_workers()
         self.timeout = timeout
         self.memory_limit_mb = memory_limit_mb
         self.start_method = start_method
+        self.fast_path = fast_path  # decide math-verify-free checks in-process (see quick_match)
         self._ctx = None
         self._workers: list[_Worker] = []
         self._pid = os.getpid()
         self._lock = threading.Lock()
-        self._counts = {"checks": 0, "in_process": 0, "pooled": 0, "timeouts": 0, "errors": 0, "restarts": 0}
+        self._counts = {"checks": 0, "in_process": 0, "cached": 0, "pooled": 0, "timeouts": 0, "errors": 0,
+                        "restarts": 0}
+        # finished verdicts (correct/incorrect only: a timeout under load may not repeat) of recent checks;
+        # GRPO groups repeat the same (answer, gold) pairs a lot
+        self.cache_size = cache_size
+        self._cache: OrderedDict = OrderedDict()
 
     # -- public -----------------------------------------------------------------------------
     def verify_many(self, items: list[Item], timeout: float | None = None) -> list[Result]:
@@ -176,27 +184,48 @@ class VerifyPool:
         for bad items; each item needing math-verify gets at most `timeout` seconds in a worker."""
         timeout = self.timeout if timeout is None else float(timeout)
         results: list[Result | None] = [None] * len(items)
-        need = []
+        need, keys, first_of, n_cached = [], {}, {}, 0
         for i, item in enumerate(items):
             try:
                 pred, gold, answer_type, choices, precision = item
-                q = quick_match(pred, gold, answer_type, choices, precision)
+                q = quick_match(pred, gold, answer_type, choices, precision) if self.fast_path else None
             except Exception as e:  # noqa: BLE001 - malformed item
                 results[i] = Result("error", f"{type(e).__name__}: {e}")
                 continue
-            if q is None:
-                need.append(i)
-            else:
+            if q is not None:
                 results[i] = CORRECT if q else INCORRECT
+                continue
+            key = _key(item)
+            hit = self._cache_get(key)
+            if hit is not None:
+                results[i], n_cached = hit, n_cached + 1
+            elif key is not None and key in first_of:  # duplicate within this batch: check once
+                keys[i] = key
+            else:
+                need.append(i)
+                keys[i] = key
+                if key is not None:
+                    first_of[key] = i
         if need:
             with self._lock:
                 self._run(items, need, results, timeout)
+        for i, key in keys.items():
+            if results[i] is None:
+                results[i] = results[first_of[key]]
+        with self._lock:
+            for i in need:
+                if keys.get(i) is not None and results[i].status in ("correct", "incorrect") and self.cache_size:
+                    self._cache[keys[i]] = results[i]
+                    self._cache.move_to_end(keys[i])
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
         n_err = sum(r.status == "error" for r in results)
         n_to = sum(r.status == "timeout" for r in results)
         with self._lock:
             c = self._counts
             c["checks"] += len(items)
-            c["in_process"] += len(items) - len(need)
+            c["cached"] += n_cached + len(keys) - len(need)
+            c["in_process"] += len(items) - len(keys) - n_cached
             c["pooled"] += len(need)
             c["timeouts"] += n_to
             c["errors"] += n_err
@@ -214,6 +243,15 @@ class VerifyPool:
             self._workers = []
 
     # -- internals --------------------------------------------------------------------------
+    def _cache_get(self, key):
+        if key is None or not self.cache_size:
+            return None
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+            return hit
+
     def _check_fork(self) -> None:
         if os.getpid() != self._pid:  # forked child: the workers belong to the parent
             self._workers, self._pid = [], os.getpid()
@@ -292,6 +330,16 @@ class VerifyPool:
                 logger.error("verify workers failed to start %d times; %d checks marked as errors",
                              startup_failures, len(pending))
                 pending.clear()
+
+
+def _key(item):
+    pred, gold, answer_type, choices, precision = item
+    try:
+        key = (pred, gold, answer_type, tuple(choices) if isinstance(choices, list) else choices, precision)
+        hash(key)
+        return key
+    except TypeError:
+        return None
 
 
 def _short(item) -> str:
