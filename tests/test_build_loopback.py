@@ -223,3 +223,19 @@ def test_stats_json_layout(tmp_path, source, server, cache_dir):
     assert set(stats) >= {"recipe", "kind", "prompt_version", "teacher", "questions", "records", "samples",
                           "teacher_requests", "decontaminated", "skipped", "complete"}
     assert stats["questions"]["total"] == 4
+
+
+def test_down_server_stops_build_without_committing_the_failures(tmp_path, source, cache_dir, capsys):
+    with LoopbackServer(lambda body: Scripted(status=500)) as srv:
+        args = ["--recipe", "data_recipes/distilled.yaml", "--out", str(tmp_path / "o"), "--no-progress",
+                "--set", f"source.path={source}", "--set", f"teacher.base_url={srv.base_url}",
+                "--set", "teacher.max_retries=1", "--set", "teacher.backoff_base=0.01",
+                "--set", "teacher.max_failed_questions=3", "--set", "sampling.k=1", "--set", f"decontam.cache_dir={cache_dir}"]
+        assert main(args) == 2
+    assert "teacher unavailable" in capsys.readouterr().err
+    assert (tmp_path / "o" / "ledger.jsonl").read_text() == ""  # nothing committed: a rerun retries them
+    with LoopbackServer(Script()) as srv:  # the server is back: the rerun completes
+        args[args.index(next(a for a in args if a.startswith("teacher.base_url=")))] = f"teacher.base_url={srv.base_url}"
+        assert main(args) == 0
+    stats = json.loads((tmp_path / "o" / "stats.json").read_text())
+    assert stats["complete"] and stats["records"] > 0

@@ -132,6 +132,14 @@ def rewrite_jsonl(path: Path, rows: list[dict]) -> None:
 # ---------------------------------------------------------------- the builder
 
 
+TRANSPORT_FAILURES = {"http_error", "timeout", "connection_error", "engine_error"}
+
+
+def transport_failed(entry: dict) -> bool:
+    """Every sample of this question failed to reach the teacher (not a bad reply: no reply at all)."""
+    return entry["status"] == "dropped" and bool(entry["samples"]) and set(entry["samples"]) <= TRANSPORT_FAILURES
+
+
 def _safe(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", s)
 
@@ -320,6 +328,7 @@ class Builder:
         window = 2 * workers
         bar = tqdm(total=initial + len(pending), initial=initial, desc=f"build {self.r.name}", unit="q",
                    disable=not self.progress, dynamic_ncols=True)
+        streak: list[tuple[dict, list[dict]]] = []
         with ThreadPoolExecutor(workers, thread_name_prefix="question") as pool:
             futures: list[Future] = []
             nxt = 0
@@ -329,10 +338,23 @@ class Builder:
                     nxt += 1
                 entry, rows = futures[pos].result()  # commit in source order
                 futures[pos] = None  # type: ignore[call-overload]
-                if rows:
-                    records_log.append(rows)
-                ledger_log.append([entry])
-                bar.update(1)
+                if transport_failed(entry):  # held back: a run of these means the teacher is down
+                    streak.append((entry, rows))
+                    if len(streak) >= self.r.teacher.max_failed_questions:
+                        for f in futures[pos + 1 :]:
+                            f.cancel()
+                        raise TeacherError(
+                            f"teacher unavailable: {len(streak)} consecutive questions got only transport failures "
+                            f"({streak[-1][0]['samples']}); they were not committed - fix the server and rerun to resume")
+                    continue
+                for e, r in streak + [(entry, rows)]:
+                    if r:
+                        records_log.append(r)
+                    ledger_log.append([e])
+                bar.update(len(streak) + 1)
+                streak.clear()
+            for e, r in streak:  # a failing tail that stayed below the limit is committed as dropped
+                ledger_log.append([e])
         bar.close()
 
     def write_stats(self, items: list[SourceItem]) -> dict:

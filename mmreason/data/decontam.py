@@ -3,8 +3,9 @@
 Text: questions are normalised (lower-case, alphanumeric words only) and cut into word n-grams
 (n = `DecontamConfig.ngram`, 8 by default). A candidate is contaminated when at least `threshold` of its
 n-grams occur in one benchmark question. Questions shorter than n words match only by exact normalised
-text, and only with at least `min_exact_tokens` words (a short generic question such as "what is x" is no
-evidence of a leak).
+text, and only with at least `min_exact_tokens` words (default 8 = n, i.e. never): a short generic question
+such as "What is the perimeter of the rectangle?" is also a MathVista question, and without MathVista's
+images here an exact match of such a text is no evidence of a leak.
 
 Images (We-Math only: the MathVista copy here has no images): `exact` compares the SHA-256 of the file
 bytes; `dhash` compares a 64-bit difference hash (9x8 grayscale, left/right gradient signs) by Hamming

@@ -89,6 +89,9 @@ class TeacherConfig:
     concurrency: int = _f(8, "Parallel requests (openai); the HTTP connection pool is sized to it. hf/vllm batch instead.")
     timeout: float = _f(120.0, "Per-request timeout in seconds (openai).")
     max_retries: int = _f(4, "Retries of a failed request (connection error, timeout, HTTP 429/5xx, malformed JSON).")
+    max_failed_questions: int = _f(20, "Stop the build when this many consecutive questions got nothing but transport "
+                                       "failures (connection error, timeout, HTTP 429/5xx after retries): the server "
+                                       "is down. Those questions are not committed, so a rerun retries them.")
     backoff_base: float = _f(0.5, "Exponential backoff: attempt a waits uniform(0, min(backoff_max, backoff_base*2^a)) s.")
     backoff_max: float = _f(20.0, "Cap of one backoff wait in seconds.")
     batch_size: int = _f(8, "Sequences generated per forward batch (hf).")
@@ -131,8 +134,11 @@ class DecontamConfig:
                                           "Default: $MMREASON_BENCHMARKS, then ../shared/benchmarks beside the checkout.")
     ngram: int = _f(8, "Word n-gram size on normalised question text (lower-case, alphanumerics only).")
     threshold: float = _f(0.5, "Contaminated when >= this fraction of the question's n-grams occur in one benchmark question.")
-    min_exact_tokens: int = _f(5, "Questions shorter than `ngram` words match only by exact normalised text, and only "
-                                  "when they have at least this many words (short generic questions are not evidence).")
+    min_exact_tokens: int = _f(8, "Questions shorter than `ngram` words match only by exact normalised text, and only "
+                                  "when they have at least this many words. The default (= ngram) never flags short "
+                                  "questions by text: a generic 'What is the perimeter of the rectangle?' is also a "
+                                  "MathVista question, and without MathVista's images there is no evidence of a leak. "
+                                  "Lower it (e.g. 4) to be stricter.")
     image_hash: str = _f("both", "exact (sha256 of the bytes) | dhash (64-bit perceptual difference hash) | both | none.")
     max_hamming: int = _f(4, "dhash: contaminated when the Hamming distance to a benchmark image is <= this.")
     cache_dir: str | None = _f(None, "Where the benchmark index is cached (default ~/.cache/mmreason/decontam).")
