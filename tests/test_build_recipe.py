@@ -33,6 +33,15 @@ def test_overrides_set_and_dotted_flags():
         _split_dotted(["--nodots", "1"])
 
 
+def test_override_values_typed_by_field():
+    ov = parse_overrides(["prompts.user={question} \\boxed{}: go", "teacher.model=7", "teacher.base_url=null",
+                          "teacher.extra_body={top_k: 20}", "filters.require_single_final_box=false", "source.path=a: b.jsonl"])
+    r = load_recipe(RECIPES / "distilled.yaml", ov)
+    assert r.prompts["user"] == "{question} \\boxed{}: go"  # a template is text, not YAML
+    assert r.teacher.model == "7" and r.teacher.base_url is None and r.teacher.extra_body == {"top_k": 20}
+    assert r.filters.require_single_final_box is False and r.source.path == "a: b.jsonl"
+
+
 @pytest.mark.parametrize("override, field", [
     (("sampling.k", "four"), "sampling.k"),
     (("teacher.backend", "grpc"), "teacher.backend"),

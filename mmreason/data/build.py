@@ -20,6 +20,7 @@ uninterrupted one (ids = source id + recipe name + sample index).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -256,7 +257,8 @@ class Builder:
                 out.append(str(rel_existing))
             elif self.r.output.copy_images:
                 self.images_dir.mkdir(parents=True, exist_ok=True)
-                dst = self.images_dir / f"{_safe(rec.id)}-{j}{src.suffix.lower() or '.png'}"
+                tag = hashlib.sha256(rec.id.encode()).hexdigest()[:6]  # distinct ids never share a file name
+                dst = self.images_dir / f"{_safe(rec.id)}-{tag}-{j}{src.suffix.lower() or '.png'}"
                 if not dst.exists():
                     tmp = dst.with_name(dst.name + ".tmp")
                     shutil.copyfile(src_abs, tmp)

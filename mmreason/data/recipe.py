@@ -4,7 +4,8 @@ A recipe names the source questions, the teacher, the sampling settings, the fil
 decontamination settings and the prompt templates. Every field below is a YAML key; its
 `help` is its documentation (`mmreason data build --help-recipe` prints it). Any field can be
 overridden from the command line: `--set teacher.model=X` or the dotted flag `--teacher.model X`
-(values are parsed as YAML: `--set sampling.k=8`, `--set source.mapping={question: problem}`).
+(text fields such as templates take the text as is; other values are parsed as YAML: `--set sampling.k=8`,
+`--set source.mapping={question: problem}`, `--set teacher.base_url=null`).
 
 Prompt templates are plain text with `{name}` placeholders (only the names listed for the
 kind are substituted, so LaTeX like `\\boxed{}` stays as written); a `{name}` that is not a
@@ -264,19 +265,49 @@ def set_dotted(data: dict, dotted: str, value: Any) -> None:
     cur[keys[-1]] = value
 
 
-def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
-    """`key.sub=value` strings -> (dotted key, YAML-parsed value)."""
+def parse_overrides(items: list[str]) -> list[tuple[str, str]]:
+    """`key.sub=value` strings -> (dotted key, raw value); `load_recipe` types the value by the field."""
     out = []
     for item in items:
         if "=" not in item:
             raise ValueError(f"override {item!r} must look like key.sub=value")
         key, raw = item.split("=", 1)
-        out.append((key.strip(), yaml.safe_load(raw) if raw.strip() else ""))
+        out.append((key.strip(), raw))
     return out
 
 
+def _field_hint(dotted: str) -> Any:
+    cls: Any = Recipe
+    parts = dotted.split(".")
+    for i, name in enumerate(parts):
+        hints = get_type_hints(cls) if dataclasses.is_dataclass(cls) else {}
+        if name not in hints:
+            return None
+        cls = hints[name]
+        if not dataclasses.is_dataclass(cls) and i < len(parts) - 1:
+            return str if dotted.startswith("prompts.") else None  # prompts.<name> is a template string
+    return cls
+
+
+def override_value(dotted: str, value: Any) -> Any:
+    """Raw CLI text -> value: kept as text for string fields (templates, paths, names), parsed as YAML
+    otherwise (numbers, booleans, null, mappings)."""
+    if not isinstance(value, str):
+        return value
+    hint = _field_hint(dotted)
+    if hint is str:
+        return value
+    if hint == (str | None) and value.strip() not in ("null", "~", "None"):
+        return value
+    try:
+        return yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        return value
+
+
 def load_recipe(path: str | Path, overrides: list[tuple[str, Any]] = ()) -> Recipe:
-    """Read a recipe YAML, apply dotted overrides, validate. Errors name the file and field."""
+    """Read a recipe YAML, apply dotted overrides (a string value is typed by its field, see
+    `override_value`), validate. Errors name the file and field."""
     path = Path(path)
     if not path.is_file():
         raise RecipeError(path, "<file>", "recipe file not found")
@@ -285,7 +316,7 @@ def load_recipe(path: str | Path, overrides: list[tuple[str, Any]] = ()) -> Reci
     except yaml.YAMLError as e:
         raise RecipeError(path, "<file>", f"invalid YAML: {e}") from None
     for key, value in overrides:
-        set_dotted(data, key, value)
+        set_dotted(data, key, override_value(key, value))
     recipe = _build(Recipe, data, str(path), "")
     recipe.path = str(path)
     validate(recipe)
