@@ -237,3 +237,59 @@ def test_hub_loading_path(monkeypatch):
     rows = wemath.load_rows(None)
     assert wemath.row_images(rows[0])[0].size == (8, 8) and rows[0]["image_path"] is None
     assert calls == [("AI4Math/MathVista", "testmini"), ("We-Math/We-Math", "testmini")]
+
+
+def test_vllm_backend_requests_with_a_fake_engine(monkeypatch, tiny_model_dir, benchmarks_dir, tmp_path):
+    """The vLLM wiring (engine args, chat-templated prompts, image data, sampling, LoRA) against a stand-in
+    `vllm` module: the real engine needs CUDA."""
+    import types
+
+    from mmreason.eval import generate
+
+    made = {}
+
+    class LLM:
+        def __init__(self, **kw):
+            made["engine"] = kw
+
+        def generate(self, reqs, params, use_tqdm, lora_request):
+            made.setdefault("calls", []).append((reqs, params, lora_request))
+            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=f"out{i}")]) for i in range(len(reqs))]
+
+    class SamplingParams:
+        def __init__(self, **kw):
+            self.kw = kw
+
+    class LoRARequest:
+        def __init__(self, name, idx, path):
+            self.path = path
+
+    vllm = types.ModuleType("vllm")
+    vllm.LLM, vllm.SamplingParams = LLM, SamplingParams
+    lora_mod = types.ModuleType("vllm.lora.request")
+    lora_mod.LoRARequest = LoRARequest
+    monkeypatch.setitem(sys.modules, "vllm", vllm)
+    monkeypatch.setitem(sys.modules, "vllm.lora", types.ModuleType("vllm.lora"))
+    monkeypatch.setitem(sys.modules, "vllm.lora.request", lora_mod)
+
+    img = str(next((benchmarks_dir / "wemath" / "2steps" / "image").glob("*.png")))
+    items = [([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "q"}]}], [img]),
+             ([{"role": "user", "content": [{"type": "text", "text": "text only"}]}], [])]
+    be = generate.load_backend(str(tiny_model_dir), "vllm",
+                               generate.GenerationSettings(max_new_tokens=7, temperature=0.0, batch_size=1))
+    seen = []
+    assert be.generate(items, progress=False, on_batch=lambda start, texts: seen.append(start)) == ["out0", "out1"]
+    assert made["engine"]["model"] == str(tiny_model_dir) and made["engine"]["trust_remote_code"] is False
+    reqs, params, lora = made["calls"][0]
+    assert "<|vision_start|><|image_pad|><|vision_end|>q" in reqs[0]["prompt"]
+    assert reqs[0]["prompt"].endswith("<|im_start|>assistant\n")
+    assert len(reqs[0]["multi_modal_data"]["image"]) == 1 and "multi_modal_data" not in reqs[1]
+    assert params.kw["max_tokens"] == 7 and params.kw["temperature"] == 0.0 and lora is None and seen == [0]
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tiny_model_dir), "r": 32}))
+    be = generate.load_backend(str(adapter), "vllm")
+    assert made["engine"]["enable_lora"] is True and made["engine"]["max_lora_rank"] == 32
+    be.generate(items[1:], progress=False)
+    assert made["calls"][-1][2].path == str(adapter)

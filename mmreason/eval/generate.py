@@ -166,16 +166,19 @@ class VLLMBackend:
         model_path = str(model_path)
         lora = None
         base = model_path
+        lora_kwargs: dict[str, Any] = {}
         if is_adapter_dir(model_path):
             from vllm.lora.request import LoRARequest
 
             base = adapter_base(model_path)
             lora = LoRARequest("adapter", 1, model_path)
+            rank = json.loads((Path(model_path) / "adapter_config.json").read_text()).get("r", 16)
+            lora_kwargs = {"enable_lora": True, "max_lora_rank": max(16, int(rank))}
         self.lora = lora
         self.processor = AutoProcessor.from_pretrained(base, trust_remote_code=trust_remote_code)
         self.llm = LLM(model=base, trust_remote_code=trust_remote_code, tensor_parallel_size=tensor_parallel_size,
                        gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
-                       enable_lora=lora is not None, seed=self.settings.seed,
+                       seed=self.settings.seed, **lora_kwargs,
                        limit_mm_per_prompt={"image": 8, "video": 1})
 
     def sampling_params(self):

@@ -29,6 +29,12 @@ def mathvista_report(s: dict[str, Any]) -> str:
              f"Accuracy: **{s['accuracy']:.2f}%** ({s['correct']}/{s['total']})", ""]
     if s.get("judge_model"):
         lines += [f"Judge model: `{s['judge_model']}`", ""]
+    if s.get("extraction_sources"):
+        src = ", ".join(f"{k}: {v}" for k, v in sorted(s["extraction_sources"].items()))
+        lines += [f"Extraction sources: {src}"
+                  + (" — `unresolved` items had no rule match and no judge (scored from an empty extraction, "
+                     "as the official code does when its extractor fails; use `--mode judge`)"
+                     if s["extraction_sources"].get("unresolved") else ""), ""]
     if s.get("missing"):
         lines += [f"Missing predictions (scored wrong): {len(s['missing'])}", ""]
     if s.get("extra"):
