@@ -76,20 +76,22 @@ def make_verifier(timeout: float) -> Callable[[str | None, Record], str]:
 
 
 class AppendLog:
-    """Append-only JSONL: one write per line, flush + fsync per batch."""
+    """Append-only JSONL: each line is one os.write on an O_APPEND descriptor; fsync after each batch."""
 
     def __init__(self, path: Path):
         self.path = path
-        self.f = open(path, "a", encoding="utf-8")
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def append(self, rows: list[dict]) -> None:
         for row in rows:
-            self.f.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
-        self.f.flush()
-        os.fsync(self.f.fileno())
+            data = (json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+            written = os.write(self.fd, data)
+            while written < len(data):  # a short write (rare: signals, full disk) is completed, not lost
+                written += os.write(self.fd, data[written:])
+        os.fsync(self.fd)
 
     def close(self) -> None:
-        self.f.close()
+        os.close(self.fd)
 
 
 def read_jsonl_repair(path: Path) -> tuple[list[dict], int]:
