@@ -1,0 +1,167 @@
+"""`mmreason demo`: the embedded end-to-end pipeline on CPU.
+
+tiny Qwen2.5-VL (offline) -> synthetic train/test -> eval base -> cold-start SFT -> eval
+-> GRPO from SFT -> eval [-> GRPO from base: the RL-only row] -> accuracy table.
+
+Every stage is the real one (`mmreason sft` / `mmreason grpo` / `mmreason eval run`), run
+in-process with the repo's demo configs plus overrides. Finished stages are reused on rerun
+(their outputs are complete folders); `--fresh` starts over. Step counts are fixed, so a
+rerun with the same seed reproduces the numbers up to CPU floating-point nondeterminism.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SFT_CONFIG = REPO / "configs" / "sft" / "tiny_demo.yaml"
+GRPO_CONFIG = REPO / "configs" / "grpo" / "tiny_demo.yaml"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mmreason demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="runs/demo", help="run folder (model, data, checkpoints, evals, summary)")
+    p.add_argument("--size", default="small", choices=["tiny", "small"], help="tiny-model size")
+    p.add_argument("--n-train", type=int, default=3000, help="synthetic train records (SFT and RL questions)")
+    p.add_argument("--n-test", type=int, default=400, help="held-out synthetic test records")
+    p.add_argument("--difficulty", default="medium", choices=["easy", "medium", "hard"])
+    p.add_argument("--tasks", default=None, help="comma-separated synthetic task subset (default all)")
+    p.add_argument("--sft-samples", type=int, default=None,
+                   help="use only this many train records for SFT (the cold start is small next to the RL pool)")
+    p.add_argument("--sft-steps", type=int, default=400)
+    p.add_argument("--grpo-steps", type=int, default=60)
+    p.add_argument("--rl-only", action="store_true", help="also run GRPO from the base model (the RL-only row)")
+    p.add_argument("--max-new-tokens", type=int, default=96, help="generation budget for evaluation")
+    p.add_argument("--eval-batch-size", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fresh", action="store_true", help="delete --out first")
+    p.add_argument("--prepare-only", action="store_true",
+                   help="only build the base model and synthetic data (what `make sft` needs)")
+    p.add_argument("--sft-arg", action="append", default=[], help="extra `mmreason sft` override, e.g. --sft-arg=--learning_rate=1e-4")
+    p.add_argument("--grpo-arg", action="append", default=[], help="extra `mmreason grpo` override")
+    return p
+
+
+def _log(msg: str) -> None:
+    print(f"\n[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def prepare(args, out: Path) -> tuple[Path, Path]:
+    from mmreason.data.synth import synthesize
+    from mmreason.tiny import build_tiny_model
+
+    base = out / "base_model"
+    if not (base / "model.safetensors").is_file():
+        _log(f"building the {args.size} Qwen2.5-VL checkpoint offline -> {base}")
+        build_tiny_model(base, size=args.size, seed=args.seed)
+    data = out / "data"
+    if not (data / "test.jsonl").is_file():
+        _log(f"synthesizing {args.n_train} train / {args.n_test} test records -> {data}")
+        tasks = args.tasks.split(",") if args.tasks else None
+        synthesize(data, args.n_train, args.n_test, seed=args.seed, tasks=tasks, difficulty=args.difficulty)
+    return base, data
+
+
+def _done(folder: Path) -> bool:
+    return (folder / "model.safetensors").is_file() or (folder / "adapter_model.safetensors").is_file()
+
+
+def run_sft(args, base: Path, data: Path, out: Path) -> Path:
+    from mmreason.sft.run import main as sft_main
+
+    dst = out / "sft"
+    if not _done(dst):
+        _log(f"cold-start SFT: {args.sft_steps} steps -> {dst}")
+        argv = ["--config", str(SFT_CONFIG), "--model_name_or_path", str(base),
+                "--train_files", str(data / "train.jsonl"), "--output_dir", str(dst),
+                "--max_steps", str(args.sft_steps), "--seed", str(args.seed), "--disable_tqdm", "false"]
+        if args.sft_samples:
+            argv += ["--max_samples", str(args.sft_samples)]
+        sft_main(argv + list(args.sft_arg))
+    return dst
+
+
+def run_grpo(args, start: Path, data: Path, dst: Path) -> Path:
+    from mmreason.rl.run import main as grpo_main
+
+    if not _done(dst):
+        _log(f"GRPO from {start.name}: {args.grpo_steps} steps -> {dst}")
+        grpo_main(["--config", str(GRPO_CONFIG), "--model_name_or_path", str(start),
+                   "--train_file", str(data / "train.jsonl"), "--output_dir", str(dst),
+                   "--max_steps", str(args.grpo_steps), "--seed", str(args.seed)] + list(args.grpo_arg))
+    return dst
+
+
+def evaluate(args, model: Path, data: Path, out: Path, name: str) -> dict:
+    from mmreason.eval.records_eval import evaluate_records
+
+    dst = out / "eval" / name
+    _log(f"evaluating {name} on the held-out test split -> {dst}")
+    return evaluate_records(model, data / "test.jsonl", dst, batch_size=args.eval_batch_size,
+                            max_new_tokens=args.max_new_tokens, temperature=0.0)
+
+
+def _stderr(p: float, n: int) -> float:
+    return 100 * math.sqrt(max(p * (1 - p), 1e-12) / max(n, 1))
+
+
+def grpo_reward_curve(run: Path) -> list[float]:
+    """Mean accuracy reward per logged GRPO step (from trainer_state.json)."""
+    state = run / "trainer_state.json"
+    if not state.is_file():
+        return []
+    hist = json.loads(state.read_text()).get("log_history", [])
+    key = next((k for h in hist for k in h if k.startswith("rewards/accuracy") and k.endswith("/mean")), None)
+    return [h[key] for h in hist if key and key in h]
+
+
+def table(rows: list[tuple[str, dict]]) -> str:
+    lines = ["| model | accuracy (held-out) | ± s.e. | correct / total |", "|---|---|---|---|"]
+    for name, s in rows:
+        acc, n = s["accuracy"], s["total"]
+        lines.append(f"| {name} | {100 * acc:.1f}% | {_stderr(acc, n):.1f} | {s['correct']} / {n} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from mmreason.offline import offline_defaults
+
+    offline_defaults()
+    args = build_parser().parse_args(argv)
+    out = Path(args.out)
+    if args.fresh and out.exists():
+        shutil.rmtree(out)
+    t0 = time.time()
+    base, data = prepare(args, out)
+    if args.prepare_only:
+        print(f"embedded default ready: model {base}, data {data}")
+        return 0
+    rows = [("base", evaluate(args, base, data, out, "base"))]
+    sft = run_sft(args, base, data, out)
+    rows.append(("SFT (cold start)", evaluate(args, sft, data, out, "sft")))
+    grpo = run_grpo(args, sft, data, out / "grpo")
+    rows.append(("SFT + GRPO", evaluate(args, grpo, data, out, "sft_grpo")))
+    if args.rl_only:
+        rl = run_grpo(args, base, data, out / "grpo_from_base")
+        rows.append(("GRPO only (no cold start)", evaluate(args, rl, data, out, "grpo_only")))
+
+    curve = grpo_reward_curve(grpo)
+    md = [f"# mmreason demo ({time.time() - t0:.0f} s)", "", table(rows), ""]
+    if curve:
+        k = max(1, len(curve) // 4)
+        first, last = sum(curve[:k]) / k, sum(curve[-k:]) / k
+        md.append(f"GRPO training accuracy reward: first {k} steps {first:.3f} -> last {k} steps {last:.3f}")
+    summary = {name: {k: s[k] for k in ("accuracy", "correct", "total")} for name, s in rows}
+    summary["grpo_reward_curve"] = curve
+    summary["seconds"] = round(time.time() - t0, 1)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    (out / "summary.md").write_text("\n".join(md) + "\n")
+    _log("done")
+    print("\n".join(md))
+    print(f"plots: mmreason plot --run {grpo}")
+    return 0
