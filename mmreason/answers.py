@@ -16,30 +16,43 @@ import warnings
 from mmreason.records import LETTERS
 
 MAX_ANSWER_CHARS = 1000  # a "final answer" longer than this is not an answer
+_BRACE_TOKEN = re.compile(r"\\(?:boxed|fbox)\s*\{|\{|\}")
 
 
 def extract_boxed_all(text: str) -> list[str]:
-    r"""Contents of every `\boxed{...}` (and `\fbox{...}`) in `text`, braces balanced, in order."""
+    r"""Contents of every `\boxed{...}` (and `\fbox{...}`) in `text`, braces balanced, in order of opening."""
+    return [content for _, content in sorted(_closed_boxes(text))]
+
+
+def _closed_boxes(text: str) -> list[tuple[int, str]]:
+    """(content start, content) of every complete box, in closing order."""
     if not isinstance(text, str):
         return []
-    out = []
-    for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text):
-        depth, i = 1, m.end()
-        while i < len(text) and depth:
-            c = text[i]
-            depth += c == "{"
-            depth -= c == "}"
-            i += 1
-        if depth == 0:
-            out.append(text[m.end() : i - 1].strip())
-    return out
+    # One linear pass over braces (a 1 MB reply of nested or unclosed boxes must not go quadratic).
+    found: list[tuple[int, str]] = []
+    open_boxes: list[tuple[int, int]] = []  # (content start, brace depth outside the box)
+    depth = 0
+    for m in _BRACE_TOKEN.finditer(text):
+        tok = m.group()
+        if tok == "}":
+            depth -= 1
+            if open_boxes and open_boxes[-1][1] == depth:
+                start, _ = open_boxes.pop()
+                found.append((start, text[start : m.start()].strip()))
+        elif tok == "{":
+            depth += 1
+        else:
+            open_boxes.append((m.end(), depth))
+            depth += 1
+    return found
 
 
 def extract_boxed(text: str) -> str | None:
     r"""The last complete `\boxed{}` content, or None. With several boxes the last one is the
-    answer (a model that revises itself boxes its final answer last); an unclosed box is ignored."""
-    boxes = extract_boxed_all(text)
-    return boxes[-1] if boxes else None
+    answer (a model that revises itself boxes its final answer last); "last" means last to close, so
+    `\boxed{\boxed{2}+1}` gives `\boxed{2}+1`; an unclosed box is ignored."""
+    boxes = _closed_boxes(text)
+    return boxes[-1][1] if boxes else None
 
 
 _TEXT_WRAP = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\{([^{}]*)\}")
