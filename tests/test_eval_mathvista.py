@@ -106,7 +106,8 @@ def test_list_normalisation_without_eval():
 
 
 @pytest.mark.parametrize("response", ["", None, 42, ["A"], {"x": 1}, "9" * 1_000_000, "🙂" * 10_000 + " \u202e",
-                                      "The answer is \"" + "x" * 100_000 + "\"."])
+                                      "The answer is \"" + "x" * 100_000 + "\".", "\\boxed{" * 150_000,
+                                      'The answer is "' * 70_000])
 @pytest.mark.parametrize("mode", ["official", "boxed"])
 def test_bad_responses_never_crash(problems, response, mode):
     pids = ["1", "2", "5", "7", "10"]  # float, mc, ...
@@ -192,3 +193,19 @@ def test_judge_mode_against_loopback_server(problems, tmp_path, monkeypatch, cap
         assert secret not in caplog.text and secret not in out.read_text()
     finally:
         srv.shutdown()
+
+
+def test_quick_extract_equals_official_regex_and_is_linear():
+    import re
+    import time
+
+    rx = re.compile(r'The answer is "(.*)"\.')
+    rng = random.Random(0)
+    toks = ['The answer is "', '".', '"', ".", "x", "\n", "\r", "The answer is"]
+    for _ in range(5000):
+        s = "".join(rng.choice(toks) for _ in range(rng.randint(0, 12)))
+        m = rx.search(s)
+        assert mv._quick_extract(s) == (m.group(1) if m else None), repr(s)
+    t = time.perf_counter()
+    mv._quick_extract('The answer is "' * 70_000)  # ~1 MB: the regex takes minutes here
+    assert time.perf_counter() - t < 1.0

@@ -102,8 +102,11 @@ def test_missing_extra_and_bad_responses(rows, nodes):
     preds[wm.item_id(rows[100])] = {"response": "x" * 1_000_000}
     preds[wm.item_id(rows[101])] = {"response": "Answer: " + "🙂" * 1000}
     preds[wm.item_id(rows[102])] = {"response": 12}
-    s = wm.score(preds, rows, nodes=nodes)
-    assert s["correct"] == 100 and len(s["missing"]) == 1740 - 103 and s["extra"] == ["ghost|2steps_1"]
+    preds[wm.item_id(rows[103])] = {"response": "\\boxed{" * 150_000}
+    for mode in ("official", "boxed"):
+        s = wm.score(preds, rows, nodes=nodes, mode=mode)
+        assert len(s["missing"]) == 1740 - 104 and s["extra"] == ["ghost|2steps_1"]
+    assert wm.score(preds, rows, nodes=nodes)["correct"] == 100
 
 
 def test_cli_score_official_format(rows, wm_dir, tmp_path):
