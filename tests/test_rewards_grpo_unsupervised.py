@@ -90,3 +90,4 @@ def test_trl_calls_registry_rewards_with_its_real_kwargs(tiny_model_dir, tmp_pat
     assert pending["majority_vote/pseudo_label_accuracy"] == [1.0]  # only the labelled group
     assert pending["majority_vote/no_majority_frac"] == [0.0, 0.0]
     assert pending["accuracy/verify_timeouts"] == [0.0]
+    assert trainer._pending_extra_logs["majority_vote/answer"] == ["3", "3", "4", None, r"\frac{14}{2}", "7", "7.0", "8"]

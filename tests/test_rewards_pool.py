@@ -135,3 +135,37 @@ def test_repeated_checks_are_cached_not_recomputed(pool):
     assert s1["pooled"] - s0["pooled"] == 1 and s1["cached"] - s0["cached"] == 2
     assert pool.verify_many([item])[0].correct
     assert pool.stats()["pooled"] == s1["pooled"]
+
+
+def test_workers_stop_when_the_process_exits(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "use_pool.py"
+    script.write_text(
+        "from mmreason.rewards.verify_pool import get_pool, verify_many\n"
+        "if __name__ == '__main__':\n"
+        "    assert verify_many([(r'\\frac{1}{2}', '0.5', 'text', None, None)])[0].correct\n"
+        "    print(' '.join(str(w.process.pid) for w in get_pool()._workers), flush=True)\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "MMREASON_VERIFY_WORKERS": "2", "PYTHONPATH": str(repo)}
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    pids = [int(p) for p in out.stdout.split()]
+    assert len(pids) == 2
+    deadline = time.monotonic() + 10
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in pids if Path(f"/proc/{p}").exists() and "Z" not in _state(p)]
+        time.sleep(0.2)
+    assert not alive, f"verify workers still running after exit: {alive}"
+
+
+def _state(pid):
+    try:
+        return open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0]
+    except OSError:
+        return "Z"

@@ -208,6 +208,7 @@ def majority_vote(
     stop_token_ids=None,
     timeout: float | None = None,
     log_metric=None,
+    log_extra=None,
     **kwargs,
 ) -> list[float]:
     """1.0 if the completion's boxed answer is in its group's largest answer cluster, else 0.0 (MM-UPT)."""
@@ -216,7 +217,7 @@ def majority_vote(
     try:
         return _majority_vote(
             completions, n, num_generations, completion_ids, answer, answer_type, choices, precision, record_id,
-            min_support, ties, set(stop_token_ids) if stop_token_ids else None, timeout, log_metric,
+            min_support, ties, set(stop_token_ids) if stop_token_ids else None, timeout, log_metric, log_extra,
         )
     except Exception:  # noqa: BLE001 - a reward never crashes the run
         logger.exception("majority_vote failed on a batch of %d; giving 0.0", n)
@@ -225,7 +226,7 @@ def majority_vote(
 
 
 def _majority_vote(completions, n, G, completion_ids, answer, answer_type, choices, precision, record_id,
-                   min_support, ties, stop_ids, timeout, log_metric) -> list[float]:
+                   min_support, ties, stop_ids, timeout, log_metric, log_extra) -> list[float]:
     if ties not in ("first", "none"):
         raise ValueError(f"ties must be 'first' or 'none', got {ties!r}")
     types, opts, precs = _column(answer_type, n), _column(choices, n), _column(precision, n)
@@ -234,6 +235,11 @@ def _majority_vote(completions, n, G, completion_ids, answer, answer_type, choic
     for i, c in enumerate(completions):
         vote = extract_vote(c, types[i], opts[i], cids[i], stop_ids)
         local.append((vote, types[i], opts[i], precs[i], golds[i], rids[i]))
+    if callable(log_extra):  # the vote of each completion, for TRL's completions table
+        try:
+            log_extra("majority_vote/answer", [row[0] for row in local])
+        except Exception:  # noqa: BLE001
+            logger.debug("log_extra failed", exc_info=True)
     rows, offset = _gather(local)
     total = len(rows)
     if not G or G < 1 or total % G:
