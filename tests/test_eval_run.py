@@ -211,6 +211,8 @@ def test_batched_generation_equals_one_by_one(tiny_model_dir, benchmarks_dir):
     assert batched == [be.generate([it], progress=False)[0] for it in items]
     be.settings.temperature = 1.0
     assert be.generate(items, progress=False) == be.generate(items, progress=False)
+    wrapped = HFBackend.from_model(be.model, be.processor, GenerationSettings(max_new_tokens=8, batch_size=2))
+    assert wrapped.generate(items, progress=False) == batched
 
 
 def test_hub_loading_path(monkeypatch):

@@ -106,6 +106,16 @@ class HFBackend:
         self.processor = AutoProcessor.from_pretrained(proc_src, trust_remote_code=trust_remote_code)
         self.processor.tokenizer.padding_side = "left"
 
+    @classmethod
+    def from_model(cls, model: Any, processor: Any, settings: GenerationSettings | None = None) -> "HFBackend":
+        """Wrap an already-loaded model and processor (e.g. in a training process) without reloading."""
+        self = cls.__new__(cls)
+        self.settings = settings or GenerationSettings()
+        self.model = model
+        self.device = str(next(model.parameters()).device)
+        self.processor = processor  # padding side is switched to left only during generate()
+        return self
+
     def _generate_batch(self, batch: list[Item]) -> list[str]:
         import torch
         from qwen_vl_utils import process_vision_info
@@ -114,14 +124,18 @@ class HFBackend:
         convs = [fill_images(m, imgs, s) for m, imgs in batch]
         texts = [self.processor.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in convs]
         images, videos = process_vision_info(convs)[:2]
-        inputs = self.processor(text=texts, images=images, videos=videos, padding=True, return_tensors="pt")
+        tok = self.processor.tokenizer
+        side, tok.padding_side = tok.padding_side, "left"  # restored: a training processor may be shared
+        try:
+            inputs = self.processor(text=texts, images=images, videos=videos, padding=True, return_tensors="pt")
+        finally:
+            tok.padding_side = side
         inputs = inputs.to(self.device)  # keeps mm_token_type_ids (mrope positions need it)
         kwargs: dict[str, Any] = {"max_new_tokens": s.max_new_tokens}
         if s.temperature and s.temperature > 0:
             kwargs.update(do_sample=True, temperature=s.temperature, top_p=s.top_p)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        tok = self.processor.tokenizer
         with torch.inference_mode():
             out = self.model.generate(**inputs, **kwargs, pad_token_id=tok.pad_token_id)
         new = out[:, inputs["input_ids"].shape[1]:]
@@ -136,13 +150,18 @@ class HFBackend:
         torch.manual_seed(self.settings.seed)
         bs = max(1, self.settings.batch_size)
         outs: list[str] = []
-        with _progress(len(items), desc, progress) as bar:
-            for start in range(0, len(items), bs):
-                texts = self._generate_batch(list(items[start : start + bs]))
-                outs.extend(texts)
-                if on_batch is not None:
-                    on_batch(start, texts)
-                bar.update(len(texts))
+        was_training = self.model.training
+        self.model.eval()  # no dropout while generating; a wrapped training model gets its mode back
+        try:
+            with _progress(len(items), desc, progress) as bar:
+                for start in range(0, len(items), bs):
+                    texts = self._generate_batch(list(items[start : start + bs]))
+                    outs.extend(texts)
+                    if on_batch is not None:
+                        on_batch(start, texts)
+                    bar.update(len(texts))
+        finally:
+            self.model.train(was_training)
         return outs
 
 
