@@ -7,7 +7,9 @@ baseline (bench/bench_eval.py). Not used for scoring.
   directly and otherwise runs the same operations on pandas 3.
 - `mathvista_official_loop`: MathVista calculate_score's per-pid loop plus its DataFrame breakdown
   (`pd.DataFrame(results).T`, one boolean filter per field value), with a plain dynamic-programming
-  Levenshtein as python-Levenshtein is not installed.
+  Levenshtein as python-Levenshtein is not installed. The original also fails on pandas 3: its
+  `results_df['skills'][i]` is positional indexing on a pid-labelled Series (KeyError in pandas 3);
+  this version uses `.iloc[i]`.
 """
 
 from __future__ import annotations
