@@ -169,3 +169,16 @@ def _state(pid):
         return open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0]
     except OSError:
         return "Z"
+
+
+def test_backtracking_numbers_never_run_in_the_trainer_process(pool):
+    # answers._to_number needs ~15 s on this in-process; here it must go to a worker under the timeout
+    slow = "1" * 999 + "!"
+    t0 = time.monotonic()
+    assert quick_match(slow, "3", "integer") is None
+    assert quick_match(slow, "B", "choice", ["1", "2"]) is None
+    assert time.monotonic() - t0 < 0.5
+    t0 = time.monotonic()
+    res = pool.verify_many([(slow, "3", "integer", None, None), ("3", "3", "integer", None, None)], timeout=1.5)
+    assert time.monotonic() - t0 < 2.0
+    assert res[0].status in ("timeout", "incorrect") and res[1].correct

@@ -55,6 +55,14 @@ def test_multiple_choice_votes_by_letter_or_option_text():
     assert mv(comps, 5, answer_type=["choice"] * 5, choices=choices) == [1.0, 1.0, 1.0, 0.0, 0.0]
 
 
+def test_long_numeric_vote_is_bounded_in_process():
+    import time
+
+    t0 = time.monotonic()
+    out = mv([box("1" * 999 + "!"), box("A"), box("A")], 3, answer_type=["choice"] * 3, choices=[["1", "2"]] * 3)
+    assert out == [0.0, 1.0, 1.0] and time.monotonic() - t0 < 1.0
+
+
 def test_tie_rules():
     comps = [box(2), box(1), box(1), box(2)]
     assert mv(comps, 4) == [1.0, 0.0, 0.0, 1.0]  # "first": the tied cluster whose first member is earliest

@@ -10,7 +10,8 @@ in a worker process; a worker that overruns its deadline is SIGKILLed and replac
   fallback. They are created lazily on the first check that needs them and stopped at exit.
 - Checks that need no math-verify (choice letters, two plain numbers, identical normalised text) are
   decided in-process by `quick_match`, which mirrors `mmreason.answers.match_answer` exactly and
-  only uses bounded regexes; everything else goes to the pool.
+  only runs linear regexes, or the number regex on <= QUICK_MAX_CHARS characters; everything else
+  goes to the pool.
 - Thread-safe: one batch runs in the pool at a time (a lock); counters are guarded too. After a fork
   the child builds its own workers instead of touching the parent's.
 """
@@ -63,8 +64,14 @@ class Result:
 CORRECT, INCORRECT = Result("correct"), Result("incorrect")
 
 
+# `answers._to_number`'s regex backtracks polynomially (999 digits + "!" takes ~15 s), so the in-process
+# path only tries it on short strings; longer ones go to a worker, under the timeout.
+QUICK_MAX_CHARS = 64
+
+
 def _quick_scalar(pred: str, gold: str, precision: int | None) -> bool | None:
-    pv, gv = _to_number(pred), _to_number(gold)
+    short = len(pred) <= QUICK_MAX_CHARS and len(gold) <= QUICK_MAX_CHARS
+    pv, gv = (_to_number(pred), _to_number(gold)) if short else (None, None)
     if pv is not None and gv is not None:
         if precision is not None:
             return round(pv, precision) == round(gv, precision)

@@ -40,7 +40,7 @@ from mmreason.records import LETTERS
 from mmreason.rewards.registry import register
 from mmreason.rewards.text import boxed_spans, completion_text
 from mmreason.rewards.verifiable import _column, _metric
-from mmreason.rewards.verify_pool import verify_many
+from mmreason.rewards.verify_pool import QUICK_MAX_CHARS, verify_many
 
 logger = logging.getLogger("mmreason.rewards")
 
@@ -81,10 +81,10 @@ def choice_vote(pred: str, choices: Sequence[str]) -> str | None:
     for k, opt in enumerate(choices):
         if normalize_text(str(opt)) == norm:
             return LETTERS[k]
-    v = _to_number(pred)
+    v = _to_number(pred) if len(pred) <= QUICK_MAX_CHARS else None  # see verify_pool.QUICK_MAX_CHARS
     if v is not None:
         for k, opt in enumerate(choices):
-            o = _to_number(str(opt))
+            o = _to_number(str(opt)) if len(str(opt)) <= QUICK_MAX_CHARS else None
             if o is not None and math.isclose(v, o, rel_tol=1e-6, abs_tol=1e-9):
                 return LETTERS[k]
     return None
