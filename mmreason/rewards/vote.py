@@ -233,7 +233,11 @@ def _majority_vote(completions, n, G, completion_ids, answer, answer_type, choic
     golds, rids, cids = _column(answer, n), _column(record_id, n), _column(completion_ids, n)
     local = []
     for i, c in enumerate(completions):
-        vote = extract_vote(c, types[i], opts[i], cids[i], stop_ids)
+        try:  # never raise before the all-gather below: the other ranks would wait forever
+            vote = extract_vote(c, types[i], opts[i], cids[i], stop_ids)
+        except Exception:  # noqa: BLE001
+            logger.warning("majority_vote: could not read completion %d; it does not vote", i, exc_info=True)
+            vote = None
         local.append((vote, types[i], opts[i], precs[i], golds[i], rids[i]))
     if callable(log_extra):  # the vote of each completion, for TRL's completions table
         try:
