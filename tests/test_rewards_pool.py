@@ -79,7 +79,7 @@ def test_pathological_input_times_out_worker_killed_others_answered(pool):
     assert pool.verify_many([(r"\frac{1}{3}", "1/3", "text", None, None)])[0].status == "correct"
 
 
-def test_pathological_in_accuracy_reward_gives_zero_and_is_counted():
+def test_pathological_in_accuracy_reward_gives_zero_and_is_counted(caplog):
     from mmreason.rewards import accuracy
     from mmreason.rewards.verify_pool import get_pool, verify_many
 
@@ -94,6 +94,7 @@ def test_pathological_in_accuracy_reward_gives_zero_and_is_counted():
     assert time.monotonic() - t0 < 1.5
     assert out == [0.0]
     assert logged["accuracy/verify_timeouts"] == 1
+    assert any("timed out" in r.getMessage() for r in caplog.records if r.name == "mmreason.rewards")
     assert get_pool().stats()["timeouts"] == before + 1
 
 
