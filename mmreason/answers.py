@@ -66,6 +66,8 @@ def normalize_text(s: str) -> str:
     return s.lower()
 
 
+# Unambiguous pieces (no two quantifiers can split the same digits), so matching stays linear.
+_NUMBER = re.compile(r"([-+]?(?:\d+(?:\.\d+)?|\.\d+)(?:e[-+]?\d+)?)\s*(%|[a-z°^][a-z°^\d ]*)?")
 _LETTER = re.compile(r"^\(?\s*([A-Z])\s*\)?(?:[.:)]|\s|$)")
 
 
@@ -78,9 +80,11 @@ def extract_letter(pred: str, n_choices: int) -> str | None:
 
 
 def _to_number(s: str) -> float | None:
+    if len(s) > 100:  # no plain number (with unit) is this long
+        return None
     s = normalize_text(s).replace(",", "")
     s = re.sub(r"^[a-z]\s*=\s*", "", s)  # "x = 3"
-    m = re.fullmatch(r"([-+]?\d*\.?\d+(?:e[-+]?\d+)?)\s*(%|[a-z°^\d\s]*)?", s)
+    m = _NUMBER.fullmatch(s)
     if not m:
         return None
     try:

@@ -325,5 +325,6 @@ def to_grpo_example(rec: Record, system: str | None = None, suffix: str | None =
         "answer": rec.answer,
         "answer_type": rec.answer_type,
         "choices": rec.choices,
+        "precision": rec.precision,
         "record_id": rec.id,
     }
