@@ -134,7 +134,7 @@ def test_resolve_resume_fresh_start_and_bad_path(tmp_path):
         resolve_resume(str(tmp_path / "missing"), str(tmp_path))
 
 
-def test_cli_yaml_override_and_lenient_report(tiny_model_dir, data_dir, tmp_path):
+def test_cli_yaml_override_and_lenient_report(tiny_model_dir, data_dir, tmp_path, capsys):
     from mmreason.cli import main
 
     good = (data_dir / "train.jsonl").read_text().splitlines()
@@ -162,6 +162,10 @@ def test_cli_yaml_override_and_lenient_report(tiny_model_dir, data_dir, tmp_path
     # strict (default): the first bad record stops the run, naming file:line
     with pytest.raises(RecordError, match=rf"with_bad.jsonl:2: field 'solution'"):
         load_sft_records([str(bad_file)])
+    assert main(["sft", "--config", str(cfg), "--lenient", "false"]) == 2
+    assert "with_bad.jsonl:2: field 'solution'" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="missing.jsonl"):
+        load_sft_records([str(tmp_path / "missing.jsonl")])
 
 
 def test_records_from_hf_dataset_folder(data_dir, tmp_path):

@@ -102,6 +102,8 @@ def load_sft_records(
         if p.is_file():
             recs = iter_records(p, strict=not lenient, report=rep)
             lines = None
+        elif p.suffix in (".jsonl", ".json") or str(spec).startswith((".", "/", "~")) and not p.is_dir():
+            raise FileNotFoundError(f"train/eval file not found: {spec}")
         else:
             recs = _hf_records(str(spec), not lenient, rep)
             lines = {}

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 
+from mmreason.records import RecordError
 from mmreason.sft.config import MMSFTConfig, SFTScriptArguments
 from mmreason.sft.dataset import build_sft_dataset, load_sft_records
 from mmreason.sft.freeze import LANGUAGE_LORA_TARGETS, freeze_vision
@@ -138,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     offline_defaults()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     script_args, training_args, model_args = make_parser().parse_args_and_config(argv)
-    train(script_args, training_args, model_args)
+    try:
+        train(script_args, training_args, model_args)
+    except (RecordError, FileNotFoundError) as e:  # bad input data: one clear line, no traceback
+        print(f"mmreason sft: error: {e}", file=sys.stderr)
+        return 2
     print(f"SFT done: {training_args.output_dir}")
     return 0
