@@ -193,6 +193,9 @@ def test_same_seed_byte_identical_other_seed_differs(tmp_path):
     for rel in files_a:
         assert filecmp.cmp(a / rel, b / rel, shallow=False), rel
     assert (a / "train.jsonl").read_bytes() != (c / "train.jsonl").read_bytes()
+    # rerunning smaller into the same folder leaves no stale images behind
+    synthesize(c, n_train=6, n_test=2, seed=3, progress=False)
+    assert len(list((c / "images").glob("*.png"))) == 8
 
 
 def test_difficulty_changes_parameter_distribution(easy_set, hard_set):

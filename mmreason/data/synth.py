@@ -132,6 +132,8 @@ def synthesize(
     }
     for split, n in (("train", n_train), ("test", n_test)):
         scenes = _sample_split(split, n, seed, tasks, difficulty)
+        for stale in (out / "images").glob(f"{split}-[0-9][0-9][0-9][0-9][0-9][0-9]-*.png"):
+            stale.unlink()  # from an earlier, larger run into the same folder
         records = []
         counts: dict[str, dict[str, int]] = {}
         for i, (task, scene) in enumerate(tqdm(scenes, desc=f"synth {split}", disable=not progress or n < 500)):
