@@ -320,3 +320,35 @@ def test_run_main_trains_saves_and_resumes(tiny_model_dir, records_file, tmp_pat
     assert logged[:2] == first  # steps 1-2 come from the checkpoint (a fresh run would re-time them), not re-run
     assert plot_main(["--run", str(out)]) == 0
     assert (out / "entropy_law.png").is_file() and (out / "entropy.png").is_file()
+
+
+def test_fit_images_makes_token_counts_independent_of_the_processor_bounds(tiny_model_dir):
+    """vLLM loads the checkpoint's processor (wider bounds); pre-fitting images to ours keeps the counts equal."""
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    from mmreason.rl.data import configure_processor, fit_images
+
+    ours_proc = configure_processor(AutoProcessor.from_pretrained(tiny_model_dir), max_pixels=56 * 112)
+    wide = AutoProcessor.from_pretrained(tiny_model_dir)  # max 112*112 pixels
+    im = Image.new("RGB", (200, 150), (10, 20, 30))
+
+    def tokens(proc, image):
+        return int(proc.image_processor(images=[image], return_tensors="pt")["image_grid_thw"].prod()) // 4
+
+    assert tokens(wide, im) != tokens(ours_proc, im)  # the mismatch fitting prevents
+    fitted = fit_images([im], ours_proc)[0]
+    assert fitted.size != im.size
+    assert tokens(wide, fitted) == tokens(ours_proc, fitted) == tokens(ours_proc, im)
+    assert fit_images([fitted], ours_proc)[0] is fitted  # idempotent: already at the target size
+
+
+def test_reward_names_resolve_through_the_registry_and_dotted_paths(tmp_path, monkeypatch):
+    from mmreason.rl.run import resolve_reward_funcs
+
+    (tmp_path / "extra_rewards.py").write_text("def bonus(completions, **kw):\n    return [0.0] * len(completions)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    funcs = resolve_reward_funcs(["accuracy", "extra_rewards.bonus", "majority_vote"], 4, stop_token_ids=[1])
+    assert [f.__name__ for f in funcs] == ["accuracy", "bonus", "majority_vote"]
+    with pytest.raises(ValueError):
+        resolve_reward_funcs(["no_such_reward"], 4)

@@ -51,6 +51,34 @@ def configure_processor(processor, min_pixels: int | None = None, max_pixels: in
     return processor
 
 
+def fit_images(images: list | None, processor) -> list | None:
+    """Resize PIL images to the processor's own target size (Qwen2-VL smart_resize: multiples of
+    patch*merge, within its min/max pixels). The processor then leaves them as they are, and so does a vLLM
+    engine that loaded the checkpoint's processor with wider bounds: both count the same image tokens even
+    when max_pixels was set only here (TRL's vLLM path passes raw images, not our processor settings)."""
+    ip = getattr(processor, "image_processor", None)
+    if not images or ip is None:
+        return images
+    size = getattr(ip, "size", None) or {}
+    lo, hi = size.get("shortest_edge"), size.get("longest_edge")
+    if lo is None or hi is None:
+        return images
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    factor = getattr(ip, "patch_size", 14) * getattr(ip, "merge_size", 2)
+    out = []
+    for im in images:
+        if hasattr(im, "size") and hasattr(im, "resize"):
+            w, h = im.size
+            th, tw = smart_resize(h, w, factor=factor, min_pixels=lo, max_pixels=hi)
+            if (tw, th) != (w, h):
+                from PIL import Image
+
+                im = im.convert("RGB").resize((tw, th), Image.Resampling.BICUBIC)
+        out.append(im)
+    return out
+
+
 def prompt_length(processor, prompt: list[dict], images: list | None) -> int:
     """Prompt tokens (image tokens included) exactly as TRL tokenizes the prompt for generation."""
     from trl.data_utils import prepare_multimodal_messages

@@ -64,9 +64,10 @@ def resolve_resume(value, output_dir: str):
     return str(value)
 
 
-def resolve_reward_funcs(names: list[str], num_generations: int) -> list:
+def resolve_reward_funcs(names: list[str], num_generations: int, **common) -> list:
     """Registry names go to mmreason.rewards.build_reward_funcs (which binds num_generations for the
-    group-aware ones); names with a dot are imported as 'module.function'. Order is kept."""
+    group-aware ones, and `common` options such as stop_token_ids where a reward takes them); names with a
+    dot are imported as 'module.function'. Order is kept."""
     import importlib
 
     if not names:
@@ -76,7 +77,7 @@ def resolve_reward_funcs(names: list[str], num_generations: int) -> list:
     if registry:
         from mmreason.rewards import build_reward_funcs
 
-        built = list(build_reward_funcs(registry, num_generations))
+        built = list(build_reward_funcs(registry, num_generations, **common))
     funcs = []
     for name in names:
         if "." in name:
@@ -134,7 +135,11 @@ def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
 
     from trl import get_peft_config
 
-    reward_funcs = resolve_reward_funcs(list(script_args.reward_funcs), training_args.num_generations)
+    tok = getattr(processor, "tokenizer", processor)
+    stop_ids = sorted({i for i in (tok.eos_token_id, tok.pad_token_id) if i is not None})
+    reward_funcs = resolve_reward_funcs(
+        list(script_args.reward_funcs), training_args.num_generations, stop_token_ids=stop_ids
+    )
     trainer = MMReasonGRPOTrainer(
         model=model_id,
         reward_funcs=reward_funcs,

@@ -9,6 +9,7 @@ from trl import GRPOTrainer
 
 from mmreason.rl import metrics as M
 from mmreason.rl.config import MMReasonGRPOConfig
+from mmreason.rl.data import fit_images
 from mmreason.rl.losses import covariance_stats, get_loss
 
 
@@ -49,6 +50,8 @@ class MMReasonGRPOTrainer(GRPOTrainer):
         return rewards_per_func
 
     def _generate_and_score_completions(self, inputs):
+        if inputs and "images" in inputs[0]:
+            inputs = [{**x, "images": fit_images(x["images"], self.processing_class)} for x in inputs]
         output = super()._generate_and_score_completions(inputs)
         if not self.args.dynamic_sampling:
             return output

@@ -1,0 +1,167 @@
+"""GRPO step time and peak memory: our trainer with Clip-Cov and with KL-Cov (entropy and covariance logging
+on) against stock TRL GRPOTrainer, same model, same batch, same seed, measured in one run. Two models: the
+tiny Qwen2.5-VL, and the same with the real Qwen vocabulary (151,936 rows; the small tokenizer's ids fit).
+
+Each trainer runs in its own single-threaded subprocess (so peak RSS is per run): warm-up steps, then
+timed steps; completions are forced to full length (min_new_tokens) so every run does the same work. Modes
+run in interleaved rounds and the fastest run of each counts (other jobs on a shared machine only ever slow
+a run down). Goal: ratio <= 1.05."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+QWEN_VOCAB = 151_936
+MODES = ("stock", "clip_cov", "kl_cov")
+ROUNDS = int(os.environ.get("BENCH_GRPO_ROUNDS", "2"))
+# per model: prompts x completions per step, completion length, warm-up and timed steps (even: whole
+# generation cycles of steps_per_generation=2). The big-vocabulary runs are ~50x slower per token on CPU.
+SHAPES = {
+    "tiny vocab": dict(batch=8, length=24, warmup=2, steps=int(os.environ.get("BENCH_GRPO_STEPS", "6"))),
+    f"Qwen vocab {QWEN_VOCAB}": dict(batch=4, length=12, warmup=1, steps=2),
+}
+
+
+def _build(tmp: Path) -> dict[str, Path]:
+    import torch
+    from PIL import Image
+    from transformers import AutoProcessor, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    from mmreason.tiny import build_tiny_model
+
+    small = build_tiny_model(tmp / "tiny", "tiny", seed=0)
+    config = Qwen2_5_VLConfig.from_pretrained(small)
+    config.text_config.vocab_size = QWEN_VOCAB
+    torch.manual_seed(0)
+    big = tmp / "tiny_qwen_vocab"
+    model = Qwen2_5_VLForConditionalGeneration(config).to(torch.float32)
+    model.generation_config = Qwen2_5_VLForConditionalGeneration.from_pretrained(small).generation_config
+    model.save_pretrained(big)
+    AutoProcessor.from_pretrained(small).save_pretrained(big)
+    data = tmp / "data"
+    (data / "images").mkdir(parents=True)
+    with open(data / "train.jsonl", "w") as f:
+        for i in range(16):
+            Image.new("RGB", (56, 56), (15 * i, 80, 200 - 10 * i)).save(data / f"images/{i}.png")
+            f.write(json.dumps({"id": f"b{i}", "question": f"How many shapes are there? ({i})", "answer": str(i % 5),
+                                "answer_type": "integer", "images": [f"images/{i}.png"]}) + "\n")
+    return {"tiny vocab": small, f"Qwen vocab {QWEN_VOCAB}": big, "data": data / "train.jsonl"}
+
+
+def bench_reward(completions, completion_ids, **kwargs):
+    return [float(sum(ids) % 5) for ids in completion_ids]
+
+
+def worker(spec: dict) -> dict:
+    import time
+
+    import psutil
+    from transformers import AutoProcessor, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from mmreason.rl.config import MMReasonGRPOConfig
+    from mmreason.rl.data import build_grpo_dataset
+    from mmreason.rl.trainer import MMReasonGRPOTrainer
+
+    processor = AutoProcessor.from_pretrained(spec["model"], padding_side="left")
+    ds, _ = build_grpo_dataset(spec["data"], processor=processor)
+    shape = SHAPES[spec["label"]]
+    L, WARMUP = shape["length"], shape["warmup"]
+    common = dict(
+        output_dir=spec["out"], per_device_train_batch_size=shape["batch"], num_generations=4, steps_per_generation=2,
+        max_completion_length=L, generation_kwargs={"min_new_tokens": L}, max_steps=WARMUP + shape["steps"],
+        bf16=False, gradient_checkpointing=False, report_to="none", logging_steps=1, save_strategy="no",
+        learning_rate=1e-4, seed=0, beta=0.0, disable_tqdm=True,
+    )
+    if spec["mode"] == "stock":
+        trainer = GRPOTrainer(model=spec["model"], reward_funcs=[bench_reward], args=GRPOConfig(**common),
+                              train_dataset=ds, processing_class=processor)
+    else:
+        args = MMReasonGRPOConfig(**common, cov_mode=spec["mode"], clip_cov_lb=0.0)
+        trainer = MMReasonGRPOTrainer(model=spec["model"], reward_funcs=[bench_reward], args=args,
+                                      train_dataset=ds, processing_class=processor)
+
+    times, t0 = [], [0.0]
+
+    class Timer(TrainerCallback):
+        def on_step_begin(self, *a, **k):
+            t0[0] = time.perf_counter()
+
+        def on_step_end(self, *a, **k):
+            times.append(time.perf_counter() - t0[0])
+
+    trainer.add_callback(Timer())
+    # Peak memory: the process's RSS high-water mark (no sampling thread: one would contend for the GIL with
+    # the many small ops of a tiny model and slow it down several-fold).
+    base = psutil.Process().memory_info().rss
+    trainer.train()
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    timed = times[WARMUP:]
+    return {
+        "step_s": statistics.fmean(timed),  # whole generation cycles (even step counts)
+        "train_peak_mb": (peak - base) / 2**20,
+        "peak_rss_mb": peak / 2**20,
+    }
+
+
+def _run(spec: dict) -> dict:
+    # One thread per worker: on a shared 2-core machine, OpenMP threads of concurrent jobs spin against each
+    # other and make small-op timings swing 10x; a single thread is much less sensitive.
+    env = dict(os.environ, MMREASON_OFFLINE="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONWARNINGS="ignore",
+               OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    res = subprocess.run([sys.executable, "-m", "bench.bench_grpo", "--worker", json.dumps(spec)], cwd=root,
+                         env=env, capture_output=True, text=True)
+    lines = [l for l in res.stdout.splitlines() if l.startswith("RESULT ")]
+    if res.returncode != 0 or not lines:
+        raise RuntimeError(f"worker {spec['mode']} failed:\n{res.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def main() -> None:
+    from mmreason.offline import offline_defaults
+
+    offline_defaults()
+    with tempfile.TemporaryDirectory(prefix="bench_grpo_") as tmp:
+        paths = _build(Path(tmp))
+        for label in (k for k in paths if k != "data"):
+            runs: dict[str, list[dict]] = {m: [] for m in MODES}
+            for _ in range(ROUNDS):  # interleaved rounds; the fastest of each mode is the least disturbed
+                for mode in MODES:
+                    spec = {"model": str(paths[label]), "data": str(paths["data"]), "mode": mode, "label": label,
+                            "out": str(Path(tmp) / f"out_{mode}")}
+                    runs[mode].append(_run(spec))
+            results = {m: {"step_s": min(r["step_s"] for r in rs), "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
+                           "train_peak_mb": max(r["train_peak_mb"] for r in rs)} for m, rs in runs.items()}
+            base = results["stock"]
+            print(f"grpo [{label}] stock TRL: {base['step_s']:.3f} s/step (best of {ROUNDS} runs of {SHAPES[label]['steps']} steps, batch {SHAPES[label]['batch']} x {SHAPES[label]['length']} tokens), "
+                  f"peak RSS {base['peak_rss_mb']:.0f} MB (+{base['train_peak_mb']:.0f} MB during training)")
+            for mode in ("clip_cov", "kl_cov"):
+                r = results[mode]
+                print(f"grpo step time [{label}] {mode}: ours {r['step_s']:.3f} s, baseline {base['step_s']:.3f} s, "
+                      f"ratio {r['step_s'] / base['step_s']:.3f}")
+                print(f"grpo peak memory [{label}] {mode}: ours {r['peak_rss_mb']:.0f} MB, baseline "
+                      f"{base['peak_rss_mb']:.0f} MB, ratio {r['peak_rss_mb'] / base['peak_rss_mb']:.3f} "
+                      f"(training increment: ours {r['train_peak_mb']:.0f} MB, baseline {base['train_peak_mb']:.0f} MB)")
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        import logging
+
+        logging.disable(logging.WARNING)
+        out = worker(json.loads(sys.argv[2]))
+        print("RESULT " + json.dumps(out), flush=True)
+    else:
+        main()
