@@ -183,6 +183,7 @@ def test_dynamic_sampling_drops_exactly_zero_variance_groups(tiny_model_dir, dat
     assert trainer._metrics["train"]["dynamic_sampling/dropped_groups"][-1] == 2
     # the dropped rows no longer reach the loss: zeroing their advantages changes nothing
     loss = trainer._compute_loss(trainer.model, out)
+    assert trainer._metrics["train"]["entropy/token_mean"][-1] > 0  # entropy covers every rollout token
     out2 = dict(out, advantages=out["advantages"].masked_fill(~keep, 123.0))
     assert torch.equal(trainer._compute_loss(trainer.model, out2), loss)
     with pytest.raises(ValueError, match="dynamic_sampling_reward"):

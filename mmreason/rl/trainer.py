@@ -107,7 +107,8 @@ class MMReasonGRPOTrainer(GRPOTrainer):
 
     def _log_entropy(self, inputs, entropies: torch.Tensor) -> None:
         mode = "train" if self.model.training else "eval"
-        mask = self._loss_mask(inputs).to(entropies.dtype)
+        # all rollout tokens, including groups dynamic sampling keeps out of the loss
+        mask = inputs["completion_mask"].to(entropies.dtype)
         tok = torch.stack([(entropies * mask).sum(), mask.sum()])
         per_seq = (entropies * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
         has_tokens = (mask.sum(-1) > 0).to(entropies.dtype)
