@@ -122,9 +122,9 @@ class MMReasonGRPOTrainer(GRPOTrainer):
         t = torch.tensor([stats.cov_mean * stats.num_valid, stats.num_valid, stats.num_selected],
                          dtype=torch.float64, device=self.accelerator.device)
         t = self.accelerator.reduce(t, reduction="sum")
-        cov_max = self.accelerator.reduce(
-            torch.tensor(stats.cov_max, dtype=torch.float64, device=self.accelerator.device), reduction="max"
-        ) if self.accelerator.num_processes > 1 else torch.tensor(stats.cov_max)
+        cov_max = self.accelerator.gather(
+            torch.tensor([stats.cov_max], dtype=torch.float64, device=self.accelerator.device)
+        ).max()
         n = max(float(t[1]), 1.0)
         self._metrics[mode][M.COV_MEAN].append(float(t[0]) / n)
         self._metrics[mode][M.COV_MAX].append(float(cov_max))
