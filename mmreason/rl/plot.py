@@ -114,7 +114,12 @@ def plot_run(run: str | Path, out: str | Path | None = None, reward: str | None 
         lo, hi = min(p[0] for p in pairs), max(p[0] for p in pairs)
         hs = [lo * (1 - t) + hi * t for t in [i / 50 for i in range(51)]] if hi > lo else [lo]
         ax.plot(hs, [fit.predict(h) for h in hs], "r-", label=f"R = -{fit.a:.3g} e^H + {fit.b:.3g}")
-        ax.axhline(fit.ceiling, color="gray", ls="--", label=f"ceiling b - a = {fit.ceiling:.3g}")
+        ys = [p[1] for p in pairs]
+        span = max(max(ys) - min(ys), 1e-6)
+        if min(ys) - span <= fit.ceiling <= max(ys) + span:
+            ax.axhline(fit.ceiling, color="gray", ls="--", label=f"ceiling b - a = {fit.ceiling:.3g}")
+        else:  # far off the data (a poor fit): state it rather than squash the plot
+            ax.plot([], [], " ", label=f"ceiling b - a = {fit.ceiling:.3g} (off scale), R^2 = {fit.r2:.2f}")
         result.update(a=fit.a, b=fit.b, ceiling=fit.ceiling, r2=fit.r2)
     ax.set(xlabel="entropy H (token mean)", ylabel=rkey, title="Entropy-performance law")
     ax.legend()
