@@ -14,7 +14,7 @@ export MMREASON_OFFLINE ?= 1
 RUNS ?= runs/demo
 CONFIG ?=
 
-.PHONY: setup demo test bench data sft grpo eval plot clean
+.PHONY: setup demo test bench data data-build embedded sft grpo grpo-unsupervised eval plot clean
 
 setup: $(VENV_REAL)/.complete
 	@ln -sfn $(VENV_REAL) $(VENV)
@@ -40,16 +40,29 @@ bench: setup
 	$(PY) -m bench.run
 
 data: setup
-	$(MM) data synth --out $(RUNS)/data --n 2000 --seed 0
+	$(MM) data synth --out $(RUNS)/data --n 3000 --n-test 400 --seed 0
 
-sft: setup
-	$(MM) sft --config $(or $(CONFIG),configs/sft/tiny_demo.yaml)
+data-build: setup
+	$(MM) data build --recipe data_recipes/$(or $(RECIPE),distilled).yaml --out runs/data/$(or $(RECIPE),distilled) $(ARGS)
+
+# The embedded default (tiny model + synthetic data) that `make sft` trains when no CONFIG is given.
+embedded: setup
+	$(MM) demo --out $(RUNS) --prepare-only
+
+sft: setup $(if $(CONFIG),,embedded)
+	$(MM) sft --config $(or $(CONFIG),configs/sft/tiny_demo.yaml) $(ARGS)
 
 grpo: setup
-	$(MM) grpo --config $(or $(CONFIG),configs/grpo/tiny_demo.yaml)
+	@[ -n "$(CONFIG)" ] || [ -f $(RUNS)/sft/config.json ] || { echo "no SFT checkpoint in $(RUNS)/sft: run 'make sft' first (or give CONFIG=...)"; exit 2; }
+	$(MM) grpo --config $(or $(CONFIG),configs/grpo/tiny_demo.yaml) $(ARGS)
+
+grpo-unsupervised: setup
+	@[ -f $(RUNS)/sft/config.json ] || { echo "no SFT checkpoint in $(RUNS)/sft: run 'make sft' first"; exit 2; }
+	$(MM) grpo --config configs/grpo/tiny_unsupervised.yaml $(ARGS)
 
 eval: setup
-	$(MM) eval run --model $(or $(MODEL),$(RUNS)/grpo) --benchmark $(or $(BENCH),$(RUNS)/data/test.jsonl) --output-dir $(RUNS)/eval
+	$(MM) eval run --model $(or $(MODEL),$(RUNS)/grpo) --benchmark $(or $(BENCH),$(RUNS)/data/test.jsonl) \
+	  --output-dir $(or $(OUT),$(RUNS)/eval/$(notdir $(basename $(or $(BENCH),test)))) $(ARGS)
 
 plot: setup
 	$(MM) plot --run $(or $(RUN),$(RUNS)/grpo)
