@@ -21,28 +21,39 @@ _BRACE_TOKEN = re.compile(r"\\(?:boxed|fbox)\s*\{|\{|\}")
 
 def extract_boxed_all(text: str) -> list[str]:
     r"""Contents of every `\boxed{...}` (and `\fbox{...}`) in `text`, braces balanced, in order of opening."""
-    return [content for _, content in sorted(_closed_boxes(text))]
+    return [content for *_, content in boxed_spans(text)]
 
 
-def _closed_boxes(text: str) -> list[tuple[int, str]]:
-    """(content start, content) of every complete box, in closing order."""
-    if not isinstance(text, str):
+def boxed_spans(text: str) -> list[tuple[int, int, str]]:
+    r"""(box start, box end, stripped content) of every complete `\boxed{...}`/`\fbox{...}`, ordered by start.
+    Unclosed boxes are ignored; braces inside a box must balance."""
+    return sorted(_closed_boxes(text))
+
+
+def final_box(spans: list[tuple[int, int, str]]) -> tuple[int, int, str]:
+    """The answer box among `spans` (non-empty): the last to close, the rule of `extract_boxed`."""
+    return max(spans, key=lambda s: s[1])
+
+
+def _closed_boxes(text: str) -> list[tuple[int, int, str]]:
+    """(box start, box end, content) of every complete box, in closing order."""
+    if not isinstance(text, str) or "box" not in text:
         return []
     # One linear pass over braces (a 1 MB reply of nested or unclosed boxes must not go quadratic).
-    found: list[tuple[int, str]] = []
-    open_boxes: list[tuple[int, int]] = []  # (content start, brace depth outside the box)
+    found: list[tuple[int, int, str]] = []
+    open_boxes: list[tuple[int, int, int]] = []  # (box start, content start, brace depth outside the box)
     depth = 0
     for m in _BRACE_TOKEN.finditer(text):
         tok = m.group()
         if tok == "}":
             depth -= 1
-            if open_boxes and open_boxes[-1][1] == depth:
-                start, _ = open_boxes.pop()
-                found.append((start, text[start : m.start()].strip()))
+            if open_boxes and open_boxes[-1][2] == depth:
+                box_start, start, _ = open_boxes.pop()
+                found.append((box_start, m.end(), text[start : m.start()].strip()))
         elif tok == "{":
             depth += 1
         else:
-            open_boxes.append((m.end(), depth))
+            open_boxes.append((m.start(), m.end(), depth))
             depth += 1
     return found
 
@@ -52,7 +63,7 @@ def extract_boxed(text: str) -> str | None:
     answer (a model that revises itself boxes its final answer last); "last" means last to close, so
     `\boxed{\boxed{2}+1}` gives `\boxed{2}+1`; an unclosed box is ignored."""
     boxes = _closed_boxes(text)
-    return boxes[-1][1] if boxes else None
+    return boxes[-1][2] if boxes else None
 
 
 _TEXT_WRAP = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\{([^{}]*)\}")

@@ -4,9 +4,10 @@ import random
 
 import pytest
 
-from mmreason.answers import extract_boxed_all
+from mmreason.answers import extract_boxed, extract_boxed_all
 from mmreason.rewards import REWARDS, accuracy, build_reward_funcs, format_reward, mcq_letter, register
-from mmreason.rewards.text import boxed_spans, completion_text
+from mmreason.rewards.text import boxed_spans, completion_text, final_box
+from mmreason.rewards.vote import extract_vote
 
 CHOICES = ["red", "blue", "green"]
 
@@ -21,11 +22,34 @@ def run(func, completions, answers, types, choices=None, **kw):
                 answer_type=types, choices=choices or [None] * n, record_id=[str(i) for i in range(n)], **kw)
 
 
-def test_boxed_spans_match_answers_extract_boxed_all():
-    texts = [r"a \boxed{1} b \boxed{\frac{1}{2}}", r"\boxed{\boxed{3}}", r"\fbox{x} \boxed{ y }", r"\boxed{unclosed",
-             r"} \boxed{2} {", r"{ \boxed{a{b}c} ", "no box", r"\boxed {7}", ""]
-    for t in texts:
-        assert [s[2] for s in boxed_spans(t)] == extract_boxed_all(t), t
+def test_boxed_spans_positions_and_order():
+    cases = {  # text -> [(start, end, content)] worked out by hand, ordered by start
+        r"a \boxed{1} b \boxed{\frac{1}{2}}": [(2, 11, "1"), (14, 33, r"\frac{1}{2}")],
+        r"\boxed{\boxed{3}}": [(0, 17, r"\boxed{3}"), (7, 16, "3")],
+        r"\fbox{x} \boxed{ y }": [(0, 8, "x"), (9, 20, "y")],
+        r"\boxed{unclosed": [],
+        r"} \boxed{2} {": [(2, 11, "2")],
+        r"{ \boxed{a{b}c} ": [(2, 15, "a{b}c")],
+        r"\boxed {7}": [(0, 10, "7")],
+        "no box": [],
+        "": [],
+    }
+    for t, want in cases.items():
+        assert boxed_spans(t) == want, t
+        assert extract_boxed_all(t) == [c for *_, c in want], t
+    assert final_box(boxed_spans(r"\boxed{\boxed{3}}"))[2] == r"\boxed{3}"
+
+
+def test_rewards_read_the_box_eval_reads():
+    # Nested boxes: the answer is the last box to CLOSE (the outer one), in rewards, votes and eval alike.
+    t = r"so \boxed{\boxed{2}+1}"
+    assert extract_boxed(t) == r"\boxed{2}+1"
+    assert extract_vote(conv(t)) == r"\boxed{2}+1"
+    t = r"so \boxed{B \fbox{A}}"  # outer box says B, the inner (later-opening) one A
+    assert extract_boxed(t) == r"B \fbox{A}"
+    assert run(accuracy, [conv(t)], ["B"], ["choice"], [CHOICES], single_box=False) == [1.0]
+    assert run(mcq_letter, [conv(t)], ["B"], ["choice"], [CHOICES], single_box=False) == [1.0]
+    assert run(mcq_letter, [conv(t)], ["A"], ["choice"], [CHOICES], single_box=False) == [0.0]
 
 
 def test_completion_text_forms():

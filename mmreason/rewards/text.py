@@ -1,16 +1,15 @@
-r"""Completion text and `\boxed{}` spans, robust to anything TRL (or a broken model) hands us.
-
-`boxed_spans` finds the same boxes as `mmreason.answers.extract_boxed_all` but in one linear pass, so a
-1 MB completion repeating an unclosed `\boxed{` costs O(n), not O(n * boxes).
+r"""Completion text, robust to anything TRL (or a broken model) hands us, and the `\boxed{}` spans of
+`mmreason.answers` (one linear scanner for rewards, the data builder and evaluation; the answer box is
+`final_box(spans)`, the last to close, as `extract_boxed`).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_BRACE = re.compile(r"[{}]")
+from mmreason.answers import boxed_spans, final_box
+
+__all__ = ["boxed_spans", "completion_text", "final_box"]
 
 
 def completion_text(completion: Any) -> str | None:
@@ -34,24 +33,3 @@ def completion_text(completion: Any) -> str | None:
                 p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
             )
     return "".join(parts) if parts else None
-
-
-def boxed_spans(text: str | None) -> list[tuple[int, int, str]]:
-    r"""(start, end, stripped content) of every complete `\boxed{...}`/`\fbox{...}`, ordered by start.
-    Unclosed boxes are ignored; braces inside a box must balance."""
-    if not isinstance(text, str) or "box" not in text:
-        return []
-    opens = {m.end() - 1: m.start() for m in _BOX.finditer(text)}  # "{" position -> box start
-    if not opens:
-        return []
-    spans, stack = [], []
-    for m in _BRACE.finditer(text):
-        i, c = m.start(), m.group()
-        if c == "{":
-            stack.append(i)
-        elif c == "}" and stack:
-            j = stack.pop()
-            if j in opens:
-                spans.append((opens[j], i + 1, text[j + 1 : i].strip()))
-    spans.sort()
-    return spans

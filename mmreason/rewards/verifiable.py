@@ -18,7 +18,7 @@ import re
 
 from mmreason.answers import extract_letter
 from mmreason.rewards.registry import register
-from mmreason.rewards.text import boxed_spans, completion_text
+from mmreason.rewards.text import boxed_spans, completion_text, final_box
 from mmreason.rewards.verify_pool import verify_many
 
 logger = logging.getLogger("mmreason.rewards")
@@ -96,7 +96,7 @@ def accuracy(
         if single_box and len(spans) > 1:
             multi += 1
             continue
-        items.append((spans[-1][2], str(golds[i]), types[i] or "text", choice_lists[i], precisions[i]))
+        items.append((final_box(spans)[2], str(golds[i]), types[i] or "text", choice_lists[i], precisions[i]))
         where.append(i)
     results = verify_many(items, timeout=timeout) if items else []
     timeouts = errors = 0
@@ -178,6 +178,6 @@ def mcq_letter(
         if not spans or (single_box and len(spans) > 1):
             out.append(0.0)
             continue
-        letter = extract_letter(spans[-1][2], len(opts))
+        letter = extract_letter(final_box(spans)[2], len(opts))
         out.append(1.0 if letter is not None and letter == str(golds[i]).strip().upper()[:1] else 0.0)
     return out

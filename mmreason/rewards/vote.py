@@ -38,7 +38,7 @@ from typing import Callable, Sequence
 from mmreason.answers import MAX_ANSWER_CHARS, _to_number, extract_letter, normalize_text
 from mmreason.records import LETTERS
 from mmreason.rewards.registry import register
-from mmreason.rewards.text import boxed_spans, completion_text
+from mmreason.rewards.text import boxed_spans, completion_text, final_box
 from mmreason.rewards.verifiable import _column, _metric
 from mmreason.rewards.verify_pool import QUICK_MAX_CHARS, verify_many
 
@@ -101,7 +101,7 @@ def extract_vote(completion, answer_type=None, choices=None, completion_ids=None
     spans = boxed_spans(completion_text(completion))
     if not spans:
         return None
-    pred = spans[-1][2]
+    pred = final_box(spans)[2]
     if not pred or len(pred) > MAX_ANSWER_CHARS:
         return None
     if answer_type == "choice" and choices:
