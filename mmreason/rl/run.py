@@ -6,10 +6,10 @@ train (resuming from a checkpoint when asked) -> save."""
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 
 from mmreason.records import BOXED_SUFFIX
+from mmreason.resume import resolve_resume
 
 logger = logging.getLogger("mmreason.grpo")
 
@@ -49,19 +49,6 @@ def make_parser():
     from mmreason.rl.config import MMReasonGRPOConfig
 
     return TrlParser((GRPOScriptArguments, MMReasonGRPOConfig, ModelConfig))
-
-
-def resolve_resume(value, output_dir: str):
-    """'auto' / 'last' / 'true': the newest checkpoint in output_dir, or None to start fresh."""
-    if value is None or value is False:
-        return None
-    if value is True or str(value).lower() in ("auto", "last", "true"):
-        from transformers.trainer_utils import get_last_checkpoint
-
-        return get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
-    if not os.path.isdir(str(value)):
-        raise FileNotFoundError(f"resume_from_checkpoint: no checkpoint folder at {value}")
-    return str(value)
 
 
 def resolve_reward_funcs(names: list[str], num_generations: int, **common) -> list:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
 from mmreason.records import RecordError
+from mmreason.resume import resolve_resume
 from mmreason.sft.config import MMSFTConfig, SFTScriptArguments
 from mmreason.sft.dataset import build_sft_dataset, load_sft_records
 from mmreason.sft.freeze import LANGUAGE_LORA_TARGETS, freeze_vision
@@ -83,22 +83,6 @@ def peft_config_for(model_args):
     if not model_args.lora_target_modules:
         model_args.lora_target_modules = LANGUAGE_LORA_TARGETS
     return get_peft_config(model_args)
-
-
-def resolve_resume(value, output_dir: str) -> str | None:
-    """`resume_from_checkpoint`: true -> the last checkpoint in output_dir (None, i.e. a fresh start, if there is
-    none yet, so one command both starts and resumes a job); a path -> that checkpoint; false/None -> no resume."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    if value is None or value is False or str(value).lower() in ("", "false", "none", "no"):
-        return None
-    if value is True or str(value).lower() in ("true", "yes", "1"):
-        last = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
-        logger.info("resume: %s", last or f"no checkpoint in {output_dir}, starting fresh")
-        return last
-    if not os.path.isdir(str(value)):
-        raise FileNotFoundError(f"resume_from_checkpoint: {value} is not a checkpoint folder")
-    return str(value)
 
 
 def train(script_args: SFTScriptArguments, training_args: MMSFTConfig, model_args):
