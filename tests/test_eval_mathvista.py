@@ -1,14 +1,13 @@
 """MathVista: official query, official normalisation/scoring reproduced on the official result files,
 robustness, boxed and judge modes."""
 
-import http.server
 import json
 import logging
 import random
-import threading
 
 import pytest
 
+from mmreason.data.loopback import LoopbackServer, Scripted
 from mmreason.eval import mathvista as mv
 from mmreason.eval.cli import main as eval_main
 from mmreason.eval.levenshtein import distance
@@ -145,32 +144,16 @@ def test_rule_shortcuts(problems):
     assert mv.rule_extract("", p_int) == ""
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    seen = []
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        _Handler.seen.append({"auth": self.headers.get("Authorization"), "body": body})
-        prompt = body["messages"][0]["content"]
-        # answer like an extractor: the text after "ANSWER=" in the model response
-        ans = prompt.rsplit("ANSWER=", 1)[-1].split()[0] if "ANSWER=" in prompt else ""
-        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": ans}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *a):
-        pass
+def _extractor(body):
+    """Answer like an extractor: the text after "ANSWER=" in the model response."""
+    prompt = body["messages"][0]["content"]
+    return Scripted(text=prompt.rsplit("ANSWER=", 1)[-1].split()[0] if "ANSWER=" in prompt else "")
 
 
 def test_judge_mode_against_loopback_server(problems, tmp_path, monkeypatch, caplog):
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        secret = "sk-test-SECRET-123"
-        monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{srv.server_port}/v1")
+    secret = "sk-test-SECRET-123"
+    with LoopbackServer(_extractor, api_key=secret) as srv:
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
         monkeypatch.setenv("OPENAI_API_KEY", secret)
         p_int = next(p for p in problems.values() if p["answer_type"] == "integer")
         preds = tmp_path / "preds.jsonl"
@@ -185,14 +168,12 @@ def test_judge_mode_against_loopback_server(problems, tmp_path, monkeypatch, cap
         assert s["judge_model"] == "local-extractor" and s["total"] == 2
         assert s["per_item"]["1"]["correct"] is True and s["per_item"][p_int["pid"]]["correct"] is True
         assert s["extraction_sources"] == {"judge": 1, "rule": 1}  # the rule shortcut needs no call
-        assert len(_Handler.seen) == 1 and _Handler.seen[0]["auth"] == f"Bearer {secret}"
-        body = _Handler.seen[0]["body"]
+        assert srv.calls == 1 and srv.auth_headers == [f"Bearer {secret}"]
+        body = srv.bodies[0]
         assert body["model"] == "local-extractor" and body["temperature"] == 0
         assert body["messages"][0]["content"].startswith("Please read the following example.")
         assert body["messages"][0]["content"].endswith("ANSWER=1.2 done\n\nExtracted answer: ")
         assert secret not in caplog.text and secret not in out.read_text()
-    finally:
-        srv.shutdown()
 
 
 def test_quick_extract_equals_official_regex_and_is_linear():
