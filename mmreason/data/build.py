@@ -38,6 +38,7 @@ from mmreason.data.kinds import Outcome, Runner
 from mmreason.data.recipe import Recipe, RecipeError, help_text, load_recipe, parse_overrides, to_dict
 from mmreason.data.sources import SourceItem, is_records_source, iter_sources
 from mmreason.data.teachers import Teacher, TeacherError, make_teacher
+from mmreason.jsonl import AppendLog, read_jsonl_repair, rewrite_jsonl
 from mmreason.records import Record, RecordError, check_image
 
 logger = logging.getLogger(__name__)
@@ -70,66 +71,6 @@ def make_verifier(timeout: float) -> Callable[[str | None, Record], str]:
             return "error"
 
     return verify
-
-
-# ---------------------------------------------------------------- durable append-only files
-
-
-class AppendLog:
-    """Append-only JSONL: each line is one os.write on an O_APPEND descriptor; fsync after each batch."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-
-    def append(self, rows: list[dict]) -> None:
-        for row in rows:
-            data = (json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
-            written = os.write(self.fd, data)
-            while written < len(data):  # a short write (rare: signals, full disk) is completed, not lost
-                written += os.write(self.fd, data[written:])
-        os.fsync(self.fd)
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
-def read_jsonl_repair(path: Path) -> tuple[list[dict], int]:
-    """Valid rows of a JSONL file; a partial or corrupt line (a kill mid-write) and everything after it is
-    cut off. Returns (rows, number of lines dropped)."""
-    if not path.exists():
-        return [], 0
-    rows, good_bytes, dropped = [], 0, 0
-    with open(path, "rb") as f:
-        data = f.read()
-    pos = 0
-    while pos < len(data):
-        nl = data.find(b"\n", pos)
-        if nl < 0:
-            dropped += 1
-            break
-        try:
-            rows.append(json.loads(data[pos:nl].decode("utf-8")))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            dropped += 1 + data[nl + 1 :].count(b"\n")
-            break
-        pos = good_bytes = nl + 1
-    if good_bytes < len(data):
-        with open(path, "r+b") as f:
-            f.truncate(good_bytes)
-            f.flush()
-            os.fsync(f.fileno())
-    return rows, dropped
-
-
-def rewrite_jsonl(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------- the builder

@@ -7,11 +7,12 @@ flushed and fsync'd before the run moves on.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
 from typing import Any, Iterable
+
+from mmreason.jsonl import append_jsonl, read_jsonl_repair
 
 logger = logging.getLogger(__name__)
 
@@ -22,43 +23,22 @@ class PredictionCache:
         self.key = key
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.rows: dict[str, dict[str, Any]] = {}
-        self.repaired = 0  # bytes cut from a partial last line
+        self.repaired = 0  # partial last lines cut off
         self.duplicates = 0
         self._load()
 
     def _load(self) -> None:
-        if not self.path.exists():
-            return
-        data = self.path.read_bytes()
-        good_end = 0
-        pos = 0
-        while pos < len(data):
-            nl = data.find(b"\n", pos)
-            if nl < 0:  # no newline: the write of this line never finished
-                break
-            line = data[pos:nl]
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                    k = str(row[self.key])
-                except (ValueError, KeyError, TypeError):
-                    if nl + 1 >= len(data):  # a garbled final line is a torn write: drop it
-                        break
-                    raise ValueError(f"{self.path}: corrupt line at byte {pos}: {line[:80]!r}") from None
-                if k in self.rows:
-                    self.duplicates += 1
-                else:
-                    self.rows[k] = row
-            good_end = nl + 1
-            pos = nl + 1
-        if good_end < len(data):
-            self.repaired = len(data) - good_end
-            logger.warning("%s: dropping a partial last line (%d bytes) left by an interrupted run",
-                           self.path, self.repaired)
-            with open(self.path, "r+b") as f:
-                f.truncate(good_end)
-                f.flush()
-                os.fsync(f.fileno())
+        rows, self.repaired = read_jsonl_repair(self.path, corrupt="raise")
+        if self.repaired:
+            logger.warning("%s: dropped a partial last line left by an interrupted run", self.path)
+        for i, row in enumerate(rows, 1):
+            if not isinstance(row, dict) or self.key not in row:
+                raise ValueError(f"{self.path}: corrupt line (row {i} has no {self.key!r} field): {str(row)[:80]!r}")
+            k = str(row[self.key])
+            if k in self.rows:
+                self.duplicates += 1
+            else:
+                self.rows[k] = row
 
     def __contains__(self, key: str) -> bool:
         return str(key) in self.rows
@@ -78,8 +58,5 @@ class PredictionCache:
                 self.rows[k] = r
                 new.append(r)
         if new:
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in new))
-                f.flush()
-                os.fsync(f.fileno())
+            append_jsonl(self.path, new)
         return len(new)

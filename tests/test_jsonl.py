@@ -1,0 +1,46 @@
+"""The durable JSONL shared by the data builder (ledger, records) and the eval prediction cache."""
+
+import json
+
+import pytest
+
+from mmreason.jsonl import AppendLog, append_jsonl, read_jsonl_repair, rewrite_jsonl
+
+
+def test_append_then_read_round_trip(tmp_path):
+    p = tmp_path / "x.jsonl"
+    assert append_jsonl(p, [{"b": 1, "a": "é"}]) == 1
+    log = AppendLog(p)  # sort_keys by default: a ledger's bytes do not depend on dict order
+    assert log.append([{"z": 2, "y": 3}, {"k": [1, 2]}]) == 2
+    log.close()
+    assert p.read_text(encoding="utf-8").splitlines() == ['{"b": 1, "a": "é"}', '{"y": 3, "z": 2}', '{"k": [1, 2]}']
+    assert read_jsonl_repair(p) == ([{"b": 1, "a": "é"}, {"y": 3, "z": 2}, {"k": [1, 2]}], 0)
+
+
+@pytest.mark.parametrize("corrupt", ["cut", "raise"])
+def test_torn_last_line_is_cut_in_both_modes(tmp_path, corrupt):
+    p = tmp_path / "x.jsonl"
+    for tail in ('{"a": ', '{"a": 3\n', '\xff\n'):
+        p.write_bytes(b'{"a": 1}\n\n{"a": 2}\n' + tail.encode("latin-1"))
+        assert read_jsonl_repair(p, corrupt=corrupt) == ([{"a": 1}, {"a": 2}], 1), tail
+        assert p.read_bytes() == b'{"a": 1}\n\n{"a": 2}\n'
+    assert read_jsonl_repair(tmp_path / "missing.jsonl") == ([], 0)
+
+
+def test_corrupt_middle_line(tmp_path):
+    p = tmp_path / "x.jsonl"
+    body = '{"a": 1}\nnot json\n{"a": 3}\n{"a": 4'
+    p.write_text(body)
+    with pytest.raises(ValueError, match=r"x\.jsonl:2: corrupt line"):
+        read_jsonl_repair(p, corrupt="raise")
+    assert p.read_text() == body  # nothing is cut when the caller asked for an error
+    assert read_jsonl_repair(p, corrupt="cut") == ([{"a": 1}], 3)
+    assert p.read_text() == '{"a": 1}\n'
+
+
+def test_rewrite_is_whole(tmp_path):
+    p = tmp_path / "x.jsonl"
+    p.write_text("garbage")
+    rewrite_jsonl(p, [{"b": 2, "a": 1}])
+    assert [json.loads(x) for x in p.read_text().splitlines()] == [{"a": 1, "b": 2}]
+    assert not (tmp_path / "x.jsonl.tmp").exists()
