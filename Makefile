@@ -30,6 +30,8 @@ $(VENV_REAL)/.complete:
 	$(VENV_REAL)/bin/pip install -q -r $(REQS)
 	touch $@
 
+# One torch thread per process on small CPUs: two threads thrash when anything else runs (STACK.md).
+demo test: export OMP_NUM_THREADS ?= 1
 demo: setup
 	$(MM) demo --out $(RUNS)
 

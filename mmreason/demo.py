@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -82,7 +83,8 @@ def run_sft(args, base: Path, data: Path, out: Path) -> Path:
                 "--max_steps", str(args.sft_steps), "--seed", str(args.seed), "--disable_tqdm", "false"]
         if args.sft_samples:
             argv += ["--max_samples", str(args.sft_samples)]
-        sft_main(argv + list(args.sft_arg))
+        if sft_main(argv + list(args.sft_arg)):
+            raise SystemExit("demo: the SFT stage failed (see above)")
     return dst
 
 
@@ -91,9 +93,11 @@ def run_grpo(args, start: Path, data: Path, dst: Path) -> Path:
 
     if not _done(dst):
         _log(f"GRPO from {start.name}: {args.grpo_steps} steps -> {dst}")
-        grpo_main(["--config", str(GRPO_CONFIG), "--model_name_or_path", str(start),
-                   "--train_file", str(data / "train.jsonl"), "--output_dir", str(dst),
-                   "--max_steps", str(args.grpo_steps), "--seed", str(args.seed)] + list(args.grpo_arg))
+        rc = grpo_main(["--config", str(GRPO_CONFIG), "--model_name_or_path", str(start),
+                        "--train_file", str(data / "train.jsonl"), "--output_dir", str(dst),
+                        "--max_steps", str(args.grpo_steps), "--seed", str(args.seed)] + list(args.grpo_arg))
+        if rc:
+            raise SystemExit("demo: the GRPO stage failed (see above)")
     return dst
 
 
@@ -132,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     from mmreason.offline import offline_defaults
 
     offline_defaults()
+    # One math thread: on a small shared CPU two torch threads thrash (measured up to 10x slower), and the
+    # reward pool's verifier process needs the other core during GRPO.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     args = build_parser().parse_args(argv)
     out = Path(args.out)
     if args.fresh and out.exists():
