@@ -323,6 +323,23 @@ def test_run_main_trains_saves_and_resumes(tiny_model_dir, records_file, tmp_pat
     assert (out / "entropy_law.png").is_file() and (out / "entropy.png").is_file()
 
 
+def test_run_main_bad_record_is_one_clear_error(tiny_model_dir, records_file, tmp_path, capsys):
+    from mmreason.rl.run import main
+
+    bad = records_file.parent / "bad_train.jsonl"  # images resolve relative to the JSONL
+    lines = records_file.read_text().splitlines()
+    lines[2] = json.dumps({"id": "q2", "question": "?", "answer": "3", "answer_type": "integer", "images": ["nope.png"]})
+    bad.write_text("\n".join(lines) + "\n")
+    argv = ["--model_name_or_path", str(tiny_model_dir), "--train_file", str(bad), "--output_dir", str(tmp_path / "o"),
+            "--report_to", "none", "--bf16", "false"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:3" in err and "nope.png" in err and "Traceback" not in err
+    assert main(argv[:-4] + ["--resume_from_checkpoint", str(tmp_path / "missing"), "--train_file", str(records_file),
+                             "--report_to", "none", "--bf16", "false"]) == 2
+    assert "missing" in capsys.readouterr().err
+
+
 def test_fit_images_makes_token_counts_independent_of_the_processor_bounds(tiny_model_dir):
     """vLLM loads the checkpoint's processor (wider bounds); pre-fitting images to ours keeps the counts equal."""
     from PIL import Image

@@ -6,9 +6,10 @@ train (resuming from a checkpoint when asked) -> save."""
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass, field
 
-from mmreason.records import BOXED_SUFFIX
+from mmreason.records import BOXED_SUFFIX, RecordError
 from mmreason.resume import resolve_resume
 
 logger = logging.getLogger("mmreason.grpo")
@@ -147,8 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = make_parser()
     script_args, training_args, model_args = parser.parse_args_and_config(args=argv)
-    trainer = build_trainer(script_args, training_args, model_args)
-    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    try:
+        trainer = build_trainer(script_args, training_args, model_args)
+        resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    except (RecordError, FileNotFoundError) as e:  # bad input data: one clear line (file:line: field), no traceback
+        print(f"mmreason grpo: error: {e}", file=sys.stderr)
+        return 2
     if resume:
         logger.warning("resuming from %s", resume)
     trainer.train(resume_from_checkpoint=resume)
