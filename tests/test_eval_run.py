@@ -14,7 +14,7 @@ from PIL import Image
 
 from mmreason.eval.cache import PredictionCache
 from mmreason.eval.cli import main as eval_main
-from mmreason.eval.run import run_benchmark
+from mmreason.eval.run import limit_wemath, run_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,6 +76,27 @@ def test_interrupted_run_resumes_without_loss_or_duplicates(tiny_model_dir, benc
     ids = _ids(out / "predictions.jsonl")
     assert len(ids) == len(set(ids)) == 9 and s["total"] == 9 and set(s["per_item"]) == set(ids)
     assert s["generation"] == s["generation"] | {"generated": 5, "cached": 4}
+
+
+def test_corrupt_image_is_named_before_any_generation(benchmarks_dir, tmp_path):
+    """A truncated image would stop every rerun at the same batch: it is found up front, naming the item."""
+    import shutil
+
+    from mmreason.eval import wemath
+
+    data = tmp_path / "wemath"
+    data.mkdir()
+    shutil.copy(benchmarks_dir / "wemath" / "testmini.json", data / "testmini.json")
+    rows = limit_wemath(wemath.load_rows(str(benchmarks_dir / "wemath"), "testmini", None), 3)
+    for r in rows:
+        (data / r["image_path"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(benchmarks_dir / "wemath" / r["image_path"], data / r["image_path"])
+    bad = data / rows[-1]["image_path"]
+    bad.write_bytes(bad.read_bytes()[:200])
+    with pytest.raises(ValueError, match=rf"1 unreadable image.*item {wemath.item_id(rows[-1])}.*{bad.name}"):
+        run_benchmark("unused", "wemath", tmp_path / "out", data_dir=str(data), limit=3, progress=False,
+                      backend_obj=object())
+    assert not (tmp_path / "out" / "predictions.jsonl").exists()
 
 
 def test_mathvista_run_names_missing_images(tiny_model_dir, benchmarks_dir, tmp_path):

@@ -14,6 +14,7 @@ from mmreason.eval.cache import PredictionCache
 from mmreason.eval.generate import GenerationSettings, load_backend
 from mmreason.eval.report import write_json, write_outputs
 from mmreason.eval.spec import BenchmarkSpec, load_spec
+from mmreason.records import RecordError, check_image
 
 logger = logging.getLogger(__name__)
 
@@ -130,12 +131,25 @@ def run_benchmark(model: str | None, benchmark: str, output_dir: str | os.PathLi
     else:
         raise ValueError(f"spec {spec.name}: scorer {spec.scorer!r} is not a benchmark scorer (mathvista|wemath)")
 
-    missing = [str(i) for _, _, imgs in prompts for i in imgs if isinstance(i, (str, Path)) and not Path(i).is_file()]
+    missing, corrupt = [], []
+    for pid, _, imgs in prompts:
+        for i in imgs:
+            if not isinstance(i, (str, Path)):
+                continue
+            if not Path(i).is_file():
+                missing.append(str(i))
+                continue
+            try:  # a truncated image would otherwise stop every rerun at the same batch
+                check_image(Path(i), f"{spec.name} item {pid}")
+            except RecordError as e:
+                corrupt.append(str(e))
     if missing:
         raise FileNotFoundError(
             f"{spec.name}: {len(missing)} image file(s) not found, e.g. {missing[0]} (MathVista images ship only "
             f"with the Hub dataset {spec.hub_id}: unpack its images/ into the data folder, or run online without "
             f"--data-dir)")
+    if corrupt:
+        raise ValueError(f"{spec.name}: {len(corrupt)} unreadable image(s), e.g. {corrupt[0]}")
     write_json(out / "run_config.json", {"model": model, "benchmark": spec.name, "spec": spec.source, "mode": mode,
                                          "backend": backend, "limit": limit, "settings": settings.__dict__,
                                          "system_prompt": spec.system_prompt, "prompt_template": spec.prompt_template})
