@@ -50,9 +50,14 @@ def test_wemath_run_complete_outputs(tiny_model_dir, benchmarks_dir, tmp_path):
     cfg = json.loads((out / "run_config.json").read_text())
     assert cfg["settings"]["max_new_tokens"] == 4 and cfg["prompt_template"] == "{query}"
     # a rerun generates nothing and scores the same
-    s2 = run_benchmark(str(tiny_model_dir), "wemath", out, data_dir=str(benchmarks_dir / "wemath"), limit=7,
+    spec = str(REPO / "eval" / "wemath_official.yaml")
+    s2 = run_benchmark(str(tiny_model_dir), spec, out, data_dir=str(benchmarks_dir / "wemath"), limit=7,
                        mode="official", max_new_tokens=4, progress=False, backend_obj=object())
     assert s2["generation"]["generated"] == 0 and s2["per_item"] == s["per_item"]
+    # the built-in "wemath" spec prompts differently: its answers are not these
+    with pytest.raises(ValueError, match="another run.*prompt_template"):
+        run_benchmark(str(tiny_model_dir), "wemath", out, data_dir=str(benchmarks_dir / "wemath"), limit=7,
+                      max_new_tokens=4, progress=False, backend_obj=object())
 
 
 class _Boom(RuntimeError):
@@ -177,6 +182,13 @@ def test_evaluate_records_api_and_cli(tiny_model_dir, tmp_path):
     assert eval_main(["run", "--model", str(tiny_model_dir), "--benchmark", str(path),
                       "--output-dir", str(tmp_path / "out"), "--max-new-tokens", "4", "--no-progress"]) == 0
     assert json.loads((tmp_path / "out" / "scores.json").read_text())["generation"]["generated"] == 0
+    # another model or budget into the same folder is refused, not mixed into the cached answers
+    before = (tmp_path / "out" / "predictions.jsonl").read_bytes()
+    with pytest.raises(ValueError, match=r"another run \(max_new_tokens: 4 -> 8\)"):
+        evaluate_records(str(tiny_model_dir), path, tmp_path / "out", max_new_tokens=8, progress=False)
+    with pytest.raises(ValueError, match=r"another run \(model: .* -> '/elsewhere'; weights"):
+        evaluate_records("/elsewhere", path, tmp_path / "out", max_new_tokens=4, progress=False)
+    assert (tmp_path / "out" / "predictions.jsonl").read_bytes() == before
 
 
 def test_lora_adapter_loaded_onto_base(tiny_model_dir, tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mmreason.answers import extract_boxed, match_answer
-from mmreason.eval.cache import PredictionCache
+from mmreason.eval.cache import PredictionCache, generation_identity, weights_stamp
 from mmreason.eval.generate import GenerationSettings, load_backend
 from mmreason.eval.report import write_json, write_outputs
 from mmreason.eval.run import PREDICTIONS, generate_cached
@@ -92,7 +92,10 @@ def evaluate_records(model_path: str | None, records_path: str | os.PathLike, ou
     settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size,
                                   min_pixels=min_pixels, max_pixels=max_pixels)
     prompts = [(r.id, prompt_messages(r, system_prompt, suffix), [str(p) for p in r.image_paths()]) for r in recs]
-    cache = PredictionCache(out / PREDICTIONS)
+    identity = None if model is not None and model_path is None else {
+        "model": str(model_path), "weights": weights_stamp(model_path), "records": str(Path(records_path).resolve()),
+        "system_prompt": system_prompt, "suffix": suffix, **generation_identity(settings)}
+    cache = PredictionCache(out / PREDICTIONS, identity=identity)
     t0 = time.time()
     n_gen = generate_cached(prompts, cache, model or (lambda: load_backend(str(model_path), backend, settings)),
                             progress, on_batch)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mmreason.eval import mathvista, wemath
-from mmreason.eval.cache import PredictionCache
+from mmreason.eval.cache import PredictionCache, generation_identity, weights_stamp
 from mmreason.eval.generate import GenerationSettings, load_backend
 from mmreason.eval.report import write_json, write_outputs
 from mmreason.eval.spec import BenchmarkSpec, load_spec
@@ -153,7 +153,11 @@ def run_benchmark(model: str | None, benchmark: str, output_dir: str | os.PathLi
     write_json(out / "run_config.json", {"model": model, "benchmark": spec.name, "spec": spec.source, "mode": mode,
                                          "backend": backend, "limit": limit, "settings": settings.__dict__,
                                          "system_prompt": spec.system_prompt, "prompt_template": spec.prompt_template})
-    cache = PredictionCache(out / PREDICTIONS)
+    identity = None if backend_obj is not None and model is None else {
+        "model": str(model), "weights": weights_stamp(model), "benchmark": spec.name, "split": spec.split,
+        "system_prompt": spec.system_prompt, "prompt_template": spec.prompt_template, "instruction": spec.instruction,
+        **generation_identity(settings)}
+    cache = PredictionCache(out / PREDICTIONS, identity=identity)
     t0 = time.time()
     n_gen = generate_cached(prompts, cache, backend_obj or (lambda: load_backend(model, backend, settings)),
                             progress, on_batch)
