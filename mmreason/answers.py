@@ -134,6 +134,20 @@ def match_answer(
     - list: same length, element-wise equal (comma separated).
     - text: normalised string equality, then math-verify.
     """
+    return bool(decide_answer(pred, gold, answer_type, choices, precision, use_math_verify=True))
+
+
+def decide_answer(
+    pred: str | None,
+    gold: str,
+    answer_type: str,
+    choices: list[str] | None = None,
+    precision: int | None = None,
+    use_math_verify: bool = True,
+) -> bool | None:
+    """`match_answer`'s decision. With use_math_verify=False nothing slow runs (linear regexes only) and
+    the result is None where only math-verify could decide (`mmreason.rewards.verify_pool` then sends the
+    check to a timed worker)."""
     if not isinstance(pred, str) or not pred.strip() or len(pred) > MAX_ANSWER_CHARS:
         return False
     if answer_type == "choice" and choices:
@@ -143,14 +157,20 @@ def match_answer(
             return letter == gold_letter
         gold_idx = LETTERS.find(gold_letter)
         if 0 <= gold_idx < len(choices):
-            return normalize_text(pred) == normalize_text(choices[gold_idx]) or _scalar_equal(
-                pred, choices[gold_idx], precision
-            )
+            return _scalar_equal(pred, choices[gold_idx], precision, use_math_verify)
         return False
     if answer_type == "list":
         ps, gs = _split_list(pred), _split_list(gold)
-        return len(ps) == len(gs) and all(_scalar_equal(p, g, precision) for p, g in zip(ps, gs))
-    return _scalar_equal(pred, gold, precision)
+        if len(ps) != len(gs):
+            return False
+        undecided = False
+        for p, g in zip(ps, gs):
+            r = _scalar_equal(p, g, precision, use_math_verify)
+            if r is False:
+                return False
+            undecided |= r is None
+        return None if undecided else True
+    return _scalar_equal(pred, gold, precision, use_math_verify)
 
 
 def _split_list(s: str) -> list[str]:
@@ -158,7 +178,7 @@ def _split_list(s: str) -> list[str]:
     return [x.strip() for x in s.split(",") if x.strip()]
 
 
-def _scalar_equal(pred: str, gold: str, precision: int | None) -> bool:
+def _scalar_equal(pred: str, gold: str, precision: int | None, use_math_verify: bool = True) -> bool | None:
     pv, gv = _to_number(pred), _to_number(gold)
     if pv is not None and gv is not None:
         if precision is not None:
@@ -166,4 +186,4 @@ def _scalar_equal(pred: str, gold: str, precision: int | None) -> bool:
         return math.isclose(pv, gv, rel_tol=1e-6, abs_tol=1e-9)
     if normalize_text(pred) == normalize_text(gold):
         return True
-    return math_equal(pred, gold)
+    return math_equal(pred, gold) if use_math_verify else None

@@ -9,9 +9,8 @@ in a worker process; a worker that overruns its deadline is SIGKILLed and replac
   server preloads `mmreason.rewards._worker`, so a replacement starts in milliseconds; `spawn` is the
   fallback. They are created lazily on the first check that needs them and stopped at exit.
 - Checks that need no math-verify (choice letters, two plain numbers, identical normalised text) are
-  decided in-process by `quick_match`, which mirrors `mmreason.answers.match_answer` exactly and
-  only runs linear regexes, or the number regex on <= QUICK_MAX_CHARS characters; everything else
-  goes to the pool.
+  decided in-process by `quick_match` (`mmreason.answers.decide_answer` without math-verify: the
+  same branches as `match_answer`, linear regexes only); everything else goes to the pool.
 - Thread-safe: one batch runs in the pool at a time (a lock); counters are guarded too. After a fork
   the child builds its own workers instead of touching the parent's.
 """
@@ -28,14 +27,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from multiprocessing.connection import wait as mp_wait
 
-from mmreason.answers import (
-    MAX_ANSWER_CHARS,
-    _split_list,
-    _to_number,
-    extract_letter,
-    normalize_text,
-)
-from mmreason.records import LETTERS
+from mmreason.answers import decide_answer
 
 logger = logging.getLogger("mmreason.rewards")
 
@@ -64,49 +56,16 @@ class Result:
 CORRECT, INCORRECT = Result("correct"), Result("incorrect")
 
 
-# `answers._to_number`'s regex backtracks polynomially (999 digits + "!" takes ~15 s), so the in-process
-# path only tries it on short strings; longer ones go to a worker, under the timeout.
+# Numbers longer than this are not parsed in-process by the vote (answers._to_number caps at 100 characters).
 QUICK_MAX_CHARS = 64
 
 
-def _quick_scalar(pred: str, gold: str, precision: int | None) -> bool | None:
-    short = len(pred) <= QUICK_MAX_CHARS and len(gold) <= QUICK_MAX_CHARS
-    pv, gv = (_to_number(pred), _to_number(gold)) if short else (None, None)
-    if pv is not None and gv is not None:
-        if precision is not None:
-            return round(pv, precision) == round(gv, precision)
-        import math
-
-        return math.isclose(pv, gv, rel_tol=1e-6, abs_tol=1e-9)
-    if normalize_text(pred) == normalize_text(gold):
-        return True
-    return None  # needs math-verify
-
-
 def quick_match(pred, gold, answer_type, choices=None, precision=None) -> bool | None:
-    """`match_answer`'s decision when it needs no math-verify, else None. Same branches, same order."""
-    if not isinstance(pred, str) or not pred.strip() or len(pred) > MAX_ANSWER_CHARS:
+    """`match_answer`'s decision when it needs no math-verify, else None (the same code path:
+    `answers.decide_answer` without math-verify)."""
+    if not isinstance(gold, str) and isinstance(pred, str):
         return False
-    if not isinstance(gold, str):
-        return False
-    if answer_type == "choice" and choices:
-        letter = extract_letter(pred, len(choices))
-        gold_letter = gold.strip().upper()[:1]
-        if letter is not None:
-            return letter == gold_letter
-        gold_idx = LETTERS.find(gold_letter)
-        if 0 <= gold_idx < len(choices):
-            return _quick_scalar(pred, choices[gold_idx], precision)
-        return False
-    if answer_type == "list":
-        ps, gs = _split_list(pred), _split_list(gold)
-        if len(ps) != len(gs):
-            return False
-        parts = [_quick_scalar(p, g, precision) for p, g in zip(ps, gs)]
-        if any(p is False for p in parts):
-            return False
-        return True if all(parts) else None
-    return _quick_scalar(pred, gold, precision)
+    return decide_answer(pred, gold, answer_type, choices, precision, use_math_verify=False)
 
 
 class _Worker:
