@@ -100,3 +100,16 @@ def test_geometry3k_and_geoqa_presets(tmp_path):
     (b,) = iter_sources(SourceConfig(path=str(tmp_path / "geoqa.parquet"), preset="geoqa"), tmp_path / "m", tmp_path)
     assert b.record.answer == "35°" and b.record.image_paths()[0].is_file()
     assert clean_answer("\\boxed{\\frac{1}{2}}") == "\\frac{1}{2}" and clean_answer(None) is None
+
+
+def test_bad_row_values_are_counted_skips(tmp_path):
+    """A list where the precision number goes (TypeError): that row is an invalid_record item naming the
+    row, and the rows after it still come through."""
+    import datasets
+
+    datasets.Dataset.from_dict({"q": ["a", "b", "c"], "a": ["1", "2", "3"], "p": [[1], None, [2, 3]]}).save_to_disk(
+        str(tmp_path / "d"))
+    cfg = SourceConfig(path=str(tmp_path / "d"), format="hf", mapping={"question": "q", "answer": "a", "precision": "p"})
+    items = list(iter_sources(cfg, tmp_path / "m", tmp_path))
+    assert [it.error for it in items] == ["invalid_record", None, "invalid_record"]
+    assert "row 0" in items[0].detail and "row 2" in items[2].detail and items[1].record.answer == "2"

@@ -163,7 +163,7 @@ def _iter_hf(cfg: SourceConfig, media_dir: Path, base_dir: Path) -> Iterator[Sou
         seen.add(sid)
         try:
             rec = _row_to_record(row, mapping, cfg, sid, media_dir, base_dir)
-        except (RecordError, ValueError, OSError) as e:
+        except (RecordError, ValueError, TypeError, OSError) as e:  # TypeError: e.g. a list where a number goes
             yield SourceItem(i, sid, error="invalid_record", detail=f"{cfg.path} row {i}: {e}")
             continue
         yield SourceItem(i, sid, record=rec)
