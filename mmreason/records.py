@@ -296,16 +296,22 @@ def question_text(rec: Record, suffix: str | None = BOXED_SUFFIX) -> str:
 
 
 def user_message(rec: Record, suffix: str | None = BOXED_SUFFIX) -> dict[str, Any]:
-    content: list[dict[str, Any]] = [{"type": "image"} for _ in rec.images]
-    if rec.video is not None:
+    return chat_messages(question_text(rec, suffix), len(rec.images), video=rec.video is not None)[0]
+
+
+def chat_messages(text: str, n_images: int = 0, system: str | None = None, video: bool = False) -> list[dict]:
+    """The one prompt layout (training and evaluation): optional system message, then a user turn of
+    `{"type": "image"}` placeholders (a video placeholder), then the text."""
+    msgs = [{"role": "system", "content": [{"type": "text", "text": system}]}] if system else []
+    content: list[dict[str, Any]] = [{"type": "image"} for _ in range(n_images)]
+    if video:
         content.append({"type": "video"})
-    content.append({"type": "text", "text": question_text(rec, suffix)})
-    return {"role": "user", "content": content}
+    content.append({"type": "text", "text": text})
+    return msgs + [{"role": "user", "content": content}]
 
 
 def prompt_messages(rec: Record, system: str | None = None, suffix: str | None = BOXED_SUFFIX) -> list[dict]:
-    msgs = [{"role": "system", "content": [{"type": "text", "text": system}]}] if system else []
-    return msgs + [user_message(rec, suffix)]
+    return chat_messages(question_text(rec, suffix), len(rec.images), system, video=rec.video is not None)
 
 
 def to_sft_example(rec: Record, system: str | None = None, suffix: str | None = BOXED_SUFFIX) -> dict[str, Any]:

@@ -111,3 +111,16 @@ def test_trl_formats(folder):
     assert question_text(rec).endswith("\\boxed{}.")
     with pytest.raises(RecordError, match="no 'solution'"):
         to_sft_example(Record(id="n", question="q", answer="1", answer_type="integer"))
+
+
+def test_chat_messages_layout_shared_by_training_and_eval():
+    from mmreason.records import chat_messages, prompt_messages
+
+    assert chat_messages("q", 2, "sys") == [
+        {"role": "system", "content": [{"type": "text", "text": "sys"}]},
+        {"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "q"}]},
+    ]
+    assert chat_messages("q", video=True) == [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "q"}]}]
+    rec = Record(id="v", question="how?", answer="1", answer_type="integer", images=["a.png"])
+    assert prompt_messages(rec, suffix=None) == [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "how?"}]}]

@@ -14,7 +14,7 @@ from mmreason.eval.cache import PredictionCache, generation_identity, weights_st
 from mmreason.eval.generate import GenerationSettings, load_backend
 from mmreason.eval.report import write_json, write_outputs
 from mmreason.eval.spec import BenchmarkSpec, load_spec
-from mmreason.records import RecordError, check_image
+from mmreason.records import RecordError, chat_messages, check_image
 
 logger = logging.getLogger(__name__)
 
@@ -43,12 +43,6 @@ def settings_for(spec: BenchmarkSpec, max_new_tokens: int | None = None, tempera
         min_pixels=spec.min_pixels,
         max_pixels=spec.max_pixels,
     )
-
-
-def messages_for(text: str, n_images: int, system: str | None) -> list[dict[str, Any]]:
-    msgs = [{"role": "system", "content": [{"type": "text", "text": system}]}] if system else []
-    content = [{"type": "image"} for _ in range(n_images)] + [{"type": "text", "text": text}]
-    return msgs + [{"role": "user", "content": content}]
 
 
 def generate_cached(prompts: list[Prompt], cache: PredictionCache, make_backend: Callable[[], Any],
@@ -120,14 +114,14 @@ def run_benchmark(model: str | None, benchmark: str, output_dir: str | os.PathLi
             text = spec.prompt_template.format(query=mathvista.build_query(p), question=p["question"],
                                                choices=choices, instruction=spec.instruction)
             imgs = mathvista.problem_images(p)
-            prompts.append((pid, messages_for(text, len(imgs), spec.system_prompt), imgs))
+            prompts.append((pid, chat_messages(text, len(imgs), spec.system_prompt), imgs))
     elif spec.scorer == "wemath":
         rows = limit_wemath(wemath.load_rows(ddir, spec.split, spec.hub_id or wemath.HUB_ID), limit)
         for r in rows:
             text = spec.prompt_template.format(query=wemath.build_prompt(r), question=r["question"],
                                                option=r["option"], instruction=spec.instruction)
             imgs = wemath.row_images(r)
-            prompts.append((wemath.item_id(r), messages_for(text, len(imgs), spec.system_prompt), imgs))
+            prompts.append((wemath.item_id(r), chat_messages(text, len(imgs), spec.system_prompt), imgs))
     else:
         raise ValueError(f"spec {spec.name}: scorer {spec.scorer!r} is not a benchmark scorer (mathvista|wemath)")
 
