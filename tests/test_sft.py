@@ -212,3 +212,17 @@ def test_paper_configs_parse_with_paper_settings(name):
     for stage in (2, 3):
         acc = yaml.safe_load((path.parents[1] / "accelerate" / f"deepspeed_zero{stage}.yaml").read_text())
         assert acc["deepspeed_config"]["zero_stage"] == stage and acc["distributed_type"] == "DEEPSPEED"
+
+
+def test_pickled_weights_are_not_loaded(tiny_model_dir, data_dir, tmp_path):
+    """safetensors only: a checkpoint whose weights are a pickle (pytorch_model.bin) is refused."""
+    import shutil
+
+    from mmreason.sft.run import load_model_and_processor
+
+    ckpt = tmp_path / "pickled"
+    shutil.copytree(tiny_model_dir, ckpt)
+    torch.save(load_file(ckpt / "model.safetensors"), ckpt / "pytorch_model.bin")
+    (ckpt / "model.safetensors").unlink()
+    with pytest.raises(OSError, match="safetensors"):
+        load_model_and_processor(*_args(ckpt, data_dir, tmp_path / "out"))

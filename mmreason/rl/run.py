@@ -117,6 +117,7 @@ def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
         trust_remote_code=training_args.trust_remote_code,
         attn_implementation=model_args.attn_implementation,
         dtype=model_args.dtype,
+        use_safetensors=True,  # no pickled weights (model_init_kwargs may override)
     )
     model_init_kwargs.update(training_args.model_init_kwargs or {})
     training_args.model_init_kwargs = model_init_kwargs

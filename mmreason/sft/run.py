@@ -61,6 +61,7 @@ def load_model_and_processor(script_args: SFTScriptArguments, training_args: MMS
         common,
         attn_implementation=model_args.attn_implementation,
         dtype=dtype if dtype in (None, "auto") else getattr(torch, dtype),
+        use_safetensors=True,  # no pickled weights (model_init_kwargs may override)
     )
     if model_args.load_in_4bit or model_args.load_in_8bit:
         from trl import get_kbit_device_map, get_quantization_config
