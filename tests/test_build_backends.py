@@ -69,5 +69,6 @@ def test_vllm_backend_passes_settings_to_engine(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
     t = make_teacher(TeacherConfig(backend="vllm", model="m", tensor_parallel_size=2))
     assert calls["llm"]["tensor_parallel_size"] == 2 and calls["llm"]["trust_remote_code"] is False
+    assert calls["llm"]["load_format"] == "safetensors"
     r = t.chat([ChatRequest([{"role": "user", "content": [text_part("hi")]}], seed=7)], SamplingConfig(max_tokens=5))
     assert r[0].text == "ok \\boxed{1}" and calls["chat"][1][0].kw["seed"] == 7 and calls["chat"][1][0].kw["max_tokens"] == 5

@@ -315,6 +315,7 @@ def test_vllm_backend_requests_with_a_fake_engine(monkeypatch, tiny_model_dir, b
     seen = []
     assert be.generate(items, progress=False, on_batch=lambda start, texts: seen.append(start)) == ["out0", "out1"]
     assert made["engine"]["model"] == str(tiny_model_dir) and made["engine"]["trust_remote_code"] is False
+    assert made["engine"]["load_format"] == "safetensors"
     reqs, params, lora = made["calls"][0]
     assert "<|vision_start|><|image_pad|><|vision_end|>q" in reqs[0]["prompt"]
     assert reqs[0]["prompt"].endswith("<|im_start|>assistant\n")

@@ -228,6 +228,7 @@ class VLLMTeacher(Teacher):
             gpu_memory_utilization=cfg.gpu_memory_utilization,
             dtype=cfg.dtype,
             trust_remote_code=cfg.trust_remote_code,
+            load_format="safetensors",  # no pickled weights
         )
 
     def chat(self, requests: list[ChatRequest], sampling: SamplingConfig) -> list[Reply]:

@@ -198,7 +198,7 @@ class VLLMBackend:
         self.llm = LLM(model=base, trust_remote_code=trust_remote_code, tensor_parallel_size=tensor_parallel_size,
                        gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
                        seed=self.settings.seed, **lora_kwargs,
-                       limit_mm_per_prompt={"image": 8, "video": 1})
+                       limit_mm_per_prompt={"image": 8, "video": 1}, load_format="safetensors")
 
     def sampling_params(self):
         from vllm import SamplingParams
