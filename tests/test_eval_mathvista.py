@@ -150,11 +150,14 @@ def _extractor(body):
     return Scripted(text=prompt.rsplit("ANSWER=", 1)[-1].split()[0] if "ANSWER=" in prompt else "")
 
 
-def test_judge_mode_against_loopback_server(problems, tmp_path, monkeypatch, caplog):
+@pytest.mark.parametrize("key_env", [None, "MY_JUDGE_KEY"])
+def test_judge_mode_against_loopback_server(problems, tmp_path, monkeypatch, caplog, key_env):
     secret = "sk-test-SECRET-123"
     with LoopbackServer(_extractor, api_key=secret) as srv:
         monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", secret)
+        monkeypatch.setenv(key_env or "OPENAI_API_KEY", secret)
+        if key_env:
+            monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong")
         p_int = next(p for p in problems.values() if p["answer_type"] == "integer")
         preds = tmp_path / "preds.jsonl"
         preds.write_text(json.dumps({"id": "1", "response": "Long reasoning. ANSWER=1.2 done"}) + "\n"
@@ -163,7 +166,8 @@ def test_judge_mode_against_loopback_server(problems, tmp_path, monkeypatch, cap
         with caplog.at_level(logging.DEBUG):
             eval_main(["score", "--benchmark", "mathvista", "--predictions", str(preds), "--output", str(out),
                        "--annotations", str(problems["1"]["_image_path"]).rsplit("/images/", 1)[0],
-                       "--mode", "judge", "--judge-model", "local-extractor", "--only-predicted"])
+                       "--mode", "judge", "--judge-model", "local-extractor", "--only-predicted"]
+                      + (["--judge-api-key-env", key_env] if key_env else []))
         s = json.loads(out.read_text())
         assert s["judge_model"] == "local-extractor" and s["total"] == 2
         assert s["per_item"]["1"]["correct"] is True and s["per_item"][p_int["pid"]]["correct"] is True

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from mmreason.offline import offline_defaults
@@ -23,13 +24,14 @@ def _judge(args):
         raise SystemExit("--mode judge needs --judge-model (the extraction model id on the endpoint)")
     from mmreason.eval.judge import OpenAIJudge
 
-    return OpenAIJudge(args.judge_model, base_url=args.judge_base_url, api_key=args.judge_api_key)
+    return OpenAIJudge(args.judge_model, base_url=args.judge_base_url, api_key=os.environ.get(args.judge_api_key_env, ""))
 
 
 def _add_judge(p: argparse.ArgumentParser) -> None:
     p.add_argument("--judge-model", help="judge model id (mode judge)")
     p.add_argument("--judge-base-url", help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL)")
-    p.add_argument("--judge-api-key", help="API key (default: $OPENAI_API_KEY; never logged)")
+    p.add_argument("--judge-api-key-env", default="OPENAI_API_KEY",
+                   help="environment variable holding the API key (keys never go on the command line or in logs)")
 
 
 def build_parser() -> argparse.ArgumentParser:
