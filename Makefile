@@ -11,8 +11,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MM := $(PY) -m mmreason
 export MMREASON_OFFLINE ?= 1
+# The embedded default's run folder; configs/{sft,grpo}/tiny_*.yaml name it too, and `make sft/grpo` pass it on.
 RUNS ?= runs/demo
 CONFIG ?=
+EMBEDDED_SFT = --model_name_or_path $(RUNS)/base_model --train_files $(RUNS)/data/train.jsonl --output_dir $(RUNS)/sft
+EMBEDDED_GRPO = --model_name_or_path $(RUNS)/sft --train_file $(RUNS)/data/train.jsonl --output_dir $(RUNS)/grpo
 
 .PHONY: setup demo test bench data data-build embedded sft grpo grpo-unsupervised eval plot clean
 
@@ -42,7 +45,7 @@ bench: setup
 	$(PY) -m bench.run
 
 data: setup
-	$(MM) data synth --out $(RUNS)/data --n 3000 --n-test 400 --seed 0
+	$(MM) data synth --out $(RUNS)/synth --n 3000 --seed 0 $(ARGS)
 
 data-build: setup
 	$(MM) data build --recipe data_recipes/$(or $(RECIPE),distilled).yaml --out runs/data/$(or $(RECIPE),distilled) $(ARGS)
@@ -52,19 +55,20 @@ embedded: setup
 	$(MM) demo --out $(RUNS) --prepare-only
 
 sft: setup $(if $(CONFIG),,embedded)
-	$(MM) sft --config $(or $(CONFIG),configs/sft/tiny_demo.yaml) $(ARGS)
+	$(MM) sft --config $(or $(CONFIG),configs/sft/tiny_demo.yaml $(EMBEDDED_SFT)) $(ARGS)
 
 grpo: setup
 	@[ -n "$(CONFIG)" ] || [ -f $(RUNS)/sft/config.json ] || { echo "no SFT checkpoint in $(RUNS)/sft: run 'make sft' first (or give CONFIG=...)"; exit 2; }
-	$(MM) grpo --config $(or $(CONFIG),configs/grpo/tiny_demo.yaml) $(ARGS)
+	$(MM) grpo --config $(or $(CONFIG),configs/grpo/tiny_demo.yaml $(EMBEDDED_GRPO)) $(ARGS)
 
 grpo-unsupervised: setup
 	@[ -f $(RUNS)/sft/config.json ] || { echo "no SFT checkpoint in $(RUNS)/sft: run 'make sft' first"; exit 2; }
-	$(MM) grpo --config configs/grpo/tiny_unsupervised.yaml $(ARGS)
+	$(MM) grpo --config configs/grpo/tiny_unsupervised.yaml --model_name_or_path $(RUNS)/sft \
+	  --train_file $(RUNS)/data/train.jsonl --output_dir $(RUNS)/grpo_unsupervised $(ARGS)
 
 eval: setup
 	$(MM) eval run --model $(or $(MODEL),$(RUNS)/grpo) --benchmark $(or $(BENCH),$(RUNS)/data/test.jsonl) \
-	  --output-dir $(or $(OUT),$(RUNS)/eval/$(notdir $(basename $(or $(BENCH),test)))) $(ARGS)
+	  --output-dir $(or $(OUT),$(RUNS)/eval/$(notdir $(or $(MODEL),grpo))-$(notdir $(basename $(or $(BENCH),test)))) $(ARGS)
 
 plot: setup
 	$(MM) plot --run $(or $(RUN),$(RUNS)/grpo)

@@ -29,15 +29,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="run folder (model, data, checkpoints, evals, summary)")
     p.add_argument("--size", default="small", choices=["tiny", "small"], help="tiny-model size")
     p.add_argument("--n-train", type=int, default=3000, help="synthetic train records (SFT and RL questions)")
-    p.add_argument("--n-test", type=int, default=400, help="held-out synthetic test records")
-    p.add_argument("--difficulty", default="medium", choices=["easy", "medium", "hard"])
-    p.add_argument("--tasks", default=None, help="comma-separated synthetic task subset (default all)")
+    p.add_argument("--n-test", type=int, default=300, help="held-out synthetic test records")
+    p.add_argument("--difficulty", default="easy", choices=["easy", "medium", "hard"])
+    p.add_argument("--tasks", default="color,bars,compare",
+                   help="comma-separated synthetic task subset ('all' for every family); three tasks fit the "
+                        "10-minute CPU budget, all six need far more SFT steps")
     p.add_argument("--sft-samples", type=int, default=None,
                    help="use only this many train records for SFT (the cold start is small next to the RL pool)")
-    p.add_argument("--sft-steps", type=int, default=400)
-    p.add_argument("--grpo-steps", type=int, default=60)
+    p.add_argument("--sft-steps", type=int, default=None, help="default: max_steps of configs/sft/tiny_demo.yaml")
+    p.add_argument("--grpo-steps", type=int, default=None, help="default: max_steps of configs/grpo/tiny_demo.yaml")
     p.add_argument("--rl-only", action="store_true", help="also run GRPO from the base model (the RL-only row)")
-    p.add_argument("--max-new-tokens", type=int, default=96, help="generation budget for evaluation")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="generation budget for evaluation")
     p.add_argument("--eval-batch-size", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fresh", action="store_true", help="delete --out first")
@@ -56,6 +58,8 @@ def prepare(args, out: Path) -> tuple[Path, Path]:
     from mmreason.data.synth import synthesize
     from mmreason.tiny import build_tiny_model
 
+    _check_same(out / "demo_data.json", {k: getattr(args, k) for k in ("size", "n_train", "n_test", "difficulty",
+                                                                       "tasks", "seed")})
     base = out / "base_model"
     if not (base / "model.safetensors").is_file():
         _log(f"building the {args.size} Qwen2.5-VL checkpoint offline -> {base}")
@@ -63,41 +67,67 @@ def prepare(args, out: Path) -> tuple[Path, Path]:
     data = out / "data"
     if not (data / "test.jsonl").is_file():
         _log(f"synthesizing {args.n_train} train / {args.n_test} test records -> {data}")
-        tasks = args.tasks.split(",") if args.tasks else None
+        tasks = None if args.tasks in (None, "all") else args.tasks.split(",")
         synthesize(data, args.n_train, args.n_test, seed=args.seed, tasks=tasks, difficulty=args.difficulty)
     return base, data
 
 
-def _done(folder: Path) -> bool:
-    return (folder / "model.safetensors").is_file() or (folder / "adapter_model.safetensors").is_file()
+def _check_same(path: Path, settings: dict) -> None:
+    """Reuse a finished stage only if it was made with the same settings; record them the first time."""
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old != settings:
+            diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+            raise SystemExit(f"demo: {path.parent} was made with other settings {diff} (old, new): "
+                             "rerun with --fresh or another --out")
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(settings, indent=1))
+
+
+def _done(folder: Path, argv: list[str]) -> bool:
+    finished = (folder / "model.safetensors").is_file() or (folder / "adapter_model.safetensors").is_file()
+    if finished:
+        _check_same(folder / "demo_stage.json", {"argv": argv})
+    return finished
+
+
+def _stage_done(folder: Path, argv: list[str]) -> None:
+    (folder / "demo_stage.json").write_text(json.dumps({"argv": argv}, indent=1))
 
 
 def run_sft(args, base: Path, data: Path, out: Path) -> Path:
     from mmreason.sft.run import main as sft_main
 
     dst = out / "sft"
-    if not _done(dst):
-        _log(f"cold-start SFT: {args.sft_steps} steps -> {dst}")
-        argv = ["--config", str(SFT_CONFIG), "--model_name_or_path", str(base),
-                "--train_files", str(data / "train.jsonl"), "--output_dir", str(dst),
-                "--max_steps", str(args.sft_steps), "--seed", str(args.seed), "--disable_tqdm", "false"]
-        if args.sft_samples:
-            argv += ["--max_samples", str(args.sft_samples)]
-        if sft_main(argv + list(args.sft_arg)):
+    argv = ["--config", str(SFT_CONFIG), "--model_name_or_path", str(base),
+            "--train_files", str(data / "train.jsonl"), "--output_dir", str(dst), "--seed", str(args.seed)]
+    if args.sft_steps:
+        argv += ["--max_steps", str(args.sft_steps)]
+    if args.sft_samples:
+        argv += ["--max_samples", str(args.sft_samples)]
+    argv += list(args.sft_arg)
+    if not _done(dst, argv):
+        _log(f"cold-start SFT ({SFT_CONFIG.name}) -> {dst}")
+        if sft_main(argv):
             raise SystemExit("demo: the SFT stage failed (see above)")
+        _stage_done(dst, argv)
     return dst
 
 
 def run_grpo(args, start: Path, data: Path, dst: Path) -> Path:
     from mmreason.rl.run import main as grpo_main
 
-    if not _done(dst):
-        _log(f"GRPO from {start.name}: {args.grpo_steps} steps -> {dst}")
-        rc = grpo_main(["--config", str(GRPO_CONFIG), "--model_name_or_path", str(start),
-                        "--train_file", str(data / "train.jsonl"), "--output_dir", str(dst),
-                        "--max_steps", str(args.grpo_steps), "--seed", str(args.seed)] + list(args.grpo_arg))
-        if rc:
+    argv = ["--config", str(GRPO_CONFIG), "--model_name_or_path", str(start),
+            "--train_file", str(data / "train.jsonl"), "--output_dir", str(dst), "--seed", str(args.seed)]
+    if args.grpo_steps:
+        argv += ["--max_steps", str(args.grpo_steps)]
+    argv += list(args.grpo_arg)
+    if not _done(dst, argv):
+        _log(f"GRPO ({GRPO_CONFIG.name}) from {start.name} -> {dst}")
+        if grpo_main(argv):
             raise SystemExit("demo: the GRPO stage failed (see above)")
+        _stage_done(dst, argv)
     return dst
 
 
@@ -139,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     # One math thread: on a small shared CPU two torch threads thrash (measured up to 10x slower), and the
     # reward pool's verifier process needs the other core during GRPO.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # in case torch was imported before main
     args = build_parser().parse_args(argv)
     out = Path(args.out)
     if args.fresh and out.exists():
