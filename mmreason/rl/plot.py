@@ -113,7 +113,7 @@ def plot_run(run: str | Path, out: str | Path | None = None, reward: str | None 
     if fit is not None:
         lo, hi = min(p[0] for p in pairs), max(p[0] for p in pairs)
         hs = [lo * (1 - t) + hi * t for t in [i / 50 for i in range(51)]] if hi > lo else [lo]
-        ax.plot(hs, [fit.predict(h) for h in hs], "r-", label=f"R = -{fit.a:.3g} e^H + {fit.b:.3g}")
+        ax.plot(hs, [fit.predict(h) for h in hs], "r-", label=f"R = {-fit.a:.3g}·e^H {fit.b:+.3g}  (a = {fit.a:.3g})")
         ys = [p[1] for p in pairs]
         span = max(max(ys) - min(ys), 1e-6)
         if min(ys) - span <= fit.ceiling <= max(ys) + span:
