@@ -96,6 +96,16 @@ def _stage_done(folder: Path, argv: list[str]) -> None:
     (folder / "demo_stage.json").write_text(json.dumps({"argv": argv}, indent=1))
 
 
+def _run_stage(label: str, stage_main, argv: list[str], dst: Path) -> Path:
+    """Run a stage's CLI main in-process unless `dst` already holds its finished output (same argv)."""
+    if not _done(dst, argv):
+        _log(f"{label} -> {dst}")
+        if stage_main(argv):
+            raise SystemExit(f"demo: the {label} stage failed (see above)")
+        _stage_done(dst, argv)
+    return dst
+
+
 def run_sft(args, base: Path, data: Path, out: Path) -> Path:
     from mmreason.sft.run import main as sft_main
 
@@ -106,13 +116,7 @@ def run_sft(args, base: Path, data: Path, out: Path) -> Path:
         argv += ["--max_steps", str(args.sft_steps)]
     if args.sft_samples:
         argv += ["--max_samples", str(args.sft_samples)]
-    argv += list(args.sft_arg)
-    if not _done(dst, argv):
-        _log(f"cold-start SFT ({SFT_CONFIG.name}) -> {dst}")
-        if sft_main(argv):
-            raise SystemExit("demo: the SFT stage failed (see above)")
-        _stage_done(dst, argv)
-    return dst
+    return _run_stage(f"cold-start SFT ({SFT_CONFIG.name})", sft_main, argv + list(args.sft_arg), dst)
 
 
 def run_grpo(args, start: Path, data: Path, dst: Path) -> Path:
@@ -122,13 +126,7 @@ def run_grpo(args, start: Path, data: Path, dst: Path) -> Path:
             "--train_file", str(data / "train.jsonl"), "--output_dir", str(dst), "--seed", str(args.seed)]
     if args.grpo_steps:
         argv += ["--max_steps", str(args.grpo_steps)]
-    argv += list(args.grpo_arg)
-    if not _done(dst, argv):
-        _log(f"GRPO ({GRPO_CONFIG.name}) from {start.name} -> {dst}")
-        if grpo_main(argv):
-            raise SystemExit("demo: the GRPO stage failed (see above)")
-        _stage_done(dst, argv)
-    return dst
+    return _run_stage(f"GRPO ({GRPO_CONFIG.name}) from {start.name}", grpo_main, argv + list(args.grpo_arg), dst)
 
 
 def evaluate(args, model: Path, data: Path, out: Path, name: str) -> dict:
