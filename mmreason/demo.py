@@ -92,17 +92,13 @@ def _done(folder: Path, argv: list[str]) -> bool:
     return finished
 
 
-def _stage_done(folder: Path, argv: list[str]) -> None:
-    (folder / "demo_stage.json").write_text(json.dumps({"argv": argv}, indent=1))
-
-
 def _run_stage(label: str, stage_main, argv: list[str], dst: Path) -> Path:
     """Run a stage's CLI main in-process unless `dst` already holds its finished output (same argv)."""
     if not _done(dst, argv):
         _log(f"{label} -> {dst}")
         if stage_main(argv):
             raise SystemExit(f"demo: the {label} stage failed (see above)")
-        _stage_done(dst, argv)
+        _check_same(dst / "demo_stage.json", {"argv": argv})  # records the argv of the finished stage
     return dst
 
 

@@ -66,30 +66,26 @@ def plot_run(run: str | Path, out: str | Path | None = None, reward: str | None 
         plt.close(fig)
         written.append(str(out / name))
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label in ((M.ENTROPY_TOKEN_MEAN, "token mean"), (M.ENTROPY_SEQ_MEAN, "sequence mean")):
-        x, y = series(history, key)
-        if x:
-            ax.plot(x, y, label=label)
-    ax.set(xlabel="step", ylabel="policy entropy (nats)", title="Entropy on the rollouts")
+    def lines(series_labels, ylabel, title):
+        """One figure with a line per logged metric that has values; returns (fig, ax)."""
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for key, label in series_labels:
+            x, y = series(history, key)
+            if x:
+                ax.plot(x, y, label=label)
+        ax.set(xlabel="step", ylabel=ylabel, title=title)
+        return fig, ax
+
+    fig, ax = lines([(M.ENTROPY_TOKEN_MEAN, "token mean"), (M.ENTROPY_SEQ_MEAN, "sequence mean")],
+                    "policy entropy (nats)", "Entropy on the rollouts")
     ax.legend()
     save(fig, "entropy.png")
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key in dict.fromkeys([rkey, M.REWARD]):
-        x, y = series(history, key)
-        if x:
-            ax.plot(x, y, label=key)
-    ax.set(xlabel="step", ylabel="reward", title="Reward")
+    fig, ax = lines([(k, k) for k in dict.fromkeys([rkey, M.REWARD])], "reward", "Reward")
     ax.legend()
     save(fig, "reward.png")
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key in (M.COV_MEAN, M.COV_MAX):
-        x, y = series(history, key)
-        if x:
-            ax.plot(x, y, label=key)
-    ax.set(xlabel="step", ylabel="cov(logp, A)", title="Token covariance")
+    fig, ax = lines([(k, k) for k in (M.COV_MEAN, M.COV_MAX)], "cov(logp, A)", "Token covariance")
     ax2 = ax.twinx()
     x, y = series(history, M.COV_FRAC_SELECTED)
     if x:
