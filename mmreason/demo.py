@@ -138,14 +138,26 @@ def _stderr(p: float, n: int) -> float:
     return 100 * math.sqrt(max(p * (1 - p), 1e-12) / max(n, 1))
 
 
-def grpo_reward_curve(run: Path) -> list[float]:
-    """Mean accuracy reward per logged GRPO step (from trainer_state.json)."""
-    state = run / "trainer_state.json"
-    if not state.is_file():
-        return []
-    hist = json.loads(state.read_text()).get("log_history", [])
-    key = next((k for h in hist for k in h if k.startswith("rewards/accuracy") and k.endswith("/mean")), None)
-    return [h[key] for h in hist if key and key in h]
+def reward_lines(run: Path) -> tuple[list[str], dict]:
+    """The GRPO training accuracy reward, first vs last quarter of the steps: per task source, their macro
+    mean, and the batch mean (which moves with the mix of tasks each batch happens to draw)."""
+    from mmreason.rl.plot import load_history, reward_trend
+
+    try:
+        trend = reward_trend(load_history(run))
+    except FileNotFoundError:
+        return [], {}
+    if trend["batch"] is None:
+        return [], trend
+    k = trend["window"]
+    lines = [f"GRPO training accuracy reward on the sampled rollouts (mean of the first / last {k} of "
+             f"{trend['steps']} steps):", "", f"| rollouts | first {k} | last {k} | change |", "|---|---|---|---|"]
+    rows = [(src, w) for src, w in trend["sources"].items()]
+    if "macro" in trend:
+        rows.append(("mean over sources", trend["macro"]))
+    rows.append(("batch mean (varies with each batch's task mix)", trend["batch"]))
+    lines += [f"| {name} | {a:.3f} | {b:.3f} | {b - a:+.3f} |" for name, (a, b) in rows]
+    return lines, trend
 
 
 def table(rows: list[tuple[str, dict]]) -> str:
@@ -184,14 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         rl = run_grpo(args, base, data, out / "grpo_from_base")
         rows.append(("GRPO only (no cold start)", evaluate(args, rl, data, out, "grpo_only")))
 
-    curve = grpo_reward_curve(grpo)
-    md = [f"# mmreason demo ({time.time() - t0:.0f} s)", "", table(rows), ""]
-    if curve:
-        k = max(1, len(curve) // 4)
-        first, last = sum(curve[:k]) / k, sum(curve[-k:]) / k
-        md.append(f"GRPO training accuracy reward: first {k} steps {first:.3f} -> last {k} steps {last:.3f}")
+    trend_lines, trend = reward_lines(grpo)
+    md = [f"# mmreason demo ({time.time() - t0:.0f} s)", "", table(rows), "", *trend_lines]
     summary = {name: {k: s[k] for k in ("accuracy", "correct", "total")} for name, s in rows}
-    summary["grpo_reward_curve"] = curve
+    summary["grpo_reward_trend"] = trend
     summary["seconds"] = round(time.time() - t0, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     (out / "summary.md").write_text("\n".join(md) + "\n")

@@ -333,4 +333,5 @@ def to_grpo_example(rec: Record, system: str | None = None, suffix: str | None =
         "choices": rec.choices,
         "precision": rec.precision,
         "record_id": rec.id,
+        "source": rec.source or "",
     }

@@ -18,9 +18,10 @@ def test_demo_pipeline_tiny_budget(tmp_path, capsys):
     for stage in ("base_model", "sft", "grpo"):
         assert (out / stage / "model.safetensors").is_file()
     assert (out / "grpo" / "trainer_state.json").is_file()
-    assert len(summary["grpo_reward_curve"]) == 1
+    trend = summary["grpo_reward_trend"]
+    assert trend["steps"] == 1 and set(trend["sources"]) <= {"synth/color", "synth/bars"} and trend["sources"]
     printed = capsys.readouterr().out
-    assert "| SFT + GRPO |" in printed and "/ 8 |" in printed
+    assert "| SFT + GRPO |" in printed and "/ 8 |" in printed and "| mean over sources |" in printed
 
     # A rerun reuses every finished stage (no retraining) and prints the same table.
     before = (out / "sft" / "model.safetensors").stat().st_mtime_ns

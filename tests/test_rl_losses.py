@@ -217,7 +217,7 @@ def test_plot_writes_pngs_and_fit(tmp_path, capsys):
         h = 1.5 - 0.08 * step
         hist.append({"step": step, "entropy/token_mean": h, "entropy/seq_mean": h + 0.01,
                      "rewards/accuracy/mean": -a * math.exp(h) + b, "reward": 0.5, "cov/mean": 0.01,
-                     "cov/max": 0.5, "cov/frac_selected": 0.001})
+                     "cov/max": 0.5, "cov/frac_selected": 0.001, "rewards_by_source/accuracy/synth/x": 0.1})
     hist.append({"step": 15, "train_runtime": 3.0})
     ck = tmp_path / "run" / "checkpoint-15"
     ck.mkdir(parents=True)
@@ -229,3 +229,23 @@ def test_plot_writes_pngs_and_fit(tmp_path, capsys):
     assert res["a"] == pytest.approx(a) and res["b"] == pytest.approx(b) and res["points"] == 15
     assert "a = 0.2" in capsys.readouterr().out
     assert main(["--run", str(tmp_path / "missing")]) == 1
+
+
+def test_reward_trend_separates_sources_from_the_batch_mix():
+    from mmreason.rl.plot import reward_trend
+
+    # Two sources that both improve by 0.1, drawn in a mix that shifts from the easy one to the hard one:
+    # the batch mean falls, each source and their macro mean rise.
+    hist = []
+    for step in range(1, 9):
+        easy, hard, w_easy = 0.8 + 0.1 * (step > 4), 0.2 + 0.1 * (step > 4), 0.9 if step <= 4 else 0.2
+        hist.append({"step": step, "rewards/accuracy/mean": w_easy * easy + (1 - w_easy) * hard,
+                     "rewards_by_source/accuracy/easy": easy, "rewards_by_source/accuracy/hard": hard})
+    hist[0].pop("rewards_by_source/accuracy/hard")  # a source absent from a step is simply not logged there
+    t = reward_trend(hist)
+    assert t["window"] == 2 and t["steps"] == 8
+    assert t["batch"][1] < t["batch"][0]
+    assert t["sources"]["easy"] == pytest.approx((0.8, 0.9))
+    assert t["sources"]["hard"] == pytest.approx((0.2, 0.3))  # its window is 1 of its 7 logged steps
+    assert t["macro"] == pytest.approx((0.5, 0.6))
+    assert reward_trend([])["batch"] is None

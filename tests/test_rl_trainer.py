@@ -190,6 +190,20 @@ def test_dynamic_sampling_drops_exactly_zero_variance_groups(tiny_model_dir, dat
         ours(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, dynamic_sampling=True)
 
 
+def test_rewards_are_logged_per_source(tiny_model_dir, dataset, processor, tmp_path):
+    trainer = ours(tiny_model_dir, dataset, processor, tmp_path)
+    trainer.model.train()
+    rows = group_rows(dataset, [0, 1, 2, 3])
+    sources = {"q0": "synth/a", "q1": "synth/b", "q2": "synth/b", "q3": "synth/b"}
+    rows = [dict(r, source=sources[r["record_id"]]) for r in rows]
+    trainer._generate_and_score_completions(rows)
+    logged = trainer._metrics["train"]
+    # accuracy(): q0 and q2 score 1 on every completion, q1 and q3 score 0, 1, 2, 3 within the group
+    assert logged["rewards_by_source/accuracy/synth/a"] == [1.0]
+    assert logged["rewards_by_source/accuracy/synth/b"] == [pytest.approx((6 + 4 + 6) / 12)]
+    assert "source" in dataset.column_names
+
+
 # ---------------------------------------------------------------- prompt budget and unlabeled data
 
 

@@ -1,7 +1,7 @@
 """Records JSONL -> the GRPO `datasets.Dataset`, and the prompt-budget filter.
 
 Columns: prompt (conversational, image placeholders), images (decoded lazily to PIL by `datasets`), and the
-columns TRL passes to reward functions: answer, answer_type, choices, record_id."""
+columns TRL passes to reward functions: answer, answer_type, choices, precision, record_id, source."""
 
 from __future__ import annotations
 

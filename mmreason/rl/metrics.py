@@ -14,3 +14,13 @@ REWARD = "reward"  # TRL's weighted total
 def reward_key(func_name: str) -> str:
     """TRL's per-reward-function mean."""
     return f"rewards/{func_name}/mean"
+
+
+def source_reward_prefix(func_name: str) -> str:
+    return f"rewards_by_source/{func_name}/"
+
+
+def source_reward_key(func_name: str, source: str) -> str:
+    """Mean of one reward function over the rollouts of one record `source` (e.g. synth/compare) in a step:
+    a mixed batch's mean reward moves with the mix of sources it happens to draw, a source's does not."""
+    return source_reward_prefix(func_name) + (source or "unknown")

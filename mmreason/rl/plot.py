@@ -38,6 +38,34 @@ def series(history: list[dict], key: str) -> tuple[list[int], list[float]]:
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
+def source_series(history: list[dict], func: str = "accuracy") -> dict[str, tuple[list[int], list[float]]]:
+    """Per-source reward curves of one reward function: {source: (steps, values)}."""
+    prefix = M.source_reward_prefix(func)
+    keys = sorted({k for h in history for k in h if k.startswith(prefix)})
+    return {k[len(prefix):]: series(history, k) for k in keys}
+
+
+def _window_means(values: list[float], k: int) -> tuple[float, float] | None:
+    return (sum(values[:k]) / k, sum(values[-k:]) / k) if len(values) >= k else None
+
+
+def reward_trend(history: list[dict], func: str = "accuracy", fraction: float = 0.25) -> dict:
+    """First-vs-last window means of a reward over a run (each window = `fraction` of the logged steps): the
+    batch mean, each source's mean, and their macro average over sources (a mixed batch's mean moves with
+    the mix of sources the batch happens to draw; the per-source means and their average do not)."""
+    _, batch = series(history, M.reward_key(func))
+    k = max(1, int(len(batch) * fraction))
+    out = {"window": k, "steps": len(batch), "batch": _window_means(batch, k), "sources": {}}
+    for src, (_, vals) in source_series(history, func).items():
+        kk = max(1, int(len(vals) * fraction))
+        if (w := _window_means(vals, kk)) is not None:
+            out["sources"][src] = w
+    if out["sources"]:
+        n = len(out["sources"])
+        out["macro"] = tuple(sum(w[i] for w in out["sources"].values()) / n for i in (0, 1))
+    return out
+
+
 def performance_key(history: list[dict], preferred: str | None = None) -> str:
     """The reward plotted against entropy: `preferred`, else the accuracy reward, else TRL's total reward."""
     keys = {k for h in history for k in h}
@@ -45,6 +73,14 @@ def performance_key(history: list[dict], preferred: str | None = None) -> str:
         if k in keys:
             return k
     raise KeyError(f"no reward metric in the log history (keys: {sorted(keys)})")
+
+
+def _running_mean(values: list[float], k: int) -> list[float]:
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v - (values[i - k] if i >= k else 0.0)
+        out.append(total / min(i + 1, k))
+    return out
 
 
 def plot_run(run: str | Path, out: str | Path | None = None, reward: str | None = None) -> dict:
@@ -82,7 +118,9 @@ def plot_run(run: str | Path, out: str | Path | None = None, reward: str | None 
     save(fig, "entropy.png")
 
     fig, ax = lines([(k, k) for k in dict.fromkeys([rkey, M.REWARD])], "reward", "Reward")
-    ax.legend()
+    for src, (x, y) in source_series(history).items():
+        ax.plot(x, _running_mean(y, 10), ls="--", lw=1, label=f"accuracy, {src} (10-step mean)")
+    ax.legend(fontsize=7)
     save(fig, "reward.png")
 
     fig, ax = lines([(k, k) for k in (M.COV_MEAN, M.COV_MAX)], "cov(logp, A)", "Token covariance")

@@ -5,6 +5,7 @@ an overridden `_compute_loss`). With cov_mode 'none' the loss is the parent's, u
 from __future__ import annotations
 
 import torch
+from accelerate.utils import gather_object
 from trl import GRPOTrainer
 
 from mmreason.rl import metrics as M
@@ -53,9 +54,11 @@ class MMReasonGRPOTrainer(GRPOTrainer):
         if inputs and "images" in inputs[0]:
             inputs = [{**x, "images": fit_images(x["images"], self.processing_class)} for x in inputs]
         output = super()._generate_and_score_completions(inputs)
+        mode = "train" if self.model.training else "eval"
+        if inputs and "source" in inputs[0]:
+            self._log_rewards_by_source(mode, [x["source"] for x in inputs])
         if not self.args.dynamic_sampling:
             return output
-        mode = "train" if self.model.training else "eval"
         num_generations = self.num_generations if mode == "train" else self.num_generations_eval
         signal = self._signal_rewards(self._last_rewards_per_func)
         dropped = zero_variance_groups(signal, num_generations)
@@ -73,6 +76,19 @@ class MMReasonGRPOTrainer(GRPOTrainer):
         self._metrics[mode][M.DS_DROPPED_GROUPS].append(float(dropped.sum()))
         self._metrics[mode][M.DS_DROPPED_FRAC].append(float(dropped.float().mean()))
         return output
+
+    def _log_rewards_by_source(self, mode: str, local_sources: list[str]) -> None:
+        """Per-source mean of every reward function over this generation batch (all processes)."""
+        sources = gather_object(local_sources) if self.accelerator.num_processes > 1 else local_sources
+        rewards = self._last_rewards_per_func
+        if rewards is None or len(sources) != rewards.size(0):
+            return
+        for src in dict.fromkeys(sources):
+            rows = torch.tensor([s == src for s in sources], device=rewards.device)
+            for i, name in enumerate(self.reward_func_names):
+                value = torch.nanmean(rewards[rows, i]).item()
+                if value == value:  # not NaN (all unscorable)
+                    self._metrics[mode][M.source_reward_key(name, src)].append(value)
 
     def _signal_rewards(self, rewards_per_func: torch.Tensor) -> torch.Tensor:
         name = self.args.dynamic_sampling_reward
