@@ -150,12 +150,18 @@ def reward_lines(run: Path) -> tuple[list[str], dict]:
     if trend["batch"] is None:
         return [], trend
     k = trend["window"]
-    lines = [f"GRPO training accuracy reward on the sampled rollouts (mean of the first / last {k} of "
-             f"{trend['steps']} steps):", "", f"| rollouts | first {k} | last {k} | change |", "|---|---|---|---|"]
+    if trend["unit"] == "pass":
+        head = (f"GRPO training accuracy reward on the sampled rollouts, first vs last pass over the same "
+                f"questions ({k} steps per pass, {trend['steps']} steps):")
+        cols, batch = ("first pass", "last pass"), "all questions"
+    else:
+        head = f"GRPO training accuracy reward on the sampled rollouts (first / last {k} of {trend['steps']} steps):"
+        cols, batch = (f"first {k} steps", f"last {k} steps"), "batch mean (moves with each batch's task mix)"
+    lines = [head, "", f"| rollouts | {cols[0]} | {cols[1]} | change |", "|---|---|---|---|"]
     rows = [(src, w) for src, w in trend["sources"].items()]
     if "macro" in trend:
         rows.append(("mean over sources", trend["macro"]))
-    rows.append(("batch mean (varies with each batch's task mix)", trend["batch"]))
+    rows.append((batch, trend["batch"]))
     lines += [f"| {name} | {a:.3f} | {b:.3f} | {b - a:+.3f} |" for name, (a, b) in rows]
     return lines, trend
 

@@ -243,9 +243,17 @@ def test_reward_trend_separates_sources_from_the_batch_mix():
                      "rewards_by_source/accuracy/easy": easy, "rewards_by_source/accuracy/hard": hard})
     hist[0].pop("rewards_by_source/accuracy/hard")  # a source absent from a step is simply not logged there
     t = reward_trend(hist)
-    assert t["window"] == 2 and t["steps"] == 8
+    assert t["window"] == 2 and t["steps"] == 8 and t["unit"] == "steps"
     assert t["batch"][1] < t["batch"][0]
     assert t["sources"]["easy"] == pytest.approx((0.8, 0.9))
-    assert t["sources"]["hard"] == pytest.approx((0.2, 0.3))  # its window is 1 of its 7 logged steps
+    assert t["sources"]["hard"] == pytest.approx((0.2, 0.3))  # its first window holds step 2 only
     assert t["macro"] == pytest.approx((0.5, 0.6))
     assert reward_trend([])["batch"] is None
+    # two passes over the pool (4 steps each): the windows are the first and the last pass
+    for h in hist:
+        h.update(loss=0.0, epoch=h["step"] / 4)
+    t = reward_trend(hist)
+    assert t["unit"] == "pass" and t["window"] == 4 and t["sources"]["easy"] == pytest.approx((0.8, 0.9))
+    for h in hist:
+        h.update(epoch=h["step"] / 5)  # 1.6 passes: back to quarters
+    assert reward_trend(hist)["unit"] == "steps"

@@ -228,6 +228,21 @@ def test_prompt_budget_drops_long_prompts_with_count(records_file, processor, ti
         build_grpo_dataset(records_file, processor=processor, max_prompt_length=min(lengths) - 1)
 
 
+def test_max_samples_is_a_seeded_subset_with_count(records_file):
+    from mmreason.rl.data import build_grpo_dataset
+
+    a, report = build_grpo_dataset(records_file, max_samples=3, seed=1)
+    b, _ = build_grpo_dataset(records_file, max_samples=3, seed=1)
+    c, _ = build_grpo_dataset(records_file, max_samples=3, seed=2)
+    assert a["record_id"] == b["record_id"] != c["record_id"]
+    assert len(set(a["record_id"])) == 3 and set(a["record_id"]) <= {f"q{i}" for i in range(8)}
+    assert report.kept == 3 and "a random 3 of 8 used" in report.summary()
+    full, full_report = build_grpo_dataset(records_file, max_samples=100)
+    assert len(full) == 8 and full_report.subsampled_from is None
+    with pytest.raises(ValueError, match="max_samples"):
+        build_grpo_dataset(records_file, max_samples=0)
+
+
 def test_unlabeled_records_load_when_answers_not_required(tmp_path, records_file):
     from mmreason.records import RecordError
     from mmreason.rl.data import build_grpo_dataset

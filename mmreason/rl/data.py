@@ -6,6 +6,7 @@ columns TRL passes to reward functions: answer, answer_type, choices, precision,
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ class BuildReport:
     loaded: int = 0
     skipped_bad: int = 0  # bad lines skipped by a lenient load
     skipped_video: int = 0  # TRL 1.16 GRPO has no video inputs
+    subsampled_from: int | None = None  # pool size before the max_samples subset
     dropped_long: int = 0  # over the prompt budget
     kept: int = 0
     longest_kept: int = 0
@@ -28,7 +30,10 @@ class BuildReport:
     def summary(self) -> str:
         return (
             f"{self.path}: {self.loaded} records loaded, {self.skipped_bad} bad lines skipped, "
-            f"{self.skipped_video} video records skipped (GRPO takes images only), {self.dropped_long} prompts "
+            f"{self.skipped_video} video records skipped (GRPO takes images only), "
+            + (f"a random {self.kept + self.dropped_long} of {self.subsampled_from} used (max_samples), "
+               if self.subsampled_from is not None else "")
+            + f"{self.dropped_long} prompts "
             f"dropped over the prompt budget, {self.kept} kept (longest prompt {self.longest_kept} tokens)"
         )
 
@@ -99,9 +104,11 @@ def build_grpo_dataset(
     check_media: bool = True,
     system_prompt: str | None = None,
     prompt_suffix: str | None = BOXED_SUFFIX,
+    max_samples: int | None = None,
+    seed: int = 0,
 ):
-    """Load records, convert with `to_grpo_example`, drop video records and over-budget prompts (counted).
-    Returns (datasets.Dataset, BuildReport)."""
+    """Load records, convert with `to_grpo_example`, drop video records, keep a seeded random subset of
+    `max_samples` (if set), then drop over-budget prompts (all counted). Returns (datasets.Dataset, BuildReport)."""
     from datasets import Dataset, Image, List
 
     records, load_report = load_records(path, strict=not lenient, require_answer=require_answer, check_media=check_media)
@@ -114,6 +121,12 @@ def build_grpo_dataset(
         rows.append(to_grpo_example(rec, system=system_prompt, suffix=prompt_suffix))
     if not rows:
         raise ValueError(f"{path}: no usable GRPO prompts ({report.summary()})")
+    if max_samples is not None:
+        if max_samples < 1:
+            raise ValueError(f"max_samples must be >= 1, got {max_samples}")
+        if max_samples < len(rows):
+            report.subsampled_from = len(rows)
+            rows = [rows[i] for i in sorted(random.Random(seed).sample(range(len(rows)), max_samples))]
     has_images = any(r["images"] for r in rows)
     ds = Dataset.from_list(rows)
     if has_images:

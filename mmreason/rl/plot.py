@@ -45,20 +45,38 @@ def source_series(history: list[dict], func: str = "accuracy") -> dict[str, tupl
     return {k[len(prefix):]: series(history, k) for k in keys}
 
 
-def _window_means(values: list[float], k: int) -> tuple[float, float] | None:
-    return (sum(values[:k]) / k, sum(values[-k:]) / k) if len(values) >= k else None
+def steps_per_pass(history: list[dict]) -> int | None:
+    """Logged steps in the first pass over the prompt pool, if the run made at least two passes."""
+    logged = [h for h in history if isinstance(h.get("epoch"), (int, float)) and "loss" in h]
+    if not logged or max(h["epoch"] for h in logged) < 2 - 1e-6:
+        return None
+    return sum(1 for h in logged if h["epoch"] <= 1 + 1e-6) or None
 
 
 def reward_trend(history: list[dict], func: str = "accuracy", fraction: float = 0.25) -> dict:
-    """First-vs-last window means of a reward over a run (each window = `fraction` of the logged steps): the
-    batch mean, each source's mean, and their macro average over sources (a mixed batch's mean moves with
-    the mix of sources the batch happens to draw; the per-source means and their average do not)."""
-    _, batch = series(history, M.reward_key(func))
-    k = max(1, int(len(batch) * fraction))
-    out = {"window": k, "steps": len(batch), "batch": _window_means(batch, k), "sources": {}}
-    for src, (_, vals) in source_series(history, func).items():
-        kk = max(1, int(len(vals) * fraction))
-        if (w := _window_means(vals, kk)) is not None:
+    """Mean reward in the first vs the last window of a run: the batch mean, each source's mean and their
+    macro average over sources. A window is one pass over the prompt pool when the run made two or more
+    (then both windows hold the same questions), else `fraction` of the logged steps. Between windows of
+    fresh questions the batch mean also moves with how many questions of each source the batches drew
+    and how hard they were; the per-source means remove the first effect."""
+    steps, batch = series(history, M.reward_key(func))
+    out = {"unit": "steps", "window": 0, "steps": len(steps), "batch": None, "sources": {}}
+    if not steps:
+        return out
+    k = steps_per_pass(history)
+    out["unit"] = "pass" if k else "steps"
+    k = k or max(1, int(len(steps) * fraction))
+    first, last = set(steps[:k]), set(steps[-k:])
+    out["window"] = k
+
+    def means(xs, ys):
+        a = [y for x, y in zip(xs, ys) if x in first]
+        b = [y for x, y in zip(xs, ys) if x in last]
+        return (sum(a) / len(a), sum(b) / len(b)) if a and b else None
+
+    out["batch"] = means(steps, batch)
+    for src, (xs, ys) in source_series(history, func).items():
+        if (w := means(xs, ys)) is not None:
             out["sources"][src] = w
     if out["sources"]:
         n = len(out["sources"])

@@ -28,6 +28,14 @@ class GRPOScriptArguments:
             "majority_vote, ...) or a dotted import path 'package.module.function'. Weights: `reward_weights`."
         },
     )
+    max_samples: int | None = field(
+        default=None,
+        metadata={
+            "help": "Use a random subset of this many records (seeded by `seed`) as the RL question pool. When "
+            "max_steps asks for more prompts than the pool holds, training makes several passes over it, so "
+            "the mean reward of one pass and of a later one are measured on the same questions."
+        },
+    )
     lenient: bool = field(
         default=False, metadata={"help": "Skip (and count) bad record lines instead of stopping at the first."}
     )
@@ -105,7 +113,9 @@ def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
         system_prompt=script_args.system_prompt,
         prompt_suffix=script_args.prompt_suffix,
     )
-    train_ds, report = build_grpo_dataset(script_args.train_file, **data_kwargs)
+    train_ds, report = build_grpo_dataset(
+        script_args.train_file, max_samples=script_args.max_samples, seed=training_args.seed, **data_kwargs
+    )
     logger.warning(report.summary())
     eval_ds = None
     if script_args.eval_file and training_args.eval_strategy != "no":
