@@ -167,10 +167,15 @@ def reward_lines(run: Path) -> tuple[list[str], dict]:
 
 
 def table(rows: list[tuple[str, dict]]) -> str:
-    lines = ["| model | accuracy (held-out) | ± s.e. | correct / total |", "|---|---|---|---|"]
+    sources = sorted({src for _, s in rows for src in s.get("per_source", {})})
+    extra = "".join(f" {src} |" for src in sources) if len(sources) > 1 else ""
+    lines = [f"| model | accuracy (held-out) | ± s.e. | correct / total |{extra}",
+             "|---|---|---|---|" + "---|" * (len(sources) if extra else 0)]
     for name, s in rows:
         acc, n = s["accuracy"], s["total"]
-        lines.append(f"| {name} | {100 * acc:.1f}% | {_stderr(acc, n):.1f} | {s['correct']} / {n} |")
+        cells = "".join(f" {100 * s['per_source'][src]['accuracy']:.0f}% |" if src in s.get("per_source", {})
+                        else " - |" for src in sources) if extra else ""
+        lines.append(f"| {name} | {100 * acc:.1f}% | {_stderr(acc, n):.1f} | {s['correct']} / {n} |{cells}")
     return "\n".join(lines)
 
 
@@ -204,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
 
     trend_lines, trend = reward_lines(grpo)
     md = [f"# mmreason demo ({time.time() - t0:.0f} s)", "", table(rows), "", *trend_lines]
-    summary = {name: {k: s[k] for k in ("accuracy", "correct", "total")} for name, s in rows}
+    summary = {name: {k: s[k] for k in ("accuracy", "correct", "total", "per_source") if k in s} for name, s in rows}
     summary["grpo_reward_trend"] = trend
     summary["seconds"] = round(time.time() - t0, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

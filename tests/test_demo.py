@@ -15,6 +15,9 @@ def test_demo_pipeline_tiny_budget(tmp_path, capsys):
     assert list(summary)[:3] == ["base", "SFT (cold start)", "SFT + GRPO"]
     for row in ("base", "SFT (cold start)", "SFT + GRPO"):
         assert summary[row]["total"] == 8 and 0 <= summary[row]["correct"] <= 8
+        per = summary[row]["per_source"]
+        assert set(per) == {"synth/color", "synth/bars"} and sum(v["total"] for v in per.values()) == 8
+        assert sum(v["correct"] for v in per.values()) == summary[row]["correct"]
     for stage in ("base_model", "sft", "grpo"):
         assert (out / stage / "model.safetensors").is_file()
     assert (out / "grpo" / "trainer_state.json").is_file()
@@ -22,6 +25,7 @@ def test_demo_pipeline_tiny_budget(tmp_path, capsys):
     assert trend["steps"] == 1 and set(trend["sources"]) <= {"synth/color", "synth/bars"} and trend["sources"]
     printed = capsys.readouterr().out
     assert "| SFT + GRPO |" in printed and "/ 8 |" in printed and "| mean over sources |" in printed
+    assert "| synth/bars | synth/color |" in printed
 
     # A rerun reuses every finished stage (no retraining) and prints the same table.
     before = (out / "sft" / "model.safetensors").stat().st_mtime_ns
