@@ -118,8 +118,9 @@ def run_sft(args, base: Path, data: Path, out: Path) -> Path:
 def run_grpo(args, start: Path, data: Path, dst: Path) -> Path:
     from mmreason.rl.run import main as grpo_main
 
-    argv = ["--config", str(GRPO_CONFIG), "--model_name_or_path", str(start),
-            "--train_file", str(data / "train.jsonl"), "--output_dir", str(dst), "--seed", str(args.seed)]
+    argv = ["--config", str(GRPO_CONFIG), "--model_name_or_path", str(start), "--train_file",
+            str(data / "train.jsonl"), "--eval_file", str(data / "test.jsonl"), "--output_dir", str(dst),
+            "--seed", str(args.seed)]
     if args.grpo_steps:
         argv += ["--max_steps", str(args.grpo_steps)]
     return _run_stage(f"GRPO ({GRPO_CONFIG.name}) from {start.name}", grpo_main, argv + list(args.grpo_arg), dst)
@@ -141,14 +142,26 @@ def _stderr(p: float, n: int) -> float:
 def reward_lines(run: Path) -> tuple[list[str], dict]:
     """The GRPO training accuracy reward, first vs last quarter of the steps: per task source, their macro
     mean, and the batch mean (which moves with the mix of tasks each batch happens to draw)."""
-    from mmreason.rl.plot import load_history, reward_trend
+    from mmreason.rl.plot import eval_rewards, load_history, reward_trend
 
     try:
-        trend = reward_trend(load_history(run))
+        history = load_history(run)
     except FileNotFoundError:
         return [], {}
+    trend = reward_trend(history)
+    trend["eval"] = evals = eval_rewards(history)
+    lines = []
+    steps, values = evals["batch"]
+    if steps:
+        lines += ["GRPO accuracy reward on the fixed held-out questions evaluated during training "
+                  "(sampled like the rollouts):", "",
+                  "| questions | " + " | ".join(f"step {s}" for s in steps) + " |", "|---|" + "---|" * len(steps)]
+        for name, (xs, ys) in [("all", (steps, values)), *evals["sources"].items()]:
+            by_step = dict(zip(xs, ys))
+            lines.append(f"| {name} | " + " | ".join(f"{by_step[s]:.3f}" if s in by_step else "-" for s in steps) + " |")
+        lines.append("")
     if trend["batch"] is None:
-        return [], trend
+        return lines, trend
     k = trend["window"]
     if trend["unit"] == "pass":
         head = (f"GRPO training accuracy reward on the sampled rollouts, first vs last pass over the same "
@@ -157,7 +170,7 @@ def reward_lines(run: Path) -> tuple[list[str], dict]:
     else:
         head = f"GRPO training accuracy reward on the sampled rollouts (first / last {k} of {trend['steps']} steps):"
         cols, batch = (f"first {k} steps", f"last {k} steps"), "batch mean (moves with each batch's task mix)"
-    lines = [head, "", f"| rollouts | {cols[0]} | {cols[1]} | change |", "|---|---|---|---|"]
+    lines += [head, "", f"| rollouts | {cols[0]} | {cols[1]} | change |", "|---|---|---|---|"]
     rows = [(src, w) for src, w in trend["sources"].items()]
     if "macro" in trend:
         rows.append(("mean over sources", trend["macro"]))

@@ -26,6 +26,11 @@ def test_demo_pipeline_tiny_budget(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| SFT + GRPO |" in printed and "/ 8 |" in printed and "| mean over sources |" in printed
     assert "| synth/bars | synth/color |" in printed
+    # the fixed held-out questions were scored at the start of GRPO (eval_on_start), per source too
+    evals = trend["eval"]
+    assert evals["batch"][0] == [0, 1] and all(0 <= v <= 1 for v in evals["batch"][1])  # start and end
+    assert set(evals["sources"]) == {"synth/color", "synth/bars"}
+    assert "fixed held-out questions" in printed and "| step 0 |" in printed
 
     # A rerun reuses every finished stage (no retraining) and prints the same table.
     before = (out / "sft" / "model.safetensors").stat().st_mtime_ns

@@ -45,6 +45,15 @@ def source_series(history: list[dict], func: str = "accuracy") -> dict[str, tupl
     return {k[len(prefix):]: series(history, k) for k in keys}
 
 
+def eval_rewards(history: list[dict], func: str = "accuracy") -> dict:
+    """The reward of each evaluation during training (TRL's eval_strategy; same questions every time):
+    {"batch": (steps, values), "sources": {source: (steps, values)}}."""
+    prefix = "eval_" + M.source_reward_prefix(func)
+    keys = sorted({k for h in history for k in h if k.startswith(prefix)})
+    return {"batch": series(history, "eval_" + M.reward_key(func)),
+            "sources": {k[len(prefix):]: series(history, k) for k in keys}}
+
+
 def steps_per_pass(history: list[dict]) -> int | None:
     """Logged steps in the first pass over the prompt pool, if the run made at least two passes."""
     logged = [h for h in history if isinstance(h.get("epoch"), (int, float)) and "loss" in h]
@@ -138,6 +147,9 @@ def plot_run(run: str | Path, out: str | Path | None = None, reward: str | None 
     fig, ax = lines([(k, k) for k in dict.fromkeys([rkey, M.REWARD])], "reward", "Reward")
     for src, (x, y) in source_series(history).items():
         ax.plot(x, _running_mean(y, 10), ls="--", lw=1, label=f"accuracy, {src} (10-step mean)")
+    x, y = eval_rewards(history)["batch"]
+    if x:
+        ax.plot(x, y, "ko-", lw=2, label="accuracy on the fixed eval questions")
     ax.legend(fontsize=7)
     save(fig, "reward.png")
 

@@ -36,6 +36,13 @@ class GRPOScriptArguments:
             "the mean reward of one pass and of a later one are measured on the same questions."
         },
     )
+    eval_max_samples: int | None = field(
+        default=None,
+        metadata={
+            "help": "Evaluate on a random subset of this many eval_file records (seeded by `seed`): the same "
+            "questions at every evaluation, so the eval reward curve is free of question-sampling noise."
+        },
+    )
     lenient: bool = field(
         default=False, metadata={"help": "Skip (and count) bad record lines instead of stopping at the first."}
     )
@@ -119,7 +126,9 @@ def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
     logger.warning(report.summary())
     eval_ds = None
     if script_args.eval_file and training_args.eval_strategy != "no":
-        eval_ds, eval_report = build_grpo_dataset(script_args.eval_file, **data_kwargs)
+        eval_ds, eval_report = build_grpo_dataset(
+            script_args.eval_file, max_samples=script_args.eval_max_samples, seed=training_args.seed, **data_kwargs
+        )
         logger.warning(eval_report.summary())
 
     model_init_kwargs = dict(
