@@ -15,7 +15,8 @@ export MMREASON_OFFLINE ?= 1
 RUNS ?= runs/demo
 CONFIG ?=
 EMBEDDED_SFT = --model_name_or_path $(RUNS)/base_model --train_files $(RUNS)/data/train.jsonl --output_dir $(RUNS)/sft
-EMBEDDED_GRPO = --model_name_or_path $(RUNS)/sft --train_file $(RUNS)/data/train.jsonl --output_dir $(RUNS)/grpo
+EMBEDDED_GRPO = --model_name_or_path $(RUNS)/sft --train_file $(RUNS)/data/train.jsonl --eval_file $(RUNS)/data/test.jsonl \
+  --output_dir $(RUNS)/grpo
 
 .PHONY: setup demo test bench data data-build embedded sft grpo grpo-unsupervised eval plot clean
 
