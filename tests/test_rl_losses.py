@@ -219,12 +219,18 @@ def test_plot_writes_pngs_and_fit(tmp_path, capsys):
                      "rewards/accuracy/mean": -a * math.exp(h) + b, "reward": 0.5, "cov/mean": 0.01,
                      "cov/max": 0.5, "cov/frac_selected": 0.001, "rewards_by_source/accuracy/synth/x": 0.1})
     hist.append({"step": 15, "train_runtime": 3.0})
+    hist += [{"step": s, "eval_rewards/accuracy/mean": 0.4 + s / 100, "eval_rewards_by_source/accuracy/synth/x": 0.3}
+             for s in (0, 15)]
     ck = tmp_path / "run" / "checkpoint-15"
     ck.mkdir(parents=True)
     (ck / "trainer_state.json").write_text(json.dumps({"log_history": hist}))
     assert main(["--run", str(tmp_path / "run")]) == 0
     for name in ("entropy.png", "reward.png", "covariance.png", "entropy_law.png"):
         assert (tmp_path / "run" / name).stat().st_size > 1000
+    from mmreason.rl.plot import eval_rewards, load_history
+
+    evals = eval_rewards(load_history(tmp_path / "run"))
+    assert evals["batch"] == ([0, 15], [0.4, 0.55]) and evals["sources"] == {"synth/x": ([0, 15], [0.3, 0.3])}
     res = json.loads((tmp_path / "run" / "entropy_law.json").read_text())
     assert res["a"] == pytest.approx(a) and res["b"] == pytest.approx(b) and res["points"] == 15
     assert "a = 0.2" in capsys.readouterr().out

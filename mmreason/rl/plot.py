@@ -144,13 +144,23 @@ def plot_run(run: str | Path, out: str | Path | None = None, reward: str | None 
     ax.legend()
     save(fig, "entropy.png")
 
-    fig, ax = lines([(k, k) for k in dict.fromkeys([rkey, M.REWARD])], "reward", "Reward")
+    evals = eval_rewards(history)
+    panels = 2 if evals["batch"][0] else 1
+    fig, axes = plt.subplots(panels, 1, figsize=(6, 4 * panels), squeeze=False)
+    ax = axes[0][0]
+    for key in dict.fromkeys([rkey, M.REWARD]):
+        ax.plot(*series(history, key), lw=0.8, alpha=0.6, label=key)
     for src, (x, y) in source_series(history).items():
-        ax.plot(x, _running_mean(y, 10), ls="--", lw=1, label=f"accuracy, {src} (10-step mean)")
-    x, y = eval_rewards(history)["batch"]
-    if x:
-        ax.plot(x, y, "ko-", lw=2, label="accuracy on the fixed eval questions")
+        ax.plot(x, _running_mean(y, 10), lw=1.5, label=f"accuracy, {src} (10-step mean)")
+    ax.set(xlabel="step", ylabel="reward", title="Training rollouts (new questions every step)")
     ax.legend(fontsize=7)
+    if panels == 2:
+        ax = axes[1][0]
+        ax.plot(*evals["batch"], "ko-", lw=2, label="all")
+        for src, (x, y) in evals["sources"].items():
+            ax.plot(x, y, "o--", label=src)
+        ax.set(xlabel="step", ylabel="accuracy reward", title="The same held-out questions at every evaluation")
+        ax.legend(fontsize=7)
     save(fig, "reward.png")
 
     fig, ax = lines([(k, k) for k in (M.COV_MEAN, M.COV_MAX)], "cov(logp, A)", "Token covariance")
