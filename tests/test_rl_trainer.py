@@ -147,6 +147,44 @@ def test_one_step_changes_parameters_and_logs(cov_mode, tiny_model_dir, dataset,
         assert logs[0]["cov/frac_selected"] > 0
 
 
+def _advantage_weighted_logp(trainer, out) -> float:
+    """J = sum over loss tokens of A * logp / #tokens: what a policy-gradient step must increase."""
+    prompt_completion = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
+    attention = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
+    with torch.no_grad():
+        logps, _, _ = trainer._get_per_token_logps_and_entropies(
+            trainer.model, prompt_completion, attention, out["completion_ids"].size(1),
+            pixel_values=out["pixel_values"], image_grid_thw=out["image_grid_thw"], num_images=out["num_images"])
+    mask = out["completion_mask"]
+    return ((out["advantages"].unsqueeze(1) * logps * mask).sum() / mask.sum()).item()
+
+
+@pytest.mark.parametrize("cov_mode", ["none", "clip_cov", "kl_cov"])
+def test_a_loss_step_raises_the_advantage_weighted_logp(cov_mode, tiny_model_dir, dataset, processor, tmp_path):
+    """Direction check of the whole loss path (rollout batch -> our _compute_loss -> gradient): a small plain
+    gradient step makes rewarded completions more likely and penalised ones less; with the advantages negated
+    it does the opposite. A sign or alignment slip anywhere in the path fails this."""
+    trainer = ours(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, cov_mode=cov_mode,
+                   clip_cov_lb=0.0, clip_cov_ratio=0.05, steps_per_generation=2 if cov_mode == "kl_cov" else None)
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1
+    out = trainer._generate_and_score_completions(group_rows(dataset, [0, 1, 2, 3]))
+    start = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    for sign in (1.0, -1.0):
+        batch = dict(out, advantages=sign * out["advantages"])
+        with torch.no_grad():
+            for n, p in trainer.model.named_parameters():
+                p.copy_(start[n])
+        before = _advantage_weighted_logp(trainer, batch)
+        trainer.model.zero_grad()
+        trainer._compute_loss(trainer.model, batch).backward()
+        with torch.no_grad():
+            for p in trainer.model.parameters():
+                if p.grad is not None:
+                    p -= 1e-3 * p.grad
+        assert _advantage_weighted_logp(trainer, batch) > before + 1e-6, (cov_mode, sign)
+
+
 def test_kl_cov_on_policy_warns_loudly(tmp_path):
     from mmreason.rl.config import MMReasonGRPOConfig
 
@@ -314,6 +352,8 @@ def test_tiny_demo_config_parses():
     script, args, model = make_parser().parse_args_and_config(args=["--config", str(REPO / "configs/grpo/tiny_demo.yaml")])
     assert model.model_name_or_path == "runs/demo/sft" and args.output_dir == "runs/demo/grpo"
     assert script.train_file == "runs/demo/data/train.jsonl"
+    assert (script.eval_file, script.eval_max_samples, args.eval_strategy, args.eval_steps, args.eval_on_start,
+            args.num_generations_eval) == ("runs/demo/data/test.jsonl", 64, "steps", 20, True, 8)
     assert (args.bf16, args.gradient_checkpointing, args.report_to, args.logging_steps, args.log_completions) == (
         False, False, [], 1, False)
     assert args.use_vllm is False
