@@ -140,8 +140,8 @@ def _stderr(p: float, n: int) -> float:
 
 
 def reward_lines(run: Path) -> tuple[list[str], dict]:
-    """The GRPO training accuracy reward, first vs last quarter of the steps: per task source, their macro
-    mean, and the batch mean (which moves with the mix of tasks each batch happens to draw)."""
+    """Markdown tables of the GRPO accuracy reward: on the fixed eval questions at each evaluation (per
+    source), and on the training rollouts, first vs last window (see `reward_trend`)."""
     from mmreason.rl.plot import eval_rewards, load_history, reward_trend
 
     try:
