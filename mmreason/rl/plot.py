@@ -38,9 +38,10 @@ def series(history: list[dict], key: str) -> tuple[list[int], list[float]]:
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def source_series(history: list[dict], func: str = "accuracy") -> dict[str, tuple[list[int], list[float]]]:
-    """Per-source reward curves of one reward function: {source: (steps, values)}."""
-    prefix = M.source_reward_prefix(func)
+def source_series(history: list[dict], func: str = "accuracy", mode: str = "") -> dict[str, tuple[list[int], list[float]]]:
+    """Per-source reward curves of one reward function: {source: (steps, values)}; mode "eval_" for the
+    evaluations during training."""
+    prefix = mode + M.source_reward_prefix(func)
     keys = sorted({k for h in history for k in h if k.startswith(prefix)})
     return {k[len(prefix):]: series(history, k) for k in keys}
 
@@ -48,10 +49,7 @@ def source_series(history: list[dict], func: str = "accuracy") -> dict[str, tupl
 def eval_rewards(history: list[dict], func: str = "accuracy") -> dict:
     """The reward of each evaluation during training (TRL's eval_strategy; same questions every time):
     {"batch": (steps, values), "sources": {source: (steps, values)}}."""
-    prefix = "eval_" + M.source_reward_prefix(func)
-    keys = sorted({k for h in history for k in h if k.startswith(prefix)})
-    return {"batch": series(history, "eval_" + M.reward_key(func)),
-            "sources": {k[len(prefix):]: series(history, k) for k in keys}}
+    return {"batch": series(history, "eval_" + M.reward_key(func)), "sources": source_series(history, func, "eval_")}
 
 
 def steps_per_pass(history: list[dict]) -> int | None:
