@@ -164,8 +164,8 @@ def reward_lines(run: Path) -> tuple[list[str], dict]:
         return lines, trend
     k = trend["window"]
     if trend["unit"] == "pass":
-        head = (f"GRPO training accuracy reward on the sampled rollouts, first vs last pass over the same "
-                f"questions ({k} steps per pass, {trend['steps']} steps):")
+        head = (f"GRPO training accuracy reward on the sampled rollouts, first vs last complete pass over the "
+                f"same questions ({trend['passes']} passes, {trend['steps']} logged steps):")
         cols, batch = ("first pass", "last pass"), "all questions"
     else:
         head = f"GRPO training accuracy reward on the sampled rollouts (first / last {k} of {trend['steps']} steps):"

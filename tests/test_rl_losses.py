@@ -263,3 +263,21 @@ def test_reward_trend_separates_sources_from_the_batch_mix():
     for h in hist:
         h.update(epoch=h["step"] / 5)  # 1.6 passes: back to quarters
     assert reward_trend(hist)["unit"] == "steps"
+
+
+def test_reward_trend_passes_follow_epochs_not_log_entries():
+    from mmreason.rl.plot import reward_trend, series
+
+    # num_iterations=2: a reward is logged at every other optimizer step (the ones that generated); 2.5
+    # passes of 8 steps, cut mid-pass. The rollout reward is the pass number, so each window is exact.
+    hist = [{"step": s, "loss": 0.0, "epoch": s / 8} for s in range(1, 21)]
+    for h in hist:
+        if h["step"] % 2:
+            p = math.ceil(h["epoch"])
+            h.update({"rewards/accuracy/mean": float(p), "rewards_by_source/accuracy/x": 10.0 * p})
+    t = reward_trend(hist)
+    assert t["unit"] == "pass" and t["passes"] == 2 and t["window"] == 4 and t["steps"] == 10
+    assert t["batch"] == (1.0, 2.0) and t["sources"]["x"] == (10.0, 20.0)
+    # an eval repeated at a step after a resume (eval_on_start) is one point: the last one logged
+    evals = [{"step": 0, "eval_reward": 0.1}, {"step": 20, "eval_reward": 0.2}, {"step": 20, "eval_reward": 0.3}]
+    assert series(evals, "eval_reward") == ([0, 20], [0.1, 0.3])

@@ -237,9 +237,37 @@ def test_rewards_are_logged_per_source(tiny_model_dir, dataset, processor, tmp_p
     trainer._generate_and_score_completions(rows)
     logged = trainer._metrics["train"]
     # accuracy(): q0 and q2 score 1 on every completion, q1 and q3 score 0, 1, 2, 3 within the group
-    assert logged["rewards_by_source/accuracy/synth/a"] == [1.0]
-    assert logged["rewards_by_source/accuracy/synth/b"] == [pytest.approx((6 + 4 + 6) / 12)]
+    assert logged["rewards_by_source/accuracy/synth/a"] == [1.0] * NUM_GEN
+    assert sorted(logged["rewards_by_source/accuracy/synth/b"]) == sorted([1.0] * 4 + [0.0, 1.0, 2.0, 3.0] * 2)
+    # a second, smaller batch: the logged value is the mean over rollouts, not of the two batch means
+    trainer._generate_and_score_completions([dict(r, source="synth/b") for r in group_rows(dataset, [5])])
+    trainer.log({})
+    entry = trainer.state.log_history[-1]
+    assert entry["rewards_by_source/accuracy/synth/b"] == pytest.approx((16 + 6) / 16)
+    assert entry["rewards_by_source/accuracy/synth/a"] == 1.0
     assert "source" in dataset.column_names
+
+
+def test_per_source_rewards_skip_unscored_and_follow_the_gathered_order(tiny_model_dir, dataset, processor,
+                                                                        tmp_path, monkeypatch):
+    import mmreason.rl.trainer as T
+
+    trainer = ours(tiny_model_dir, dataset, processor, tmp_path)
+    nan = float("nan")
+    # rows in gather order: this process's two rollouts, then the other process's two
+    trainer._last_rewards_per_func = torch.tensor([[1.0], [nan], [0.0], [nan]])
+    remote = ["synth/b", "synth/none"]
+    monkeypatch.setattr(T, "gather_object", lambda local: list(local) + remote)
+    monkeypatch.setattr(type(trainer.accelerator), "num_processes", property(lambda self: 2))
+    trainer._log_rewards_by_source("eval", ["synth/a", "synth/none"])
+    logged = trainer._metrics["eval"]
+    assert logged["rewards_by_source/accuracy/synth/a"] == [1.0]
+    assert logged["rewards_by_source/accuracy/synth/b"] == [0.0]
+    assert "rewards_by_source/accuracy/synth/none" not in logged  # never scored: no key, no 0
+    assert not trainer._metrics["train"]
+    trainer.model.eval()
+    trainer.log({})
+    assert trainer.state.log_history[-1]["eval_rewards_by_source/accuracy/synth/a"] == 1.0
 
 
 # ---------------------------------------------------------------- prompt budget and unlabeled data

@@ -34,8 +34,10 @@ def load_history(run: Path) -> list[dict]:
 
 
 def series(history: list[dict], key: str) -> tuple[list[int], list[float]]:
-    pts = [(h["step"], h[key]) for h in history if isinstance(h.get(key), (int, float)) and math.isfinite(h[key])]
-    return [p[0] for p in pts], [p[1] for p in pts]
+    """(steps, values) of one logged metric, one point per step: a step logged twice (an eval repeated by
+    `eval_on_start` after a resume) keeps its last value."""
+    pts = {h["step"]: h[key] for h in history if isinstance(h.get(key), (int, float)) and math.isfinite(h[key])}
+    return list(pts), list(pts.values())
 
 
 def source_series(history: list[dict], func: str = "accuracy", mode: str = "") -> dict[str, tuple[list[int], list[float]]]:
@@ -52,29 +54,40 @@ def eval_rewards(history: list[dict], func: str = "accuracy") -> dict:
     return {"batch": series(history, "eval_" + M.reward_key(func)), "sources": source_series(history, func, "eval_")}
 
 
-def steps_per_pass(history: list[dict]) -> int | None:
-    """Logged steps in the first pass over the prompt pool, if the run made at least two passes."""
-    logged = [h for h in history if isinstance(h.get("epoch"), (int, float)) and "loss" in h]
-    if not logged or max(h["epoch"] for h in logged) < 2 - 1e-6:
+def pass_windows(history: list[dict], key: str) -> tuple[set[int], set[int], int] | None:
+    """Steps of the first and of the last complete pass over the prompt pool among the log entries that
+    hold `key`, and the number of complete passes; None if the run made fewer than two. Passes are read
+    from each entry's `epoch` (TRL counts one epoch per pass over the prompts whatever `num_iterations`
+    or `steps_per_generation` are); an entry whose logging window straddles a boundary counts where it
+    was logged."""
+    eps = 1e-6
+    epochs = {h["step"]: h["epoch"] for h in history if key in h and isinstance(h.get("epoch"), (int, float))}
+    if not epochs or max(epochs.values()) < 2 - eps:
         return None
-    return sum(1 for h in logged if h["epoch"] <= 1 + 1e-6) or None
+    passes = math.floor(max(epochs.values()) + eps)
+    first = {s for s, e in epochs.items() if e <= 1 + eps}
+    last = {s for s, e in epochs.items() if passes - 1 + eps < e <= passes + eps}
+    return (first, last, passes) if first and last else None
 
 
 def reward_trend(history: list[dict], func: str = "accuracy", fraction: float = 0.25) -> dict:
     """Mean reward in the first vs the last window of a run: the batch mean, each source's mean and their
     macro average over sources. A window is one pass over the prompt pool when the run made two or more
-    (then both windows hold the same questions), else `fraction` of the logged steps. Between windows of
-    fresh questions the batch mean also moves with how many questions of each source the batches drew
-    and how hard they were; the per-source means remove the first effect."""
-    steps, batch = series(history, M.reward_key(func))
+    (the first and the last complete pass: both hold the same questions), else `fraction` of the logged
+    steps. Between windows of fresh questions the batch mean also moves with how many questions of each
+    source the batches drew and how hard they were; the per-source means remove the first effect."""
+    key = M.reward_key(func)
+    steps, batch = series(history, key)
     out = {"unit": "steps", "window": 0, "steps": len(steps), "batch": None, "sources": {}}
     if not steps:
         return out
-    k = steps_per_pass(history)
-    out["unit"] = "pass" if k else "steps"
-    k = k or max(1, int(len(steps) * fraction))
-    first, last = set(steps[:k]), set(steps[-k:])
-    out["window"] = k
+    if windows := pass_windows(history, key):
+        first, last, out["passes"] = windows
+        out["unit"], out["window"] = "pass", len(first)
+    else:
+        k = max(1, int(len(steps) * fraction))
+        first, last = set(steps[:k]), set(steps[-k:])
+        out["window"] = k
 
     def means(xs, ys):
         a = [y for x, y in zip(xs, ys) if x in first]

@@ -33,14 +33,16 @@ class GRPOScriptArguments:
         metadata={
             "help": "Use a random subset of this many records (seeded by `seed`) as the RL question pool. When "
             "max_steps asks for more prompts than the pool holds, training makes several passes over it, so "
-            "the mean reward of one pass and of a later one are measured on the same questions."
+            "the mean reward of one pass and of a later one are measured on the same questions. The subset is drawn "
+            "before the prompt-budget filter, so the pool can end up smaller (the build report counts the drops)."
         },
     )
     eval_max_samples: int | None = field(
         default=None,
         metadata={
             "help": "Evaluate on a random subset of this many eval_file records (seeded by `seed`): the same "
-            "questions at every evaluation, so the eval reward curve is free of question-sampling noise."
+            "questions at every evaluation, so the eval reward curve is free of question-sampling noise (drawn before "
+            "the prompt-budget filter, like max_samples)."
         },
     )
     lenient: bool = field(

@@ -78,7 +78,8 @@ class MMReasonGRPOTrainer(GRPOTrainer):
         return output
 
     def _log_rewards_by_source(self, mode: str, local_sources: list[str]) -> None:
-        """Per-source mean of every reward function over this generation batch (all processes)."""
+        """Every reward function's values on this generation batch (all processes), logged per source."""
+        local_sources = [s or "unknown" for s in local_sources]
         sources = gather_object(local_sources) if self.accelerator.num_processes > 1 else local_sources
         rewards = self._last_rewards_per_func
         if rewards is None or len(sources) != rewards.size(0):
@@ -86,9 +87,13 @@ class MMReasonGRPOTrainer(GRPOTrainer):
         for src in dict.fromkeys(sources):
             rows = torch.tensor([s == src for s in sources], device=rewards.device)
             for i, name in enumerate(self.reward_func_names):
-                value = torch.nanmean(rewards[rows, i]).item()
-                if value == value:  # not NaN (all unscorable)
-                    self._metrics[mode][M.source_reward_key(name, src)].append(value)
+                values = rewards[rows, i]
+                # One entry per scored rollout (NaN: the function did not score it): TRL's `log` averages
+                # each metric's list unweighted, so this makes the logged value the mean over rollouts,
+                # not a mean of per-batch means, however many batches a logging or eval window holds.
+                scored = values[~torch.isnan(values)].tolist()
+                if scored:  # an all-unscored source logs nothing (TRL's `log` would divide by zero)
+                    self._metrics[mode][M.source_reward_key(name, src)].extend(scored)
 
     def _signal_rewards(self, rewards_per_func: torch.Tensor) -> torch.Tensor:
         name = self.args.dynamic_sampling_reward
