@@ -53,12 +53,14 @@ def test_kl_cov_matches_definition(seed, ratio):
     assert torch.all(out[mask == 0] == 0)
 
 
-def test_kl_cov_advantage_shapes_agree():
+def test_advantage_shapes_agree():
     logp, old, adv, mask = _batch(3)
-    a = kl_cov_loss(logp, old, adv, mask, kl_cov_ratio=0.1)
-    b = kl_cov_loss(logp, old, adv[:, None], mask, kl_cov_ratio=0.1)
-    c = kl_cov_loss(logp, old, adv[:, None].expand_as(logp), mask, kl_cov_ratio=0.1)
-    assert torch.equal(a, b) and torch.equal(a, c)
+    for adv_ in (adv[:, None], adv[:, None].expand_as(logp)):
+        assert torch.equal(kl_cov_loss(logp, old, adv, mask, kl_cov_ratio=0.1),
+                           kl_cov_loss(logp, old, adv_, mask, kl_cov_ratio=0.1))
+        same = [clip_cov_loss(logp, old, a, mask, clip_cov_ratio=0.1, clip_cov_lb=-1.0,
+                              generator=torch.Generator().manual_seed(0)) for a in (adv, adv_)]
+        assert torch.equal(*same)
 
 
 def test_kl_cov_topk_boundary():

@@ -202,6 +202,19 @@ def test_kl_cov_on_policy_warns_loudly(tmp_path):
 # ---------------------------------------------------------------- dynamic sampling
 
 
+def test_dynamic_sampling_warns_where_the_loss_counts_sequences(tmp_path):
+    from mmreason.rl.config import MMReasonGRPOConfig
+
+    for loss_type in ("grpo", "dr_grpo"):
+        with pytest.warns(UserWarning, match="per-sequence denominator"):
+            MMReasonGRPOConfig(**common_args(tmp_path, dynamic_sampling=True, loss_type=loss_type))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        for loss_type in ("dapo", "bnpo"):
+            MMReasonGRPOConfig(**common_args(tmp_path, dynamic_sampling=True, loss_type=loss_type))
+        MMReasonGRPOConfig(**common_args(tmp_path, loss_type="grpo"))
+
+
 def test_zero_variance_groups():
     from mmreason.rl.trainer import zero_variance_groups
 
@@ -340,7 +353,7 @@ def test_paper_configs_reach_trl_intact(tiny_model_dir, dataset, processor, tmp_
     for size, mem, tp in (("3b", 0.5, 1), ("7b", 0.4, 2)):
         script, args, model = make_parser().parse_args_and_config(
             args=["--config", str(REPO / f"configs/grpo/qwen2_5_vl_{size}.yaml"), "--bf16", "false",
-                  "--output_dir", str(tmp_path / size), "--learning_rate", "1e-6"]
+                  "--output_dir", str(tmp_path / size)]
         )
         assert (args.use_vllm, args.vllm_mode, args.vllm_gpu_memory_utilization, args.vllm_tensor_parallel_size) == (
             True, "colocate", mem, tp)
@@ -369,6 +382,12 @@ def test_paper_configs_reach_trl_intact(tiny_model_dir, dataset, processor, tmp_
     MMReasonGRPOTrainer(model=str(tiny_model_dir), reward_funcs=[accuracy, varying_reward], args=args, train_dataset=dataset,
                         processing_class=processor)
     assert (seen["mode"], seen["gpu_memory_utilization"], seen["tensor_parallel_size"]) == ("colocate", 0.3, 1)
+    _, args7, _ = make_parser().parse_args_and_config(
+        args=["--config", str(REPO / "configs/grpo/qwen2_5_vl_7b.yaml"), "--bf16", "false",
+              "--output_dir", str(tmp_path / "o7"), "--gradient_checkpointing", "false"])
+    MMReasonGRPOTrainer(model=str(tiny_model_dir), reward_funcs=[accuracy, varying_reward], args=args7, train_dataset=dataset,
+                        processing_class=processor)
+    assert (seen["gpu_memory_utilization"], seen["tensor_parallel_size"]) == (0.4, 2)
     assert (seen["temperature"], seen["top_p"], seen["max_completion_length"], seen["max_model_length"]) == (
         0.7, 0.99, 2048, 6144)
     assert "vllm" not in sys.modules
@@ -418,6 +437,10 @@ def test_run_main_trains_saves_and_resumes(tiny_model_dir, records_file, tmp_pat
     assert logged[:2] == first  # steps 1-2 come from the checkpoint (a fresh run would re-time them), not re-run
     assert plot_main(["--run", str(out)]) == 0
     assert (out / "entropy_law.png").is_file() and (out / "entropy.png").is_file()
+    law = json.loads((out / "entropy_law.json").read_text())
+    # the reward is 0, 1, 2, 3 in every group: a mean of 1.5 at every step, so the law is flat at b = 1.5
+    assert law["points"] == 3 and law["b"] == pytest.approx(1.5) and law["a"] == pytest.approx(0.0, abs=1e-6)
+    assert law["ceiling"] == pytest.approx(law["b"] - law["a"])
 
 
 def test_run_main_bad_record_is_one_clear_error(tiny_model_dir, records_file, tmp_path, capsys):
@@ -467,3 +490,26 @@ def test_reward_names_resolve_through_the_registry_and_dotted_paths(tmp_path, mo
     assert [f.__name__ for f in funcs] == ["accuracy", "bonus", "majority_vote"]
     with pytest.raises(ValueError):
         resolve_reward_funcs(["no_such_reward"], 4)
+
+
+def test_reward_options_from_yaml_and_cli_reach_the_reward(tmp_path):
+    from mmreason.rl.run import make_parser, resolve_reward_funcs
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("reward_funcs: [accuracy, format]\nreward_options:\n  accuracy: {single_box: false}\n"
+                   f"output_dir: {tmp_path}\nbf16: false\n")
+    script, args, _ = make_parser().parse_args_and_config(args=["--config", str(cfg)])
+    assert script.reward_options == {"accuracy": {"single_box": False}}
+    acc = resolve_reward_funcs(script.reward_funcs, 4, options=script.reward_options)[0]
+    two_boxes = [[{"role": "assistant", "content": r"\boxed{2} or \boxed{3}"}]]
+    kw = dict(answer=["3"], answer_type=["integer"])
+    assert acc(completions=two_boxes, **kw) == [1.0]  # last box scored
+    default = resolve_reward_funcs(["accuracy"], 4)[0]
+    assert default(completions=two_boxes, **kw) == [0.0]  # single_box: two boxes get 0
+    script, _, _ = make_parser().parse_args_and_config(
+        args=["--config", str(cfg), "--reward_options", '{"format": {"nope": 1}}'])
+    with pytest.raises(ValueError, match="nope"):
+        resolve_reward_funcs(script.reward_funcs, 4, options=script.reward_options)
+    for bad, match in (('{"mcq_letter": {}}', "not in reward_funcs"), ("{oops", "not JSON"), ('{"format": 1}', "option dicts")):
+        with pytest.raises(ValueError, match=match):
+            make_parser().parse_args_and_config(args=["--config", str(cfg), "--reward_options", bad])

@@ -57,7 +57,10 @@ class MMReasonGRPOConfig(GRPOConfig):
             "help": "Drop from the loss every group (the num_generations completions of one prompt) whose "
             "`dynamic_sampling_reward` values are all equal: such groups carry no learning signal but dilute "
             "the token normalisation. The count is logged as dynamic_sampling/dropped_groups. (DAPO also "
-            "re-samples to refill the batch; this only drops.)"
+            "re-samples to refill the batch; this only drops.) Exact with loss_type dapo or bnpo, whose "
+            "denominators count loss tokens; grpo and dr_grpo divide by the number of sequences (times the max "
+            "length for dr_grpo), which still includes the dropped ones, so there the update is scaled down by "
+            "the kept fraction (a warning says so)."
         },
     )
     dynamic_sampling_reward: str | None = field(
@@ -83,6 +86,13 @@ class MMReasonGRPOConfig(GRPOConfig):
             raise ValueError(f"cov_mode must be one of {list(COV_MODES)}, got {self.cov_mode!r}")
         if self.max_prompt_length is not None and self.max_prompt_length <= 0:
             raise ValueError(f"max_prompt_length must be positive or null, got {self.max_prompt_length}")
+        if self.dynamic_sampling and self.loss_type in ("grpo", "dr_grpo"):
+            warnings.warn(
+                f"dynamic_sampling with loss_type={self.loss_type!r}: dropped groups still count in this loss's "
+                "per-sequence denominator, so each update shrinks with the fraction of groups dropped; "
+                "loss_type 'dapo' or 'bnpo' normalise by the kept tokens only.",
+                stacklevel=2,
+            )
         if self.cov_mode == "none":
             return
         unsupported = {

@@ -5,6 +5,7 @@ train (resuming from a checkpoint when asked) -> save."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -26,6 +27,14 @@ class GRPOScriptArguments:
         metadata={
             "help": "Reward functions: names from the mmreason.rewards registry (accuracy, format, mcq_letter, "
             "majority_vote, ...) or a dotted import path 'package.module.function'. Weights: `reward_weights`."
+        },
+    )
+    reward_options: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "Per-reward keyword options, by registry name, e.g. {accuracy: {single_box: false}} in YAML or "
+            "'{\"accuracy\": {\"single_box\": false}}' on the command line. An option the reward does not take "
+            "is an error. See each reward's docstring in mmreason/rewards/."
         },
     )
     max_samples: int | None = field(
@@ -60,6 +69,19 @@ class GRPOScriptArguments:
     min_pixels: int | None = field(default=None, metadata={"help": "Image processor min pixels (null: checkpoint's)."})
     max_pixels: int | None = field(default=None, metadata={"help": "Image processor max pixels (null: checkpoint's)."})
 
+    def __post_init__(self):
+        if isinstance(self.reward_options, str):
+            try:
+                self.reward_options = json.loads(self.reward_options)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"reward_options: not JSON ({e}): {self.reward_options!r}") from None
+        opts = self.reward_options or {}
+        if not isinstance(opts, dict) or not all(isinstance(v, dict) for v in opts.values()):
+            raise ValueError(f"reward_options must map reward names to option dicts, got {opts!r}")
+        named = [n for n in opts if n not in self.reward_funcs]
+        if named:
+            raise ValueError(f"reward_options names {named}, which are not in reward_funcs {list(self.reward_funcs)}")
+
 
 def make_parser():
     from trl import ModelConfig, TrlParser
@@ -69,7 +91,7 @@ def make_parser():
     return TrlParser((GRPOScriptArguments, MMReasonGRPOConfig, ModelConfig))
 
 
-def resolve_reward_funcs(names: list[str], num_generations: int, **common) -> list:
+def resolve_reward_funcs(names: list[str], num_generations: int, options: dict | None = None, **common) -> list:
     """Registry names go to mmreason.rewards.build_reward_funcs (which binds num_generations for the
     group-aware ones, and `common` options such as stop_token_ids where a reward takes them); names with a
     dot are imported as 'module.function'. Order is kept."""
@@ -82,7 +104,7 @@ def resolve_reward_funcs(names: list[str], num_generations: int, **common) -> li
     if registry:
         from mmreason.rewards import build_reward_funcs
 
-        built = list(build_reward_funcs(registry, num_generations, **common))
+        built = list(build_reward_funcs(registry, num_generations, options=options, **common))
     funcs = []
     for name in names:
         if "." in name:
@@ -148,7 +170,8 @@ def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
     tok = getattr(processor, "tokenizer", processor)
     stop_ids = sorted({i for i in (tok.eos_token_id, tok.pad_token_id) if i is not None})
     reward_funcs = resolve_reward_funcs(
-        list(script_args.reward_funcs), training_args.num_generations, stop_token_ids=stop_ids
+        list(script_args.reward_funcs), training_args.num_generations, options=script_args.reward_options,
+        stop_token_ids=stop_ids
     )
     trainer = MMReasonGRPOTrainer(
         model=model_id,
