@@ -5,7 +5,9 @@ tiny Qwen2.5-VL, and the same with the real Qwen vocabulary (151,936 rows; the s
 Each trainer runs in its own single-threaded subprocess (so peak RSS is per run): warm-up steps, then
 timed steps; completions are forced to full length (min_new_tokens) so every run does the same work. Modes
 run in interleaved rounds and the fastest run of each counts (other jobs on a shared machine only ever slow
-a run down). Goal: ratio <= 1.05."""
+a run down). Step time is printed as wall time and as the process's CPU time: a worker is single-threaded,
+so CPU time is the same work minus time the machine gave to other jobs (the steadier number on a shared
+machine). Goal: ratio <= 1.05."""
 
 from __future__ import annotations
 
@@ -19,12 +21,15 @@ from pathlib import Path
 
 QWEN_VOCAB = 151_936
 MODES = ("stock", "clip_cov", "kl_cov")
-ROUNDS = int(os.environ.get("BENCH_GRPO_ROUNDS", "2"))
+LOSS_REPS = int(os.environ.get("BENCH_GRPO_LOSS_REPS", "40"))
 # per model: prompts x completions per step, completion length, warm-up and timed steps (even: whole
-# generation cycles of steps_per_generation=2). The big-vocabulary runs are ~50x slower per token on CPU.
+# generation cycles of steps_per_generation=2), interleaved rounds. The big-vocabulary runs are ~50x slower
+# per token on CPU. A tiny-vocab step is ~0.2 s, so a few steps were noise: 6 steps x 2 rounds gave ratios
+# from 0.83 to 1.39 for the same code; 20 steps x 3 rounds is what makes the ratio repeatable.
 SHAPES = {
-    "tiny vocab": dict(batch=8, length=24, warmup=2, steps=int(os.environ.get("BENCH_GRPO_STEPS", "6"))),
-    f"Qwen vocab {QWEN_VOCAB}": dict(batch=4, length=8, warmup=1, steps=2),
+    "tiny vocab": dict(batch=8, length=24, warmup=2, steps=int(os.environ.get("BENCH_GRPO_STEPS", "20")),
+                       rounds=int(os.environ.get("BENCH_GRPO_ROUNDS", "3"))),
+    f"Qwen vocab {QWEN_VOCAB}": dict(batch=4, length=8, warmup=1, steps=4, rounds=2),
 }
 
 
@@ -87,14 +92,15 @@ def worker(spec: dict) -> dict:
         trainer = MMReasonGRPOTrainer(model=spec["model"], reward_funcs=[bench_reward], args=args,
                                       train_dataset=ds, processing_class=processor)
 
-    times, t0 = [], [0.0]
+    times, cpu, t0 = [], [], [0.0, 0.0]
 
     class Timer(TrainerCallback):
         def on_step_begin(self, *a, **k):
-            t0[0] = time.perf_counter()
+            t0[:] = time.perf_counter(), time.process_time()
 
         def on_step_end(self, *a, **k):
             times.append(time.perf_counter() - t0[0])
+            cpu.append(time.process_time() - t0[1])
 
     trainer.add_callback(Timer())
     # Peak memory: the process's RSS high-water mark (no sampling thread: one would contend for the GIL with
@@ -104,12 +110,57 @@ def worker(spec: dict) -> dict:
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    timed = times[WARMUP:]
-    return {
-        "step_s": statistics.fmean(timed),  # whole generation cycles (even step counts)
+    return {  # whole generation cycles (even step counts)
+        "step_s": statistics.fmean(times[WARMUP:]),
+        "cpu_s": statistics.fmean(cpu[WARMUP:]),
         "train_peak_mb": (peak - base) / 2**20,
         "peak_rss_mb": peak / 2**20,
     }
+
+
+def loss_worker(spec: dict) -> dict:
+    """The part of a step where our trainer differs from stock TRL: the loss (Clip-Cov / KL-Cov, entropy and
+    covariance logging) and its backward pass, on one fixed rollout batch. All three trainers in one process,
+    calls interleaved, median of many: run-to-run noise (~10% for whole training runs here) cancels out."""
+    import time
+
+    import torch
+    from transformers import AutoProcessor
+    from trl import GRPOConfig, GRPOTrainer
+
+    from mmreason.rl.config import MMReasonGRPOConfig
+    from mmreason.rl.data import build_grpo_dataset
+    from mmreason.rl.trainer import MMReasonGRPOTrainer
+
+    processor = AutoProcessor.from_pretrained(spec["model"], padding_side="left")
+    ds, _ = build_grpo_dataset(spec["data"], processor=processor)
+    shape = SHAPES[spec["label"]]
+    L = shape["length"]
+    common = dict(
+        output_dir=spec["out"], per_device_train_batch_size=shape["batch"], num_generations=4, steps_per_generation=2,
+        max_completion_length=L, generation_kwargs={"min_new_tokens": L}, bf16=False, gradient_checkpointing=False,
+        report_to="none", save_strategy="no", seed=0, beta=0.0, disable_tqdm=True,
+    )
+    trainers = {"stock": GRPOTrainer(model=spec["model"], reward_funcs=[bench_reward], args=GRPOConfig(**common),
+                                     train_dataset=ds, processing_class=processor)}
+    for mode in ("clip_cov", "kl_cov"):
+        trainers[mode] = MMReasonGRPOTrainer(
+            model=spec["model"], reward_funcs=[bench_reward], train_dataset=ds, processing_class=processor,
+            args=MMReasonGRPOConfig(**common, cov_mode=mode, clip_cov_lb=0.0))
+    for t in trainers.values():
+        t.model.train()
+        t.current_gradient_accumulation_steps = 1  # set by Trainer.train() per step; one micro-batch here
+    rows = [ds[i] for i in range(shape["batch"] * 2 // 4) for _ in range(4)]  # one generation batch
+    inputs = trainers["stock"]._generate_and_score_completions(rows)
+    times: dict[str, list[float]] = {m: [] for m in trainers}
+    for rep in range(spec["reps"] + 2):  # 2 warm-up reps
+        for mode, t in trainers.items():
+            t.model.zero_grad(set_to_none=True)
+            t0 = time.process_time()
+            t.compute_loss(t.model, dict(inputs)).backward()
+            if rep >= 2:
+                times[mode].append(time.process_time() - t0)
+    return {m: statistics.median(v) for m, v in times.items()}
 
 
 def _run(spec: dict) -> dict:
@@ -120,12 +171,17 @@ def _run(spec: dict) -> dict:
                OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    res = subprocess.run([sys.executable, "-m", "bench.bench_grpo", "--worker", json.dumps(spec)], cwd=root,
+    flag = "--loss-worker" if "reps" in spec else "--worker"
+    res = subprocess.run([sys.executable, "-m", "bench.bench_grpo", flag, json.dumps(spec)], cwd=root,
                          env=env, capture_output=True, text=True)
     lines = [l for l in res.stdout.splitlines() if l.startswith("RESULT ")]
     if res.returncode != 0 or not lines:
-        raise RuntimeError(f"worker {spec['mode']} failed:\n{res.stderr[-3000:]}")
+        raise RuntimeError(f"worker {spec.get('mode', 'loss')} failed:\n{res.stderr[-3000:]}")
     return json.loads(lines[-1][len("RESULT "):])
+
+
+def _spread(rs: list[dict], key: str) -> str:
+    return "–".join(f"{x:.3f}" for x in sorted({min(r[key] for r in rs), max(r[key] for r in rs)}))
 
 
 def main() -> None:
@@ -136,7 +192,8 @@ def main() -> None:
         paths = _build(Path(tmp))
         for label in (k for k in paths if k != "data"):
             runs: dict[str, list[dict]] = {m: [] for m in MODES}
-            for _ in range(ROUNDS):  # interleaved rounds; the fastest of each mode is the least disturbed
+            rounds = SHAPES[label]["rounds"]
+            for _ in range(rounds):  # interleaved rounds; the fastest of each mode is the least disturbed
                 for mode in MODES:
                     spec = {"model": str(paths[label]), "data": str(paths["data"]), "mode": mode, "label": label,
                             "out": str(Path(tmp) / f"out_{mode}")}
@@ -145,24 +202,35 @@ def main() -> None:
             # high-water mark varies by tens of MB from run to run with the same work
             results = {m: {k: min(r[k] for r in rs) for k in rs[0]} for m, rs in runs.items()}
             base = results["stock"]
-            print(f"grpo [{label}] stock TRL: {base['step_s']:.3f} s/step (lowest of {ROUNDS} runs of {SHAPES[label]['steps']} steps, batch {SHAPES[label]['batch']} x {SHAPES[label]['length']} tokens), "
+            print(f"grpo [{label}] stock TRL: {base['step_s']:.3f} s/step (lowest of {rounds} runs of {SHAPES[label]['steps']} steps, batch {SHAPES[label]['batch']} x {SHAPES[label]['length']} tokens), "
                   f"peak RSS {base['peak_rss_mb']:.0f} MB (+{base['train_peak_mb']:.0f} MB during training)")
             for mode in ("clip_cov", "kl_cov"):
                 r = results[mode]
                 print(f"grpo step time [{label}] {mode}: ours {r['step_s']:.3f} s, baseline {base['step_s']:.3f} s, "
-                      f"ratio {r['step_s'] / base['step_s']:.3f}")
+                      f"ratio {r['step_s'] / base['step_s']:.3f}  [wall; runs: ours {_spread(runs[mode], 'step_s')}, "
+                      f"baseline {_spread(runs['stock'], 'step_s')}]")
+                print(f"grpo step CPU time [{label}] {mode}: ours {r['cpu_s']:.3f} s, baseline {base['cpu_s']:.3f} s, "
+                      f"ratio {r['cpu_s'] / base['cpu_s']:.3f}  [runs: ours {_spread(runs[mode], 'cpu_s')}, "
+                      f"baseline {_spread(runs['stock'], 'cpu_s')}]")
                 print(f"grpo peak memory [{label}] {mode}: ours {r['peak_rss_mb']:.0f} MB, baseline "
                       f"{base['peak_rss_mb']:.0f} MB, ratio {r['peak_rss_mb'] / base['peak_rss_mb']:.3f} "
                       f"(training increment: ours {r['train_peak_mb']:.0f} MB, baseline {base['train_peak_mb']:.0f} MB)")
+            reps = LOSS_REPS if label == "tiny vocab" else max(5, LOSS_REPS // 4)
+            loss = _run({"model": str(paths[label]), "data": str(paths["data"]), "label": label, "reps": reps,
+                         "out": str(Path(tmp) / "out_loss")})
+            for mode in ("clip_cov", "kl_cov"):
+                print(f"grpo loss+backward [{label}] {mode}: ours {1e3 * loss[mode]:.1f} ms, baseline "
+                      f"{1e3 * loss['stock']:.1f} ms, ratio {loss[mode] / loss['stock']:.3f}  [median of {reps} "
+                      f"interleaved calls on one rollout batch, CPU time]")
             sys.stdout.flush()
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+    if len(sys.argv) == 3 and sys.argv[1] in ("--worker", "--loss-worker"):
         import logging
 
         logging.disable(logging.WARNING)
-        out = worker(json.loads(sys.argv[2]))
+        out = (worker if sys.argv[1] == "--worker" else loss_worker)(json.loads(sys.argv[2]))
         print("RESULT " + json.dumps(out), flush=True)
     else:
         main()
