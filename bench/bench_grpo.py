@@ -152,15 +152,23 @@ def loss_worker(spec: dict) -> dict:
         t.current_gradient_accumulation_steps = 1  # set by Trainer.train() per step; one micro-batch here
     rows = [ds[i] for i in range(shape["batch"] * 2 // 4) for _ in range(4)]  # one generation batch
     inputs = trainers["stock"]._generate_and_score_completions(rows)
-    times: dict[str, list[float]] = {m: [] for m in trainers}
+    loss: dict[str, list[float]] = {m: [] for m in trainers}
+    gen: dict[str, list[float]] = {m: [] for m in trainers}
     for rep in range(spec["reps"] + 2):  # 2 warm-up reps
         for mode, t in trainers.items():
             t.model.zero_grad(set_to_none=True)
             t0 = time.process_time()
             t.compute_loss(t.model, dict(inputs)).backward()
+            t1 = time.process_time()
+            if rep % 4 == 0 or rep < 2:  # generation is the slow part: every 4th rep
+                torch.manual_seed(rep)
+                t._generate_and_score_completions(rows)
             if rep >= 2:
-                times[mode].append(time.process_time() - t0)
-    return {m: statistics.median(v) for m, v in times.items()}
+                loss[mode].append(t1 - t0)
+                if rep % 4 == 0:
+                    gen[mode].append(time.process_time() - t1)
+    return {"loss": {m: statistics.median(v) for m, v in loss.items()},
+            "gen": {m: statistics.median(v) for m, v in gen.items()}, "gen_reps": len(gen["stock"])}
 
 
 def _run(spec: dict) -> dict:
@@ -219,9 +227,13 @@ def main() -> None:
             loss = _run({"model": str(paths[label]), "data": str(paths["data"]), "label": label, "reps": reps,
                          "out": str(Path(tmp) / "out_loss")})
             for mode in ("clip_cov", "kl_cov"):
-                print(f"grpo loss+backward [{label}] {mode}: ours {1e3 * loss[mode]:.1f} ms, baseline "
-                      f"{1e3 * loss['stock']:.1f} ms, ratio {loss[mode] / loss['stock']:.3f}  [median of {reps} "
+                lo, ge = loss["loss"], loss["gen"]
+                print(f"grpo loss+backward [{label}] {mode}: ours {1e3 * lo[mode]:.1f} ms, baseline "
+                      f"{1e3 * lo['stock']:.1f} ms, ratio {lo[mode] / lo['stock']:.3f}  [median of {reps} "
                       f"interleaved calls on one rollout batch, CPU time]")
+                print(f"grpo generate+score [{label}] {mode}: ours {1e3 * ge[mode]:.1f} ms, baseline "
+                      f"{1e3 * ge['stock']:.1f} ms, ratio {ge[mode] / ge['stock']:.3f}  [median of {loss['gen_reps']} "
+                      f"interleaved calls on one prompt batch, CPU time]")
             sys.stdout.flush()
 
 

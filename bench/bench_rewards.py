@@ -89,7 +89,7 @@ def main() -> None:
                 t = time.perf_counter(); got = ours(cases, pool); t_ours = time.perf_counter() - t
                 agree = sum(a == b for a, b in zip(got, base)) / len(cases)
                 print(f"accuracy reward, {len(cases)} {data}, {label} ({pool.n_workers} workers): "
-                      f"ours {t_ours:.2f} s, baseline {t_base:.2f} s, ratio {t_base / t_ours:.2f}  "
+                      f"ours {t_ours:.2f} s, baseline {t_base:.2f} s, speed-up (baseline / ours) {t_base / t_ours:.2f}  "
                       f"[pool start-up {t_start:.2f} s; agreement with naive {agree:.1%}; stats {pool.stats()}]",
                       flush=True)
                 pool.close()

@@ -179,6 +179,23 @@ def reward_lines(run: Path) -> tuple[list[str], dict]:
     return lines, trend
 
 
+def law_lines(run: Path) -> tuple[list[str], dict]:
+    """`mmreason plot` on the GRPO run: the PNGs, and the fitted entropy-performance law as a line."""
+    from mmreason.rl.plot import plot_run
+
+    try:
+        res = plot_run(run)
+    except (FileNotFoundError, KeyError) as e:
+        return [f"plots: not drawn ({e})"], {}
+    if "a" in res:
+        law = (f"Entropy-performance law R = -a*exp(H) + b fitted over {res['points']} steps: a = {res['a']:.4g}, "
+               f"b = {res['b']:.4g}, predicted ceiling b - a = {res['ceiling']:.4g}, R^2 = {res['r2']:.2f}")
+    else:
+        law = f"Entropy-performance law not fitted: {res.get('fit_error')}"
+    files = ", ".join(Path(f).name for f in res["files"])
+    return [law, "", f"plots: {files} in {run}"], {k: res[k] for k in ("a", "b", "ceiling", "r2", "points") if k in res}
+
+
 def table(rows: list[tuple[str, dict]]) -> str:
     sources = sorted({src for _, s in rows for src in s.get("per_source", {})})
     extra = "".join(f" {src} |" for src in sources) if len(sources) > 1 else ""
@@ -221,13 +238,14 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("GRPO only (no cold start)", evaluate(args, rl, data, out, "grpo_only")))
 
     trend_lines, trend = reward_lines(grpo)
-    md = [f"# mmreason demo ({time.time() - t0:.0f} s)", "", table(rows), "", *trend_lines]
+    law, fit = law_lines(grpo)
+    md = [f"# mmreason demo ({time.time() - t0:.0f} s)", "", table(rows), "", *trend_lines, "", *law]
     summary = {name: {k: s[k] for k in ("accuracy", "correct", "total", "per_source") if k in s} for name, s in rows}
     summary["grpo_reward_trend"] = trend
+    summary["grpo_entropy_law"] = fit
     summary["seconds"] = round(time.time() - t0, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     (out / "summary.md").write_text("\n".join(md) + "\n")
     _log("done")
     print("\n".join(md))
-    print(f"plots: mmreason plot --run {grpo}")
     return 0

@@ -31,6 +31,10 @@ def test_demo_pipeline_tiny_budget(tmp_path, capsys):
     assert evals["batch"][0] == [0, 1] and all(0 <= v <= 1 for v in evals["batch"][1])  # start and end
     assert set(evals["sources"]) == {"synth/color", "synth/bars"}
     assert "fixed held-out questions" in printed and "| step 0 |" in printed
+    # `mmreason plot` ran on the GRPO stage: PNGs written; one step is too few points for the law, said so
+    for png in ("entropy.png", "reward.png", "covariance.png", "entropy_law.png"):
+        assert (out / "grpo" / png).stat().st_size > 1000
+    assert "Entropy-performance law not fitted" in printed and summary["grpo_entropy_law"] == {"points": 1}
 
     # A rerun reuses every finished stage (no retraining) and prints the same table.
     before = (out / "sft" / "model.safetensors").stat().st_mtime_ns
