@@ -63,11 +63,9 @@ def bench_reward(completions, completion_ids, **kwargs):
     return [float(sum(ids) % 5) for ids in completion_ids]
 
 
-def worker(spec: dict) -> dict:
-    import time
-
-    import psutil
-    from transformers import AutoProcessor, TrainerCallback
+def _trainer(spec: dict, mode: str, **extra):
+    """Stock TRL GRPOTrainer (mode "stock") or ours with cov_mode=mode, on the bench's model, data and shape."""
+    from transformers import AutoProcessor
     from trl import GRPOConfig, GRPOTrainer
 
     from mmreason.rl.config import MMReasonGRPOConfig
@@ -77,20 +75,27 @@ def worker(spec: dict) -> dict:
     processor = AutoProcessor.from_pretrained(spec["model"], padding_side="left")
     ds, _ = build_grpo_dataset(spec["data"], processor=processor)
     shape = SHAPES[spec["label"]]
-    L, WARMUP = shape["length"], shape["warmup"]
+    L = shape["length"]
     common = dict(
         output_dir=spec["out"], per_device_train_batch_size=shape["batch"], num_generations=4, steps_per_generation=2,
-        max_completion_length=L, generation_kwargs={"min_new_tokens": L}, max_steps=WARMUP + shape["steps"],
-        bf16=False, gradient_checkpointing=False, report_to="none", logging_steps=1, save_strategy="no",
-        learning_rate=1e-4, seed=0, beta=0.0, disable_tqdm=True,
+        max_completion_length=L, generation_kwargs={"min_new_tokens": L}, bf16=False, gradient_checkpointing=False,
+        report_to="none", save_strategy="no", seed=0, beta=0.0, disable_tqdm=True, **extra,
     )
-    if spec["mode"] == "stock":
-        trainer = GRPOTrainer(model=spec["model"], reward_funcs=[bench_reward], args=GRPOConfig(**common),
-                              train_dataset=ds, processing_class=processor)
-    else:
-        args = MMReasonGRPOConfig(**common, cov_mode=spec["mode"], clip_cov_lb=0.0)
-        trainer = MMReasonGRPOTrainer(model=spec["model"], reward_funcs=[bench_reward], args=args,
-                                      train_dataset=ds, processing_class=processor)
+    kw = dict(model=spec["model"], reward_funcs=[bench_reward], train_dataset=ds, processing_class=processor)
+    if mode == "stock":
+        return GRPOTrainer(args=GRPOConfig(**common), **kw)
+    return MMReasonGRPOTrainer(args=MMReasonGRPOConfig(**common, cov_mode=mode, clip_cov_lb=0.0), **kw)
+
+
+def worker(spec: dict) -> dict:
+    import time
+
+    import psutil
+    from transformers import TrainerCallback
+
+    shape = SHAPES[spec["label"]]
+    WARMUP = shape["warmup"]
+    trainer = _trainer(spec, spec["mode"], max_steps=WARMUP + shape["steps"], logging_steps=1, learning_rate=1e-4)
 
     times, cpu, t0 = [], [], [0.0, 0.0]
 
@@ -120,33 +125,15 @@ def worker(spec: dict) -> dict:
 
 def loss_worker(spec: dict) -> dict:
     """The part of a step where our trainer differs from stock TRL: the loss (Clip-Cov / KL-Cov, entropy and
-    covariance logging) and its backward pass, on one fixed rollout batch. All three trainers in one process,
+    covariance logging) and its backward pass on one fixed rollout batch, and generate+score (image fitting,
+    per-source reward logging) on one prompt batch. All three trainers in one process,
     calls interleaved, median of many: run-to-run noise (~10% for whole training runs here) cancels out."""
     import time
 
     import torch
-    from transformers import AutoProcessor
-    from trl import GRPOConfig, GRPOTrainer
 
-    from mmreason.rl.config import MMReasonGRPOConfig
-    from mmreason.rl.data import build_grpo_dataset
-    from mmreason.rl.trainer import MMReasonGRPOTrainer
-
-    processor = AutoProcessor.from_pretrained(spec["model"], padding_side="left")
-    ds, _ = build_grpo_dataset(spec["data"], processor=processor)
-    shape = SHAPES[spec["label"]]
-    L = shape["length"]
-    common = dict(
-        output_dir=spec["out"], per_device_train_batch_size=shape["batch"], num_generations=4, steps_per_generation=2,
-        max_completion_length=L, generation_kwargs={"min_new_tokens": L}, bf16=False, gradient_checkpointing=False,
-        report_to="none", save_strategy="no", seed=0, beta=0.0, disable_tqdm=True,
-    )
-    trainers = {"stock": GRPOTrainer(model=spec["model"], reward_funcs=[bench_reward], args=GRPOConfig(**common),
-                                     train_dataset=ds, processing_class=processor)}
-    for mode in ("clip_cov", "kl_cov"):
-        trainers[mode] = MMReasonGRPOTrainer(
-            model=spec["model"], reward_funcs=[bench_reward], train_dataset=ds, processing_class=processor,
-            args=MMReasonGRPOConfig(**common, cov_mode=mode, clip_cov_lb=0.0))
+    trainers = {mode: _trainer(spec, mode) for mode in MODES}
+    ds, shape = trainers["stock"].train_dataset, SHAPES[spec["label"]]
     for t in trainers.values():
         t.model.train()
         t.current_gradient_accumulation_steps = 1  # set by Trainer.train() per step; one micro-batch here
