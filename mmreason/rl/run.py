@@ -34,7 +34,8 @@ class GRPOScriptArguments:
         metadata={
             "help": "Per-reward keyword options, by registry name, e.g. {accuracy: {single_box: false}} in YAML or "
             "'{\"accuracy\": {\"single_box\": false}}' on the command line. An option the reward does not take "
-            "is an error. See each reward's docstring in mmreason/rewards/."
+            "is an error. Registry rewards only (a dotted-path reward takes its options in its own code). See each "
+            "reward's docstring in mmreason/rewards/."
         },
     )
     max_samples: int | None = field(
