@@ -35,7 +35,6 @@ SHAPES = {
 
 def _build(tmp: Path) -> dict[str, Path]:
     import torch
-    from PIL import Image
     from transformers import AutoProcessor, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     from mmreason.tiny import build_tiny_model
@@ -49,14 +48,20 @@ def _build(tmp: Path) -> dict[str, Path]:
     model.generation_config = Qwen2_5_VLForConditionalGeneration.from_pretrained(small).generation_config
     model.save_pretrained(big)
     AutoProcessor.from_pretrained(small).save_pretrained(big)
-    data = tmp / "data"
+    return {"tiny vocab": small, f"Qwen vocab {QWEN_VOCAB}": big, "data": write_records(tmp / "data")}
+
+
+def write_records(data: Path, n: int = 16) -> Path:
+    """n one-image GRPO records with their PNGs under `data`; returns the JSONL path."""
+    from PIL import Image
+
     (data / "images").mkdir(parents=True)
     with open(data / "train.jsonl", "w") as f:
-        for i in range(16):
+        for i in range(n):
             Image.new("RGB", (56, 56), (15 * i, 80, 200 - 10 * i)).save(data / f"images/{i}.png")
             f.write(json.dumps({"id": f"b{i}", "question": f"How many shapes are there? ({i})", "answer": str(i % 5),
                                 "answer_type": "integer", "images": [f"images/{i}.png"]}) + "\n")
-    return {"tiny vocab": small, f"Qwen vocab {QWEN_VOCAB}": big, "data": data / "train.jsonl"}
+    return data / "train.jsonl"
 
 
 def bench_reward(completions, completion_ids, **kwargs):

@@ -1,27 +1,11 @@
 """The GRPO benchmark's workers run on the tiny model (a few steps): `make bench` must not break unseen.
 Times are not checked (no timed tests); only that every mode ran and reported."""
 
-import json
 
-import pytest
-
-
-@pytest.fixture()
-def bench_data(tmp_path):
-    from PIL import Image
-
-    (tmp_path / "images").mkdir()
-    with open(tmp_path / "train.jsonl", "w") as f:
-        for i in range(8):
-            Image.new("RGB", (56, 56), (20 * i, 80, 120)).save(tmp_path / f"images/{i}.png")
-            f.write(json.dumps({"id": f"b{i}", "question": f"How many shapes? ({i})", "answer": str(i % 5),
-                                "answer_type": "integer", "images": [f"images/{i}.png"]}) + "\n")
-    return tmp_path / "train.jsonl"
-
-
-def test_grpo_bench_workers_run_every_mode(tiny_model_dir, bench_data, tmp_path, monkeypatch):
+def test_grpo_bench_workers_run_every_mode(tiny_model_dir, tmp_path, monkeypatch):
     import bench.bench_grpo as B
 
+    bench_data = B.write_records(tmp_path / "data", n=8)
     monkeypatch.setitem(B.SHAPES, "tiny vocab", dict(batch=4, length=4, warmup=2, steps=2, rounds=1))
     spec = {"model": str(tiny_model_dir), "data": str(bench_data), "label": "tiny vocab"}
     for mode in B.MODES:
