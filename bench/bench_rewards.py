@@ -73,7 +73,7 @@ def ours(cases, pool):
 def main() -> None:
     logging.getLogger("math_verify").setLevel(logging.ERROR)
     from mmreason.rewards import verifiable
-    from mmreason.rewards.verify_pool import VerifyPool
+    from mmreason.verify.pool import VerifyPool
 
     original = verifiable.verify_many
     naive(make_cases(7))  # sympy warm-up for the baseline

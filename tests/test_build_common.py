@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from mmreason.answers import extract_boxed
+from mmreason.verify.answers import extract_boxed
 from mmreason.data.loopback import Scripted, last_user_text
 from mmreason.data.recipe import load_recipe
 

@@ -8,7 +8,7 @@ import json
 import pytest
 from test_build_common import BEHAVIOURS, Script, gold_of, make_source, read_jsonl, recipe_for
 
-from mmreason.answers import extract_boxed_all, match_answer
+from mmreason.verify.answers import extract_boxed_all, match_answer
 from mmreason.data.build import build, main
 from mmreason.data.loopback import LoopbackServer, Scripted
 from mmreason.records import load_records, to_sft_example

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from test_build_common import RECIPES
 
-from mmreason.answers import extract_boxed_all
+from mmreason.verify.answers import extract_boxed_all
 from mmreason.data.build import _split_dotted
 from mmreason.data.kinds import parse_question, sample_seed, unbox
 from mmreason.data.recipe import KINDS, RecipeError, help_text, load_recipe, parse_overrides, render

@@ -177,7 +177,7 @@ def test_evaluate_records_api_and_cli(tiny_model_dir, tmp_path):
     sc = score_records(recs, resp)
     assert [sc["per_item"][f"r{i}"]["correct"] for i in range(6)] == [True, True, False, True, False, False]
     assert sc["correct"] == 3 and sc["accuracy"] == 0.5 and sc["missing"] == ["r5"]
-    assert sc["checker"] == "verify_pool"  # the timed process pool from mmreason.rewards
+    assert sc["checker"] == "verify_pool"  # the timed process pool from mmreason.verify
     # the CLI path on the same file resumes from the cache (nothing left to generate)
     assert eval_main(["run", "--model", str(tiny_model_dir), "--benchmark", str(path),
                       "--output-dir", str(tmp_path / "out"), "--max-new-tokens", "4", "--no-progress"]) == 0
@@ -196,7 +196,7 @@ def test_lora_adapter_loaded_onto_base(tiny_model_dir, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText
 
-    from mmreason.eval.generate import GenerationSettings, HFBackend
+    from mmreason.generation.backends import GenerationSettings, HFBackend
 
     base = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
     ref = {k: v.clone() for k, v in base.state_dict().items()}
@@ -215,7 +215,7 @@ def test_lora_adapter_loaded_onto_base(tiny_model_dir, tmp_path):
 def test_vllm_backend_wiring(monkeypatch, tiny_model_dir):
     import importlib.util
 
-    from mmreason.eval import generate
+    from mmreason.generation import backends as generate
 
     assert "vllm" not in sys.modules  # never imported at module top level
     if importlib.util.find_spec("vllm") is not None:
@@ -229,7 +229,7 @@ def test_vllm_backend_wiring(monkeypatch, tiny_model_dir):
 def test_batched_generation_equals_one_by_one(tiny_model_dir, benchmarks_dir):
     """Left padding and mm_token_type_ids: a mixed batch (1 image, 2 images, none, different lengths)
     decodes exactly as each prompt alone (greedy); sampling is seeded."""
-    from mmreason.eval.generate import GenerationSettings, HFBackend
+    from mmreason.generation.backends import GenerationSettings, HFBackend
 
     imgs = sorted(str(p) for p in (benchmarks_dir / "wemath" / "2steps" / "image").glob("*.png"))[:3]
 
@@ -279,7 +279,7 @@ def test_vllm_backend_requests_with_a_fake_engine(monkeypatch, tiny_model_dir, b
     `vllm` module: the real engine needs CUDA."""
     import types
 
-    from mmreason.eval import generate
+    from mmreason.generation import backends as generate
 
     made = {}
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from mmreason.eval.generate import GenerationSettings, fill_images
+from mmreason.generation.backends import GenerationSettings, fill_images
 from mmreason.eval.spec import PRESETS, load_spec
 
 REPO = Path(__file__).resolve().parents[1]

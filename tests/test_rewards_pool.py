@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from mmreason.answers import match_answer
-from mmreason.rewards.verify_pool import VerifyPool, quick_match
+from mmreason.verify.answers import match_answer
+from mmreason.verify.pool import VerifyPool, quick_match
 
 PATHOLOGICAL = r"9^{9^{9^{9}}}"  # sympy tries to evaluate the tower: hangs for minutes (measured > 15 s)
 
@@ -81,7 +81,7 @@ def test_pathological_input_times_out_worker_killed_others_answered(pool):
 
 def test_pathological_in_accuracy_reward_gives_zero_and_is_counted(caplog):
     from mmreason.rewards import accuracy
-    from mmreason.rewards.verify_pool import get_pool, verify_many
+    from mmreason.verify.pool import get_pool, verify_many
 
     verify_many([(r"\frac{1}{2}", "0.5", "text", None, None)])  # start + warm the shared pool
     logged = {}
@@ -146,7 +146,7 @@ def test_workers_stop_when_the_process_exits(tmp_path):
 
     script = tmp_path / "use_pool.py"
     script.write_text(
-        "from mmreason.rewards.verify_pool import get_pool, verify_many\n"
+        "from mmreason.verify.pool import get_pool, verify_many\n"
         "if __name__ == '__main__':\n"
         "    assert verify_many([(r'\\frac{1}{2}', '0.5', 'text', None, None)])[0].correct\n"
         "    print(' '.join(str(w.process.pid) for w in get_pool()._workers), flush=True)\n"
@@ -173,7 +173,7 @@ def _state(pid):
 
 
 def test_backtracking_numbers_never_run_in_the_trainer_process(pool):
-    # answers._to_number needs ~15 s on this in-process; here it must go to a worker under the timeout
+    # answers.to_number needs ~15 s on this in-process; here it must go to a worker under the timeout
     slow = "1" * 999 + "!"
     t0 = time.monotonic()
     assert quick_match(slow, "3", "integer") is None

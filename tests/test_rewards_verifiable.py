@@ -4,9 +4,9 @@ import random
 
 import pytest
 
-from mmreason.answers import extract_boxed, extract_boxed_all
+from mmreason.verify.answers import extract_boxed, extract_boxed_all
 from mmreason.rewards import REWARDS, accuracy, build_reward_funcs, format_reward, mcq_letter, register
-from mmreason.rewards.text import boxed_spans, completion_text, final_box
+from mmreason.verify.text import boxed_spans, completion_text, final_box
 from mmreason.rewards.vote import extract_vote
 
 CHOICES = ["red", "blue", "green"]

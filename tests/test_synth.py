@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmreason.answers import extract_boxed
+from mmreason.verify.answers import extract_boxed
 from mmreason.data.synth import main as synth_main
 from mmreason.data.synth import scene_split, synthesize
 from mmreason.records import load_records

@@ -40,6 +40,7 @@ from mmreason.data.sources import SourceItem, is_records_source, iter_sources
 from mmreason.data.teachers import Teacher, TeacherError, make_teacher
 from mmreason.jsonl import AppendLog, read_jsonl_repair, rewrite_jsonl
 from mmreason.records import Record, RecordError, check_image
+from mmreason.verify import verify_many
 
 logger = logging.getLogger(__name__)
 
@@ -51,24 +52,13 @@ LEDGER, STATE, STATS = "ledger.jsonl", "build_state.json", "stats.json"
 
 
 def make_verifier(timeout: float) -> Callable[[str | None, Record], str]:
-    """Answer check -> correct | incorrect | timeout | error. Runs through mmreason.rewards.verify_pool
-    (in-process quick checks, math-verify in worker processes with a hard per-call timeout); falls back to
-    mmreason.answers.match_answer in-process when that module is absent."""
-    try:
-        from mmreason.rewards.verify_pool import verify_many
-    except ImportError:  # pragma: no cover - the pool is part of the package
-        verify_many = None
-    from mmreason.answers import match_answer
+    """Answer check -> correct | incorrect | timeout | error, through `mmreason.verify.verify_many`
+    (in-process quick checks, math-verify in worker processes with a hard per-call timeout)."""
 
     def verify(pred: str | None, rec: Record) -> str:
         if pred is None or rec.answer is None:
             return "incorrect"
-        if verify_many is not None:
-            return verify_many([(pred, rec.answer, rec.answer_type, rec.choices, rec.precision)], timeout=timeout)[0].status
-        try:
-            return "correct" if match_answer(pred, rec.answer, rec.answer_type, rec.choices, rec.precision) else "incorrect"
-        except Exception:  # noqa: BLE001 - an answer that cannot be parsed is simply not verified
-            return "error"
+        return verify_many([(pred, rec.answer, rec.answer_type, rec.choices, rec.precision)], timeout=timeout)[0].status
 
     return verify
 

@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
-from mmreason.answers import extract_boxed, extract_boxed_all
+from mmreason.verify import boxed_regions, extract_boxed, extract_boxed_all
 from mmreason.data.decontam import ngrams, normalise
 from mmreason.data.recipe import Recipe, render
 from mmreason.data.teachers import ChatRequest, Reply, Teacher, image_part, text_part
@@ -53,24 +53,13 @@ def sample_seed(base: int, source_id: str, index: int, stage: str) -> int:
     return int.from_bytes(h[:4], "big") & 0x7FFFFFFF
 
 
-_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
-
-
 def unbox(text: str, keep_last: bool = False) -> str:
     r"""Replace `\boxed{x}` by `x` (all of them, or all but the last) so the target has one final box."""
-    spans = []
-    for m in _BOX.finditer(text):
-        depth, i = 1, m.end()
-        while i < len(text) and depth:
-            depth += text[i] == "{"
-            depth -= text[i] == "}"
-            i += 1
-        if depth == 0:
-            spans.append((m.start(), m.end(), i))
+    spans = boxed_regions(text)
     if keep_last and spans:
         spans = spans[:-1]
-    for start, inner, end in reversed(spans):
-        text = text[:start] + text[inner : end - 1] + text[end:]
+    for start, inner, inner_end, end in reversed(spans):
+        text = text[:start] + text[inner:inner_end] + text[end:]
     return text
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from mmreason.answers import extract_boxed
+from mmreason.verify import extract_boxed
 from mmreason.data.recipe import SourceConfig
 from mmreason.records import ANSWER_TYPES, Record, RecordError, record_from_dict
 

@@ -7,7 +7,7 @@
   from the recipe or `$OPENAI_BASE_URL` / `$OPENAI_API_KEY` like the OpenAI client; the key is never logged.
 - `VLLMTeacher`: the vLLM offline engine (GPU only; imported lazily on first use).
 - `HFTeacher`: local transformers generation, batched, CPU-capable (model loading and image handling are
-  `mmreason.eval.generate.HFBackend`'s).
+  `mmreason.generation.backends.HFBackend`'s).
 
 A reply never raises: failures come back as `Reply(error=...)` so the builder counts them.
 """
@@ -253,7 +253,7 @@ class VLLMTeacher(Teacher):
 
 class HFTeacher(Teacher):
     """Local transformers generation (batched; CPU works). Loading, LoRA adapters and image filling are
-    `mmreason.eval.generate.HFBackend`'s; the generate call is ours because the builder needs each reply's
+    `mmreason.generation.backends.HFBackend`'s; the generate call is ours because the builder needs each reply's
     finish reason (a reply that hit max_tokens is dropped as truncated)."""
 
     name = "hf"
@@ -266,7 +266,7 @@ class HFTeacher(Teacher):
 
     def _load(self):
         if self._backend is None:
-            from mmreason.eval.generate import GenerationSettings, HFBackend
+            from mmreason.generation import GenerationSettings, HFBackend
 
             dtype = None if self.cfg.dtype == "auto" else self.cfg.dtype
             try:
@@ -304,7 +304,7 @@ class HFTeacher(Teacher):
         import torch
         from qwen_vl_utils import process_vision_info
 
-        from mmreason.eval.generate import fill_images
+        from mmreason.generation import fill_images
 
         try:
             convs = [fill_images(*self.to_item(r), be.settings) for r in batch]

@@ -3,7 +3,7 @@
 Public API:
 - `evaluate_records(model_path, records_path, output_dir, ...) -> dict` (accuracy is a fraction)
 - `run_benchmark(model, benchmark, output_dir, ...)`, `score_file(benchmark, predictions, output, ...)`
-- `mmreason.eval.generate`: `GenerationSettings`, `HFBackend`, `VLLMBackend`, `load_backend`, `generate_texts`
+- `mmreason.generation.backends`: `GenerationSettings`, `HFBackend`, `VLLMBackend`, `load_backend`, `generate_texts`
 Submodules are imported lazily so `import mmreason.eval` stays light.
 """
 

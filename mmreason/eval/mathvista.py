@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from mmreason.answers import extract_boxed
+from mmreason.verify import extract_boxed
 from mmreason.eval.levenshtein import distance
 
 logger = logging.getLogger(__name__)

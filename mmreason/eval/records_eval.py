@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from mmreason.answers import extract_boxed, match_answer
+from mmreason.verify import extract_boxed, verify_many
 from mmreason.eval.cache import PredictionCache, generation_identity, weights_stamp
-from mmreason.eval.generate import GenerationSettings, load_backend
+from mmreason.generation import GenerationSettings, load_backend
 from mmreason.eval.report import write_json, write_outputs
 from mmreason.eval.run import PREDICTIONS, generate_cached
 from mmreason.records import BOXED_SUFFIX, Record, load_records, prompt_messages
@@ -20,16 +20,9 @@ logger = logging.getLogger(__name__)
 
 
 def check_answers(items: list[tuple]) -> tuple[list[bool], str]:
-    """Correctness of (pred, gold, answer_type, choices, precision) items. Uses the timed process pool
-    `mmreason.rewards.verify_pool` when it is available, else `match_answer` in-process."""
-    try:
-        from mmreason.rewards.verify_pool import verify_many
-    except ImportError:
-        verify_many = None
-    if verify_many is not None:
-        results = verify_many(items)
-        return [r.correct for r in results], "verify_pool"
-    return [bool(match_answer(*it)) for it in items], "match_answer"
+    """Correctness of (pred, gold, answer_type, choices, precision) items, through the timed process pool
+    (`mmreason.verify.verify_many`); the second value names the checker for the report."""
+    return [r.correct for r in verify_many(items)], "verify_pool"
 
 
 def _group(recs: list[Record], correct: list[bool], key: Callable[[Record], str]) -> dict[str, dict[str, Any]]:
@@ -82,7 +75,7 @@ def evaluate_records(model_path: str | None, records_path: str | os.PathLike, ou
     "accuracy_pct", "total", "correct"}, plus per_source / per_task / per_answer_type breakdowns.
     OUT/predictions.jsonl is the resumable response cache; OUT/predictions_scored.jsonl adds the
     extracted answer, gold and verdict per record. `model` may be an already-built backend
-    (mmreason.eval.generate.HFBackend/VLLMBackend) to skip reloading."""
+    (mmreason.generation.backends.HFBackend/VLLMBackend) to skip reloading."""
     recs, report = load_records(records_path, strict=False)
     if report.skipped:
         logger.warning("%s: %d bad record(s) skipped", records_path, len(report.skipped))

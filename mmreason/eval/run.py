@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from mmreason.eval import mathvista, wemath
 from mmreason.eval.cache import PredictionCache, generation_identity, weights_stamp
-from mmreason.eval.generate import GenerationSettings, load_backend
+from mmreason.generation import GenerationSettings, load_backend
 from mmreason.eval.report import write_json, write_outputs
 from mmreason.eval.spec import BenchmarkSpec, load_spec
 from mmreason.records import RecordError, chat_messages, check_image

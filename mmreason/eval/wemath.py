@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mmreason.answers import extract_boxed
+from mmreason.verify import extract_boxed
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ r"""GRPO rewards, picked by name: `build_reward_funcs(["accuracy", "format"], nu
 
 from mmreason.rewards.registry import REWARDS, NamedReward, build_reward_funcs, register
 from mmreason.rewards.verifiable import accuracy, format_reward, mcq_letter
-from mmreason.rewards.verify_pool import Result, VerifyPool, verify_many
+from mmreason.verify import Result, VerifyPool, verify_many
 from mmreason.rewards.vote import majority_vote
 
 __all__ = [

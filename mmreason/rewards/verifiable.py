@@ -1,6 +1,6 @@
 r"""Rewards checked against the gold answer: `accuracy`, `format`, `mcq_letter`.
 
-Several boxes: the answer is the LAST complete `\boxed{}` (as in `mmreason.answers.extract_boxed`), but
+Several boxes: the answer is the LAST complete `\boxed{}` (as in `mmreason.verify.answers.extract_boxed`), but
 `accuracy` and `mcq_letter` by default (`single_box=True`) give 0 to a completion with more than one
 box. Seen here: with "last box matches" as the reward a policy learned to repeat
 "\boxed{red} red. \boxed{red} ..." up to the length cap; requiring exactly one box removes that.
@@ -16,27 +16,11 @@ from __future__ import annotations
 import logging
 import re
 
-from mmreason.answers import extract_letter
+from mmreason.verify import boxed_spans, completion_text, extract_letter, final_box, verify_many
+from mmreason.rewards.columns import column, emit_metric
 from mmreason.rewards.registry import register
-from mmreason.rewards.text import boxed_spans, completion_text, final_box
-from mmreason.rewards.verify_pool import verify_many
 
 logger = logging.getLogger("mmreason.rewards")
-
-
-def _column(values, n: int) -> list:
-    """A dataset column as a list of length n (missing column -> Nones)."""
-    if isinstance(values, (list, tuple)) and len(values) == n:
-        return list(values)
-    return [None] * n
-
-
-def _metric(log_metric, name: str, value: float) -> None:
-    if callable(log_metric):
-        try:
-            log_metric(name, float(value))
-        except Exception:  # noqa: BLE001 - logging must not break training
-            logger.debug("log_metric(%s) failed", name, exc_info=True)
 
 
 def _safe(name: str):
@@ -49,7 +33,7 @@ def _safe(name: str):
                 return func(prompts, completions, *args, **kwargs)
             except Exception:  # noqa: BLE001
                 logger.exception("reward %s failed on a batch of %d; giving 0.0", name, n)
-                _metric(kwargs.get("log_metric"), f"{name}/internal_errors", 1)
+                emit_metric(kwargs.get("log_metric"), f"{name}/internal_errors", 1)
                 return [0.0] * n
 
         wrapper.__name__ = func.__name__
@@ -80,8 +64,8 @@ def accuracy(
     r"""1.0 if the last \boxed{} matches the gold answer (math-verify in the timed pool), else 0.0."""
     completions = list(completions or [])
     n = len(completions)
-    golds, types = _column(answer, n), _column(answer_type, n)
-    choice_lists, precisions = _column(choices, n), _column(precision, n)
+    golds, types = column(answer, n), column(answer_type, n)
+    choice_lists, precisions = column(choices, n), column(precision, n)
     rewards: list[float | None] = [0.0] * n
     items, where = [], []
     multi = no_box = 0
@@ -107,11 +91,11 @@ def accuracy(
     if timeouts or errors:
         logger.warning("accuracy: %d answer check(s) timed out and %d failed in this batch of %d (scored 0)",
                        timeouts, errors, n)
-    _metric(log_metric, "accuracy/verify_timeouts", timeouts)
-    _metric(log_metric, "accuracy/verify_errors", errors)
+    emit_metric(log_metric, "accuracy/verify_timeouts", timeouts)
+    emit_metric(log_metric, "accuracy/verify_errors", errors)
     if n:
-        _metric(log_metric, "accuracy/multi_box_frac", multi / n)
-        _metric(log_metric, "accuracy/no_box_frac", no_box / n)
+        emit_metric(log_metric, "accuracy/multi_box_frac", multi / n)
+        emit_metric(log_metric, "accuracy/no_box_frac", no_box / n)
     return rewards
 
 
@@ -167,7 +151,7 @@ def mcq_letter(
     r"""1.0 if the last \boxed{} holds the gold option LETTER ('B', '(B)', 'B. text'); None on non-choice rows."""
     completions = list(completions or [])
     n = len(completions)
-    golds, types, choice_lists = _column(answer, n), _column(answer_type, n), _column(choices, n)
+    golds, types, choice_lists = column(answer, n), column(answer_type, n), column(choices, n)
     out: list[float | None] = []
     for i, c in enumerate(completions):
         opts = choice_lists[i]

@@ -35,12 +35,20 @@ import sys
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from mmreason.answers import MAX_ANSWER_CHARS, _to_number, extract_letter, normalize_text
+from mmreason.verify import (
+    MAX_ANSWER_CHARS,
+    QUICK_MAX_CHARS,
+    boxed_spans,
+    completion_text,
+    extract_letter,
+    final_box,
+    normalize_text,
+    to_number,
+    verify_many,
+)
 from mmreason.records import LETTERS
 from mmreason.rewards.registry import register
-from mmreason.rewards.text import boxed_spans, completion_text, final_box
-from mmreason.rewards.verifiable import _column, _metric
-from mmreason.rewards.verify_pool import QUICK_MAX_CHARS, verify_many
+from mmreason.rewards.columns import column, emit_metric
 
 logger = logging.getLogger("mmreason.rewards")
 
@@ -81,10 +89,10 @@ def choice_vote(pred: str, choices: Sequence[str]) -> str | None:
     for k, opt in enumerate(choices):
         if normalize_text(str(opt)) == norm:
             return LETTERS[k]
-    v = _to_number(pred) if len(pred) <= QUICK_MAX_CHARS else None  # see verify_pool.QUICK_MAX_CHARS
+    v = to_number(pred) if len(pred) <= QUICK_MAX_CHARS else None  # see mmreason.verify.pool.QUICK_MAX_CHARS
     if v is not None:
         for k, opt in enumerate(choices):
-            o = _to_number(str(opt)) if len(str(opt)) <= QUICK_MAX_CHARS else None
+            o = to_number(str(opt)) if len(str(opt)) <= QUICK_MAX_CHARS else None
             if o is not None and math.isclose(v, o, rel_tol=1e-6, abs_tol=1e-9):
                 return LETTERS[k]
     return None
@@ -221,7 +229,7 @@ def majority_vote(
         )
     except Exception:  # noqa: BLE001 - a reward never crashes the run
         logger.exception("majority_vote failed on a batch of %d; giving 0.0", n)
-        _metric(log_metric, "majority_vote/internal_errors", 1)
+        emit_metric(log_metric, "majority_vote/internal_errors", 1)
         return [0.0] * n
 
 
@@ -229,8 +237,8 @@ def _majority_vote(completions, n, G, completion_ids, answer, answer_type, choic
                    min_support, ties, stop_ids, timeout, log_metric, log_extra) -> list[float]:
     if ties not in ("first", "none"):
         raise ValueError(f"ties must be 'first' or 'none', got {ties!r}")
-    types, opts, precs = _column(answer_type, n), _column(choices, n), _column(precision, n)
-    golds, rids, cids = _column(answer, n), _column(record_id, n), _column(completion_ids, n)
+    types, opts, precs = column(answer_type, n), column(choices, n), column(precision, n)
+    golds, rids, cids = column(answer, n), column(record_id, n), column(completion_ids, n)
     local = []
     for i, c in enumerate(completions):
         try:  # never raise before the all-gather below: the other ranks would wait forever
@@ -249,7 +257,7 @@ def _majority_vote(completions, n, G, completion_ids, answer, answer_type, choic
     if not G or G < 1 or total % G:
         logger.error("majority_vote: %d completions do not split into groups of num_generations=%r; giving 0.0",
                      total, G)
-        _metric(log_metric, "majority_vote/internal_errors", 1)
+        emit_metric(log_metric, "majority_vote/internal_errors", 1)
         return [0.0] * n
     first_g, last_g = offset // G, (offset + n - 1) // G if n else offset // G - 1
     group_ids = list(range(first_g, last_g + 1))
@@ -281,10 +289,10 @@ def _log_vote_metrics(log_metric, rows, group_ids, votes, offset, n, G, n_failur
     owned = [(g, v) for g, v in zip(group_ids, votes) if offset <= g * G < offset + n]
     checks = []
     for g, v in owned:
-        _metric(log_metric, "majority_vote/reward_mean", sum(v.rewards(G)) / G)
-        _metric(log_metric, "majority_vote/cluster_entropy", v.entropy())
-        _metric(log_metric, "majority_vote/no_majority_frac", float(v.winner is None))
-        _metric(log_metric, "majority_vote/valid_vote_frac", v.n_valid / G)
+        emit_metric(log_metric, "majority_vote/reward_mean", sum(v.rewards(G)) / G)
+        emit_metric(log_metric, "majority_vote/cluster_entropy", v.entropy())
+        emit_metric(log_metric, "majority_vote/no_majority_frac", float(v.winner is None))
+        emit_metric(log_metric, "majority_vote/valid_vote_frac", v.n_valid / G)
         label = v.label_index
         gold_row = rows[g * G]
         if label is not None and gold_row[4] is not None:
@@ -292,5 +300,5 @@ def _log_vote_metrics(log_metric, rows, group_ids, votes, offset, n, G, n_failur
             checks.append((label_vote, str(gold_row[4]), gold_row[1] or "text", gold_row[2], gold_row[3]))
     if checks:  # logging only: pseudo-labels are never compared to gold for the reward
         for r in verify_many(checks, timeout=timeout):
-            _metric(log_metric, "majority_vote/pseudo_label_accuracy", float(r.correct))
-    _metric(log_metric, "majority_vote/verify_failures", n_failures)
+            emit_metric(log_metric, "majority_vote/pseudo_label_accuracy", float(r.correct))
+    emit_metric(log_metric, "majority_vote/verify_failures", n_failures)

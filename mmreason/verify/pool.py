@@ -6,10 +6,10 @@ in a worker process; a worker that overruns its deadline is SIGKILLed and replac
 `Result("timeout")`, and every other item still gets its answer.
 
 - Workers come from a `forkserver` context (torch is loaded in the trainer, so no plain fork) whose
-  server preloads `mmreason.rewards._worker`, so a replacement starts in milliseconds; `spawn` is the
+  server preloads `mmreason.verify._worker`, so a replacement starts in milliseconds; `spawn` is the
   fallback. They are created lazily on the first check that needs them and stopped at exit.
 - Checks that need no math-verify (choice letters, two plain numbers, identical normalised text) are
-  decided in-process by `quick_match` (`mmreason.answers.decide_answer` without math-verify: the
+  decided in-process by `quick_match` (`mmreason.verify.answers.decide_answer` without math-verify: the
   same branches as `match_answer`, linear regexes only); everything else goes to the pool.
 - Thread-safe: one batch runs in the pool at a time (a lock); counters are guarded too. After a fork
   the child builds its own workers instead of touching the parent's.
@@ -27,7 +27,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from multiprocessing.connection import wait as mp_wait
 
-from mmreason.answers import decide_answer
+from mmreason.verify.answers import decide_answer
 
 logger = logging.getLogger("mmreason.rewards")
 
@@ -56,7 +56,7 @@ class Result:
 CORRECT, INCORRECT = Result("correct"), Result("incorrect")
 
 
-# Numbers longer than this are not parsed in-process by the vote (answers._to_number caps at 100 characters).
+# Numbers longer than this are not parsed in-process by the vote (answers.to_number caps at 100 characters).
 QUICK_MAX_CHARS = 64
 
 
@@ -72,7 +72,7 @@ class _Worker:
     __slots__ = ("process", "conn", "ready", "job", "started")
 
     def __init__(self, ctx, memory_limit_mb):
-        from mmreason.rewards._worker import serve
+        from mmreason.verify._worker import serve
 
         parent, child = ctx.Pipe(duplex=True)
         self.process = ctx.Process(target=serve, args=(child, memory_limit_mb), daemon=True, name="mmreason-verify")
@@ -112,7 +112,7 @@ def _context(start_method: str | None):
     if method == "forkserver":
         # Preload only our worker module (not __main__) so replacements fork from a warm server.
         # Has no effect if this process's forkserver is already running.
-        ctx.set_forkserver_preload(["mmreason.rewards._worker", "mmreason.rewards._warm"])
+        ctx.set_forkserver_preload(["mmreason.verify._worker", "mmreason.verify._warm"])
     return ctx
 
 

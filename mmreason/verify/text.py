@@ -1,5 +1,5 @@
 r"""Completion text, robust to anything TRL (or a broken model) hands us, and the `\boxed{}` spans of
-`mmreason.answers` (one linear scanner for rewards, the data builder and evaluation; the answer box is
+`mmreason.verify.answers` (one linear scanner for rewards, the data builder and evaluation; the answer box is
 `final_box(spans)`, the last to close, as `extract_boxed`).
 """
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmreason.answers import boxed_spans, final_box
+from mmreason.verify.answers import boxed_spans, final_box
 
 __all__ = ["boxed_spans", "completion_text", "final_box"]
 

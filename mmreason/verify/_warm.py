@@ -5,7 +5,7 @@ import logging
 
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 try:
-    from mmreason.answers import match_answer
+    from mmreason.verify.answers import match_answer
 
     for _p, _g in ((r"\frac{1}{2}", "0.5"), (r"2\sqrt{2}", r"\sqrt{8}"), ("x(1+x)", "x^2+x"), ("red", "blue"),
                    (r"\{1, 2\}", r"\{2, 1\}"), ("50\\%", "0.5"), (r"[0, 1)", r"[0,1)")):

@@ -4,7 +4,7 @@
 Input is a list of `(messages, images)` pairs: chat messages whose user content holds
 `{"type": "image"}` placeholders (as `mmreason.records.prompt_messages` builds them) and the
 image paths or PIL images that fill those placeholders in order. Output is one text per pair.
-Reused by the eval harness, the data builder's local teacher and the GRPO demo eval.
+Used by the eval harness and the data builder's local teachers (`mmreason.generation`).
 """
 
 from __future__ import annotations

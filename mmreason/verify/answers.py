@@ -3,7 +3,7 @@
 `match_answer` runs in-process with math-verify's own signal-based timeouts turned
 off (they fail outside the main thread). Anything that scores untrusted model text
 at scale (GRPO rewards, the data builder) calls it through
-`mmreason.rewards.verify_pool`, which adds a hard per-call timeout in a process pool.
+`mmreason.verify.pool`, which adds a hard per-call timeout in a process pool.
 Model text is only ever parsed, never executed.
 """
 
@@ -27,6 +27,12 @@ def extract_boxed_all(text: str) -> list[str]:
 def boxed_spans(text: str) -> list[tuple[int, int, str]]:
     r"""(box start, box end, stripped content) of every complete `\boxed{...}`/`\fbox{...}`, ordered by start.
     Unclosed boxes are ignored; braces inside a box must balance."""
+    return sorted((start, end, text[a:b].strip()) for start, a, b, end in _closed_boxes(text))
+
+
+def boxed_regions(text: str) -> list[tuple[int, int, int, int]]:
+    r"""(box start, content start, content end, box end) of every complete box, ordered by start: where
+    `\boxed{` begins, where its content begins and ends (raw, unstripped), and the index after its `}`."""
     return sorted(_closed_boxes(text))
 
 
@@ -35,12 +41,12 @@ def final_box(spans: list[tuple[int, int, str]]) -> tuple[int, int, str]:
     return max(spans, key=lambda s: s[1])
 
 
-def _closed_boxes(text: str) -> list[tuple[int, int, str]]:
-    """(box start, box end, content) of every complete box, in closing order."""
+def _closed_boxes(text: str) -> list[tuple[int, int, int, int]]:
+    """(box start, content start, content end, box end) of every complete box, in closing order."""
     if not isinstance(text, str) or "box" not in text:
         return []
     # One linear pass over braces (a 1 MB reply of nested or unclosed boxes must not go quadratic).
-    found: list[tuple[int, int, str]] = []
+    found: list[tuple[int, int, int, int]] = []
     open_boxes: list[tuple[int, int, int]] = []  # (box start, content start, brace depth outside the box)
     depth = 0
     for m in _BRACE_TOKEN.finditer(text):
@@ -49,7 +55,7 @@ def _closed_boxes(text: str) -> list[tuple[int, int, str]]:
             depth -= 1
             if open_boxes and open_boxes[-1][2] == depth:
                 box_start, start, _ = open_boxes.pop()
-                found.append((box_start, m.end(), text[start : m.start()].strip()))
+                found.append((box_start, start, m.start(), m.end()))
         elif tok == "{":
             depth += 1
         else:
@@ -63,7 +69,7 @@ def extract_boxed(text: str) -> str | None:
     answer (a model that revises itself boxes its final answer last); "last" means last to close, so
     `\boxed{\boxed{2}+1}` gives `\boxed{2}+1`; an unclosed box is ignored."""
     boxes = _closed_boxes(text)
-    return boxes[-1][2] if boxes else None
+    return text[boxes[-1][1] : boxes[-1][2]].strip() if boxes else None
 
 
 _TEXT_WRAP = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\{([^{}]*)\}")
@@ -90,7 +96,7 @@ def extract_letter(pred: str, n_choices: int) -> str | None:
     return None
 
 
-def _to_number(s: str) -> float | None:
+def to_number(s: str) -> float | None:
     if len(s) > 100:  # no plain number (with unit) is this long
         return None
     s = normalize_text(s).replace(",", "")
@@ -146,7 +152,7 @@ def decide_answer(
     use_math_verify: bool = True,
 ) -> bool | None:
     """`match_answer`'s decision. With use_math_verify=False nothing slow runs (linear regexes only) and
-    the result is None where only math-verify could decide (`mmreason.rewards.verify_pool` then sends the
+    the result is None where only math-verify could decide (`mmreason.verify.pool` then sends the
     check to a timed worker)."""
     if not isinstance(pred, str) or not pred.strip() or len(pred) > MAX_ANSWER_CHARS:
         return False
@@ -179,7 +185,7 @@ def _split_list(s: str) -> list[str]:
 
 
 def _scalar_equal(pred: str, gold: str, precision: int | None, use_math_verify: bool = True) -> bool | None:
-    pv, gv = _to_number(pred), _to_number(gold)
+    pv, gv = to_number(pred), to_number(gold)
     if pv is not None and gv is not None:
         if precision is not None:
             return round(pv, precision) == round(gv, precision)

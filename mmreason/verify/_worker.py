@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 
-from mmreason.answers import match_answer
+from mmreason.verify.answers import match_answer
 
 
 def _limit_memory(memory_limit_mb: int | None) -> None:

@@ -1,0 +1,106 @@
+r"""The prompt spec: how a model's prompts are built (system message, instruction and where it goes, the
+user-text template, image pixel bounds). It is saved as `prompt.json` in every SFT and GRPO checkpoint so
+the next stage and `eval run` build prompts the way the model was trained; a config or flag overrides it.
+
+Templates are jinja2 (sandboxed, undefined names are errors), so `\boxed{}` in a template is plain text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+PROMPT_FILE = "prompt.json"
+BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+# The user text of a record: question, lettered options for choice questions, then the instruction.
+DEFAULT_TEMPLATE = (
+    "{{ question }}"
+    "{% if choices %}\nChoices:\n{{ choices }}{% endif %}"
+    "{% if instruction %}\n{{ instruction }}{% endif %}"
+)
+
+
+@dataclass
+class PromptSpec:
+    """How prompts are built. Saved with checkpoints as prompt.json."""
+
+    system: str | None = field(default=None, metadata={
+        "help": "System message; null keeps the chat template's default system message."})
+    instruction: str | None = field(default=BOXED_INSTRUCTION, metadata={
+        "help": "Instruction placed as `{{ instruction }}` in the template (by default after the question)."})
+    template: str = field(default=DEFAULT_TEMPLATE, metadata={
+        "help": "jinja2 template of the user text. Fields: question, choices (lettered lines or empty), "
+                "instruction, and any extra field the caller passes."})
+    min_pixels: int | None = field(default=None, metadata={"help": "Per-image min pixels (null: processor's)."})
+    max_pixels: int | None = field(default=None, metadata={"help": "Per-image max pixels (null: processor's)."})
+
+    def user_text(self, question: str, choices: str = "", **extra: Any) -> str:
+        return render(self.template, question=question, choices=choices, instruction=self.instruction or "", **extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def differences(self, other: "PromptSpec") -> dict[str, tuple[Any, Any]]:
+        """{field: (self value, other value)} for every field that differs."""
+        a, b = self.to_dict(), other.to_dict()
+        return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+
+
+@lru_cache(maxsize=256)
+def _compile(template: str):
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
+    env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    return env.from_string(template)
+
+
+def render(template: str, **fields: Any) -> str:
+    """Render a jinja2 template string; an undefined field raises jinja2.UndefinedError naming it."""
+    return _compile(template).render(**fields)
+
+
+def save_prompt_spec(directory: str | os.PathLike, spec: PromptSpec) -> Path:
+    path = Path(directory) / PROMPT_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(spec.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def load_prompt_spec(model: str | os.PathLike) -> PromptSpec | None:
+    """The spec saved in a checkpoint folder, or None (a Hub id, or a checkpoint made without one)."""
+    path = Path(model) / PROMPT_FILE
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    known = {f.name for f in dataclasses.fields(PromptSpec)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown prompt-spec field(s) {unknown}; known: {sorted(known)}")
+    return PromptSpec(**data)
+
+
+def resolve_prompt_spec(model: str | os.PathLike, configured: PromptSpec | None, what: str) -> PromptSpec:
+    """The spec a stage uses: the configured one if given (logged loudly when it differs from the
+    checkpoint's), else the checkpoint's, else the default."""
+    saved = load_prompt_spec(model) if Path(str(model)).is_dir() else None
+    if configured is None:
+        return saved or PromptSpec()
+    if saved is not None:
+        diff = saved.differences(configured)
+        if diff:
+            logger.warning(
+                "!!! %s: the configured prompt differs from the one %s was trained with (%s): %s",
+                what, model, PROMPT_FILE, {k: {"checkpoint": a, "configured": b} for k, (a, b) in diff.items()},
+            )
+    return configured
