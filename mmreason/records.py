@@ -160,8 +160,9 @@ def record_from_dict(
         base_dir=str(base_dir),
     )
     if check_media:
-        for p in rec.image_paths():
-            check_image(p, where)
+        # A converted copy is an absolute path, so `image_paths()` (base_dir / path) returns it as it is.
+        gated = [check_image(p, where) for p in rec.image_paths()]
+        rec.images = [str(g) if g != p else orig for g, p, orig in zip(gated, rec.image_paths(), rec.images)]
         vp = rec.video_path()
         if vp is not None and not vp.is_file():
             raise RecordError(where, f"video file not found: {vp}")
@@ -189,18 +190,14 @@ def _check_answer(where: str, answer: str, answer_type: str, choices: list | Non
             raise RecordError(where, f"answer {answer!r} must be one of the option letters {list(letters)}")
 
 
-def check_image(path: Path, where: str) -> None:
-    """Raise `RecordError` unless `path` is a readable image. The format is taken from the
-    bytes, not the suffix: a JPEG named .png (as in We-Math) is valid."""
-    from PIL import Image, UnidentifiedImageError
+def check_image(path: Path, where: str) -> Path:
+    """The path a stage should feed the model for this image — itself, or an 8-bit RGB copy the image gate
+    (`mmreason.images`) made of a 16-bit, float, CMYK, transparent, rotated, TIFF/BMP... image. Raises
+    `RecordError` for anything unusable (missing, unreadable, a decompression bomb, an extreme aspect ratio).
+    The format is taken from the bytes, not the suffix: a JPEG named .png (as in We-Math) is valid."""
+    from mmreason.images import gate_image
 
-    if not path.is_file():
-        raise RecordError(where, f"image file not found: {path}")
-    try:
-        with Image.open(path) as im:
-            im.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise RecordError(where, f"corrupt or unreadable image {path}: {e}") from None
+    return gate_image(path, where)
 
 
 @dataclass
@@ -229,12 +226,16 @@ def iter_records(
     path = Path(path)
     base = path.parent
     seen: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
+    with open(path, "rb") as f:  # bytes per line: a bad byte is this line's error, not the whole file's
+        for lineno, raw in enumerate(f, 1):
+            if not raw.strip():
                 continue
             where = f"{path}:{lineno}"
             try:
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise RecordError(where, f"invalid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})") from None
                 try:
                     d = json.loads(line)
                 except json.JSONDecodeError as e:

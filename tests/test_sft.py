@@ -2,6 +2,7 @@
 loss mask, resume, the CLI with YAML + overrides, and bad records."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -125,6 +126,34 @@ def test_resume_continues_step_count(tiny_model_dir, data_dir, tmp_path):
     assert any("resume_marker" in h for h in trainer.state.log_history)
     assert (out / "checkpoint-3").is_dir()
     assert resolve_resume("true", str(out)).endswith("checkpoint-3")
+
+
+@pytest.mark.slow
+def test_kill_inside_a_save_resumes_by_itself(tiny_model_dir, data_dir, tmp_path):
+    """A checkpoint torn by a kill mid-save (weights half written, no trainer_state.json) does not block the
+    next identical command: it resumes from the previous complete checkpoint, with the step sequence
+    continuous, and ends with exactly the weights of a run that resumed from that checkpoint cleanly."""
+    common = ("--max_steps", "3", "--save_strategy", "steps", "--save_steps", "1", "--resume_from_checkpoint", "true")
+    finals = {}
+    for how in ("clean", "torn"):
+        out = tmp_path / how
+        train(*_args(tiny_model_dir, data_dir, out, *common))
+        # Rewind to a kill inside the second save: checkpoint-3 and the final weights never written.
+        shutil.rmtree(out / "checkpoint-3")
+        (out / "model.safetensors").unlink()
+        ckpt = out / "checkpoint-2"
+        if how == "clean":
+            shutil.rmtree(ckpt)
+        else:  # half its weights and no trainer_state.json, as a SIGKILL inside save_model leaves it
+            (ckpt / "trainer_state.json").unlink()
+            (ckpt / "model.safetensors").write_bytes((ckpt / "model.safetensors").read_bytes()[:100])
+        trainer = train(*_args(tiny_model_dir, data_dir, out, *common))  # the same command
+        assert trainer.state.global_step == 3
+        assert [h["step"] for h in trainer.state.log_history if "loss" in h] == [1, 2, 3]
+        assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2", "checkpoint-3"]
+        finals[how] = load_file(out / "model.safetensors")
+    a, b = finals["clean"], finals["torn"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_resolve_resume_fresh_start_and_bad_path(tmp_path):

@@ -60,13 +60,16 @@ def _iter_records_jsonl(path: Path) -> Iterator[SourceItem]:
     if not path.is_file():
         raise FileNotFoundError(f"source.path: records file not found: {path}")
     seen: set[str] = set()
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f):
-            if not line.strip():
+    with open(path, "rb") as f:
+        for i, raw in enumerate(f):
+            if not raw.strip():
                 continue
             where = f"{path}:{i + 1}"
             try:
-                d = json.loads(line)
+                d = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                yield SourceItem(i, f"line{i + 1}", error="invalid_record", detail=f"{where}: invalid UTF-8 ({e.reason})")
+                continue
             except json.JSONDecodeError as e:
                 yield SourceItem(i, f"line{i + 1}", error="invalid_record", detail=f"{where}: invalid JSON ({e.msg})")
                 continue

@@ -43,7 +43,7 @@ class DataReport:
 def _line_numbers(path: Path) -> dict[str, int]:
     """id -> line number, to name `file:line` for checks made after `load_records`."""
     out: dict[str, int] = {}
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors="replace") as f:  # bad bytes were reported by the loader
         for lineno, line in enumerate(f, 1):
             try:
                 rid = json.loads(line).get("id")
