@@ -150,7 +150,11 @@ class Builder:
         if not outcome.targets:
             entry["reason"] = outcome.drop_reason()
             return entry, []
-        rows = self.output(item.record, outcome.targets)
+        try:
+            rows = self.output(item.record, outcome.targets)
+        except RecordError as e:  # a kind's bug: counted, not written as a line no consumer could load
+            entry.update(reason="invalid_output", detail=e.reason)
+            return entry, []
         entry.update(status="kept", kept=len(rows))
         return entry, rows
 

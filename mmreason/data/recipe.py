@@ -27,8 +27,9 @@ from typing import Any, get_type_hints
 
 import yaml
 
-# A `{name}` the old recipe syntax substituted (not after a backslash or a letter, so `\text{cm}` is not one).
-OLD_PLACEHOLDER = re.compile(r"(?<![\\\w])\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# A `{name}` in the old recipe syntax. LaTeX groups are not: after a backslash or a letter (`\text{cm}`),
+# a closing brace (`\frac{a}{b}`) or `^` (`x^{n}`).
+OLD_PLACEHOLDER = re.compile(r"(?<![\\\w}^])\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class RecipeError(ValueError):
@@ -369,7 +370,8 @@ def check_template(path: str, name: str, text: str, allowed: tuple[str, ...]) ->
                 what = (f"single-brace {{{ph}}} is the old placeholder syntax: write {{{{ {ph} }}}}" if ph in allowed
                         else f"single-brace {{{ph}}} is not a placeholder (templates are jinja2: {{{{ name }}}}; "
                              f"literal braces: {{% raw %}}{{{ph}}}{{% endraw %}})")
-                raise RecipeError(path, where, f"template line {lineno}: {what}; allowed placeholders: {list(allowed)}")
+                line = lineno + value[: old.start()].count("\n")
+                raise RecipeError(path, where, f"template line {line}: {what}; allowed placeholders: {list(allowed)}")
         used = meta.find_undeclared_variables(env.parse(text)) - set(env.globals)
     except jinja2.TemplateSyntaxError as e:
         raise RecipeError(path, where, f"template line {e.lineno}: jinja2 syntax error: {e.message}") from None
