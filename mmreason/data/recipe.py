@@ -11,8 +11,9 @@ Prompt templates are jinja2 (`mmreason.prompts.render`): placeholders are `{{ na
 (LaTeX like `\\boxed{}`) is plain text. Each kind declares which templates it reads and the placeholders
 each may use (mmreason/data/kinds/<kind>.py; `--help-recipe` lists them); a placeholder a template may
 not use is an error at load time naming the recipe file, the template and the allowed names. A
-single-brace `{name}` (the old recipe syntax) is an error too, with the `{{ name }}` spelling to use;
-literal braces around a word go in `{% raw %}{word}{% endraw %}`.
+single-brace `{name}` (the old recipe syntax; LaTeX groups such as `\\text{cm}`, `\\frac{a}{b}`, `x^{n}` are
+not one) is an error too, with the `{{ name }}` spelling to use; other literal braces around a word go in
+`{% raw %}{word}{% endraw %}`.
 """
 
 from __future__ import annotations
