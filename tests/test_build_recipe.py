@@ -7,15 +7,16 @@ from test_build_common import RECIPES
 
 from mmreason.verify.answers import extract_boxed_all
 from mmreason.data.build import _split_dotted
-from mmreason.data.kinds import parse_question, sample_seed, unbox
-from mmreason.data.recipe import KINDS, RecipeError, help_text, load_recipe, parse_overrides, render
+from mmreason.data.kinds import builtin_kinds, parse_question, sample_seed, unbox
+from mmreason.data.recipe import RecipeError, help_text, load_recipe, parse_overrides
+from mmreason.prompts import render
 
 
 @pytest.mark.parametrize("name", ["distilled", "reflection", "caption", "self_critic",
                                   "synth_questions_incontext", "synth_questions_direct"])
 def test_shipped_recipes_load(name):
     r = load_recipe(RECIPES / f"{name}.yaml")
-    assert r.kind == name and r.kind in KINDS and len(r.prompt_version()) == 12
+    assert r.kind == name and r.kind in builtin_kinds() and len(r.prompt_version()) == 12
 
 
 def test_overrides_set_and_dotted_flags():
@@ -27,17 +28,17 @@ def test_overrides_set_and_dotted_flags():
     base = load_recipe(RECIPES / "distilled.yaml")
     assert base.prompt_version() == r.prompt_version() and base.fingerprint() != r.fingerprint()
     # prompt edits change the prompt version
-    edited = load_recipe(RECIPES / "distilled.yaml", [("prompts.user", "{question} \\boxed{}")])
+    edited = load_recipe(RECIPES / "distilled.yaml", [("prompts.user", "{{ question }} \\boxed{}")])
     assert edited.prompt_version() != base.prompt_version()
     with pytest.raises(SystemExit):
         _split_dotted(["--nodots", "1"])
 
 
 def test_override_values_typed_by_field():
-    ov = parse_overrides(["prompts.user={question} \\boxed{}: go", "teacher.model=7", "teacher.base_url=null",
+    ov = parse_overrides(["prompts.user={{ question }} \\boxed{}: go", "teacher.model=7", "teacher.base_url=null",
                           "teacher.extra_body={top_k: 20}", "filters.require_single_final_box=false", "source.path=a: b.jsonl"])
     r = load_recipe(RECIPES / "distilled.yaml", ov)
-    assert r.prompts["user"] == "{question} \\boxed{}: go"  # a template is text, not YAML
+    assert r.prompts["user"] == "{{ question }} \\boxed{}: go"  # a template is text, not YAML
     assert r.teacher.model == "7" and r.teacher.base_url is None and r.teacher.extra_body == {"top_k": 20}
     assert r.filters.require_single_final_box is False and r.source.path == "a: b.jsonl"
 
@@ -48,6 +49,8 @@ def test_override_values_typed_by_field():
     (("kind", "poem"), "kind"),
     (("filters.unknown_filter", 1), "filters.unknown_filter"),
     (("prompts.user", "{nope}"), "prompts.user"),
+    (("prompts.user", "{{ nope }}"), "prompts.user"),
+    (("prompts.user", "{question}"), "prompts.user"),
     (("prompts.user", ""), "prompts.user"),
     (("name", "has space"), "name"),
 ])
@@ -66,7 +69,7 @@ def test_missing_and_invalid_files(tmp_path):
 
 
 def test_render_keeps_latex_braces():
-    assert render("{question} \\boxed{} and \\frac{a}{b} {unknown}", question="Q") == "Q \\boxed{} and \\frac{a}{b} {unknown}"
+    assert render("{{ question }} \\boxed{} and \\frac{a}{b} {unknown}", question="Q") == "Q \\boxed{} and \\frac{a}{b} {unknown}"
 
 
 def test_unbox_leaves_one_final_box():

@@ -20,6 +20,7 @@ uninterrupted one (ids = source id + recipe name + sample index).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import logging
@@ -34,17 +35,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mmreason.data.decontam import BenchmarkIndex, normalise
-from mmreason.data.kinds import Outcome, Runner
-from mmreason.data.recipe import Recipe, RecipeError, help_text, load_recipe, parse_overrides, to_dict
+from mmreason.data.kinds import Outcome, Runner, Target, kind_of
+from mmreason.data.recipe import Recipe, RecipeError, load_recipe, parse_overrides, recipe_help, to_dict
 from mmreason.data.sources import SourceItem, is_records_source, iter_sources
 from mmreason.data.teachers import Teacher, TeacherError, make_teacher
 from mmreason.jsonl import AppendLog, read_jsonl_repair, rewrite_jsonl
-from mmreason.records import Record, RecordError, check_image
+from mmreason.records import Record, RecordError, check_image, record_from_dict
 from mmreason.verify import verify_many
 
 logger = logging.getLogger(__name__)
 
-UNLABELED_KINDS = ("synth_questions_incontext", "synth_questions_direct")
 LEDGER, STATE, STATS = "ledger.jsonl", "build_state.json", "stats.json"
 
 
@@ -82,6 +82,7 @@ class Builder:
     def __init__(self, recipe: Recipe, out_dir: str | Path, limit: int | None = None, teacher: Teacher | None = None,
                  progress: bool = True):
         self.r = recipe
+        self.kind = kind_of(recipe)
         self.out = Path(out_dir)
         self.limit = limit if limit is not None else recipe.source.limit
         self._teacher = teacher
@@ -105,7 +106,7 @@ class Builder:
                                   f"(fingerprint {old.get('fingerprint')} != {fp}); use another --out or --overwrite")
         else:
             tmp = state_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"fingerprint": fp, "recipe": self.r.name, "kind": self.r.kind,
+            tmp.write_text(json.dumps({"fingerprint": fp, "recipe": self.r.name, "kind": self.kind.name,
                                        "recipe_file": self.r.path}, indent=1))
             os.replace(tmp, state_path)
         ledger, bad_ledger = read_jsonl_repair(self.out / LEDGER)
@@ -133,50 +134,68 @@ class Builder:
 
     # -------------------------------------------------------------- one question
     def process(self, item: SourceItem, runner: Runner, index: BenchmarkIndex | None) -> tuple[dict, list[dict]]:
+        """One source question -> its ledger entry and output rows: check, decontaminate, ask, output."""
         entry: dict[str, Any] = {"index": item.index, "source_id": item.id, "status": "dropped", "reason": None,
                                  "kept": 0, "samples": {}, "requests": 0}
-        if item.error:
-            entry.update(reason=item.error, detail=item.detail)
+        drop = self.unusable(item) or self.contaminated(item.record, index)
+        if drop:
+            entry.update(drop)
             return entry, []
-        rec = item.record
-        assert rec is not None
-        if self.r.kind not in UNLABELED_KINDS and rec.answer is None:
-            entry["reason"] = "no_gold_answer"
-            return entry, []
-        if self.r.kind == "synth_questions_incontext" and not rec.question.strip():
-            entry["reason"] = "no_source_question"
-            return entry, []
-        if rec.video is not None:
-            entry["reason"] = "video_not_supported"
-            return entry, []
-        try:
-            for p in rec.image_paths():
-                check_image(p, rec.id)
-        except RecordError as e:
-            entry.update(reason="bad_image", detail=e.reason)
-            return entry, []
-        if index is not None:
-            hit = index.check(rec.question, rec.image_paths())
-            if hit is not None:
-                entry.update(reason="decontaminated", decontam=hit.to_json())
-                return entry, []
-        try:
-            outcome: Outcome = runner.run(rec)
-        except TeacherError:
-            raise
-        except Exception as e:  # noqa: BLE001 - one bad question must not end the build
-            logger.error("question %s failed: %s", rec.id, traceback.format_exc())
-            entry.update(reason="internal_error", detail=f"{type(e).__name__}: {e}"[:300])
+        outcome, drop = self.generate(item.record, runner)
+        if drop:
+            entry.update(drop)
             return entry, []
         entry["samples"] = {k: v for k, v in sorted(outcome.samples.items()) if v}
         entry["requests"] = outcome.requests
         if not outcome.targets:
             entry["reason"] = outcome.drop_reason()
             return entry, []
-        images = self.output_images(rec)
-        rows = [self.output_record(rec, t, images) for t in outcome.targets]
+        try:
+            rows = self.output(item.record, outcome.targets)
+        except RecordError as e:  # a kind's bug: counted, not written as a line no consumer could load
+            entry.update(reason="invalid_output", detail=e.reason)
+            return entry, []
         entry.update(status="kept", kept=len(rows))
         return entry, rows
+
+    def unusable(self, item: SourceItem) -> dict | None:
+        """Why a source question cannot be used by this kind (ledger fields), or None."""
+        if item.error:
+            return {"reason": item.error, "detail": item.detail}
+        rec = item.record
+        assert rec is not None
+        why = self.kind.skip_reason(rec)
+        if why:
+            return {"reason": why}
+        if rec.video is not None:
+            return {"reason": "video_not_supported"}
+        try:
+            for p in rec.image_paths():
+                check_image(p, rec.id)
+        except RecordError as e:
+            return {"reason": "bad_image", "detail": e.reason}
+        return None
+
+    def contaminated(self, rec: Record | None, index: BenchmarkIndex | None) -> dict | None:
+        """The benchmark item this question overlaps (ledger fields), or None."""
+        if index is None or rec is None:
+            return None
+        hit = index.check(rec.question, rec.image_paths())
+        return {"reason": "decontaminated", "decontam": hit.to_json()} if hit is not None else None
+
+    def generate(self, rec: Record, runner: Runner) -> tuple[Outcome | None, dict | None]:
+        """The kind's teacher calls; a bug in one question is recorded, not fatal (a dead teacher is)."""
+        try:
+            return runner.run(rec), None
+        except TeacherError:
+            raise
+        except Exception as e:  # noqa: BLE001 - one bad question must not end the build
+            logger.error("question %s failed: %s", rec.id, traceback.format_exc())
+            return None, {"reason": "internal_error", "detail": f"{type(e).__name__}: {e}"[:300]}
+
+    def output(self, rec: Record, targets: list[Target]) -> list[dict]:
+        images = self.output_images(rec)
+        return [self.output_record(rec, t, images).to_json() for t in targets]
 
     def output_images(self, rec: Record) -> list[str]:
         out = []
@@ -201,35 +220,26 @@ class Builder:
                 out.append(os.path.relpath(src_abs, self.out.resolve()))
         return out
 
-    def output_record(self, rec: Record, t, images: list[str]) -> dict:
+    def output_record(self, rec: Record, t: Target, images: list[str]) -> Record:
+        """The output record of one target: the source record with the target as its solution (or, for an
+        unlabeled kind, as a new question without answer), validated like any records file line."""
         meta = {
             "source_id": rec.id,
             "recipe": self.r.name,
-            "kind": self.r.kind,
+            "kind": self.kind.name,
             "teacher": f"{self.r.teacher.backend}:{self.r.teacher.model}",
             "prompt_version": self.r.prompt_version(),
             "sample_index": t.sample_index,
             **t.extra,
         }
-        row = {
-            "id": f"{rec.id}--{self.r.name}--{t.sample_index}",
-            "images": images,
-            "video": None,
-            "question": rec.question,
-            "choices": rec.choices,
-            "answer": rec.answer,
-            "answer_type": rec.answer_type,
-            "precision": rec.precision,
-            "unit": rec.unit,
-            "solution": t.text,
-            "source": rec.source,
-            "metadata": meta,
-        }
-        if self.r.kind in UNLABELED_KINDS:  # a new question about the same image, no label yet
+        out = dataclasses.replace(rec, id=f"{rec.id}--{self.r.name}--{t.sample_index}", images=images, video=None,
+                                  solution=t.text, metadata=meta, base_dir=str(self.out))
+        if self.kind.unlabeled:  # a new question about the same image, no label yet
             meta["source_question"] = rec.question
-            row.update(question=t.text, solution=None, answer=None, answer_type="text", choices=None,
-                       precision=None, unit=None)
-        return row
+            out = dataclasses.replace(out, question=t.text, solution=None, answer=None, answer_type="text",
+                                      choices=None, precision=None, unit=None)
+        return record_from_dict(out.to_json(), f"{self.records_path} (record {out.id})", self.out,
+                                require_answer=not self.kind.unlabeled, check_media=False)
 
     # -------------------------------------------------------------- run
     def run(self, overwrite: bool = False) -> dict:
@@ -304,7 +314,7 @@ class Builder:
         kept_q = sum(row["status"] == "kept" for row in rows)
         stats = {
             "recipe": self.r.name,
-            "kind": self.r.kind,
+            "kind": self.kind.name,
             "recipe_file": self.r.path,
             "prompt_version": self.r.prompt_version(),
             "teacher": {"backend": self.r.teacher.backend, "model": self.r.teacher.model},
@@ -369,8 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     offline_defaults()
     ap = argparse.ArgumentParser(
         prog="mmreason data build",
-        description="Build a cold-start CoT set (distilled | reflection | caption | self_critic) or new unlabeled "
-        "questions from a recipe and a teacher. Any recipe field can be overridden: --set section.field=VALUE "
+        description="Build a cold-start CoT set (distilled | reflection | caption | self_critic, or a kind plugin) "
+        "or new unlabeled questions from a recipe and a teacher. Any recipe field can be overridden: --set section.field=VALUE "
         "or --section.field VALUE (values parsed as YAML).",
     )
     ap.add_argument("--recipe", help="data_recipes/<kind>.yaml")
@@ -382,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--help-recipe", action="store_true", help="print every recipe field with its documentation")
     args, extra = ap.parse_known_args(argv)
     if args.help_recipe:
-        print(help_text())
+        print(recipe_help())
         return 0
     if not args.recipe or not args.out:
         ap.error("--recipe and --out are required")

@@ -7,9 +7,13 @@ overridden from the command line: `--set teacher.model=X` or the dotted flag `--
 (text fields such as templates take the text as is; other values are parsed as YAML: `--set sampling.k=8`,
 `--set source.mapping={question: problem}`, `--set teacher.base_url=null`).
 
-Prompt templates are plain text with `{name}` placeholders (only the names listed for the
-kind are substituted, so LaTeX like `\\boxed{}` stays as written); a `{name}` that is not a
-known placeholder is an error at load time, naming the recipe file and field.
+Prompt templates are jinja2 (`mmreason.prompts.render`): placeholders are `{{ name }}`, everything else
+(LaTeX like `\\boxed{}`) is plain text. Each kind declares which templates it reads and the placeholders
+each may use (mmreason/data/kinds/<kind>.py; `--help-recipe` lists them); a placeholder a template may
+not use is an error at load time naming the recipe file, the template and the allowed names. A
+single-brace `{name}` (the old recipe syntax; LaTeX groups such as `\\text{cm}`, `\\frac{a}{b}`, `x^{n}` are
+not one) is an error too, with the `{{ name }}` spelling to use; other literal braces around a word go in
+`{% raw %}{word}{% endraw %}`.
 """
 
 from __future__ import annotations
@@ -24,28 +28,9 @@ from typing import Any, get_type_hints
 
 import yaml
 
-KINDS = ("distilled", "reflection", "caption", "self_critic", "synth_questions_incontext", "synth_questions_direct")
-# Placeholders each template may use. Every template also gets the record fields below.
-RECORD_FIELDS = ("question", "question_with_choices", "answer", "choices", "answer_type")
-PLACEHOLDERS = {
-    "system": RECORD_FIELDS,
-    "user": RECORD_FIELDS,
-    "caption": RECORD_FIELDS,
-    "reason_from_caption": RECORD_FIELDS + ("caption",),
-    "critique": RECORD_FIELDS + ("draft",),
-    "revise": RECORD_FIELDS + ("draft", "critique"),
-    "reflect": RECORD_FIELDS + ("wrong_solution",),
-    "target": RECORD_FIELDS + ("caption", "reasoning", "draft", "critique", "revision", "wrong_solution", "correct_solution", "transition"),
-}
-# Which templates a kind needs (`target` assembles the SFT text from the parts).
-REQUIRED_PROMPTS = {
-    "distilled": ("user",),
-    "reflection": ("user", "target"),
-    "caption": ("caption", "reason_from_caption", "target"),
-    "self_critic": ("user", "critique", "revise", "target"),
-    "synth_questions_incontext": ("user",),
-    "synth_questions_direct": ("user",),
-}
+# A `{name}` in the old recipe syntax. LaTeX groups are not: after a backslash or a letter (`\text{cm}`),
+# a closing brace (`\frac{a}{b}`) or `^` (`x^{n}`).
+OLD_PLACEHOLDER = re.compile(r"(?<![\\\w}^])\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class RecipeError(ValueError):
@@ -154,7 +139,10 @@ class OutputConfig:
 
 @dataclass
 class Recipe:
-    kind: str = _f(None, f"Target kind: {' | '.join(KINDS)}.")
+    kind: str = _f(None, "Target kind: a built-in kind (one module each in mmreason/data/kinds/, listed below) or "
+                         "a kind plugin `path/to/file.py:NAME` (a relative path resolves against the recipe file's "
+                         "folder; NAME, default KIND, is a mmreason.data.kinds.RecipeKind: adding a kind is one file) "
+                         "or `package.module:NAME`. The file is imported as Python code.")
     name: str = _f(None, "Recipe name: part of every record id (source id + name + sample index) and of the provenance.")
     source: SourceConfig = _f(help="Source questions.", factory=SourceConfig)
     teacher: TeacherConfig = _f(help="Teacher backend.", factory=TeacherConfig)
@@ -162,13 +150,14 @@ class Recipe:
     filters: FilterConfig = _f(help="Filters.", factory=FilterConfig)
     decontam: DecontamConfig = _f(help="Decontamination against the eval benchmarks.", factory=DecontamConfig)
     output: OutputConfig = _f(help="Output layout.", factory=OutputConfig)
-    prompts: dict[str, str] = _f(help="Prompt templates: system (optional), user, caption, reason_from_caption, critique, "
-                                      "revise, reflect, target (which ones a kind needs: REQUIRED_PROMPTS).", factory=dict)
+    prompts: dict[str, str] = _f(help="Prompt templates (jinja2, `{{ name }}` placeholders): system (optional) plus the "
+                                      "ones the kind reads (user, caption, reason_from_caption, critique, revise, "
+                                      "reflect, target; listed per kind below).", factory=dict)
     reflection_mode: str = _f("assemble", "reflection: assemble (a wrong sample + `transition` + a correct sample of the "
                                           "same question) | prompt (the teacher continues a wrong sample with the "
                                           "`reflect` template; the continuation must reach the verified answer).")
     transition: str = _f("Wait, let me re-check this. The answer above does not hold up, so let me redo it carefully.",
-                         "reflection: the text joining the wrong attempt and the correction ({transition} in `target`).")
+                         "reflection: the text joining the wrong attempt and the correction ({{ transition }} in `target`).")
     path: str = field(default="<recipe>", metadata={"help": "(set by the loader) the recipe file"})
 
     def prompt_version(self) -> str:
@@ -190,12 +179,12 @@ def to_dict(obj: Any) -> Any:
     return dataclasses.asdict(obj)
 
 
-_PLACEHOLDER = re.compile(r"(?<![\\\w])\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
+def recipe_help() -> str:
+    """Every recipe field with its documentation, then the kinds with their templates (--help-recipe)."""
+    from mmreason.data.kinds import kinds_help
 
-def render(template: str, **fields: Any) -> str:
-    """Substitute `{name}` for the given names only; everything else (LaTeX braces) is kept."""
-    return _PLACEHOLDER.sub(lambda m: str(fields[m.group(1)]) if m.group(1) in fields else m.group(0), template)
+    return help_text() + "\n\n" + kinds_help()
 
 
 def help_text(cls: type = Recipe, prefix: str = "") -> str:
@@ -324,9 +313,13 @@ def load_recipe(path: str | Path, overrides: list[tuple[str, Any]] = ()) -> Reci
 
 
 def validate(r: Recipe) -> None:
+    from mmreason.data.kinds import KindError, resolve_kind
+
     p = r.path
-    if r.kind not in KINDS:
-        raise RecipeError(p, "kind", f"{r.kind!r} is not one of {list(KINDS)}")
+    try:
+        kind = resolve_kind(r.kind, p)
+    except KindError as e:
+        raise RecipeError(p, "kind", str(e)) from None
     if not r.name or not re.fullmatch(r"[A-Za-z0-9_.-]+", r.name):
         raise RecipeError(p, "name", "required; letters, digits, '_', '-', '.' only (it is part of record ids)")
     if not r.source.path:
@@ -348,17 +341,41 @@ def validate(r: Recipe) -> None:
         raise RecipeError(p, "decontam.image_hash", f"{r.decontam.image_hash!r} is not exact | dhash | both | none")
     if r.reflection_mode not in ("assemble", "prompt"):
         raise RecipeError(p, "reflection_mode", f"{r.reflection_mode!r} is not assemble | prompt")
-    needed = list(REQUIRED_PROMPTS[r.kind])
-    if r.kind == "reflection" and r.reflection_mode == "prompt":
-        needed.append("reflect")
-    for name in needed:
+    for name in kind.required_prompts(r):
         if not isinstance(r.prompts.get(name), str) or not r.prompts[name].strip():
-            raise RecipeError(p, f"prompts.{name}", f"required for kind {r.kind!r}")
+            raise RecipeError(p, f"prompts.{name}", f"required for kind {kind.name!r}")
     for name, text in r.prompts.items():
-        if name not in PLACEHOLDERS:
-            raise RecipeError(p, f"prompts.{name}", f"unknown template; known: {sorted(PLACEHOLDERS)}")
+        if name not in kind.all_prompts:
+            raise RecipeError(p, f"prompts.{name}", f"not a template of kind {kind.name!r}; its templates: "
+                                                    f"{sorted(kind.all_prompts)}")
         if not isinstance(text, str):
             raise RecipeError(p, f"prompts.{name}", "must be a string")
-        for ph in _PLACEHOLDER.findall(text):
-            if ph not in PLACEHOLDERS[name]:
-                raise RecipeError(p, f"prompts.{name}", f"unknown placeholder {{{ph}}}; allowed: {list(PLACEHOLDERS[name])}")
+        check_template(p, name, text, kind.placeholders(name))
+
+
+def check_template(path: str, name: str, text: str, allowed: tuple[str, ...]) -> None:
+    """A jinja2 template that uses only `allowed` placeholders and no old single-brace `{name}`."""
+    import jinja2
+    from jinja2 import meta
+    from jinja2.sandbox import SandboxedEnvironment
+
+    where = f"prompts.{name}"
+    env = SandboxedEnvironment()
+    try:
+        in_raw = False
+        for lineno, token, value in env.lex(text):
+            in_raw = token == "raw_begin" or (in_raw and token != "raw_end")
+            old = OLD_PLACEHOLDER.search(value) if token == "data" and not in_raw else None
+            if old:
+                ph = old.group(1)
+                what = (f"single-brace {{{ph}}} is the old placeholder syntax: write {{{{ {ph} }}}}" if ph in allowed
+                        else f"single-brace {{{ph}}} is not a placeholder (templates are jinja2: {{{{ name }}}}; "
+                             f"literal braces: {{% raw %}}{{{ph}}}{{% endraw %}})")
+                line = lineno + value[: old.start()].count("\n")
+                raise RecipeError(path, where, f"template line {line}: {what}; allowed placeholders: {list(allowed)}")
+        used = meta.find_undeclared_variables(env.parse(text)) - set(env.globals)
+    except jinja2.TemplateSyntaxError as e:
+        raise RecipeError(path, where, f"template line {e.lineno}: jinja2 syntax error: {e.message}") from None
+    unknown = sorted(used - set(allowed))
+    if unknown:
+        raise RecipeError(path, where, f"unknown placeholder {{{{ {unknown[0]} }}}}; allowed: {list(allowed)}")
