@@ -109,6 +109,7 @@ class Benchmark:
     name: ClassVar[str] = ""  # the registry name (set by @register)
     modes: ClassVar[tuple[str, ...]] = ("boxed",)  # scoring modes; the first is `eval score`'s default
     fields: ClassVar[tuple[str, ...]] = ("question", "instruction")  # the template fields `prompt_fields` gives
+    default_template: ClassVar[str | None] = None  # the prompt_template when the spec sets none (None: the spec default)
     uses_model_template: ClassVar[bool] = False  # items in the training format: a checkpoint's template applies
     media_hint: ClassVar[str] = "check the benchmark's data folder"
 
@@ -170,10 +171,8 @@ class Benchmark:
 
     # ---- predictions and scores
     def read_predictions(self, path: str | Path) -> dict[str, dict[str, Any]]:
-        """item id -> prediction row ({"id", "response", ...}) from a predictions JSONL."""
-        from mmreason.eval.cache import PredictionCache
-
-        return dict(PredictionCache(path).rows)
+        """item id -> prediction row ({"id", "response", ...}) from a predictions JSONL (read only)."""
+        return read_jsonl_predictions(path)
 
     def score(self, predictions: dict[str, dict[str, Any]], items: list[Any], opts: ScoreOptions) -> dict[str, Any]:
         raise NotImplementedError
@@ -197,6 +196,25 @@ class Benchmark:
         path = out_dir / "report.md"
         path.write_text(self.report_md(scores) + "\n", encoding="utf-8")
         return [path, *self.charts(scores, out_dir)]
+
+
+def read_jsonl_predictions(path: str | Path) -> dict[str, dict[str, Any]]:
+    """id -> row of a predictions JSONL, the first row per id; a bad line is an error naming file and line."""
+    import json
+
+    out: dict[str, dict[str, Any]] = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not a JSON line ({e.msg})") from None
+            if not isinstance(row, dict) or "id" not in row:
+                raise ValueError(f"{path}:{lineno}: a prediction needs an 'id' field")
+            out.setdefault(str(row["id"]), row)
+    return out
 
 
 # ---------------------------------------------------------------- registry

@@ -40,13 +40,18 @@ class EvalPrompt:
 
 
 def eval_prompt(model: str | None, spec: BenchmarkSpec, overrides: dict[str, Any],
-                uses_model_template: bool = False) -> EvalPrompt:
-    """`overrides`: prompt settings given explicitly by the caller (CLI flags / API arguments; None = not given)."""
+                uses_model_template: bool = False, default_template: str | None = None) -> EvalPrompt:
+    """`overrides`: prompt settings given explicitly by the caller (CLI flags / API arguments; None = not given).
+    `default_template`: the benchmark's template when the spec sets none."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
     explicit = {k: getattr(spec, k) for k in _TO_PROMPT_SPEC if k in spec.explicit} | overrides
-    fields = ["system_prompt", "instruction", "min_pixels", "max_pixels"] + (["prompt_template"] if uses_model_template else [])
+    fields = ["system_prompt", "instruction", "min_pixels", "max_pixels"]
+    fields += ["prompt_template"] if uses_model_template else []
     saved = load_prompt_spec(model) if model is not None and Path(str(model)).is_dir() else None
-    values = {k: getattr(spec, k) for k in _TO_PROMPT_SPEC} | overrides
+    values = {k: getattr(spec, k) for k in _TO_PROMPT_SPEC}
+    if default_template is not None and "prompt_template" not in spec.explicit:
+        values["prompt_template"] = default_template
+    values |= overrides
     source = "spec"
     if saved is not None:
         compared = {k: explicit[k] for k in fields if k in explicit}

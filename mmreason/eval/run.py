@@ -120,7 +120,7 @@ def run_benchmark(model: str | os.PathLike | None, benchmark: str | os.PathLike,
     out.mkdir(parents=True, exist_ok=True)
     prompt = eval_prompt(model, spec, {"system_prompt": system_prompt, "instruction": instruction,
                                        "min_pixels": min_pixels, "max_pixels": max_pixels},
-                         uses_model_template=bench.uses_model_template)
+                         uses_model_template=bench.uses_model_template, default_template=bench.default_template)
     settings = settings_for(spec, prompt, max_new_tokens, temperature, batch_size)
     raw = bench.limit(bench.load(spec.resolved_data_dir(), spec.split), limit)
     items = build_items(bench, raw, prompt)
