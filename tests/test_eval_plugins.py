@@ -185,6 +185,29 @@ def test_video_item_reaches_the_backend(tmp_path):
     assert msgs[-1]["content"][1]["text"].startswith("What happens next?")
 
 
+def test_video_item_generates_on_the_tiny_model(tiny_model_dir, tmp_path):
+    """The same plugin, real mp4 files (PyAV) and the real HF backend (qwen-vl-utils reads the videos)."""
+    av = pytest.importorskip("av")
+    pytest.importorskip("decord")
+    import numpy as np
+
+    (tmp_path / "clip.py").write_text(VIDEO_TOY)
+    spec = tmp_path / "clip.yaml"
+    spec.write_text("name: clipbench\nscorer: clip.py:ClipBenchmark\ndata_dir: videos\nmax_new_tokens_cpu: 3\n")
+    (tmp_path / "videos").mkdir()
+    for i in range(3):
+        with av.open(str(tmp_path / "videos" / f"clip{i}.mp4"), "w") as c:
+            st = c.add_stream("mpeg4", rate=4)
+            st.width = st.height = 112
+            st.pix_fmt = "yuv420p"
+            for f in range(8):
+                c.mux(st.encode(av.VideoFrame.from_ndarray(np.full((112, 112, 3), 30 * f, np.uint8), format="rgb24")))
+            c.mux(st.encode())
+    s = run_benchmark(str(tiny_model_dir), spec, tmp_path / "out", progress=False)
+    assert s["total"] == 3 and s["generation"]["generated"] == 3 and set(s["per_hop"]) == {"1", "2"}
+    assert len(_rows(tmp_path / "out" / "predictions.jsonl")) == 3
+
+
 def test_item_backend_input_counts_videos():
     it = Item("x", [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "q"}]}],
               [Video("a.mp4"), Video("b.mp4")])
@@ -266,7 +289,14 @@ def test_checkpoint_prompt_spec_is_the_default(checkpoint, tmp_path, caplog):
     assert ident["system_prompt"] == "You are a counting robot." and ident["instruction"] == "Reply with \\boxed{N}."
     assert (ident["min_pixels"], ident["max_pixels"]) == (3136, 6272)
     assert json.loads((out / "run_config.json").read_text())["prompt_source"].startswith("checkpoint ")
-    assert json.loads((out / "scores.json").read_text())["total"] == 3
+    s = json.loads((out / "scores.json").read_text())
+    assert s["total"] == 3 and (out / "predictions_scored.jsonl").is_file()
+    # eval score on a records file: the same plugin and writer
+    assert eval_main(["score", "--benchmark", str(records), "--predictions", str(out / "predictions.jsonl"),
+                      "--output", str(tmp_path / "rescored" / "scores.json")]) == 0
+    s2 = json.loads((tmp_path / "rescored" / "scores.json").read_text())
+    assert (s2["per_item"], s2["mode"], s2["checker"]) == (s["per_item"], "boxed", s["checker"])
+    assert (tmp_path / "rescored" / "records_accuracy.png").is_file()
     # the rendered prompt (a recording backend, same checkpoint path)
     rec = Recorder()
     run_benchmark(str(checkpoint), records, tmp_path / "rec", backend_obj=rec, progress=False)
