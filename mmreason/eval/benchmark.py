@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from mmreason.eval.report import table
 from mmreason.eval.spec import BenchmarkSpec
 
 logger = logging.getLogger(__name__)
@@ -180,8 +181,6 @@ class Benchmark:
     # ---- report
     def report_md(self, scores: dict[str, Any]) -> str:
         """A table of the top-level numbers."""
-        from mmreason.eval.report import table
-
         rows = [[k, v] for k, v in scores.items()
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and not (isinstance(v, float) and math.isnan(v))]
         return "\n".join([f"# {scores.get('benchmark', self.spec.name)} — mode `{scores.get('mode')}`", "",

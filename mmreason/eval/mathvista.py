@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from mmreason.eval.benchmark import Benchmark, ScoreOptions, register
 from mmreason.eval.levenshtein import distance
+from mmreason.eval.report import hbar_chart, table
 from mmreason.verify import extract_boxed
 
 logger = logging.getLogger(__name__)
@@ -402,8 +403,6 @@ class MathVistaBenchmark(Benchmark):
                      breakdown_from_predictions=opts.breakdown_from_predictions)
 
     def report_md(self, s):
-        from mmreason.eval.report import table
-
         lines = [f"# MathVista — mode `{s['mode']}`{'' if s.get('official') else ' (non-official extraction)'}", "",
                  f"Accuracy: **{s['accuracy']:.2f}%** ({s['correct']}/{s['total']})", ""]
         if s.get("judge_model"):
@@ -424,8 +423,6 @@ class MathVistaBenchmark(Benchmark):
         return "\n".join(lines)
 
     def charts(self, s, out_dir):
-        from mmreason.eval.report import hbar_chart
-
         cats = s["breakdown"].get("category", {})
         return [hbar_chart({k: g["accuracy"] for k, g in cats.items()}, out_dir / "mathvista_category.png",
                            f"MathVista per category (overall {s['accuracy']:.1f}%, mode {s['mode']})")]

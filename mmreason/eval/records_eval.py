@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mmreason.eval.benchmark import Benchmark, ScoreOptions, Video, register
+from mmreason.eval.report import hbar_chart, table
 from mmreason.eval.spec import BenchmarkSpec
 from mmreason.prompts import DEFAULT_TEMPLATE
 from mmreason.records import BOXED_SUFFIX, LETTERS, Record, load_records
@@ -117,8 +118,6 @@ class RecordsBenchmark(Benchmark):
         return s
 
     def report_md(self, s):
-        from mmreason.eval.report import table
-
         lines = [f"# Records eval — {s.get('benchmark')}", "",
                  f"Accuracy: **{100 * s['accuracy']:.2f}%** ({s['correct']}/{s['total']}), "
                  f"answers boxed: {s.get('boxed', 'n/a')}", ""]
@@ -129,8 +128,6 @@ class RecordsBenchmark(Benchmark):
         return "\n".join(lines)
 
     def charts(self, s, out_dir):
-        from mmreason.eval.report import hbar_chart
-
         groups = s.get("per_task") or s.get("per_source") or {}
         return [hbar_chart({k: 100 * g["accuracy"] for k, g in groups.items()}, out_dir / "records_accuracy.png",
                            f"accuracy per task (overall {100 * s['accuracy']:.1f}%)", color="#55a868")]

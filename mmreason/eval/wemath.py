@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mmreason.eval.benchmark import Benchmark, ScoreOptions, register
+from mmreason.eval.report import fmt, pyplot, save_figure, table
 from mmreason.prompts import render
 from mmreason.verify import extract_boxed
 
@@ -307,8 +308,6 @@ class WeMathBenchmark(Benchmark):
         return score(predictions, items, mode=opts.mode, nodes=getattr(self, "nodes", None))
 
     def report_md(self, s):
-        from mmreason.eval.report import table
-
         lines = [f"# We-Math — mode `{s['mode']}`", ""]
         if s.get("note"):
             lines += [f"**{s['note']}**", ""]
@@ -328,8 +327,6 @@ class WeMathBenchmark(Benchmark):
         return "\n".join(lines)
 
     def charts(self, s, out_dir):
-        from mmreason.eval.report import fmt, pyplot, save_figure
-
         fig, ax = pyplot().subplots(figsize=(7, 3.5))
         names = ["IK", "IG", "CM", "RM"]
         strict = [s["IK"], s["IG"], s["CM_strict"], s["RM_strict"]]
