@@ -15,6 +15,7 @@ registered is looked up as the module `mmreason.eval.<name>`), `package.module:C
 
 from __future__ import annotations
 
+import abc
 import importlib
 import importlib.util
 import logging
@@ -104,8 +105,9 @@ class ScoreOptions:
     breakdown_from_predictions: bool = False
 
 
-class Benchmark:
-    """Base class of the benchmark plugins; see the module doc. One instance per run, built from its spec."""
+class Benchmark(abc.ABC):
+    """Base class of the benchmark plugins; see the module doc. One instance per run, built from its spec.
+    Required: load, item_id, prompt_fields, score; the rest has defaults."""
 
     name: ClassVar[str] = ""  # the registry name (set by @register)
     modes: ClassVar[tuple[str, ...]] = ("boxed",)  # scoring modes; the first is `eval score`'s default
@@ -131,9 +133,11 @@ class Benchmark:
         ann = Path(annotations)
         return (ann.parent, ann.stem) if ann.is_file() else (ann, self.spec.split)
 
+    @abc.abstractmethod
     def load(self, data_dir: Path | None, split: str) -> list[Any]:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def item_id(self, item: Any) -> str:
         raise NotImplementedError
 
@@ -150,6 +154,7 @@ class Benchmark:
         return {}
 
     # ---- prompts
+    @abc.abstractmethod
     def prompt_fields(self, item: Any) -> dict[str, Any]:
         """The template fields of an item (all of `fields` except instruction, which the pipeline adds)."""
         raise NotImplementedError
@@ -175,6 +180,7 @@ class Benchmark:
         """item id -> prediction row ({"id", "response", ...}) from a predictions JSONL (read only)."""
         return read_jsonl_predictions(path)
 
+    @abc.abstractmethod
     def score(self, predictions: dict[str, dict[str, Any]], items: list[Any], opts: ScoreOptions) -> dict[str, Any]:
         raise NotImplementedError
 
