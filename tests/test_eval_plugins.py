@@ -328,3 +328,24 @@ def test_explicit_flag_or_spec_field_wins_loudly(checkpoint, tmp_path, caplog):
     spec2 = write_toy(tmp_path / "t2")
     run_benchmark(str(checkpoint), spec2, tmp_path / "spec2_out", backend_obj=rec, progress=False, limit=1)
     assert rec.items[-1][0][0]["content"][0]["text"] == "You are a counting robot."
+
+
+def test_jinja_templates_render_as_the_old_format_strings(benchmarks_dir):
+    """The converted templates give, on every testmini item, exactly the text the str.format ones gave."""
+    from mmreason.eval import wemath
+    from mmreason.eval.prompting import eval_prompt
+
+    instr = "Please reason step by step, and put your final answer within \\boxed{}."
+    for name, old in (("mathvista", "{query}\n{instruction}"), ("wemath", "Question: {question}\nOption: {option}\n{instruction}"),
+                      ("wemath_official", "{query}")):
+        spec, bench = resolve(name)
+        prompt = eval_prompt(None, spec, {})
+        assert prompt.instruction == instr and prompt.system_prompt == "You are a helpful assistant."
+        items = bench.load(benchmarks_dir / spec.name, "testmini")
+        assert len(items) == {"mathvista": 1000}.get(spec.name, 1740)
+        for it in items:
+            fields = bench.prompt_fields(it)
+            assert prompt.user_text(fields) == old.format(**fields, instruction=instr), (name, bench.item_id(it))
+    old_official = wemath.PROMPT_TEMPLATE.replace("{{ question }}", "{question}").replace("{{ option }}", "{option}")
+    rows = wemath.load_rows(benchmarks_dir / "wemath")
+    assert all(wemath.build_prompt(r) == old_official.format(question=r["question"], option=r["option"]) for r in rows)
