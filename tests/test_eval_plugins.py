@@ -317,11 +317,18 @@ def test_explicit_flag_or_spec_field_wins_loudly(checkpoint, tmp_path, caplog):
     assert "!!!" in caplog.text and "'system'" in caplog.text and "You are a counting robot." in caplog.text
     assert "instruction" not in caplog.text.split("!!!", 1)[1]  # only the explicit setting is compared
     caplog.clear()
+    # '' = explicitly no instruction (the records template then ends with the question)
+    with caplog.at_level(logging.WARNING):
+        run_benchmark(str(checkpoint), records, tmp_path / "noinstr", backend_obj=rec, progress=False, instruction="")
+    assert rec.items[-1][0][1]["content"][-1]["text"] == "How many? (2)" and "'instruction'" in caplog.text
+    caplog.clear()
     # a spec field set explicitly in the YAML wins over the checkpoint too; one left out does not
     (tmp_path / "t1").mkdir()
-    spec = write_toy(tmp_path / "t1", spec_extra='system_prompt: "Spec system."\n')
+    spec = write_toy(tmp_path / "t1", spec_extra='system_prompt: "Spec system."\nmax_pixels: 9408\n')
     with caplog.at_level(logging.WARNING):
         run_benchmark(str(checkpoint), spec, tmp_path / "spec_out", backend_obj=rec, progress=False, limit=1)
+    cfg = json.loads((tmp_path / "spec_out" / "run_config.json").read_text())
+    assert (cfg["settings"]["min_pixels"], cfg["settings"]["max_pixels"]) == (3136, 9408)
     assert rec.items[-1][0][0]["content"][0]["text"] == "Spec system." and "!!!" in caplog.text
     assert rec.items[-1][0][1]["content"][-1]["text"].endswith("Reply with \\boxed{N}.")  # instruction: checkpoint's
     (tmp_path / "t2").mkdir()
