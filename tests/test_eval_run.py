@@ -14,7 +14,7 @@ from PIL import Image
 
 from mmreason.eval.cache import PredictionCache
 from mmreason.eval.cli import main as eval_main
-from mmreason.eval.run import limit_wemath, run_benchmark
+from mmreason.eval.run import run_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,7 +48,7 @@ def test_wemath_run_complete_outputs(tiny_model_dir, benchmarks_dir, tmp_path):
     assert sorted(_ids(out / "predictions.jsonl")) == sorted(s["per_item"])
     assert (out / "report.md").is_file() and (out / "wemath_4d.png").stat().st_size > 1000
     cfg = json.loads((out / "run_config.json").read_text())
-    assert cfg["settings"]["max_new_tokens"] == 4 and cfg["prompt_template"] == "{query}"
+    assert cfg["settings"]["max_new_tokens"] == 4 and cfg["prompt_template"] == "{{ query }}"
     # a rerun generates nothing and scores the same
     spec = str(REPO / "eval" / "wemath_official.yaml")
     s2 = run_benchmark(str(tiny_model_dir), spec, out, data_dir=str(benchmarks_dir / "wemath"), limit=7,
@@ -92,7 +92,7 @@ def test_corrupt_image_is_named_before_any_generation(benchmarks_dir, tmp_path):
     data = tmp_path / "wemath"
     data.mkdir()
     shutil.copy(benchmarks_dir / "wemath" / "testmini.json", data / "testmini.json")
-    rows = limit_wemath(wemath.load_rows(str(benchmarks_dir / "wemath"), "testmini", None), 3)
+    rows = wemath.limit_rows(wemath.load_rows(str(benchmarks_dir / "wemath"), "testmini", None), 3)
     for r in rows:
         (data / r["image_path"]).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(benchmarks_dir / "wemath" / r["image_path"], data / r["image_path"])

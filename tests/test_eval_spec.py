@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 
 from mmreason.generation.backends import GenerationSettings, fill_images
+from mmreason.eval.benchmark import benchmark_class
 from mmreason.eval.spec import PRESETS, load_spec
+from mmreason.prompts import render
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -16,8 +18,10 @@ def test_repo_specs_load(path):
     assert spec.scorer in ("mathvista", "wemath")
     assert spec.system_prompt == "You are a helpful assistant." and spec.temperature == 0.2
     assert spec.max_new_tokens == 16384
-    # the template only uses fields the runner provides
-    spec.prompt_template.format(query="q", question="q", choices="c", option="o", instruction="i")
+    # the template (jinja2) only uses fields its benchmark plugin provides (undefined names raise)
+    fields = benchmark_class(spec).fields
+    text = render(spec.prompt_template, **{f: f"<{f}>" for f in fields})
+    assert "<query>" in text or "<question>" in text
 
 
 def test_names_resolve_to_repo_specs_and_presets():

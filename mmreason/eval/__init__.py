@@ -1,9 +1,11 @@
-"""Evaluation: generation backends (HF / vLLM), MathVista and We-Math scorers, records eval, reports.
+"""Evaluation: benchmarks as plugins (`benchmark.Benchmark`: records, MathVista, We-Math), one run/score
+pipeline (`run`), the prediction cache, reports.
 
 Public API:
 - `evaluate_records(model_path, records_path, output_dir, ...) -> dict` (accuracy is a fraction)
 - `run_benchmark(model, benchmark, output_dir, ...)`, `score_file(benchmark, predictions, output, ...)`
-- `mmreason.generation.backends`: `GenerationSettings`, `HFBackend`, `VLLMBackend`, `load_backend`, `generate_texts`
+- `mmreason.eval.benchmark`: `Benchmark`, `Item`, `Video`, `ScoreOptions`, `register` (adding a benchmark)
+- generation backends live in `mmreason.generation`
 Submodules are imported lazily so `import mmreason.eval` stays light.
 """
 

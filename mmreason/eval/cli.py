@@ -2,8 +2,10 @@
 
   mmreason eval run --model PATH --benchmark mathvista|wemath|SPEC.yaml|RECORDS.jsonl --output-dir OUT
                     [--backend hf|vllm] [--limit N] [--data-dir D] [--mode M] [--batch-size B]
-                    [--max-new-tokens T] [--temperature X] [--judge-model ID --judge-base-url URL]
-  mmreason eval score --benchmark mathvista|wemath --predictions P --output S [--annotations A] [--mode M]
+                    [--max-new-tokens T] [--temperature X] [--system-prompt S] [--instruction I]
+                    [--judge-model ID --judge-base-url URL]
+  mmreason eval score --benchmark mathvista|wemath|SPEC.yaml|RECORDS.jsonl --predictions P --output S
+                      [--annotations A] [--mode M]
 """
 
 from __future__ import annotations
@@ -48,15 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batch-size", type=int)
     r.add_argument("--max-new-tokens", type=int)
     r.add_argument("--temperature", type=float)
-    r.add_argument("--system-prompt", help="records only: system message (default none)")
+    r.add_argument("--system-prompt", help="system message (default: the checkpoint's prompt.json, else the spec's; "
+                                           "'' = none)")
+    r.add_argument("--instruction", help="value of {{ instruction }} in the prompt template (default: the "
+                                         "checkpoint's prompt.json, else the spec's; '' = none)")
     r.add_argument("--no-progress", action="store_true")
     _add_judge(r)
     s = sub.add_parser("score", help="score predictions produced anywhere")
-    s.add_argument("--benchmark", required=True, choices=["mathvista", "wemath"])
+    s.add_argument("--benchmark", required=True, help="mathvista | wemath | eval/<spec>.yaml | records .jsonl")
     s.add_argument("--predictions", required=True, help="official output JSON or our predictions JSONL")
     s.add_argument("--output", required=True, help="scores.json path (report.md and charts go beside it)")
     s.add_argument("--annotations", help="benchmark folder (official layout) or its testmini.json; default: the Hub")
-    s.add_argument("--mode", default="official", help="mathvista: official|judge|boxed; wemath: official|boxed")
+    s.add_argument("--mode", help="mathvista: official|judge|boxed; wemath: official|boxed (default: official)")
     s.add_argument("--only-predicted", action="store_true", help="score only ids present in the predictions")
     s.add_argument("--breakdown-from-predictions", action="store_true",
                    help="MathVista: take breakdown fields from the prediction records (official scorer behaviour)")
@@ -68,26 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     offline_defaults()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    progress = not getattr(args, "no_progress", False)
+    from mmreason.eval.run import run_benchmark, score_file
+
     if args.cmd == "run":
-        if args.benchmark.endswith(".jsonl"):
-            from mmreason.eval.records_eval import evaluate_records
-
-            kw = {k: v for k, v in (("batch_size", args.batch_size), ("max_new_tokens", args.max_new_tokens),
-                                    ("temperature", args.temperature)) if v is not None}
-            s = evaluate_records(args.model, args.benchmark, args.output_dir, limit=args.limit, backend=args.backend,
-                                 system_prompt=args.system_prompt, progress=progress, **kw)
-            print(json.dumps({k: s[k] for k in ("total", "correct", "accuracy")}))
-            return 0
-        from mmreason.eval.run import run_benchmark
-
         s = run_benchmark(args.model, args.benchmark, args.output_dir, backend=args.backend, limit=args.limit,
                           data_dir=args.data_dir, mode=args.mode, batch_size=args.batch_size,
                           max_new_tokens=args.max_new_tokens, temperature=args.temperature, judge=_judge(args),
-                          progress=progress)
+                          progress=not args.no_progress, system_prompt=args.system_prompt,
+                          instruction=args.instruction)
     else:
-        from mmreason.eval.run import score_file
-
         s = score_file(args.benchmark, args.predictions, args.output, annotations=args.annotations, mode=args.mode,
                        judge=_judge(args), only_predicted=args.only_predicted,
                        breakdown_from_predictions=args.breakdown_from_predictions)

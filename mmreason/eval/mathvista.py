@@ -20,8 +20,10 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from mmreason.verify import extract_boxed
+from mmreason.eval.benchmark import Benchmark, ScoreOptions, register
 from mmreason.eval.levenshtein import distance
+from mmreason.eval.report import hbar_chart, table
+from mmreason.verify import extract_boxed
 
 logger = logging.getLogger(__name__)
 
@@ -360,3 +362,67 @@ def score(predictions: dict[str, dict[str, Any]], problems: dict[str, dict[str, 
     if mode == "judge" and judge is not None:
         result["judge_model"] = getattr(judge, "model", None)
     return result
+
+
+# ---------------------------------------------------------------- the benchmark plugin
+
+@register("mathvista")
+class MathVistaBenchmark(Benchmark):
+    """MathVista testmini: items are the problem dicts; template fields query (the official query.json text),
+    question, choices (lettered lines), instruction."""
+
+    modes = MODES
+    fields = ("query", "question", "choices", "instruction")
+    media_hint = ("MathVista images ship only with the Hub dataset {hub_id}: unpack its images/ into the data "
+                  "folder, or run online without --data-dir")
+
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.hub_id = spec.hub_id or HUB_ID
+        self.media_hint = self.media_hint.format(hub_id=spec.hub_id)
+
+    def load(self, data_dir, split):
+        return list(load_problems(data_dir, split, self.hub_id).values())
+
+    def item_id(self, item):
+        return str(item["pid"])
+
+    def prompt_fields(self, item):
+        choices = "\n".join(f"({chr(65 + i)}) {c}" for i, c in enumerate(item.get("choices") or []))
+        return {"query": build_query(item), "question": item["question"], "choices": choices}
+
+    def media(self, item):
+        return problem_images(item)
+
+    def read_predictions(self, path):
+        return read_predictions(path)
+
+    def score(self, predictions, items, opts: ScoreOptions):
+        problems = {self.item_id(p): p for p in items}
+        return score(predictions, problems, mode=opts.mode, judge=opts.judge, ids=list(problems),
+                     breakdown_from_predictions=opts.breakdown_from_predictions)
+
+    def report_md(self, s):
+        lines = [f"# MathVista — mode `{s['mode']}`{'' if s.get('official') else ' (non-official extraction)'}", "",
+                 f"Accuracy: **{s['accuracy']:.2f}%** ({s['correct']}/{s['total']})", ""]
+        if s.get("judge_model"):
+            lines += [f"Judge model: `{s['judge_model']}`", ""]
+        if s.get("extraction_sources"):
+            src = ", ".join(f"{k}: {v}" for k, v in sorted(s["extraction_sources"].items()))
+            lines += [f"Extraction sources: {src}"
+                      + (" — `unresolved` items had no rule match and no judge (scored from an empty extraction, "
+                         "as the official code does when its extractor fails; use `--mode judge`)"
+                         if s["extraction_sources"].get("unresolved") else ""), ""]
+        if s.get("missing"):
+            lines += [f"Missing predictions (scored wrong): {len(s['missing'])}", ""]
+        if s.get("extra"):
+            lines += [f"Predictions for unknown ids (ignored): {len(s['extra'])}", ""]
+        for fld, groups in s["breakdown"].items():
+            lines += [f"## {fld}", "", table([fld, "accuracy %", "correct", "total"],
+                                              [[k, g["accuracy"], g["correct"], g["total"]] for k, g in groups.items()]), ""]
+        return "\n".join(lines)
+
+    def charts(self, s, out_dir):
+        cats = s["breakdown"].get("category", {})
+        return [hbar_chart({k: g["accuracy"] for k, g in cats.items()}, out_dir / "mathvista_category.png",
+                           f"MathVista per category (overall {s['accuracy']:.1f}%, mode {s['mode']})")]

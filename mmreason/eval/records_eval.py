@@ -1,20 +1,21 @@
-"""Evaluate a model on a mmreason records file (e.g. the synthetic test split): batched generation,
-last-\\boxed{} extraction, answer-type-aware comparison, predictions JSONL + accuracy summary."""
+"""Evaluate a model on a mmreason records file (e.g. the synthetic test split): the `records` benchmark
+plugin (last-\\boxed{} extraction, answer-type-aware comparison through the timed verify pool, accuracy
+per source / task / answer type) and `evaluate_records`, the API over the one eval pipeline."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Any, Callable
 
+from mmreason.eval.benchmark import Benchmark, ScoreOptions, Video, register
+from mmreason.eval.report import hbar_chart, table
+from mmreason.eval.spec import BenchmarkSpec
+from mmreason.prompts import DEFAULT_TEMPLATE
+from mmreason.records import BOXED_SUFFIX, LETTERS, Record, load_records
 from mmreason.verify import extract_boxed, verify_many
-from mmreason.eval.cache import PredictionCache, generation_identity, weights_stamp
-from mmreason.generation import GenerationSettings, load_backend
-from mmreason.eval.report import write_json, write_outputs
-from mmreason.eval.run import PREDICTIONS, generate_cached
-from mmreason.records import BOXED_SUFFIX, Record, load_records, prompt_messages
 
 logger = logging.getLogger(__name__)
 
@@ -63,53 +64,102 @@ def score_records(recs: list[Record], responses: dict[str, Any], name: str = "re
     }
 
 
-def evaluate_records(model_path: str | None, records_path: str | os.PathLike, output_dir: str | os.PathLike,
-                     batch_size: int = 16, max_new_tokens: int = 512, limit: int | None = None,
-                     temperature: float = 0.0, system_prompt: str | None = None, suffix: str | None = BOXED_SUFFIX,
-                     backend: str = "hf", progress: bool = True, model: Any = None,
+@register("records")
+class RecordsBenchmark(Benchmark):
+    """A mmreason records JSONL (`--benchmark FILE.jsonl`): items are `Record`s, in the training format, so a
+    checkpoint's prompt.json template applies; fields question, choices (lettered lines), instruction."""
+
+    fields = ("question", "choices", "instruction")
+    uses_model_template = True
+    media_hint = "image paths resolve against the records file's folder"
+
+    @classmethod
+    def detect(cls, path: Path) -> BenchmarkSpec | None:
+        if path.suffix != ".jsonl":
+            return None
+        return BenchmarkSpec(name=path.name, scorer="records", data_dir=str(path.resolve()), split=path.stem,
+                             system_prompt=None, prompt_template=DEFAULT_TEMPLATE, instruction=BOXED_SUFFIX,
+                             mode="boxed", max_new_tokens=512, max_new_tokens_cpu=512, temperature=0.0,
+                             source=str(path))
+
+    def data_location(self, annotations):
+        return (Path(annotations) if annotations else self.spec.resolved_data_dir()), self.spec.split
+
+    def load(self, data_dir, split):
+        if data_dir is None:
+            raise ValueError(f"{self.spec.where()}: records benchmark without a records file")
+        recs, report = load_records(data_dir, strict=False)
+        if report.skipped:
+            logger.warning("%s: %d bad record(s) skipped", data_dir, len(report.skipped))
+        self.skipped = [f"{e.where}: {e.reason}" for e in report.skipped]
+        return recs
+
+    def identity(self):
+        return {"records": str(self.spec.resolved_data_dir())}
+
+    def item_id(self, item):
+        return item.id
+
+    def prompt_fields(self, item):
+        return {"question": item.question,
+                "choices": "\n".join(f"({l}) {c}" for l, c in zip(LETTERS, item.choices or []))}
+
+    def media(self, item):
+        media: list[Any] = [str(p) for p in item.image_paths()]
+        if item.video is not None:
+            media.append(Video(str(item.video_path()), start=item.video.start, end=item.video.end))
+        return media
+
+    def score(self, predictions, items, opts: ScoreOptions):
+        if opts.mode not in self.modes:
+            raise ValueError(f"{self.spec.where()}: unknown records mode {opts.mode!r}; choose from {self.modes}")
+        s = score_records(items, {k: v.get("response") for k, v in predictions.items()}, name=self.spec.name)
+        s["skipped_records"] = getattr(self, "skipped", [])
+        return s
+
+    def report_md(self, s):
+        lines = [f"# Records eval — {s.get('benchmark')}", "",
+                 f"Accuracy: **{100 * s['accuracy']:.2f}%** ({s['correct']}/{s['total']}), "
+                 f"answers boxed: {s.get('boxed', 'n/a')}", ""]
+        for fld in ("per_source", "per_task", "per_answer_type"):
+            if s.get(fld):
+                lines += [f"## {fld}", "", table(["value", "accuracy %", "correct", "total"],
+                          [[k, 100 * g["accuracy"], g["correct"], g["total"]] for k, g in s[fld].items()]), ""]
+        return "\n".join(lines)
+
+    def charts(self, s, out_dir):
+        groups = s.get("per_task") or s.get("per_source") or {}
+        return [hbar_chart({k: 100 * g["accuracy"] for k, g in groups.items()}, out_dir / "records_accuracy.png",
+                           f"accuracy per task (overall {100 * s['accuracy']:.1f}%)", color="#55a868")]
+
+    def write_report(self, s, items, predictions, out_dir):
+        """Also predictions_scored.jsonl: per record the response, the extracted answer, gold and verdict."""
+        rows = [{"id": r.id, "source": r.source, "answer": r.answer, "answer_type": r.answer_type,
+                 "response": (predictions.get(r.id) or {}).get("response"), **s["per_item"][r.id]} for r in items]
+        path = out_dir / "predictions_scored.jsonl"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in rows), encoding="utf-8")
+        os.replace(tmp, path)
+        return [*super().write_report(s, items, predictions, out_dir), path]
+
+
+def evaluate_records(model_path: str | os.PathLike | None, records_path: str | os.PathLike,
+                     output_dir: str | os.PathLike, batch_size: int = 16, max_new_tokens: int = 512,
+                     limit: int | None = None, temperature: float = 0.0, system_prompt: str | None = None,
+                     suffix: str | None = None, backend: str = "hf", progress: bool = True, model: Any = None,
                      min_pixels: int | None = None, max_pixels: int | None = None,
                      on_batch: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Generate answers for the records in `records_path` and score them.
+    """Generate answers for the records in `records_path` and score them (`mmreason.eval.run.run_benchmark`).
 
     Returns the summary written to OUT/scores.json: at least {"accuracy" (a fraction in [0, 1]),
     "accuracy_pct", "total", "correct"}, plus per_source / per_task / per_answer_type breakdowns.
     OUT/predictions.jsonl is the resumable response cache; OUT/predictions_scored.jsonl adds the
-    extracted answer, gold and verdict per record. `model` may be an already-built backend
-    (mmreason.generation.backends.HFBackend/VLLMBackend) to skip reloading."""
-    recs, report = load_records(records_path, strict=False)
-    if report.skipped:
-        logger.warning("%s: %d bad record(s) skipped", records_path, len(report.skipped))
-    recs = recs[:limit] if limit is not None else recs
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size,
-                                  min_pixels=min_pixels, max_pixels=max_pixels)
-    prompts = [(r.id, prompt_messages(r, system_prompt, suffix), [str(p) for p in r.image_paths()]) for r in recs]
-    identity = None if model is not None and model_path is None else {
-        "model": str(model_path), "weights": weights_stamp(model_path), "records": str(Path(records_path).resolve()),
-        "system_prompt": system_prompt, "suffix": suffix, **generation_identity(settings)}
-    cache = PredictionCache(out / PREDICTIONS, identity=identity)
-    t0 = time.time()
-    n_gen = generate_cached(prompts, cache, model or (lambda: load_backend(str(model_path), backend, settings)),
-                            progress, on_batch)
-    gen_s = time.time() - t0
-    responses = {r.id: cache.get(r.id)["response"] for r in recs if r.id in cache}
-    s = score_records(recs, responses, name=Path(records_path).name)
-    s["skipped_records"] = [f"{e.where}: {e.reason}" for e in report.skipped]
-    s["generation"] = {"generated": n_gen, "cached": len(recs) - n_gen, "seconds": round(gen_s, 2),
-                       "items_per_s": round(n_gen / gen_s, 3) if n_gen and gen_s else None}
-    s["model"] = str(model_path) if model_path else None
-    rows = []
-    for r in recs:
-        rows.append({"id": r.id, "source": r.source, "answer": r.answer, "answer_type": r.answer_type,
-                     "response": responses.get(r.id), **s["per_item"][r.id]})
-    tmp = out / "predictions_scored.jsonl.tmp"
-    import json
+    extracted answer, gold and verdict per record. `system_prompt` / `suffix` (the instruction) / pixel bounds:
+    None = the checkpoint's prompt.json, else no system message and the boxed instruction; "" = explicitly none.
+    `model` may be an already-built backend (mmreason.generation HFBackend/VLLMBackend) to skip reloading."""
+    from mmreason.eval.run import run_benchmark
 
-    tmp.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in rows), encoding="utf-8")
-    os.replace(tmp, out / "predictions_scored.jsonl")
-    write_json(out / "run_config.json", {"model": s["model"], "records": str(records_path), "limit": limit,
-                                         "settings": settings.__dict__, "system_prompt": system_prompt,
-                                         "suffix": suffix, "backend": backend})
-    write_outputs(s, out)
-    return s
+    return run_benchmark(model_path, records_path, output_dir, backend=backend, limit=limit, batch_size=batch_size,
+                         max_new_tokens=max_new_tokens, temperature=temperature, progress=progress,
+                         on_batch=on_batch, backend_obj=model, system_prompt=system_prompt, instruction=suffix,
+                         min_pixels=min_pixels, max_pixels=max_pixels)

@@ -24,15 +24,18 @@ import re
 from pathlib import Path
 from typing import Any
 
+from mmreason.eval.benchmark import Benchmark, ScoreOptions, register
+from mmreason.eval.report import fmt, pyplot, save_figure, table
+from mmreason.prompts import render
 from mmreason.verify import extract_boxed
 
 logger = logging.getLogger(__name__)
 
 MODES = ("official", "boxed")
 HUB_ID = "We-Math/We-Math"
-PROMPT_TEMPLATE = (
+PROMPT_TEMPLATE = (  # jinja2
     "Now, we require you to solve a multiple-choice math question. Please briefly describe your thought process "
-    "and provide the final answer(option).\nQuestion: {question}\nOption: {option}\nRegarding the format, please "
+    "and provide the final answer(option).\nQuestion: {{ question }}\nOption: {{ option }}\nRegarding the format, please "
     "answer following the template below, and be sure to include two <> symbols:\n"
     "<Thought process>: <<your thought process>> <Answer>: <<your option>>"
 )
@@ -41,6 +44,28 @@ PROMPT_TEMPLATE = (
 def item_id(row: dict[str, Any]) -> str:
     """Unique id of a testmini row: problem ID and sub-problem key (e.g. '2steps_7|2steps_multi')."""
     return f"{row['ID']}|{row['key']}"
+
+
+def group_key(row: dict[str, Any]) -> tuple[int, str]:
+    """The composite problem a row belongs to, (number of steps, ID): its one-step rows (key `Nsteps_i`) and
+    its `Nsteps_multi` row."""
+    return int(row["key"].split("_", 1)[0][0]), row["ID"]
+
+
+def limit_rows(rows: list[dict], limit: int | None) -> list[dict]:
+    """The first composite problems (whole groups: their one-step rows and the composite row), in
+    order of first appearance, up to `limit` rows (at least one group)."""
+    if limit is None:
+        return rows
+    groups: dict[tuple[int, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault(group_key(r), []).append(r)
+    out: list[dict] = []
+    for g in groups.values():
+        if out and len(out) + len(g) > limit:
+            break
+        out += g
+    return out
 
 
 def load_rows(data_dir: str | Path | None = None, split: str = "testmini", hub_id: str = HUB_ID) -> list[dict]:
@@ -68,7 +93,7 @@ def load_rows(data_dir: str | Path | None = None, split: str = "testmini", hub_i
 
 
 def build_prompt(row: dict[str, Any], template: str = PROMPT_TEMPLATE) -> str:
-    return template.format(question=row["question"], option=row["option"])
+    return render(template, question=row["question"], option=row["option"])
 
 
 def row_images(row: dict[str, Any]) -> list[Any]:
@@ -163,9 +188,7 @@ def score(predictions: dict[str, dict[str, Any]], rows: list[dict[str, Any]], mo
     # composite problems: ID -> {step index or 'multi': row}
     groups: dict[tuple[int, str], dict[str, dict]] = {}
     for r in rows:
-        steps_s, sub = r["key"].split("_", 1)
-        n = int(steps_s[0])
-        groups.setdefault((n, r["ID"]), {})[sub] = r
+        groups.setdefault(group_key(r), {})[r["key"].split("_", 1)[1]] = r
 
     counts = dict.fromkeys(("IK", "IG", "CM_strict", "CM_loose", "RM_strict", "RM_loose"), 0)
     multi_by_n: dict[int, list[bool | None]] = {2: [], 3: []}
@@ -240,3 +263,79 @@ def per_domain(step_results: list[tuple[str | None, bool | None]], nodes: list[d
         if leaf in concept_acc:
             domains[node["root2"]].append(concept_acc[leaf])
     return {d: (round(100.0 * sum(v) / len(v), 2) if v else None) for d, v in domains.items()}
+
+
+# ---------------------------------------------------------------- the benchmark plugin
+
+
+@register("wemath")
+class WeMathBenchmark(Benchmark):
+    """We-Math testmini: items are the rows; template fields query (the official prompt), question, option,
+    instruction. `--limit` and `--only-predicted` keep whole composite problems (`group_key`)."""
+
+    modes = MODES
+    fields = ("query", "question", "option", "instruction")
+
+    def load(self, data_dir, split):
+        rows = load_rows(data_dir, split, self.spec.hub_id or HUB_ID)
+        self.nodes = None
+        if self.spec.knowledge_nodes:
+            kp = Path(self.spec.knowledge_nodes)
+            kp = kp if kp.is_absolute() or data_dir is None else Path(data_dir) / kp
+            self.nodes = load_knowledge_nodes(kp) if kp.is_file() else None
+        return rows
+
+    def item_id(self, item):
+        return item_id(item)
+
+    def limit(self, items, n):
+        return limit_rows(items, n)
+
+    def select(self, items, ids):
+        keep = {group_key(r) for r in items if item_id(r) in ids}
+        return [r for r in items if group_key(r) in keep]
+
+    def prompt_fields(self, item):
+        return {"query": build_prompt(item), "question": item["question"], "option": item["option"]}
+
+    def media(self, item):
+        return row_images(item)
+
+    def read_predictions(self, path):
+        return read_predictions(path)
+
+    def score(self, predictions, items, opts: ScoreOptions):
+        return score(predictions, items, mode=opts.mode, nodes=getattr(self, "nodes", None))
+
+    def report_md(self, s):
+        lines = [f"# We-Math — mode `{s['mode']}`", ""]
+        if s.get("note"):
+            lines += [f"**{s['note']}**", ""]
+        lines += [table(["metric", "strict", "loose"], [
+            ["Score %", s["score_strict"], s["score_loose"]],
+            ["IK (count)", s["IK"], s["IK"]],
+            ["IG (count)", s["IG"], s["IG"]],
+            ["CM (count)", s["CM_strict"], s["CM_loose"]],
+            ["RM (count)", s["RM_strict"], s["RM_loose"]],
+            ["RM rate % (RM/(CM+RM))", s["RM_strict_rate"], s["RM_loose_rate"]],
+        ]), "", table(["S1 %", "S2 %", "S3 %", "composite problems"], [[s["S1"], s["S2"], s["S3"], s["n_composite"]]]), ""]
+        if s.get("per_domain"):
+            lines += ["## Per domain (one-step accuracy %)", "",
+                      table(["domain", "accuracy %"], list(map(list, s["per_domain"].items()))), ""]
+        if s.get("missing"):
+            lines += [f"Missing predictions (scored wrong): {len(s['missing'])}", ""]
+        return "\n".join(lines)
+
+    def charts(self, s, out_dir):
+        fig, ax = pyplot().subplots(figsize=(7, 3.5))
+        names = ["IK", "IG", "CM", "RM"]
+        strict = [s["IK"], s["IG"], s["CM_strict"], s["RM_strict"]]
+        loose = [s["IK"], s["IG"], s["CM_loose"], s["RM_loose"]]
+        xs = range(len(names))
+        ax.bar([x - 0.2 for x in xs], strict, width=0.4, label="strict")
+        ax.bar([x + 0.2 for x in xs], loose, width=0.4, label="loose")
+        ax.set_xticks(list(xs), names)
+        ax.set_ylabel("composite problems")
+        ax.set_title(f"We-Math four dimensions (score strict {fmt(s['score_strict'])}%, loose {fmt(s['score_loose'])}%)")
+        ax.legend()
+        return [save_figure(fig, out_dir / "wemath_4d.png")]
