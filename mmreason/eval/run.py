@@ -73,15 +73,15 @@ def check_media(bench: Benchmark, items: list[Item]) -> None:
     missing: dict[str, list[str]] = {"image": [], "video": []}
     corrupt = []
     for it in items:
-        for m in it.media:
+        for i, m in enumerate(it.media):
             kind, path = ("video", m.path) if isinstance(m, Video) else ("image", m)
             if not isinstance(path, (str, Path)):
                 continue  # a decoded (Hub) image
             if not Path(path).is_file():
                 missing[kind].append(str(path))
             elif kind == "image":
-                try:
-                    check_image(Path(path), f"{name} item {it.id}")
+                try:  # the image gate: the path to feed (the file itself, or its 8-bit RGB copy)
+                    it.media[i] = str(check_image(Path(path), f"{name} item {it.id}"))
                 except RecordError as e:
                     corrupt.append(str(e))
     for kind, paths in missing.items():
