@@ -15,7 +15,7 @@ export MMREASON_OFFLINE ?= 1
 RUNS ?= runs/demo
 CONFIG ?=
 EMBEDDED_SFT = --model_name_or_path $(RUNS)/base_model --train_files $(RUNS)/data/train.jsonl --output_dir $(RUNS)/sft
-EMBEDDED_GRPO = --model_name_or_path $(RUNS)/sft --train_file $(RUNS)/data/train.jsonl --eval_file $(RUNS)/data/test.jsonl \
+EMBEDDED_GRPO = --model_name_or_path $(RUNS)/sft --train_files $(RUNS)/data/train.jsonl --eval_file $(RUNS)/data/test.jsonl \
   --output_dir $(RUNS)/grpo
 
 .PHONY: setup demo test bench data data-build embedded sft grpo grpo-unsupervised eval plot clean
@@ -65,7 +65,7 @@ grpo: setup
 grpo-unsupervised: setup
 	@[ -f $(RUNS)/sft/config.json ] || { echo "no SFT checkpoint in $(RUNS)/sft: run 'make sft' first"; exit 2; }
 	$(MM) grpo --config configs/grpo/tiny_unsupervised.yaml --model_name_or_path $(RUNS)/sft \
-	  --train_file $(RUNS)/data/train.jsonl --output_dir $(RUNS)/grpo_unsupervised $(ARGS)
+	  --train_files $(RUNS)/data/train.jsonl --output_dir $(RUNS)/grpo_unsupervised $(ARGS)
 
 eval: setup
 	$(MM) eval run --model $(or $(MODEL),$(RUNS)/grpo) --benchmark $(or $(BENCH),$(RUNS)/data/test.jsonl) \

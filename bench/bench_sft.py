@@ -36,8 +36,9 @@ def _step_seconds(model_dir: Path, data: Path, out: Path, steps: int = 10) -> fl
         "--dataloader_pin_memory", "false", "--disable_tqdm", "true", "--seed", "0",
     ])  # fmt: skip
     recs, _ = load_sft_records(s.train_files)
-    ds = build_sft_dataset(recs, s.system_prompt, s.prompt_suffix)
-    model, proc = load_model_and_processor(s, t, m)
+    spec = s.prompt_spec(m.model_name_or_path, "sft")
+    ds = build_sft_dataset(recs, spec)
+    model, proc = load_model_and_processor(s, t, m, spec)
     stamps: list[float] = []
 
     class Stamp(TrainerCallback):

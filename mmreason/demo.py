@@ -118,7 +118,7 @@ def run_sft(args, base: Path, data: Path, out: Path) -> Path:
 def run_grpo(args, start: Path, data: Path, dst: Path) -> Path:
     from mmreason.rl.run import main as grpo_main
 
-    argv = ["--config", str(GRPO_CONFIG), "--model_name_or_path", str(start), "--train_file",
+    argv = ["--config", str(GRPO_CONFIG), "--model_name_or_path", str(start), "--train_files",
             str(data / "train.jsonl"), "--eval_file", str(data / "test.jsonl"), "--output_dir", str(dst),
             "--seed", str(args.seed)]
     if args.grpo_steps:

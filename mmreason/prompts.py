@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,15 @@ class PromptSpec:
     min_pixels: int | None = field(default=None, metadata={"help": "Per-image min pixels (null: processor's)."})
     max_pixels: int | None = field(default=None, metadata={"help": "Per-image max pixels (null: processor's)."})
 
+    def __post_init__(self):
+        # "" and None both mean "none"; one spelling keeps saved specs comparable.
+        self.system = self.system or None
+        self.instruction = self.instruction or None
+        try:
+            _compile(self.template)
+        except Exception as e:  # jinja2.TemplateSyntaxError names the line
+            raise ValueError(f"prompt template does not parse: {e}") from None
+
     def user_text(self, question: str, choices: str = "", **extra: Any) -> str:
         return render(self.template, question=question, choices=choices, instruction=self.instruction or "", **extra)
 
@@ -68,6 +77,17 @@ def render(template: str, **fields: Any) -> str:
     return _compile(template).render(**fields)
 
 
+def load_template(value: str) -> str:
+    """A template given in a config: a path ending in .jinja / .j2 is read (relative to the working directory);
+    anything else is the template text itself."""
+    if value.endswith((".jinja", ".j2")):
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"prompt template file not found: {path}")
+        return path.read_text(encoding="utf-8")
+    return value
+
+
 def save_prompt_spec(directory: str | os.PathLike, spec: PromptSpec) -> Path:
     path = Path(directory) / PROMPT_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,17 +110,28 @@ def load_prompt_spec(model: str | os.PathLike) -> PromptSpec | None:
     return PromptSpec(**data)
 
 
-def resolve_prompt_spec(model: str | os.PathLike, configured: PromptSpec | None, what: str) -> PromptSpec:
-    """The spec a stage uses: the configured one if given (logged loudly when it differs from the
-    checkpoint's), else the checkpoint's, else the default."""
+def resolve_prompt_spec(
+    model: str | os.PathLike, configured: PromptSpec | Mapping[str, Any] | None, what: str
+) -> PromptSpec:
+    """The spec a stage uses for `model`. `configured` is a whole spec (used as it is), or a mapping of the
+    fields a config set explicitly (each overrides the checkpoint's field), or None (the checkpoint's spec). A
+    checkpoint without prompt.json (a Hub id, a base model) starts from the default spec. Every configured value
+    that differs from the checkpoint's saved one is logged loudly."""
     saved = load_prompt_spec(model) if Path(str(model)).is_dir() else None
     if configured is None:
         return saved or PromptSpec()
+    if isinstance(configured, PromptSpec):
+        spec = configured
+    else:
+        unknown = sorted(set(configured) - {f.name for f in dataclasses.fields(PromptSpec)})
+        if unknown:
+            raise ValueError(f"unknown prompt-spec field(s) {unknown}")
+        spec = dataclasses.replace(saved or PromptSpec(), **configured)
     if saved is not None:
-        diff = saved.differences(configured)
+        diff = saved.differences(spec)
         if diff:
             logger.warning(
                 "!!! %s: the configured prompt differs from the one %s was trained with (%s): %s",
                 what, model, PROMPT_FILE, {k: {"checkpoint": a, "configured": b} for k, (a, b) in diff.items()},
             )
-    return configured
+    return spec

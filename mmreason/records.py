@@ -25,12 +25,14 @@ import os
 import string
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence, TypeVar
+
+from mmreason.prompts import BOXED_INSTRUCTION, PromptSpec
 
 logger = logging.getLogger(__name__)
 
 ANSWER_TYPES = ("integer", "float", "text", "choice", "list")
-BOXED_SUFFIX = "Please reason step by step, and put your final answer within \\boxed{}."
+BOXED_SUFFIX = BOXED_INSTRUCTION
 LETTERS = string.ascii_uppercase
 
 
@@ -68,10 +70,10 @@ class Record:
     base_dir: str = field(default=".", repr=False, compare=False)
 
     def image_paths(self) -> list[Path]:
-        return [Path(self.base_dir) / p for p in self.images]
+        return [resolve_media(p, self.base_dir) for p in self.images]
 
     def video_path(self) -> Path | None:
-        return Path(self.base_dir) / self.video.path if self.video else None
+        return resolve_media(self.video.path, self.base_dir) if self.video else None
 
     def choice_letters(self) -> list[str]:
         return list(LETTERS[: len(self.choices or [])])
@@ -87,6 +89,14 @@ class Record:
         d = asdict(self)
         d.pop("base_dir")
         return d
+
+
+def resolve_media(path: str | os.PathLike, base_dir: str | os.PathLike) -> Path:
+    """The one media path rule: an absolute path stays as it is; a relative one is relative to `base_dir` (the
+    folder of the records JSONL, or of a `save_to_disk` dataset; the working directory for a Hub dataset).
+    The result is absolute, so it stays valid whatever the working directory is later."""
+    p = Path(path)
+    return p if p.is_absolute() else Path(os.path.abspath(Path(base_dir) / p))
 
 
 _FIELDS = {
@@ -256,6 +266,51 @@ def iter_records(
             yield rec
 
 
+def iter_hf_records(
+    spec: str, strict: bool = True, require_answer: bool = True, check_media: bool = True,
+    report: LoadReport | None = None,
+) -> Iterator[Record]:
+    """Records from a Hugging Face dataset whose columns are record fields: a `save_to_disk` folder (media paths
+    relative to it) or a Hub id (split 'train'; media paths relative to the working directory)."""
+    import datasets
+
+    if os.path.isdir(spec):
+        ds, base = datasets.load_from_disk(spec), spec
+    else:
+        ds, base = datasets.load_dataset(spec, split="train"), "."
+    if isinstance(ds, datasets.DatasetDict):
+        ds = ds["train"]
+    base = os.path.abspath(base)
+    for i, row in enumerate(ds):
+        row = {k: v for k, v in row.items() if v is not None or k in ("answer",)}
+        try:
+            rec = record_from_dict(row, f"{spec}[{i}]", base, require_answer=require_answer, check_media=check_media)
+        except RecordError as e:
+            if strict:
+                raise
+            if report is not None:
+                report.skipped.append(e)
+            logger.warning("skipping %s", e)
+            continue
+        if report is not None:
+            report.loaded += 1
+        yield rec
+
+
+def iter_source(
+    spec: str | os.PathLike, strict: bool = True, require_answer: bool = True, check_media: bool = True,
+    report: LoadReport | None = None,
+) -> Iterator[Record]:
+    """Records of one training source (an entry of `train_files`): a records JSONL file, else a Hugging Face
+    dataset (`iter_hf_records`). A name that looks like a file path but is missing raises FileNotFoundError."""
+    p = Path(spec)
+    if p.is_file():
+        return iter_records(p, strict, require_answer, check_media, report)
+    if p.suffix in (".jsonl", ".json") or str(spec).startswith((".", "/", "~")) and not p.is_dir():
+        raise FileNotFoundError(f"records file not found: {spec}")
+    return iter_hf_records(str(spec), strict, require_answer, check_media, report)
+
+
 def load_records(
     path: str | os.PathLike,
     strict: bool = True,
@@ -283,21 +338,44 @@ def write_records(path: str | os.PathLike, records: Iterable[Record]) -> int:
     return n
 
 
+T = TypeVar("T")
+
+
+def seeded_subset(items: Sequence[T], n: int | None, seed: int, what: str = "max_samples") -> list[T]:
+    """`max_samples` in every stage: a random subset of `n` items drawn with `seed`, kept in their original
+    order (all items when `n` is None or not smaller than their count)."""
+    if n is None:
+        return list(items)
+    if n < 1:
+        raise ValueError(f"{what} must be >= 1, got {n}")
+    if n >= len(items):
+        return list(items)
+    import random
+
+    return [items[i] for i in sorted(random.Random(seed).sample(range(len(items)), n))]
+
+
 # ---------------------------------------------------------------- prompt formats
+# A `spec` (mmreason.prompts.PromptSpec: system message, instruction, jinja2 template) defines the whole prompt;
+# without one, `system` and `suffix` give the system message and the instruction under the default template.
 
 
-def question_text(rec: Record, suffix: str | None = BOXED_SUFFIX) -> str:
-    """The user text: question, lettered options for choice questions, then the instruction suffix."""
-    text = rec.question
-    if rec.choices:
-        text += "\nChoices:\n" + "\n".join(f"({l}) {c}" for l, c in zip(LETTERS, rec.choices))
-    if suffix:
-        text += "\n" + suffix
-    return text
+def choices_text(rec: Record) -> str:
+    """Lettered options, one per line: "(A) 3\n(B) 4"; empty for open questions."""
+    return "\n".join(f"({l}) {c}" for l, c in zip(LETTERS, rec.choices or []))
 
 
-def user_message(rec: Record, suffix: str | None = BOXED_SUFFIX) -> dict[str, Any]:
-    return chat_messages(question_text(rec, suffix), len(rec.images), video=rec.video is not None)[0]
+def _spec(system: str | None, suffix: str | None, spec: PromptSpec | None) -> PromptSpec:
+    return spec if spec is not None else PromptSpec(system=system, instruction=suffix)
+
+
+def question_text(rec: Record, suffix: str | None = BOXED_SUFFIX, spec: PromptSpec | None = None) -> str:
+    """The user text: question, lettered options for choice questions, then the instruction (the spec's template)."""
+    return _spec(None, suffix, spec).user_text(rec.question, choices_text(rec))
+
+
+def user_message(rec: Record, suffix: str | None = BOXED_SUFFIX, spec: PromptSpec | None = None) -> dict[str, Any]:
+    return chat_messages(question_text(rec, suffix, spec), len(rec.images), video=rec.video is not None)[0]
 
 
 def chat_messages(text: str, n_images: int = 0, system: str | None = None, video: bool = False) -> list[dict]:
@@ -311,23 +389,28 @@ def chat_messages(text: str, n_images: int = 0, system: str | None = None, video
     return msgs + [{"role": "user", "content": content}]
 
 
-def prompt_messages(rec: Record, system: str | None = None, suffix: str | None = BOXED_SUFFIX) -> list[dict]:
-    return chat_messages(question_text(rec, suffix), len(rec.images), system, video=rec.video is not None)
+def prompt_messages(rec: Record, system: str | None = None, suffix: str | None = BOXED_SUFFIX,
+                    spec: PromptSpec | None = None) -> list[dict]:
+    """Chat messages of a record's prompt; with `spec`, `system` and `suffix` are not used."""
+    spec = _spec(system, suffix, spec)
+    return chat_messages(question_text(rec, spec=spec), len(rec.images), spec.system, video=rec.video is not None)
 
 
-def to_sft_example(rec: Record, system: str | None = None, suffix: str | None = BOXED_SUFFIX) -> dict[str, Any]:
-    """TRL conversational SFT format: {'messages': [...], 'images': [paths]}."""
+def to_sft_example(rec: Record, system: str | None = None, suffix: str | None = BOXED_SUFFIX,
+                   spec: PromptSpec | None = None) -> dict[str, Any]:
+    """TRL conversational SFT format: {'messages': [...], 'images': [absolute paths]}."""
     if not rec.solution:
         raise RecordError(rec.id, "record has no 'solution' (the SFT target)")
-    msgs = prompt_messages(rec, system, suffix)
+    msgs = prompt_messages(rec, system, suffix, spec)
     msgs.append({"role": "assistant", "content": [{"type": "text", "text": rec.solution}]})
     return {"messages": msgs, "images": [str(p) for p in rec.image_paths()]}
 
 
-def to_grpo_example(rec: Record, system: str | None = None, suffix: str | None = BOXED_SUFFIX) -> dict[str, Any]:
+def to_grpo_example(rec: Record, system: str | None = None, suffix: str | None = BOXED_SUFFIX,
+                    spec: PromptSpec | None = None) -> dict[str, Any]:
     """TRL GRPO prompt format plus the columns reward functions receive."""
     return {
-        "prompt": prompt_messages(rec, system, suffix),
+        "prompt": prompt_messages(rec, system, suffix, spec),
         "images": [str(p) for p in rec.image_paths()],
         "answer": rec.answer,
         "answer_type": rec.answer_type,

@@ -1,12 +1,15 @@
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from mmreason.records import (
+    BOXED_SUFFIX,
     Record,
     RecordError,
     load_records,
+    prompt_messages,
     question_text,
     to_grpo_example,
     to_sft_example,
@@ -124,3 +127,65 @@ def test_chat_messages_layout_shared_by_training_and_eval():
     rec = Record(id="v", question="how?", answer="1", answer_type="integer", images=["a.png"])
     assert prompt_messages(rec, suffix=None) == [
         {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "how?"}]}]
+
+
+def _old_question_text(rec, suffix):
+    """The user text as records.question_text built it by string concatenation before the jinja2 template."""
+    text = rec.question
+    if rec.choices:
+        text += "\nChoices:\n" + "\n".join(f"({l}) {c}" for l, c in zip("ABCDEFGHIJ", rec.choices))
+    if suffix:
+        text += "\n" + suffix
+    return text
+
+
+@pytest.mark.parametrize("suffix", [BOXED_SUFFIX, None, "", "Answer with {braces} and \\boxed{} {{ not jinja }}."])
+def test_default_template_reproduces_the_old_user_text_byte_for_byte(suffix):
+    questions = ["How many?", "  Lead and trail \n\n", "Ünïcödé ∑ {x} {{ y }} {% z %} \\frac{1}{2}", "", "line\r\nbreak\n"]
+    choice_sets = [None, [], ["3"], ["a{b}", "{{c}}", " spaced ", ""], [str(i) for i in range(10)]]
+    for q in questions:
+        for choices in choice_sets:
+            rec = Record(id="x", question=q, answer=None, choices=choices)
+            assert question_text(rec, suffix) == _old_question_text(rec, suffix)
+            assert prompt_messages(rec, "sys", suffix)[1]["content"][-1]["text"] == _old_question_text(rec, suffix)
+
+
+def test_spec_template_system_and_boxed_are_plain_text():
+    from mmreason.prompts import PromptSpec
+
+    rec = Record(id="x", question="2+2?", answer="4", answer_type="integer", images=["a.png"],
+                 choices=["3", "4"], solution="\\boxed{4}")
+    spec = PromptSpec(system="Be brief.", instruction="Put it in \\boxed{}.",
+                      template="{{ instruction }}\nQ: {{ question }}{% if choices %} [{{ choices }}]{% endif %}")
+    msgs = to_sft_example(rec, spec=spec)["messages"]
+    assert msgs[0] == {"role": "system", "content": [{"type": "text", "text": "Be brief."}]}
+    assert msgs[1]["content"] == [{"type": "image"}, {"type": "text", "text": "Put it in \\boxed{}.\nQ: 2+2? [(A) 3\n(B) 4]"}]
+    assert to_grpo_example(rec, system="ignored", suffix="ignored", spec=spec)["prompt"] == msgs[:2]
+    # "" and None both mean "none": no system message, no instruction line
+    assert prompt_messages(rec, spec=PromptSpec(system="", instruction="")) == [
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "2+2?\nChoices:\n(A) 3\n(B) 4"}]}]
+    with pytest.raises(ValueError, match="does not parse"):
+        PromptSpec(template="{% if %}")
+
+
+def test_media_paths_resolve_one_way(tmp_path, monkeypatch):
+    from mmreason.records import resolve_media
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_media("images/a.png", "data") == tmp_path / "data/images/a.png"  # relative base: from the cwd
+    assert resolve_media("../b.png", tmp_path / "data") == tmp_path / "b.png"  # normalised, absolute
+    assert resolve_media("/abs/c.png", tmp_path / "data") == Path("/abs/c.png")  # absolute: unchanged
+    rec = Record(id="x", question="q", images=["../b.png"], base_dir="data")
+    assert rec.image_paths() == [tmp_path / "b.png"] and rec.image_paths()[0].is_absolute()
+
+
+def test_seeded_subset_is_ordered_and_reproducible():
+    from mmreason.records import seeded_subset
+
+    items = list(range(20))
+    a = seeded_subset(items, 5, seed=1)
+    assert a == seeded_subset(items, 5, seed=1) == sorted(a) and len(set(a)) == 5
+    assert a != seeded_subset(items, 5, seed=2) and a != items[:5]
+    assert seeded_subset(items, None, 0) == items == seeded_subset(items, 99, 0)
+    with pytest.raises(ValueError, match="max_samples must be >= 1"):
+        seeded_subset(items, 0, 0)

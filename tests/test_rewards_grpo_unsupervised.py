@@ -35,7 +35,7 @@ def test_unsupervised_grpo_step_on_unlabeled_records(tiny_model_dir, tmp_path):
     train.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out"
     argv = ["--config", str(REPO / "configs/grpo/tiny_unsupervised.yaml"),
-            "--model_name_or_path", str(tiny_model_dir), "--train_file", str(train), "--output_dir", str(out),
+            "--model_name_or_path", str(tiny_model_dir), "--train_files", str(train), "--output_dir", str(out),
             "--max_steps", "1", "--num_generations", "4", "--per_device_train_batch_size", "8",
             "--max_completion_length", "8", "--save_strategy", "no", "--max_prompt_length", "400"]
     assert main(argv) == 0

@@ -361,7 +361,7 @@ def test_paper_configs_reach_trl_intact(tiny_model_dir, dataset, processor, tmp_
         assert (args.learning_rate, str(args.lr_scheduler_type), args.beta, args.epsilon, args.epsilon_high) == (
             1e-6, "SchedulerType.CONSTANT", 0.01, 0.2, 0.3)
         assert (args.weight_decay, args.max_grad_norm, args.cov_mode) == (0.01, 1.0, "none")
-        assert script.max_pixels == 1204224 and script.prompt_suffix == BOXED_SUFFIX
+        assert script.max_pixels == 1204224 and script.instruction == BOXED_SUFFIX
         assert script.reward_funcs == ["accuracy", "format"] and args.reward_weights == [1.0, 0.1]
         assert model.model_name_or_path == f"runs/qwen2_5_vl_{size}/sft" and model.dtype == "bfloat16"
     # CLI overrides win over the YAML
@@ -398,7 +398,7 @@ def test_tiny_demo_config_parses():
 
     script, args, model = make_parser().parse_args_and_config(args=["--config", str(REPO / "configs/grpo/tiny_demo.yaml")])
     assert model.model_name_or_path == "runs/demo/sft" and args.output_dir == "runs/demo/grpo"
-    assert script.train_file == "runs/demo/data/train.jsonl"
+    assert script.train_files == ["runs/demo/data/train.jsonl"]
     assert (script.eval_file, script.eval_max_samples, args.eval_strategy, args.eval_steps, args.eval_on_start,
             args.num_generations_eval) == ("runs/demo/data/test.jsonl", 64, "steps", 20, True, 8)
     assert (args.bf16, args.gradient_checkpointing, args.report_to, args.logging_steps, args.log_completions) == (
@@ -420,7 +420,7 @@ def test_run_main_trains_saves_and_resumes(tiny_model_dir, records_file, tmp_pat
     out = tmp_path / "grpo"
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(
-        f"model_name_or_path: {tiny_model_dir}\ntrain_file: {records_file}\noutput_dir: {out}\n"
+        f"model_name_or_path: {tiny_model_dir}\ntrain_files: [{records_file}]\noutput_dir: {out}\n"
         "reward_funcs: [my_rewards.accuracy]\nper_device_train_batch_size: 8\nnum_generations: 4\n"
         "max_completion_length: 8\nbf16: false\ngradient_checkpointing: false\nreport_to: none\nlogging_steps: 1\n"
         "save_strategy: steps\nsave_steps: 1\nmax_steps: 2\ncov_mode: clip_cov\nresume_from_checkpoint: auto\n"
@@ -450,12 +450,12 @@ def test_run_main_bad_record_is_one_clear_error(tiny_model_dir, records_file, tm
     lines = records_file.read_text().splitlines()
     lines[2] = json.dumps({"id": "q2", "question": "?", "answer": "3", "answer_type": "integer", "images": ["nope.png"]})
     bad.write_text("\n".join(lines) + "\n")
-    argv = ["--model_name_or_path", str(tiny_model_dir), "--train_file", str(bad), "--output_dir", str(tmp_path / "o"),
+    argv = ["--model_name_or_path", str(tiny_model_dir), "--train_files", str(bad), "--output_dir", str(tmp_path / "o"),
             "--report_to", "none", "--bf16", "false"]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert f"{bad}:3" in err and "nope.png" in err and "Traceback" not in err
-    assert main(argv[:-4] + ["--resume_from_checkpoint", str(tmp_path / "missing"), "--train_file", str(records_file),
+    assert main(argv[:-4] + ["--resume_from_checkpoint", str(tmp_path / "missing"), "--train_files", str(records_file),
                              "--report_to", "none", "--bf16", "false"]) == 2
     assert "missing" in capsys.readouterr().err
 
@@ -465,9 +465,10 @@ def test_fit_images_makes_token_counts_independent_of_the_processor_bounds(tiny_
     from PIL import Image
     from transformers import AutoProcessor
 
-    from mmreason.rl.data import configure_processor, fit_images
+    from mmreason.modeling import apply_image_bounds
+    from mmreason.rl.data import fit_images
 
-    ours_proc = configure_processor(AutoProcessor.from_pretrained(tiny_model_dir), max_pixels=56 * 112)
+    ours_proc = apply_image_bounds(AutoProcessor.from_pretrained(tiny_model_dir), max_pixels=56 * 112)
     wide = AutoProcessor.from_pretrained(tiny_model_dir)  # max 112*112 pixels
     im = Image.new("RGB", (200, 150), (10, 20, 30))
 

@@ -12,7 +12,9 @@ from safetensors.torch import load_file
 from mmreason.data.synth import synthesize
 from mmreason.records import RecordError, load_records
 from mmreason.sft.dataset import load_sft_records
-from mmreason.sft.run import make_parser, resolve_resume, set_image_pixels, train
+from mmreason.modeling import apply_image_bounds
+from mmreason.records import seeded_subset
+from mmreason.sft.run import make_parser, resolve_resume, train
 
 
 @pytest.fixture(scope="module")
@@ -204,23 +206,23 @@ def test_records_from_hf_dataset_folder(data_dir, tmp_path):
     rows = [r.to_json() | {"images": [str(Path("..") / p) for p in r.images], "metadata": {}} for r in recs]
     hf_dir = data_dir / "hf_copy"
     Dataset.from_list(rows).save_to_disk(hf_dir)
-    loaded, report = load_sft_records([str(hf_dir)], max_samples=5)
-    assert [r.id for r in loaded] == [r.id for r in recs[:5]]
+    loaded, report = load_sft_records([str(hf_dir)], max_samples=5, seed=3)
+    assert [r.id for r in loaded] == [r.id for r in seeded_subset(recs, 5, 3)]
     assert all(p.is_file() for r in loaded for p in r.image_paths())
 
 
-def test_set_image_pixels_changes_token_count(tiny_model_dir):
+def test_apply_image_bounds_changes_token_count(tiny_model_dir):
     from PIL import Image
     from transformers import AutoProcessor
 
     proc = AutoProcessor.from_pretrained(tiny_model_dir)
     img = Image.new("RGB", (112, 112), "white")
     n_before = int(proc.image_processor(images=[img], return_tensors="pt")["image_grid_thw"].prod())
-    set_image_pixels(proc, 28 * 28, 56 * 56)
+    apply_image_bounds(proc, 28 * 28, 56 * 56)
     n_after = int(proc.image_processor(images=[img], return_tensors="pt")["image_grid_thw"].prod())
     assert n_before == 64 and n_after == 16
     with pytest.raises(ValueError, match="min_pixels"):
-        set_image_pixels(proc, 10**6, 10)
+        apply_image_bounds(proc, 10**6, 10)
 
 
 @pytest.mark.parametrize("name", ["qwen2_5_vl_3b", "qwen2_5_vl_7b"])

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from mmreason.modeling import ModelLoad, adapter_base, is_adapter_dir, load_model, load_processor
+
 logger = logging.getLogger(__name__)
 
 Item = tuple[list[dict[str, Any]], list[Any]]  # (messages, images)
@@ -32,19 +34,6 @@ class GenerationSettings:
     min_pixels: int | None = field(default=None, metadata={"help": "Per-image min pixels (qwen-vl-utils)."})
     max_pixels: int | None = field(default=None, metadata={"help": "Per-image max pixels (qwen-vl-utils)."})
     seed: int = field(default=0, metadata={"help": "Sampling seed."})
-
-
-def is_adapter_dir(path: str | os.PathLike) -> bool:
-    return (Path(path) / "adapter_config.json").is_file()
-
-
-def adapter_base(path: str | os.PathLike) -> str:
-    """The base model a LoRA adapter folder was trained on (its adapter_config.json)."""
-    cfg = json.loads((Path(path) / "adapter_config.json").read_text())
-    base = cfg.get("base_model_name_or_path")
-    if not base:
-        raise ValueError(f"{path}/adapter_config.json: no 'base_model_name_or_path'")
-    return base
 
 
 def fill_images(messages: list[dict[str, Any]], images: Sequence[Any], settings: GenerationSettings) -> list[dict]:
@@ -87,23 +76,14 @@ class HFBackend:
     def __init__(self, model_path: str, settings: GenerationSettings | None = None, device: str | None = None,
                  dtype: str | None = None, trust_remote_code: bool = False):
         import torch
-        from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.settings = settings or GenerationSettings()
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        torch_dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if self.device == "cuda" else torch.float32)
-        model_path = str(model_path)
-        base = adapter_base(model_path) if is_adapter_dir(model_path) else model_path
-        model = AutoModelForImageTextToText.from_pretrained(
-            base, dtype=torch_dtype, trust_remote_code=trust_remote_code, use_safetensors=True
-        )
-        if base != model_path:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, model_path).merge_and_unload()
-        self.model = model.to(self.device).eval()
-        proc_src = model_path if (Path(model_path) / "preprocessor_config.json").is_file() else base
-        self.processor = AutoProcessor.from_pretrained(proc_src, trust_remote_code=trust_remote_code)
+        load = ModelLoad(str(model_path), dtype=dtype or ("bfloat16" if self.device == "cuda" else "float32"),
+                         trust_remote_code=trust_remote_code)
+        self.model = load_model(load).to(self.device).eval()
+        # the bounds go on the processor too (not only per image to qwen-vl-utils), so they mean the same as in training
+        self.processor = load_processor(load, self.settings.min_pixels, self.settings.max_pixels)
         self.processor.tokenizer.padding_side = "left"
 
     @classmethod

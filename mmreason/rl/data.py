@@ -6,11 +6,12 @@ columns TRL passes to reward functions: answer, answer_type, choices, precision,
 from __future__ import annotations
 
 import logging
-import random
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from mmreason.records import BOXED_SUFFIX, load_records, to_grpo_example
+from mmreason.prompts import PromptSpec
+from mmreason.records import LoadReport, iter_source, seeded_subset, to_grpo_example
 
 logger = logging.getLogger(__name__)
 
@@ -36,24 +37,6 @@ class BuildReport:
             + f"{self.dropped_long} prompts "
             f"dropped over the prompt budget, {self.kept} kept (longest prompt {self.longest_kept} tokens)"
         )
-
-
-def configure_processor(processor, min_pixels: int | None = None, max_pixels: int | None = None):
-    """Set the image resolution bounds (pixels; one LLM token per 28x28) on a Qwen2-VL style processor."""
-    ip = getattr(processor, "image_processor", None)
-    if ip is None or (min_pixels is None and max_pixels is None):
-        return processor
-    size = dict(getattr(ip, "size", None) or {})
-    if min_pixels is not None:
-        size["shortest_edge"] = min_pixels
-        if hasattr(ip, "min_pixels"):
-            ip.min_pixels = min_pixels
-    if max_pixels is not None:
-        size["longest_edge"] = max_pixels
-        if hasattr(ip, "max_pixels"):
-            ip.max_pixels = max_pixels
-    ip.size = size
-    return processor
 
 
 def fit_images(images: list | None, processor) -> list | None:
@@ -96,37 +79,47 @@ def prompt_length(processor, prompt: list[dict], images: list | None) -> int:
 
 
 def build_grpo_dataset(
-    path: str,
+    paths: str | os.PathLike | list[str],
     processor=None,
     max_prompt_length: int | None = None,
     lenient: bool = False,
     require_answer: bool = True,
     check_media: bool = True,
-    system_prompt: str | None = None,
-    prompt_suffix: str | None = BOXED_SUFFIX,
+    spec: PromptSpec | None = None,
     max_samples: int | None = None,
     seed: int = 0,
 ):
-    """Load records, convert with `to_grpo_example`, drop video records, keep a seeded random subset of
-    `max_samples` (if set), then drop over-budget prompts (all counted). Returns (datasets.Dataset, BuildReport)."""
+    """Load records from `paths` (records JSONL files or Hugging Face datasets, like SFT's train_files), convert
+    with `to_grpo_example` (prompts built by `spec`, default PromptSpec()), drop video records, keep a seeded
+    random subset of `max_samples` (if set; `mmreason.records.seeded_subset`), then drop over-budget prompts (all
+    counted). Returns (datasets.Dataset, BuildReport)."""
     from datasets import Dataset, Image, List
 
-    records, load_report = load_records(path, strict=not lenient, require_answer=require_answer, check_media=check_media)
-    report = BuildReport(str(path), loaded=len(records), skipped_bad=len(load_report.skipped))
+    paths = [str(paths)] if isinstance(paths, (str, os.PathLike)) else [str(p) for p in paths]
+    if not paths:
+        raise ValueError("no train_files given")
+    spec = spec or PromptSpec()
+    path = ", ".join(paths)
+    report = BuildReport(path)
     rows: list[dict[str, Any]] = []
-    for rec in records:
-        if rec.video is not None:
-            report.skipped_video += 1
-            continue
-        rows.append(to_grpo_example(rec, system=system_prompt, suffix=prompt_suffix))
+    for p in paths:
+        load_report = LoadReport(p)
+        for rec in iter_source(p, strict=not lenient, require_answer=require_answer, check_media=check_media,
+                               report=load_report):
+            report.loaded += 1
+            if rec.video is not None:
+                report.skipped_video += 1
+                continue
+            rows.append(to_grpo_example(rec, spec=spec))
+        report.skipped_bad += len(load_report.skipped)
+        if load_report.skipped:
+            logger.warning(load_report.summary())
     if not rows:
         raise ValueError(f"{path}: no usable GRPO prompts ({report.summary()})")
-    if max_samples is not None:
-        if max_samples < 1:
-            raise ValueError(f"max_samples must be >= 1, got {max_samples}")
-        if max_samples < len(rows):
-            report.subsampled_from = len(rows)
-            rows = [rows[i] for i in sorted(random.Random(seed).sample(range(len(rows)), max_samples))]
+    n_rows = len(rows)
+    rows = seeded_subset(rows, max_samples, seed)
+    if len(rows) < n_rows:
+        report.subsampled_from = n_rows
     has_images = any(r["images"] for r in rows)
     ds = Dataset.from_list(rows)
     if has_images:

@@ -1,7 +1,8 @@
 """`mmreason grpo --config configs/grpo/<name>.yaml [--key value ...]`: the GRPO stage.
 
-parse (TrlParser: script args + MMReasonGRPOConfig + trl.ModelConfig) -> records -> dataset -> trainer ->
-train (resuming from a checkpoint when asked) -> save."""
+parse (TrlParser: script args + MMReasonGRPOConfig + trl.ModelConfig) -> prompt spec (the checkpoint's
+prompt.json unless the config sets it) -> records -> dataset -> trainer -> train (resuming from a checkpoint
+when asked) -> save (model, processor, prompt.json)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,29 @@ import logging
 import sys
 from dataclasses import dataclass, field
 
-from mmreason.records import BOXED_SUFFIX, RecordError
+from mmreason.modeling import PromptArguments, deprecated
+from mmreason.prompts import save_prompt_spec
+from mmreason.records import RecordError
 from mmreason.resume import resolve_resume
 
 logger = logging.getLogger("mmreason.grpo")
 
 
 @dataclass
-class GRPOScriptArguments:
-    """Data and reward choices of the GRPO stage (training knobs live in MMReasonGRPOConfig)."""
+class GRPOScriptArguments(PromptArguments):
+    """Data, prompt and reward choices of the GRPO stage (training knobs live in MMReasonGRPOConfig)."""
 
-    train_file: str | None = field(default=None, metadata={"help": "Records JSONL of RL questions (mmreason.records)."})
+    train_files: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Records JSONL files of RL questions (mmreason.records format; image paths relative to each "
+            "file). An entry that is not a file is read as a Hugging Face dataset (local `save_to_disk` folder or "
+            "Hub id, split 'train') whose columns are record fields. As in the SFT stage."
+        },
+    )
+    train_file: str | None = field(
+        default=None, metadata={"help": "Deprecated (one release): one records JSONL; use train_files."}
+    )
     eval_file: str | None = field(default=None, metadata={"help": "Optional records JSONL evaluated with eval_strategy."})
     reward_funcs: list[str] = field(
         default_factory=lambda: ["accuracy", "format"],
@@ -41,7 +54,8 @@ class GRPOScriptArguments:
     max_samples: int | None = field(
         default=None,
         metadata={
-            "help": "Use a random subset of this many records (seeded by `seed`) as the RL question pool. When "
+            "help": "Use a random subset of this many records (seeded by `seed`, kept in file order) as the RL "
+            "question pool; the same meaning as in the SFT stage. When "
             "max_steps asks for more prompts than the pool holds, training makes several passes over it, so "
             "the mean reward of one pass and of a later one are measured on the same questions. The subset is drawn "
             "before the prompt-budget filter, so the pool can end up smaller (the build report counts the drops)."
@@ -63,14 +77,14 @@ class GRPOScriptArguments:
         metadata={"help": "Reject records without an answer. Set false for label-free rewards (MM-UPT majority vote)."},
     )
     check_media: bool = field(default=True, metadata={"help": "Check every image file opens before training."})
-    system_prompt: str | None = field(default=None, metadata={"help": "Optional system message."})
-    prompt_suffix: str | None = field(
-        default=BOXED_SUFFIX, metadata={"help": "Instruction appended to every question."}
-    )
-    min_pixels: int | None = field(default=None, metadata={"help": "Image processor min pixels (null: checkpoint's)."})
-    max_pixels: int | None = field(default=None, metadata={"help": "Image processor max pixels (null: checkpoint's)."})
 
     def __post_init__(self):
+        super().__post_init__()
+        if self.train_file is not None:
+            deprecated("train_file", "train_files")
+            if self.train_file not in self.train_files:
+                self.train_files = [*self.train_files, self.train_file]
+            self.train_file = None
         if isinstance(self.reward_options, str):
             try:
                 self.reward_options = json.loads(self.reward_options)
@@ -117,24 +131,19 @@ def resolve_reward_funcs(names: list[str], num_generations: int, options: dict |
 
 
 def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
-    from transformers import AutoProcessor
+    """Prompt spec (the options over the starting checkpoint's prompt.json) -> processor -> datasets -> rewards
+    -> trainer (which saves the spec as prompt.json with every checkpoint; `trainer.prompt_spec`)."""
+    from trl import get_peft_config
 
-    from mmreason.rl.data import build_grpo_dataset, configure_processor
+    from mmreason.modeling import ModelLoad, load_model, load_processor, prompt_spec_callback
+    from mmreason.rl.data import build_grpo_dataset
     from mmreason.rl.trainer import MMReasonGRPOTrainer
 
-    if not script_args.train_file:
-        raise ValueError("train_file is required (a records JSONL)")
-    model_id = model_args.model_name_or_path
-    if not model_id:
-        raise ValueError("model_name_or_path is required")
-    processor = AutoProcessor.from_pretrained(
-        model_id,
-        revision=model_args.model_revision,
-        trust_remote_code=training_args.trust_remote_code,
-        padding_side="left",
-        truncation_side="left",
-    )
-    configure_processor(processor, script_args.min_pixels, script_args.max_pixels)
+    if not script_args.train_files:
+        raise ValueError("train_files is required (records JSONL files)")
+    load = ModelLoad.from_trl(model_args, training_args.trust_remote_code, training_args.model_init_kwargs)
+    spec = script_args.prompt_spec(load.name_or_path, "grpo")
+    processor = load_processor(load, spec.min_pixels, spec.max_pixels, padding_side="left", truncation_side="left")
 
     data_kwargs = dict(
         processor=processor,
@@ -142,11 +151,10 @@ def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
         lenient=script_args.lenient,
         require_answer=script_args.require_answer,
         check_media=script_args.check_media,
-        system_prompt=script_args.system_prompt,
-        prompt_suffix=script_args.prompt_suffix,
+        spec=spec,
     )
     train_ds, report = build_grpo_dataset(
-        script_args.train_file, max_samples=script_args.max_samples, seed=training_args.seed, **data_kwargs
+        script_args.train_files, max_samples=script_args.max_samples, seed=training_args.seed, **data_kwargs
     )
     logger.warning(report.summary())
     eval_ds = None
@@ -156,17 +164,16 @@ def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
         )
         logger.warning(eval_report.summary())
 
-    model_init_kwargs = dict(
-        revision=model_args.model_revision,
-        trust_remote_code=training_args.trust_remote_code,
-        attn_implementation=model_args.attn_implementation,
-        dtype=model_args.dtype,
-        use_safetensors=True,  # no pickled weights (model_init_kwargs may override)
-    )
-    model_init_kwargs.update(training_args.model_init_kwargs or {})
-    training_args.model_init_kwargs = model_init_kwargs
-
-    from trl import get_peft_config
+    if load.adapter:
+        # TRL would build the KL reference from the adapter's base model, not from base + adapter
+        if training_args.beta != 0.0:
+            raise ValueError(f"{load.name_or_path} is a LoRA adapter folder: GRPO with beta > 0 needs a merged "
+                             "checkpoint as its reference model (merge the adapter first), or beta: 0")
+        model = load_model(load)  # base + merged adapter
+        training_args.model_init_kwargs = None
+    else:
+        model = load.name_or_path  # TRL loads it (and the reference model) with these kwargs
+        training_args.model_init_kwargs = load.model_kwargs()
 
     tok = getattr(processor, "tokenizer", processor)
     stop_ids = sorted({i for i in (tok.eos_token_id, tok.pad_token_id) if i is not None})
@@ -175,15 +182,18 @@ def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
         stop_token_ids=stop_ids
     )
     trainer = MMReasonGRPOTrainer(
-        model=model_id,
+        model=model,
         reward_funcs=reward_funcs,
         args=training_args,
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         processing_class=processor,
         peft_config=get_peft_config(model_args),
+        quantization_config=load.quantization.get("quantization_config"),
+        callbacks=[prompt_spec_callback(spec)],
     )
     trainer.build_report = report
+    trainer.prompt_spec = spec
     return trainer
 
 
@@ -205,5 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
     trainer.save_state()
+    if training_args.should_save:
+        save_prompt_spec(training_args.output_dir, trainer.prompt_spec)
     logger.warning("saved GRPO model to %s", training_args.output_dir)
     return 0

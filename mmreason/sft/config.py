@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 
 from trl import SFTConfig
 
-from mmreason.records import BOXED_SUFFIX
+from mmreason.modeling import PromptArguments
 
 
 @dataclass
-class SFTScriptArguments:
+class SFTScriptArguments(PromptArguments):
     train_files: list[str] = field(
         default_factory=list,
         metadata={
@@ -22,27 +22,12 @@ class SFTScriptArguments:
     eval_file: str | None = field(
         default=None, metadata={"help": "Optional records JSONL evaluated with the SFT loss (set eval_strategy)."}
     )
-    system_prompt: str | None = field(
-        default=None,
-        metadata={"help": "System message. None keeps the chat template's default system message."},
-    )
-    prompt_suffix: str | None = field(
-        default=BOXED_SUFFIX,
-        metadata={"help": "Instruction appended to every question (after the lettered options). Empty: none."},
-    )
     freeze_vision_tower: bool = field(
         default=True,
         metadata={"help": "Freeze the vision encoder (patch embedding and blocks), as in the paper."},
     )
     freeze_merger: bool = field(
         default=False, metadata={"help": "Also freeze the vision-language merger (projector)."}
-    )
-    min_pixels: int | None = field(
-        default=None, metadata={"help": "Image processor min pixels per image (None: the checkpoint's setting)."}
-    )
-    max_pixels: int | None = field(
-        default=None,
-        metadata={"help": "Image processor max pixels per image, e.g. 1204224 (None: the checkpoint's setting)."},
     )
     lenient: bool = field(
         default=False,
@@ -52,7 +37,11 @@ class SFTScriptArguments:
         },
     )
     max_samples: int | None = field(
-        default=None, metadata={"help": "Use only the first N training records (after skipping bad ones)."}
+        default=None,
+        metadata={
+            "help": "Train on a random subset of this many records (seeded by `seed`, kept in file order), drawn "
+            "after skipping bad ones. The same meaning as in the GRPO stage."
+        },
     )
 
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmreason.records import LoadReport, Record, RecordError, iter_records, record_from_dict, to_sft_example
+from mmreason.prompts import PromptSpec
+from mmreason.records import LoadReport, Record, RecordError, iter_source, seeded_subset, to_sft_example
 
 logger = logging.getLogger(__name__)
 
@@ -54,31 +54,6 @@ def _line_numbers(path: Path) -> dict[str, int]:
     return out
 
 
-def _hf_records(spec: str, strict: bool, report: LoadReport):
-    """Records from a Hugging Face dataset (a `save_to_disk` folder or a Hub id) with record-field columns."""
-    import datasets
-
-    if os.path.isdir(spec):
-        ds = datasets.load_from_disk(spec)
-        base = spec
-    else:
-        ds = datasets.load_dataset(spec, split="train")
-        base = "."
-    if isinstance(ds, datasets.DatasetDict):
-        ds = ds["train"]
-    for i, row in enumerate(ds):
-        row = {k: v for k, v in row.items() if v is not None or k in ("answer",)}
-        try:
-            rec = record_from_dict(row, f"{spec}[{i}]", base)
-        except RecordError as e:
-            if strict:
-                raise
-            report.skipped.append(e)
-            continue
-        report.loaded += 1
-        yield rec
-
-
 def _sft_problem(rec: Record) -> str | None:
     if not rec.solution:
         return "field 'solution' (the SFT target) is missing or empty"
@@ -88,10 +63,11 @@ def _sft_problem(rec: Record) -> str | None:
 
 
 def load_sft_records(
-    paths: list[str], lenient: bool = False, max_samples: int | None = None
+    paths: list[str], lenient: bool = False, max_samples: int | None = None, seed: int = 0
 ) -> tuple[list[Record], DataReport]:
     """Load and validate training records (each needs a `solution`). Strict: the first bad record raises
-    `RecordError` naming `file:line`. Lenient: bad records are skipped and listed in the report."""
+    `RecordError` naming `file:line`. Lenient: bad records are skipped and listed in the report. `max_samples`:
+    a random subset of the usable records drawn with `seed`, in file order (`mmreason.records.seeded_subset`)."""
     if not paths:
         raise ValueError("no train_files given")
     report = DataReport()
@@ -99,14 +75,8 @@ def load_sft_records(
     for spec in paths:
         rep = LoadReport(str(spec))
         p = Path(spec)
-        if p.is_file():
-            recs = iter_records(p, strict=not lenient, report=rep)
-            lines = None
-        elif p.suffix in (".jsonl", ".json") or str(spec).startswith((".", "/", "~")) and not p.is_dir():
-            raise FileNotFoundError(f"train/eval file not found: {spec}")
-        else:
-            recs = _hf_records(str(spec), not lenient, rep)
-            lines = {}
+        recs = iter_source(spec, strict=not lenient, report=rep)
+        lines = None if p.is_file() else {}
         for rec in recs:
             problem = _sft_problem(rec)
             if problem:
@@ -121,8 +91,7 @@ def load_sft_records(
                 continue
             out.append(rec)
         report.add(rep)
-    if max_samples is not None:
-        out = out[:max_samples]
+    out = seeded_subset(out, max_samples, seed)
     report.loaded = len(out)
     if report.skipped:
         logger.warning(report.summary())
@@ -131,13 +100,10 @@ def load_sft_records(
     return out, report
 
 
-def build_sft_dataset(records: list[Record], system_prompt: str | None = None, prompt_suffix: str | None = None):
-    """A `datasets.Dataset` with 'messages' and 'images' (absolute paths) columns."""
+def build_sft_dataset(records: list[Record], spec: PromptSpec | None = None):
+    """A `datasets.Dataset` with 'messages' (prompts built by `spec`, default: PromptSpec()) and 'images'
+    (absolute paths) columns."""
     from datasets import Dataset
 
-    rows = []
-    for rec in records:
-        ex = to_sft_example(rec, system=system_prompt, suffix=prompt_suffix or None)
-        ex["images"] = [str(Path(p).resolve()) for p in ex["images"]]
-        rows.append(ex)
-    return Dataset.from_list(rows)
+    spec = spec or PromptSpec()
+    return Dataset.from_list([to_sft_example(rec, spec=spec) for rec in records])
