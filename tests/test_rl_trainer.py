@@ -215,6 +215,25 @@ def test_dynamic_sampling_warns_where_the_loss_counts_sequences(tmp_path):
         MMReasonGRPOConfig(**common_args(tmp_path, loss_type="grpo"))
 
 
+def test_dynamic_sampling_modes_and_dual_clip_parse(tmp_path):
+    from mmreason.rl.config import MMReasonGRPOConfig
+    from mmreason.rl.run import make_parser
+
+    cfg = tmp_path / "c.yaml"
+    for yaml_value, cli, want in (("true", [], "mask"), ("false", [], "off"), ("off", [], "off"), ("mask", [], "mask"),
+                                  ("refill", [], "refill"), ("true", ["--dynamic_sampling", "false"], "off"),
+                                  ("false", ["--dynamic_sampling", "refill"], "refill")):
+        cfg.write_text(f"dynamic_sampling: {yaml_value}\noutput_dir: {tmp_path}\nbf16: false\nloss_type: dapo\n"
+                       "clip_ratio_c: 3.0\ndynamic_sampling_max_rounds: 2\n")
+        _, args, _ = make_parser().parse_args_and_config(args=["--config", str(cfg), *cli])
+        assert (args.dynamic_sampling, args.dynamic_sampling_max_rounds, args.clip_ratio_c) == (want, 2, 3.0), yaml_value
+    assert MMReasonGRPOConfig(**common_args(tmp_path)).clip_ratio_c is None
+    for bad in (dict(dynamic_sampling="sometimes"), dict(clip_ratio_c=1.0), dict(clip_ratio_c=0.5),
+                dict(dynamic_sampling_max_rounds=-1)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            MMReasonGRPOConfig(**common_args(tmp_path, **bad))
+
+
 def test_zero_variance_groups():
     from mmreason.rl.trainer import zero_variance_groups
 

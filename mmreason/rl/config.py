@@ -14,6 +14,7 @@ from trl import GRPOConfig
 logger = logging.getLogger(__name__)
 
 COV_MODES = ("none", "clip_cov", "kl_cov")
+DYNAMIC_SAMPLING_MODES = ("off", "mask", "refill")
 # TRL loss types whose objective is the clipped ratio surrogate the covariance losses replace.
 COV_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
 
@@ -51,16 +52,36 @@ class MMReasonGRPOConfig(GRPOConfig):
     clip_cov_ub: float = field(
         default=5.0, metadata={"help": "Clip-Cov: candidate tokens have covariance strictly below this."}
     )
-    dynamic_sampling: bool = field(
-        default=False,
+    clip_ratio_c: float | None = field(
+        default=None,
         metadata={
-            "help": "Drop from the loss every group (the num_generations completions of one prompt) whose "
-            "`dynamic_sampling_reward` values are all equal: such groups carry no learning signal but dilute "
-            "the token normalisation. The count is logged as dynamic_sampling/dropped_groups. (DAPO also "
-            "re-samples to refill the batch; this only drops.) Exact with loss_type dapo or bnpo, whose "
-            "denominators count loss tokens; grpo and dr_grpo divide by the number of sequences (times the max "
-            "length for dr_grpo), which still includes the dropped ones, so there the update is scaled down by "
-            "the kept fraction (a warning says so)."
+            "help": "Dual-clip constant (verl's clip_ratio_c; the RL-with-Cold-Start runs use 3.0). For tokens "
+            "with a negative advantage the per-token loss is capped at -A * clip_ratio_c, i.e. min(max(pg1, pg2), "
+            "-A * clip_ratio_c) for the clipped surrogate, as in verl's compute_policy_loss; applied to the output "
+            "of whichever `cov_mode` loss is selected. Must be > 1. null: off (the loss is then TRL's, bit for bit, "
+            "with cov_mode none)."
+        },
+    )
+    dynamic_sampling: str = field(
+        default="off",
+        metadata={
+            "help": "Groups (the num_generations completions of one prompt) whose `dynamic_sampling_reward` values "
+            "are all equal carry no learning signal but dilute the token normalisation. 'off': keep them. "
+            "'mask': drop them from the loss (cheap; the batch shrinks; counted as dynamic_sampling/dropped_groups). "
+            "Exact with loss_type dapo or bnpo, whose denominators count loss tokens; grpo and dr_grpo divide by "
+            "the number of sequences (times the max length for dr_grpo), which still includes the dropped ones, so "
+            "there the update is scaled down by the kept fraction (a warning says so). 'refill': DAPO's dynamic "
+            "sampling - generate further prompt groups and replace the zero-variance ones until every group of the "
+            "batch has signal, at most `dynamic_sampling_max_rounds` extra generation rounds; groups still without "
+            "signal after the cap are masked as in 'mask' (rounds, refilled groups and cap hits are logged). YAML/CLI "
+            "booleans are accepted: true = 'mask', false = 'off'."
+        },
+    )
+    dynamic_sampling_max_rounds: int = field(
+        default=4,
+        metadata={
+            "help": "dynamic_sampling 'refill': cap on the extra generation rounds per generation batch (each round "
+            "generates one generation batch of fresh prompts)."
         },
     )
     dynamic_sampling_reward: str | None = field(
@@ -86,7 +107,12 @@ class MMReasonGRPOConfig(GRPOConfig):
             raise ValueError(f"cov_mode must be one of {list(COV_MODES)}, got {self.cov_mode!r}")
         if self.max_prompt_length is not None and self.max_prompt_length <= 0:
             raise ValueError(f"max_prompt_length must be positive or null, got {self.max_prompt_length}")
-        if self.dynamic_sampling and self.loss_type in ("grpo", "dr_grpo"):
+        self.dynamic_sampling = _dynamic_sampling_mode(self.dynamic_sampling)
+        if self.dynamic_sampling_max_rounds < 0:
+            raise ValueError(f"dynamic_sampling_max_rounds must be >= 0, got {self.dynamic_sampling_max_rounds}")
+        if self.clip_ratio_c is not None and not self.clip_ratio_c > 1:
+            raise ValueError(f"clip_ratio_c must be > 1 (or null for off), got {self.clip_ratio_c}")
+        if self.dynamic_sampling != "off" and self.loss_type in ("grpo", "dr_grpo"):
             warnings.warn(
                 f"dynamic_sampling with loss_type={self.loss_type!r}: dropped groups still count in this loss's "
                 "per-sequence denominator, so each update shrinks with the fraction of groups dropped; "
@@ -125,3 +151,14 @@ class MMReasonGRPOConfig(GRPOConfig):
     def is_on_policy(self) -> bool:
         """True when every update uses completions sampled by the very same weights."""
         return self.num_iterations == 1 and self.steps_per_generation <= self.gradient_accumulation_steps
+
+
+def _dynamic_sampling_mode(value) -> str:
+    """'off' | 'mask' | 'refill'; the booleans of older configs (YAML true/false, CLI "true"/"false") mean mask/off."""
+    if isinstance(value, bool) or value is None:
+        return "mask" if value else "off"
+    mode = str(value).strip().lower()
+    mode = {"true": "mask", "false": "off", "yes": "mask", "no": "off", "on": "mask"}.get(mode, mode)
+    if mode not in DYNAMIC_SAMPLING_MODES:
+        raise ValueError(f"dynamic_sampling must be one of {list(DYNAMIC_SAMPLING_MODES)} (or true/false), got {value!r}")
+    return mode

@@ -36,7 +36,9 @@ class MMReasonGRPOTrainer(GRPOTrainer):
         if self.args.cov_mode != "none" and self.aux_loss_enabled:
             raise ValueError("cov_mode clip_cov/kl_cov does not support the MoE router aux loss")
         name = self.args.dynamic_sampling_reward
-        if self.args.dynamic_sampling and name is not None and name not in self.reward_func_names:
+        if self.args.dynamic_sampling == "refill":
+            raise NotImplementedError("dynamic_sampling 'refill' is not implemented yet; use 'mask'")
+        if self.args.dynamic_sampling != "off" and name is not None and name not in self.reward_func_names:
             raise ValueError(
                 f"dynamic_sampling_reward={name!r} is not one of the reward functions {self.reward_func_names}"
             )
@@ -57,7 +59,7 @@ class MMReasonGRPOTrainer(GRPOTrainer):
         mode = "train" if self.model.training else "eval"
         if inputs and "source" in inputs[0]:
             self._log_rewards_by_source(mode, [x["source"] for x in inputs])
-        if not self.args.dynamic_sampling:
+        if self.args.dynamic_sampling == "off":
             return output
         num_generations = self.num_generations if mode == "train" else self.num_generations_eval
         signal = self._signal_rewards(self._last_rewards_per_func)
