@@ -246,9 +246,10 @@ def test_dynamic_sampling_drops_exactly_zero_variance_groups(tiny_model_dir, dat
     trainer.model.train()
     trainer.current_gradient_accumulation_steps = 1
     out = trainer._generate_and_score_completions(group_rows(dataset, [0, 1, 2, 3]))  # q0, q2 constant
-    keep = out["tool_mask"].bool().any(dim=1)
+    assert "tool_mask" not in out  # dynamic sampling has its own per-row mask
+    keep = out["group_mask"].bool()
     assert keep.tolist() == [False] * 4 + [True] * 4 + [False] * 4 + [True] * 4
-    assert torch.equal(out["tool_mask"][keep], torch.ones_like(out["tool_mask"][keep]))
+    assert torch.equal(out["group_mask"][keep], torch.ones_like(out["group_mask"][keep]))
     assert int(out["num_items_in_batch"]) == int(out["completion_mask"][keep].sum())
     assert trainer._metrics["train"]["dynamic_sampling/dropped_groups"][-1] == 2
     # the dropped rows no longer reach the loss: zeroing their advantages changes nothing
@@ -287,11 +288,11 @@ def test_per_source_rewards_skip_unscored_and_follow_the_gathered_order(tiny_mod
     trainer = ours(tiny_model_dir, dataset, processor, tmp_path)
     nan = float("nan")
     # rows in gather order: this process's two rollouts, then the other process's two
-    trainer._last_rewards_per_func = torch.tensor([[1.0], [nan], [0.0], [nan]])
+    rewards = torch.tensor([[1.0], [nan], [0.0], [nan]])
     remote = ["synth/b", "synth/none"]
     monkeypatch.setattr(T, "gather_object", lambda local: list(local) + remote)
     monkeypatch.setattr(type(trainer.accelerator), "num_processes", property(lambda self: 2))
-    trainer._log_rewards_by_source("eval", ["synth/a", "synth/none"])
+    trainer._log_rewards_by_source("eval", ["synth/a", "synth/none"], rewards)
     logged = trainer._metrics["eval"]
     assert logged["rewards_by_source/accuracy/synth/a"] == [1.0]
     assert logged["rewards_by_source/accuracy/synth/b"] == [0.0]
