@@ -125,6 +125,123 @@ def test_loss_equals_stock_trl_and_cov_losses_on_policy(tiny_model_dir, dataset,
     assert mine._metrics["train"]["cov/frac_selected"][-1] > 0.4
 
 
+def _stock(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, **kw):
+    from trl import GRPOConfig, GRPOTrainer
+
+    return GRPOTrainer(model=str(tiny_model_dir), reward_funcs=[reward], args=GRPOConfig(**common_args(tmp_path, **kw)),
+                       train_dataset=dataset, processing_class=processor)
+
+
+def test_aggregation_is_pinned_to_trls_for_every_supported_loss_type(tiny_model_dir, dataset, processor, tmp_path,
+                                                                     monkeypatch):
+    """TRL's _compute_loss on a fake policy pass (logp = 0 -> ratio 1 -> per-token loss = -A exactly, with [B, T]
+    advantages TRL accepts) is TRL's aggregation of a chosen per-token tensor; ours must give the same numbers."""
+    from mmreason.rl.config import COV_LOSS_TYPES
+
+    stock = _stock(tiny_model_dir, dataset, processor, tmp_path, beta=0.0, steps_per_generation=4)
+    mine = ours(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, beta=0.0, steps_per_generation=4)
+    B, T = 6, 7
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(B, T, generator=g)
+    mask = (torch.rand(B, T, generator=g) > 0.3).long()
+    mask[:, 0], mask[-1] = 1, 0  # uneven lengths and one empty row (the clamps)
+    inputs = {"prompt_ids": torch.ones(B, 2, dtype=torch.long), "prompt_mask": torch.ones(B, 2, dtype=torch.long),
+              "completion_ids": torch.zeros(B, T, dtype=torch.long), "completion_mask": mask,
+              "advantages": -target, "num_items_in_batch": mask.sum() * 3}
+    monkeypatch.setattr(stock, "_get_per_token_logps_and_entropies",
+                        lambda *a, **k: (torch.zeros(B, T, requires_grad=True), torch.ones(B, T), None))
+    for loss_type in COV_LOSS_TYPES:
+        for training, accum in ((True, 1), (True, 3), (False, 3)):
+            for t in (stock, mine):
+                t.loss_type, t.current_gradient_accumulation_steps = loss_type, accum
+                t.model.train(training)
+            want = stock._compute_loss(stock.model, inputs)
+            got = mine._aggregate(target, mask, inputs)
+            assert torch.equal(got, want.detach()), (loss_type, training, accum, float(got), float(want))
+    mine.loss_type = "sapo"
+    with pytest.raises(ValueError, match="sapo"):
+        mine._aggregate(target, mask, inputs)
+
+
+def test_options_the_registry_lacks_go_to_trls_loss_unchanged(tiny_model_dir, dataset, processor, tmp_path):
+    """GSPO (sequence-level importance sampling) is TRL's own: ours hands it to TRL's _compute_loss, bit for bit,
+    and still logs the entropy and covariance; a registry loss or dual-clip with it is a config error."""
+    from mmreason.rl.config import MMReasonGRPOConfig
+
+    kw = dict(beta=0.04, importance_sampling_level="sequence", loss_type="grpo")
+    stock = _stock(tiny_model_dir, dataset, processor, tmp_path, **kw)
+    mine = ours(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, **kw)
+    assert mine._trl_owns_loss
+    for t in (stock, mine):
+        t.model.train()
+        t.current_gradient_accumulation_steps = 1
+    torch.manual_seed(0)
+    inputs = stock._generate_and_score_completions(group_rows(dataset, [1, 2]))
+    losses = [t._compute_loss(t.model, inputs) for t in (stock, mine)]
+    assert torch.equal(losses[0], losses[1])
+    assert mine._metrics["train"]["entropy/token_mean"][-1] > 0 and "cov/mean" in mine._metrics["train"]
+    for bad in (dict(cov_mode="clip_cov"), dict(clip_ratio_c=3.0)):
+        with pytest.raises(ValueError, match="importance_sampling_level"):
+            MMReasonGRPOConfig(**common_args(tmp_path, **kw, **bad))
+
+
+def test_dual_clip_in_the_trainer(tiny_model_dir, dataset, processor, tmp_path):
+    kw = dict(beta=0.04, loss_type="dapo")
+    stock = _stock(tiny_model_dir, dataset, processor, tmp_path, **kw)
+    mine = ours(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, clip_ratio_c=3.0, **kw)
+    for t in (stock, mine):
+        t.model.train()
+        t.current_gradient_accumulation_steps = 1
+    torch.manual_seed(0)
+    inputs = stock._generate_and_score_completions(group_rows(dataset, [1, 2]))
+    # on-policy the ratio is 1 and -A * 3 never binds: the stock loss, bit for bit
+    assert torch.equal(mine._compute_loss(mine.model, inputs), stock._compute_loss(stock.model, inputs))
+    assert mine._metrics["train"]["clip_ratio/dual_mean"][-1] == 0.0
+    # off-policy by e^2 ~ 7.4 > 3 on every token: every negative-advantage token is capped, and only those
+    with torch.no_grad():
+        logps, _, _ = mine._get_per_token_logps_and_entropies(
+            mine.model, torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], 1),
+            torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], 1), inputs["completion_ids"].size(1),
+            pixel_values=inputs["pixel_values"], image_grid_thw=inputs["image_grid_thw"], num_images=inputs["num_images"])
+    off = dict(inputs, old_per_token_logps=logps - 2.0)
+    dual = mine._compute_loss(mine.model, off)
+    mask = inputs["completion_mask"].float()
+    negative = (inputs["advantages"] < 0).float().unsqueeze(1)
+    assert mine._metrics["train"]["clip_ratio/dual_mean"][-1] == pytest.approx(float((negative * mask).sum() / mask.sum()))
+    assert 0 < mine._metrics["train"]["clip_ratio/dual_mean"][-1] < 1
+    mine.args.clip_ratio_c = None
+    assert torch.equal(mine._compute_loss(mine.model, off), stock._compute_loss(stock.model, off))
+    assert not torch.allclose(dual, stock._compute_loss(stock.model, off))
+
+
+def test_a_plugin_loss_file_selected_from_yaml_trains(tiny_model_dir, dataset, processor, tmp_path):
+    """Adding a loss = one new file: registered by its own decorator, selected by `cov_mode` in the YAML,
+    imported through `loss_plugins`. The toy loss is zero with a live graph, so the step must leave every weight
+    as it was (the same step with cov_mode none changes most of them, see below), and its stats are logged."""
+    from mmreason.rl.run import make_parser
+    from mmreason.rl.trainer import MMReasonGRPOTrainer
+
+    plugin = tmp_path / "frozen_loss.py"
+    plugin.write_text(
+        "from mmreason.rl.losses import register_loss\n\n\n"
+        "@register_loss('frozen_test_loss')\n"
+        "def frozen(logp, old_logp, advantages, mask, cfg, ctx):\n"
+        "    return logp * 0.0, {'frozen/epsilon_high': ctx.epsilon_high, 'frozen/ppo_kl_coef': cfg.ppo_kl_coef}\n"
+    )
+    cfg = tmp_path / "plugin.yaml"
+    cfg.write_text(json.dumps({**common_args(tmp_path), "max_steps": 1, "beta": 0.0, "epsilon_high": 0.28,
+                               "ppo_kl_coef": 0.5, "cov_mode": "frozen_test_loss", "loss_plugins": [str(plugin)]}))
+    _, args, _ = make_parser().parse_args_and_config(args=["--config", str(cfg)])
+    trainer = MMReasonGRPOTrainer(model=str(tiny_model_dir), reward_funcs=[varying_reward], args=args,
+                                  train_dataset=dataset, processing_class=processor)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    assert all(torch.equal(p, before[n]) for n, p in trainer.model.named_parameters())
+    log = next(h for h in trainer.state.log_history if "loss" in h)
+    assert log["frozen/epsilon_high"] == pytest.approx(0.28) and log["frozen/ppo_kl_coef"] == 0.5
+    assert log["entropy/token_mean"] > 0
+
+
 # ---------------------------------------------------------------- one step per cov_mode
 
 
