@@ -378,6 +378,111 @@ def test_dynamic_sampling_drops_exactly_zero_variance_groups(tiny_model_dir, dat
         ours(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, dynamic_sampling=True)
 
 
+def test_refill_merge_takes_whole_groups_and_repads():
+    from mmreason.rl.refill import merge_groups
+
+    PAD = 9
+
+    def round_(r, P, C):
+        # 4 rows (2 groups of 2); row i of round r is tagged 10 * r + i in every field
+        tag = [10 * r + i for i in range(4)]
+        return {
+            "prompt_ids": torch.tensor([[t] * P for t in tag]), "prompt_mask": torch.ones(4, P, dtype=torch.long),
+            "completion_ids": torch.tensor([[t] * C for t in tag]), "completion_mask": torch.ones(4, C, dtype=torch.long),
+            "old_per_token_logps": torch.tensor([[float(t)] * C for t in tag]),
+            "mm_token_type_ids": torch.tensor([[1] * P + [0] * C for _ in tag]),
+            "advantages": torch.tensor([float(t) for t in tag]),
+            "pixel_values": torch.tensor([[float(t)] for t in tag for _ in range(2)]),  # 2 patches per image
+            "image_grid_thw": torch.tensor([[1, 1, 2]] * 4), "num_images": [1] * 4,
+            "num_items_in_batch": torch.tensor(4 * C),
+        }
+
+    out = merge_groups([round_(0, 3, 2), round_(1, 2, 5)], [(1, 1), (0, 1)], 2, pad_token_id=PAD)
+    assert out["advantages"].tolist() == [12.0, 13.0, 2.0, 3.0]
+    assert out["prompt_ids"].tolist() == [[PAD, 12, 12], [PAD, 13, 13], [2, 2, 2], [3, 3, 3]]  # left-padded
+    assert out["prompt_mask"].tolist() == [[0, 1, 1], [0, 1, 1], [1, 1, 1], [1, 1, 1]]
+    assert out["completion_ids"].tolist() == [[12] * 5, [13] * 5, [2, 2, PAD, PAD, PAD], [3, 3, PAD, PAD, PAD]]
+    assert out["completion_mask"][2].tolist() == [1, 1, 0, 0, 0]
+    assert out["old_per_token_logps"][3].tolist() == [3.0, 3.0, 0.0, 0.0, 0.0]
+    assert out["mm_token_type_ids"].tolist() == [[0, 1, 1] + [0] * 5] * 2 + [[1, 1, 1] + [0] * 5] * 2
+    assert out["pixel_values"].view(-1).tolist() == [12.0, 12.0, 13.0, 13.0, 2.0, 2.0, 3.0, 3.0]
+    assert out["image_grid_thw"].tolist() == [[1, 1, 2]] * 4 and out["num_images"] == [1] * 4
+    with pytest.raises(ValueError, match="image_sizes"):
+        merge_groups([dict(round_(0, 3, 2), image_sizes=torch.zeros(4, 2))], [(0, 0), (0, 1)], 2, pad_token_id=PAD)
+
+
+def _group_has_signal(out) -> list[bool]:
+    """A group's advantages are all zero exactly when its rewards are all equal (TRL's group normalisation)."""
+    return (out["advantages"].view(-1, NUM_GEN).abs().sum(dim=1) > 0).tolist()
+
+
+def test_refill_replaces_zero_variance_groups_with_fresh_ones(tiny_model_dir, dataset, processor, tmp_path):
+    # accuracy(): even records are constant (no signal), odd ones vary. Off-policy (old logps kept) and a reference
+    # model, so every per-token field goes through the merge.
+    trainer = ours(tiny_model_dir, dataset, processor, tmp_path, dynamic_sampling="refill",
+                   dynamic_sampling_max_rounds=8, beta=0.04, loss_type="dapo", steps_per_generation=2)
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1
+    torch.manual_seed(0)
+    out = trainer._generate_and_score_completions(group_rows(dataset, [0, 1, 2, 3]))  # q0, q2: no signal
+    m = trainer._metrics["train"]
+    assert m["dynamic_sampling/refill_cap_hit"] == [0.0] and m["dynamic_sampling/refilled_groups"] == [2.0]
+    assert 1 <= m["dynamic_sampling/refill_rounds"][0] <= 8
+    assert m["dynamic_sampling/dropped_groups"] == [0.0]
+    assert _group_has_signal(out) == [True] * 4 and torch.equal(out["group_mask"], torch.ones(16))
+    assert int(out["num_items_in_batch"]) == int(out["completion_mask"].sum())
+    assert len(out["num_images"]) == 16 and out["image_grid_thw"].size(0) == 16
+    # the merged rows still line up with their images and tokens: recomputing the log-probs of the merged batch
+    # gives back the old / reference log-probs each round computed under its own padding
+    with torch.no_grad():
+        logps, _, _ = trainer._get_per_token_logps_and_entropies(
+            trainer.model, torch.cat([out["prompt_ids"], out["completion_ids"]], 1),
+            torch.cat([out["prompt_mask"], out["completion_mask"]], 1), out["completion_ids"].size(1),
+            pixel_values=out["pixel_values"], image_grid_thw=out["image_grid_thw"], num_images=out["num_images"])
+    # (recomputing gives ~1e-3 float noise even without a merge; a row out of place is off by ~0.1)
+    mask = out["completion_mask"].bool()
+    for key in ("old_per_token_logps", "ref_per_token_logps"):
+        assert torch.allclose(logps[mask], out[key][mask], atol=3e-3), key
+        rolled = out[key].roll(NUM_GEN, dims=0)
+        both = mask & mask.roll(NUM_GEN, dims=0)
+        assert (logps[both] - rolled[both]).abs().max() > 0.05
+    trainer._compute_loss(trainer.model, out).backward()
+
+
+def test_refill_cap_is_logged_and_the_rest_masked(tiny_model_dir, dataset, processor, tmp_path):
+    def constant(completions, **kwargs):
+        return [1.0] * len(completions)
+
+    trainer = ours(tiny_model_dir, dataset, processor, tmp_path, reward=constant, dynamic_sampling="refill",
+                   dynamic_sampling_max_rounds=2, dynamic_sampling_reward=None, loss_type="dapo")
+    trainer.model.train()
+    out = trainer._generate_and_score_completions(group_rows(dataset, [1, 3]))
+    m = trainer._metrics["train"]
+    assert (m["dynamic_sampling/refill_rounds"], m["dynamic_sampling/refilled_groups"],
+            m["dynamic_sampling/refill_cap_hit"], m["dynamic_sampling/dropped_groups"]) == ([2.0], [0.0], [1.0], [2.0])
+    assert len(m["reward"]) == 3  # TRL's rollout metrics: the batch and the two refill rounds
+    assert torch.equal(out["group_mask"], torch.zeros(8)) and int(out["num_items_in_batch"]) == 0
+    # no extra round at all with a cap of 0; mask mode never refills
+    for kw in (dict(dynamic_sampling="refill", dynamic_sampling_max_rounds=0), dict(dynamic_sampling="mask")):
+        t = ours(tiny_model_dir, dataset, processor, tmp_path, **kw)
+        t.model.train()
+        out = t._generate_and_score_completions(group_rows(dataset, [0, 1]))
+        assert out["group_mask"].tolist() == [0.0] * 4 + [1.0] * 4 and len(t._metrics["train"]["reward"]) == 1
+        assert t._metrics["train"]["dynamic_sampling/refill_cap_hit"] == ([1.0] if kw["dynamic_sampling"] == "refill" else [])
+
+
+def test_refill_in_a_training_step(tiny_model_dir, dataset, processor, tmp_path):
+    trainer = ours(tiny_model_dir, dataset, processor, tmp_path, dynamic_sampling="refill", max_steps=1,
+                   loss_type="dapo", steps_per_generation=2)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    log = next(h for h in trainer.state.log_history if "loss" in h)
+    # seed 0 draws an even (no-signal) record into the first batch; refill replaces it
+    assert log["dynamic_sampling/refill_rounds"] >= 1 and log["dynamic_sampling/refilled_groups"] >= 1
+    assert log["dynamic_sampling/refill_cap_hit"] == 0 and log["dynamic_sampling/dropped_groups"] == 0
+    assert any(not torch.equal(p, before[n]) for n, p in trainer.model.named_parameters())
+
+
 def test_rewards_are_logged_per_source(tiny_model_dir, dataset, processor, tmp_path):
     trainer = ours(tiny_model_dir, dataset, processor, tmp_path)
     trainer.model.train()
