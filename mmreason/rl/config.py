@@ -83,10 +83,14 @@ class MMReasonGRPOConfig(GRPOConfig):
             "Exact with loss_type dapo or bnpo, whose denominators count loss tokens; grpo and dr_grpo divide by "
             "the number of sequences (times the max length for dr_grpo), which still includes the dropped ones, so "
             "there the update is scaled down by the kept fraction (a warning says so). 'refill': DAPO's dynamic "
-            "sampling - generate further prompt groups and replace the zero-variance ones until every group of the "
-            "batch has signal, at most `dynamic_sampling_max_rounds` extra generation rounds; groups still without "
-            "signal after the cap are masked as in 'mask' (rounds, refilled groups and cap hits are logged). YAML/CLI "
-            "booleans are accepted: true = 'mask', false = 'off'."
+            "sampling - generate further generation batches of fresh prompts (drawn from train_dataset by a generator "
+            "seeded from seed and step) and put their groups with signal in place of this process's zero-variance "
+            "groups until every group of the batch has signal, at most `dynamic_sampling_max_rounds` extra rounds "
+            "(all processes run the same rounds); groups still without signal after the cap are masked as in 'mask'. "
+            "Logged: dynamic_sampling/refill_rounds, refilled_groups, refill_cap_hit. Training batches only (eval "
+            "batches are masked). Each group keeps the advantages of the round it was generated in, exact with "
+            "scale_rewards group or none. Needs per_device_train_batch_size * steps_per_generation to be a multiple "
+            "of num_generations. YAML/CLI booleans are accepted: true = 'mask', false = 'off'."
         },
     )
     dynamic_sampling_max_rounds: int = field(
