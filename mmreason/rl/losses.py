@@ -184,7 +184,9 @@ def clip_ratio_stats(ratio: torch.Tensor, advantages: torch.Tensor, mask: torch.
 def trl_clipped_surrogate(logp, old_logp, advantages, mask, cfg, ctx: LossContext):
     """TRL's GRPO loss for loss_type grpo / bnpo / dr_grpo / dapo at token-level importance sampling:
     -min(r * A, clip(r, 1 - eps_low, 1 + eps_high) * A), computed with TRL's operations in TRL's order so
-    the result is bit-identical to GRPOTrainer._compute_loss (tested)."""
+    the result is bit-identical to GRPOTrainer._compute_loss (tested). Its stats are TRL's clip_ratio/* over
+    `mask` (with top_entropy_quantile < 1 that is the high-entropy tokens the loss acts on; TRL counts all loss
+    tokens) and the covariance statistics."""
     if advantages.dim() == 1:
         advantages = advantages.unsqueeze(1)
     coef_1 = torch.exp(logp - old_logp)

@@ -151,18 +151,24 @@ class MMReasonGRPOTrainer(GRPOTrainer):
             out_r, rewards_r = self._generate_round(rows, "train")
             alive_r = (~zero_variance_groups(self._signal_rewards(rewards_r), G))[proc * n_local : (proc + 1) * n_local]
             spare = [j for j in range(n_local) if alive_r[j]]
+            used = False
             for s in range(n_local):
                 if local_dead[s] and spare:
-                    picks[s] = (rounds, spare.pop(0))
+                    picks[s] = (len(rounds_out), spare.pop(0))
                     local_dead[s] = False
                     refilled += 1
-            rounds_out.append(out_r)
+                    used = True
+            if used:  # a round none of whose groups is taken is not kept (its images can be large)
+                rounds_out.append(out_r)
         left = remaining()
         totals = self.accelerator.reduce(torch.tensor(float(refilled), device=device), reduction="sum")
         self._metrics["train"][M.DS_REFILL_ROUNDS].append(float(rounds))
         self._metrics["train"][M.DS_REFILLED_GROUPS].append(float(totals))
         self._metrics["train"][M.DS_REFILL_CAP_HIT].append(float(left > 0))
-        merged = merge_groups(rounds_out, picks, G, pad_token_id=self._tokenizer.pad_token_id) if rounds else output
+        merged = output
+        if len(rounds_out) > 1:
+            merged = merge_groups(rounds_out, picks, G, pad_token_id=self._tokenizer.pad_token_id,
+                                  pad_to_multiple_of=self.pad_to_multiple_of)
         dead_rows = torch.tensor(local_dead, dtype=torch.bool, device=device).repeat_interleave(G)
         return merged, dead_rows
 
