@@ -502,6 +502,8 @@ def test_refill_keeps_processes_in_step(tiny_model_dir, records_file, tmp_path):
     for v in views:
         assert v["alive"] == [True, True] and v["group_mask"] == [1.0] * 8
     assert views[0]["num_items"] == views[1]["num_items"] == views[0]["local_items"] + views[1]["local_items"]
+    assert views[0]["stats"] == views[1]["stats"]  # every process logs the same combined values
+    assert views[0]["stats"]["cov/frac_selected"] > 0 and views[0]["stats"]["entropy/token_mean"] > 0
 
 
 def test_rewards_are_logged_per_source(tiny_model_dir, dataset, processor, tmp_path):
