@@ -15,7 +15,7 @@ def test_unsupervised_configs_parse_with_mmupt_settings():
             args=["--config", str(REPO / f"configs/grpo/{name}.yaml"), "--bf16", "false"])
         assert script.reward_funcs == ["majority_vote"] and script.require_answer is False, name
         assert (args.num_generations, args.temperature, args.top_p, args.beta) == (10, 0.7, 0.99, 0.01), name
-        assert str(args.lr_scheduler_type) == "SchedulerType.CONSTANT" and args.dynamic_sampling is False, name
+        assert str(args.lr_scheduler_type) == "SchedulerType.CONSTANT" and args.dynamic_sampling == "off", name
     assert (args.learning_rate, args.num_train_epochs, args.weight_decay) == (1e-6, 15, 0.01)
     assert args.generation_batch_size == 10 * 64 and args.steps_per_generation == 64  # x 8 GPUs = 512 prompts
 
