@@ -22,6 +22,14 @@ class SFTScriptArguments:
     eval_file: str | None = field(
         default=None, metadata={"help": "Optional records JSONL evaluated with the SFT loss (set eval_strategy)."}
     )
+    eval_split_ratio: float = field(
+        default=0.0,
+        metadata={
+            "help": "Hold out this fraction of the training records (at least one record, a random sample seeded by "
+            "`seed`) as the eval set scored with the SFT loss at eval_strategy, as ms-swift's split_dataset_ratio "
+            "(its default is 0.01). 0: no split. Not together with eval_file."
+        },
+    )
     system_prompt: str | None = field(
         default=None,
         metadata={"help": "System message. None keeps the chat template's default system message."},
@@ -54,6 +62,12 @@ class SFTScriptArguments:
     max_samples: int | None = field(
         default=None, metadata={"help": "Use only the first N training records (after skipping bad ones)."}
     )
+
+    def __post_init__(self):
+        if not 0.0 <= self.eval_split_ratio < 1.0:
+            raise ValueError(f"eval_split_ratio must be in [0, 1), got {self.eval_split_ratio}")
+        if self.eval_split_ratio and self.eval_file:
+            raise ValueError("set eval_file or eval_split_ratio, not both")
 
 
 @dataclass
