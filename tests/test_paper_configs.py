@@ -315,3 +315,16 @@ def test_a_changed_field_or_batch_quantity_is_caught(name, override, named):
         warnings.simplefilter("ignore")  # kl_cov on-policy warns, as it should
         bad = mismatches(name, PAPERS[name], parse(name, *override))
     assert sorted(b.split(":")[1].split(" ")[1] for b in bad) == sorted(named), bad
+
+
+def test_readme_has_one_command_per_paper_setting():
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Reproducing the papers"):]
+    section = section[: section.index("\n## ", 1)]
+    commands = re.findall(r"^accelerate launch (.*) -m mmreason (sft|grpo) --config configs/(\S+)\.yaml$", section, re.M)
+    assert sorted(f"{stage}/{Path(cfg).name}" for _, stage, cfg in commands) == sorted(PAPERS)
+    for launch, stage, cfg in commands:  # the launcher's GPU count is the one the config's batch numbers are for
+        gpus = int(m.group(1)) if (m := re.search(r"--num_processes (\d+)", launch)) else 8  # deepspeed_zero2: 8
+        assert gpus == PAPERS[f"{stage}/{Path(cfg).name}"].gpus, cfg
