@@ -79,7 +79,8 @@ def _rlcs(size: str) -> Paper:
         },
         # rollout_batch_size 512 x n 10; global_batch_size 128; micro_batch_size_per_device_for_update 4 on 8 GPUs
         {"prompts_per_round": 512, "prompts_per_update": 128, "updates_per_round": 4,
-         "completions_per_gpu_per_round": 640, "completions_per_gpu_per_update": 160},
+         "completions_per_gpu_per_round": 640, "completions_per_gpu_per_update": 160, "on_policy": False,
+         "vllm_context_fits": True},
     )
 
 
@@ -144,7 +145,8 @@ def _entropy(mode: str) -> Paper:
         {**common, **specific},
         # train_prompt_bsz 256 = gen_prompt_bsz, train_prompt_mini_bsz 32, n 8 (the official 32 GPUs: GA 1, 8 steps)
         {"prompts_per_round": 256, "prompts_per_update": 32, "updates_per_round": 8,
-         "completions_per_gpu_per_round": 256, "completions_per_gpu_per_update": 32, "on_policy": False},
+         "completions_per_gpu_per_round": 256, "completions_per_gpu_per_update": 32, "on_policy": False,
+         "vllm_context_fits": True},
     )
 
 
@@ -247,6 +249,8 @@ def derived(parsed, stage: str, gpus: int) -> dict:
         "completions_per_gpu_per_round": per_dev * spg,
         "completions_per_gpu_per_update": per_dev * ga,
         "on_policy": args.is_on_policy(),
+        # vLLM's context holds the longest prompt plus the longest completion
+        "vllm_context_fits": args.vllm_max_model_length >= args.max_prompt_length + args.max_completion_length,
     }
 
 
@@ -300,6 +304,7 @@ def test_strict_variant_differs_only_in_the_reward(size):
     ("grpo/qwen2_5_vl_7b", ["--gradient_accumulation_steps", "20"],
      ["prompts_per_update", "updates_per_round", "completions_per_gpu_per_update"]),
     ("grpo/qwen2_5_vl_7b", ["--clip_ratio_c", "10.0"], ["clip_ratio_c"]),
+    ("grpo/qwen2_5_vl_7b", ["--vllm_max_model_length", "3000"], ["vllm_context_fits"]),
     ("grpo/qwen2_5_vl_7b_kl_cov", ["--steps_per_generation", "4"],
      ["prompts_per_round", "updates_per_round", "completions_per_gpu_per_round", "on_policy"]),
     ("grpo/qwen2_5_vl_7b_unsupervised", ["--reward_options", '{"majority_vote": {"vote_rule": "equivalence"}}'],
