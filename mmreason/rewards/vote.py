@@ -159,10 +159,8 @@ def official_vote_groups(groups: list[list[str]], eq_batch: EqBatch) -> list[Gro
     it equals the label or the equivalence check says so. All groups' checks go in one eq_batch call."""
     out, pairs, owners = [], [], []
     for g, votes in enumerate(groups):
-        first: dict[str, int] = {}
         members: dict[str, list[int]] = {}
         for j, v in enumerate(votes):
-            first.setdefault(v, j)
             members.setdefault(v, []).append(j)
         clusters = list(members.values())  # in first-seen order
         best = max((len(c) for c in clusters), default=0)
