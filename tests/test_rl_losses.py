@@ -8,7 +8,16 @@ import pytest
 import torch
 
 from mmreason.rl.entropy_law import fit_entropy_law
-from mmreason.rl.losses import LOSSES, clip_cov_loss, covariance_stats, get_loss, kl_cov_loss
+from mmreason.rl.losses import (
+    LOSSES,
+    LossContext,
+    clip_cov_loss,
+    covariance_stats,
+    get_loss,
+    kl_cov_loss,
+    load_loss_plugins,
+    policy_loss,
+)
 
 
 def _batch(seed, B=6, T=9, scale=1.0):
@@ -30,11 +39,108 @@ def _reference_cov(logp, adv, mask):
     return {(b, t): (float(adv[b]) - a_mean) * (float(logp[b, t]) - l_mean) for b, t in vals}
 
 
-def test_registry():
-    assert set(LOSSES) >= {"kl_cov", "clip_cov"}
-    assert get_loss("kl_cov") is kl_cov_loss
+def _cfg(**kw):
+    from types import SimpleNamespace
+
+    base = dict(cov_mode="none", clip_ratio_c=None, kl_cov_ratio=2e-3, ppo_kl_coef=1.0, clip_cov_ratio=2e-4,
+                clip_cov_lb=1.0, clip_cov_ub=5.0)
+    return SimpleNamespace(**{**base, **kw})
+
+
+CTX = LossContext(epsilon_low=0.2, epsilon_high=0.2)
+
+
+def test_registry_one_signature():
+    import inspect
+
+    assert set(LOSSES) >= {"none", "kl_cov", "clip_cov"}
+    logp, old, adv, mask = _batch(2)
+    for name, fn in LOSSES.items():
+        assert list(inspect.signature(fn).parameters)[:6] == ["logp", "old_logp", "advantages", "mask", "cfg", "ctx"]
+        loss, stats = fn(logp, old, adv, mask, _cfg(cov_mode=name), CTX)
+        assert loss.shape == logp.shape and all(isinstance(v, float) for v in stats.values()), name
+    # the registered covariance losses are the kernels with their hyper-parameters read from cfg / ctx
+    cfg = _cfg(kl_cov_ratio=0.1, ppo_kl_coef=0.7, clip_cov_ratio=0.1, clip_cov_lb=-1.0)
+    loss, stats = get_loss("kl_cov")(logp, old, adv, mask, cfg, CTX)
+    want, st = kl_cov_loss(logp, old, adv, mask, kl_cov_ratio=0.1, ppo_kl_coef=0.7, return_stats=True)
+    assert torch.equal(loss, want) and stats["cov/frac_selected"] == st.frac_selected
+    ctx = LossContext(epsilon_low=0.2, epsilon_high=0.3, generator=torch.Generator().manual_seed(5))
+    loss, stats = get_loss("clip_cov")(logp, old, adv, mask, cfg, ctx)
+    want = clip_cov_loss(logp, old, adv, mask, 0.2, 0.3, clip_cov_ratio=0.1, clip_cov_lb=-1.0,
+                         generator=torch.Generator().manual_seed(5))
+    assert torch.equal(loss, want) and stats["cov/frac_selected"] > 0
+    # 'none' is TRL's clipped surrogate
+    loss, stats = get_loss("none")(logp, old, adv, mask, cfg, ctx)
+    r = torch.exp(logp - old)
+    a = adv[:, None]
+    assert torch.equal(loss, -torch.min(r * a, torch.clamp(r, 0.8, 1.3) * a))
+    assert stats["clip_ratio/high_mean"] == pytest.approx(float((((r > 1.3) & (a > 0)) * mask).sum() / mask.sum()))
     with pytest.raises(KeyError):
         get_loss("nope")
+
+
+def test_loss_plugins_register_once_and_clash_loudly(tmp_path):
+    plugin = tmp_path / "toy_loss.py"
+    plugin.write_text(
+        "from mmreason.rl.losses import register_loss\n"
+        "@register_loss('toy_plugin_loss')\n"
+        "def toy(logp, old_logp, advantages, mask, cfg, ctx):\n"
+        "    return -logp * cfg.toy_scale, {'toy/scale': float(cfg.toy_scale)}\n"
+    )
+    load_loss_plugins([str(plugin)])
+    load_loss_plugins([str(plugin)])  # the same file again: imported once, no "registered twice"
+    logp, old, adv, mask = _batch(0)
+    loss, stats = policy_loss(logp, old, adv, mask, _cfg(cov_mode="toy_plugin_loss", toy_scale=2.0), CTX)
+    assert torch.equal(loss, -logp * 2.0) and stats == {"toy/scale": 2.0}
+    clash = tmp_path / "clash.py"
+    clash.write_text(plugin.read_text())
+    with pytest.raises(ValueError, match="registered twice"):
+        load_loss_plugins([str(clash)])
+    with pytest.raises(FileNotFoundError, match="missing.py"):
+        load_loss_plugins([str(tmp_path / "missing.py")])
+
+
+# ---------------------------------------------------------------- dual-clip, by hand
+
+# Two rows, A = -1 and +1; ratios r = 0.5, 1, 2, 4 in both rows (old = logp - log r); eps 0.2 / 0.2.
+# logp row 0 = -2, -2, -2, -4, row 1 = -2, -2, -2, -1: mean logp -17/8, mean A 0, so
+# cov row 0 = -(logp + 2.125) = -.125, -.125, -.125, 1.875 and row 1 = .125, .125, .125, 1.125.
+_R = [0.5, 1.0, 2.0, 4.0]
+_LOGP = torch.tensor([[-2.0, -2.0, -2.0, -4.0], [-2.0, -2.0, -2.0, -1.0]], dtype=torch.float64)
+_OLD = _LOGP - torch.log(torch.tensor([_R, _R], dtype=torch.float64))
+_ADV = torch.tensor([-1.0, 1.0], dtype=torch.float64)
+_L4 = math.log(4.0)
+# Per-token loss by hand, without and with the dual-clip c = 1.5 (caps A < 0 tokens at -A * c = 1.5):
+# none: A = -1: max(r, clip(r)) = .8, 1, 2, 4; A = +1: max(-r, -clip(r)) = -.5, -1, -1.2, -1.2.
+# clip_cov (lb 1, ub 5): candidates are cov in (1, 5) and not PPO-clipped: (0, 3) (cov 1.875; pg1 4 > pg2 1.2);
+#   (1, 3) (cov 1.125) is PPO-clipped (pg2 -1.2 > pg1 -4). k = min(max(1, int(8 * .1)), 1) = 1: (0, 3) -> 0.
+# kl_cov (ratio .125 -> k = 1): -A * r everywhere, + |log r| = log 4 on the top-covariance token (0, 3).
+_HAND = {
+    "none": ([[0.8, 1.0, 2.0, 4.0], [-0.5, -1.0, -1.2, -1.2]], [[0.8, 1.0, 1.5, 1.5], [-0.5, -1.0, -1.2, -1.2]]),
+    "clip_cov": ([[0.8, 1.0, 2.0, 0.0], [-0.5, -1.0, -1.2, -1.2]], [[0.8, 1.0, 1.5, 0.0], [-0.5, -1.0, -1.2, -1.2]]),
+    "kl_cov": ([[0.5, 1.0, 2.0, 4.0 + _L4], [-0.5, -1.0, -2.0, -4.0]], [[0.5, 1.0, 1.5, 1.5], [-0.5, -1.0, -2.0, -4.0]]),
+}
+_CAPPED = {"none": 2, "clip_cov": 1, "kl_cov": 2}  # tokens the dual-clip changes, of 8
+
+
+@pytest.mark.parametrize("cov_mode", sorted(_HAND))
+def test_dual_clip_hand_example_every_cov_mode(cov_mode):
+    mask = torch.ones_like(_LOGP)
+    cfg = dict(cov_mode=cov_mode, clip_cov_ratio=0.1, kl_cov_ratio=0.125, ppo_kl_coef=1.0)
+    off, on = _HAND[cov_mode]
+    loss, stats = policy_loss(_LOGP, _OLD, _ADV, mask, _cfg(**cfg), CTX)
+    assert torch.allclose(loss, torch.tensor(off, dtype=torch.float64), atol=1e-12) and "clip_ratio/dual_mean" not in stats
+    logp = _LOGP.clone().requires_grad_(True)
+    loss, stats = policy_loss(logp, _OLD, _ADV, mask, _cfg(clip_ratio_c=1.5, **cfg), CTX)
+    assert torch.allclose(loss, torch.tensor(on, dtype=torch.float64), atol=1e-12)
+    assert stats["clip_ratio/dual_mean"] == _CAPPED[cov_mode] / 8
+    loss.sum().backward()
+    capped = torch.tensor(on, dtype=torch.float64) == 1.5
+    assert torch.all(logp.grad[capped] == 0)  # a capped token no longer pushes
+    assert torch.all(logp.grad[0, 1] != 0)  # an uncapped, unclipped token does
+    # positive advantages are never dual-clipped, whatever c
+    pos = (_LOGP[1:], _OLD[1:], _ADV[1:], mask[1:])
+    assert torch.equal(policy_loss(*pos, _cfg(clip_ratio_c=1.01, **cfg), CTX)[0], policy_loss(*pos, _cfg(**cfg), CTX)[0])
 
 
 @pytest.mark.parametrize("seed", range(8))

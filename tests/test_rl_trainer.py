@@ -125,6 +125,123 @@ def test_loss_equals_stock_trl_and_cov_losses_on_policy(tiny_model_dir, dataset,
     assert mine._metrics["train"]["cov/frac_selected"][-1] > 0.4
 
 
+def _stock(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, **kw):
+    from trl import GRPOConfig, GRPOTrainer
+
+    return GRPOTrainer(model=str(tiny_model_dir), reward_funcs=[reward], args=GRPOConfig(**common_args(tmp_path, **kw)),
+                       train_dataset=dataset, processing_class=processor)
+
+
+def test_aggregation_is_pinned_to_trls_for_every_supported_loss_type(tiny_model_dir, dataset, processor, tmp_path,
+                                                                     monkeypatch):
+    """TRL's _compute_loss on a fake policy pass (logp = 0 -> ratio 1 -> per-token loss = -A exactly, with [B, T]
+    advantages TRL accepts) is TRL's aggregation of a chosen per-token tensor; ours must give the same numbers."""
+    from mmreason.rl.config import COV_LOSS_TYPES
+
+    stock = _stock(tiny_model_dir, dataset, processor, tmp_path, beta=0.0, steps_per_generation=4)
+    mine = ours(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, beta=0.0, steps_per_generation=4)
+    B, T = 6, 7
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(B, T, generator=g)
+    mask = (torch.rand(B, T, generator=g) > 0.3).long()
+    mask[:, 0], mask[-1] = 1, 0  # uneven lengths and one empty row (the clamps)
+    inputs = {"prompt_ids": torch.ones(B, 2, dtype=torch.long), "prompt_mask": torch.ones(B, 2, dtype=torch.long),
+              "completion_ids": torch.zeros(B, T, dtype=torch.long), "completion_mask": mask,
+              "advantages": -target, "num_items_in_batch": mask.sum() * 3}
+    monkeypatch.setattr(stock, "_get_per_token_logps_and_entropies",
+                        lambda *a, **k: (torch.zeros(B, T, requires_grad=True), torch.ones(B, T), None))
+    for loss_type in COV_LOSS_TYPES:
+        for training, accum in ((True, 1), (True, 3), (False, 3)):
+            for t in (stock, mine):
+                t.loss_type, t.current_gradient_accumulation_steps = loss_type, accum
+                t.model.train(training)
+            want = stock._compute_loss(stock.model, inputs)
+            got = mine._aggregate(target, mask, inputs)
+            assert torch.equal(got, want.detach()), (loss_type, training, accum, float(got), float(want))
+    mine.loss_type = "sapo"
+    with pytest.raises(ValueError, match="sapo"):
+        mine._aggregate(target, mask, inputs)
+
+
+def test_options_the_registry_lacks_go_to_trls_loss_unchanged(tiny_model_dir, dataset, processor, tmp_path):
+    """GSPO (sequence-level importance sampling) is TRL's own: ours hands it to TRL's _compute_loss, bit for bit,
+    and still logs the entropy and covariance; a registry loss or dual-clip with it is a config error."""
+    from mmreason.rl.config import MMReasonGRPOConfig
+
+    kw = dict(beta=0.04, importance_sampling_level="sequence", loss_type="grpo")
+    stock = _stock(tiny_model_dir, dataset, processor, tmp_path, **kw)
+    mine = ours(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, **kw)
+    assert mine._trl_owns_loss
+    for t in (stock, mine):
+        t.model.train()
+        t.current_gradient_accumulation_steps = 1
+    torch.manual_seed(0)
+    inputs = stock._generate_and_score_completions(group_rows(dataset, [1, 2]))
+    losses = [t._compute_loss(t.model, inputs) for t in (stock, mine)]
+    assert torch.equal(losses[0], losses[1])
+    assert mine._metrics["train"]["entropy/token_mean"][-1] > 0 and "cov/mean" in mine._metrics["train"]
+    for bad in (dict(cov_mode="clip_cov"), dict(clip_ratio_c=3.0)):
+        with pytest.raises(ValueError, match="importance_sampling_level"):
+            MMReasonGRPOConfig(**common_args(tmp_path, **kw, **bad))
+
+
+def test_dual_clip_in_the_trainer(tiny_model_dir, dataset, processor, tmp_path):
+    kw = dict(beta=0.04, loss_type="dapo")
+    stock = _stock(tiny_model_dir, dataset, processor, tmp_path, **kw)
+    mine = ours(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, clip_ratio_c=3.0, **kw)
+    for t in (stock, mine):
+        t.model.train()
+        t.current_gradient_accumulation_steps = 1
+    torch.manual_seed(0)
+    inputs = stock._generate_and_score_completions(group_rows(dataset, [1, 2]))
+    # on-policy the ratio is 1 and -A * 3 never binds: the stock loss, bit for bit
+    assert torch.equal(mine._compute_loss(mine.model, inputs), stock._compute_loss(stock.model, inputs))
+    assert mine._metrics["train"]["clip_ratio/dual_mean"][-1] == 0.0
+    # off-policy by e^2 ~ 7.4 > 3 on every token: every negative-advantage token is capped, and only those
+    with torch.no_grad():
+        logps, _, _ = mine._get_per_token_logps_and_entropies(
+            mine.model, torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], 1),
+            torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], 1), inputs["completion_ids"].size(1),
+            pixel_values=inputs["pixel_values"], image_grid_thw=inputs["image_grid_thw"], num_images=inputs["num_images"])
+    off = dict(inputs, old_per_token_logps=logps - 2.0)
+    dual = mine._compute_loss(mine.model, off)
+    mask = inputs["completion_mask"].float()
+    negative = (inputs["advantages"] < 0).float().unsqueeze(1)
+    assert mine._metrics["train"]["clip_ratio/dual_mean"][-1] == pytest.approx(float((negative * mask).sum() / mask.sum()))
+    assert 0 < mine._metrics["train"]["clip_ratio/dual_mean"][-1] < 1
+    mine.args.clip_ratio_c = None
+    assert torch.equal(mine._compute_loss(mine.model, off), stock._compute_loss(stock.model, off))
+    assert not torch.allclose(dual, stock._compute_loss(stock.model, off))
+
+
+def test_a_plugin_loss_file_selected_from_yaml_trains(tiny_model_dir, dataset, processor, tmp_path):
+    """Adding a loss = one new file: registered by its own decorator, selected by `cov_mode` in the YAML,
+    imported through `loss_plugins`. The toy loss is zero with a live graph, so the step must leave every weight
+    as it was (the same step with cov_mode none changes most of them, see below), and its stats are logged."""
+    from mmreason.rl.run import make_parser
+    from mmreason.rl.trainer import MMReasonGRPOTrainer
+
+    plugin = tmp_path / "frozen_loss.py"
+    plugin.write_text(
+        "from mmreason.rl.losses import register_loss\n\n\n"
+        "@register_loss('frozen_test_loss')\n"
+        "def frozen(logp, old_logp, advantages, mask, cfg, ctx):\n"
+        "    return logp * 0.0, {'frozen/epsilon_high': ctx.epsilon_high, 'frozen/ppo_kl_coef': cfg.ppo_kl_coef}\n"
+    )
+    cfg = tmp_path / "plugin.yaml"
+    cfg.write_text(json.dumps({**common_args(tmp_path), "max_steps": 1, "beta": 0.0, "epsilon_high": 0.28,
+                               "ppo_kl_coef": 0.5, "cov_mode": "frozen_test_loss", "loss_plugins": [str(plugin)]}))
+    _, args, _ = make_parser().parse_args_and_config(args=["--config", str(cfg)])
+    trainer = MMReasonGRPOTrainer(model=str(tiny_model_dir), reward_funcs=[varying_reward], args=args,
+                                  train_dataset=dataset, processing_class=processor)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    assert all(torch.equal(p, before[n]) for n, p in trainer.model.named_parameters())
+    log = next(h for h in trainer.state.log_history if "loss" in h)
+    assert log["frozen/epsilon_high"] == pytest.approx(0.28) and log["frozen/ppo_kl_coef"] == 0.5
+    assert log["entropy/token_mean"] > 0
+
+
 # ---------------------------------------------------------------- one step per cov_mode
 
 
@@ -246,9 +363,10 @@ def test_dynamic_sampling_drops_exactly_zero_variance_groups(tiny_model_dir, dat
     trainer.model.train()
     trainer.current_gradient_accumulation_steps = 1
     out = trainer._generate_and_score_completions(group_rows(dataset, [0, 1, 2, 3]))  # q0, q2 constant
-    keep = out["tool_mask"].bool().any(dim=1)
+    assert "tool_mask" not in out  # dynamic sampling has its own per-row mask
+    keep = out["group_mask"].bool()
     assert keep.tolist() == [False] * 4 + [True] * 4 + [False] * 4 + [True] * 4
-    assert torch.equal(out["tool_mask"][keep], torch.ones_like(out["tool_mask"][keep]))
+    assert torch.equal(out["group_mask"][keep], torch.ones_like(out["group_mask"][keep]))
     assert int(out["num_items_in_batch"]) == int(out["completion_mask"][keep].sum())
     assert trainer._metrics["train"]["dynamic_sampling/dropped_groups"][-1] == 2
     # the dropped rows no longer reach the loss: zeroing their advantages changes nothing
@@ -258,6 +376,134 @@ def test_dynamic_sampling_drops_exactly_zero_variance_groups(tiny_model_dir, dat
     assert torch.equal(trainer._compute_loss(trainer.model, out2), loss)
     with pytest.raises(ValueError, match="dynamic_sampling_reward"):
         ours(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, dynamic_sampling=True)
+
+
+def test_refill_merge_takes_whole_groups_and_repads():
+    from mmreason.rl.refill import merge_groups
+
+    PAD = 9
+
+    def round_(r, P, C):
+        # 4 rows (2 groups of 2); row i of round r is tagged 10 * r + i in every field
+        tag = [10 * r + i for i in range(4)]
+        return {
+            "prompt_ids": torch.tensor([[t] * P for t in tag]), "prompt_mask": torch.ones(4, P, dtype=torch.long),
+            "completion_ids": torch.tensor([[t] * C for t in tag]), "completion_mask": torch.ones(4, C, dtype=torch.long),
+            "old_per_token_logps": torch.tensor([[float(t)] * C for t in tag]),
+            "mm_token_type_ids": torch.tensor([[1] * P + [0] * C for _ in tag]),
+            "advantages": torch.tensor([float(t) for t in tag]),
+            "pixel_values": torch.tensor([[float(t)] for t in tag for _ in range(2)]),  # 2 patches per image
+            "image_grid_thw": torch.tensor([[1, 1, 2]] * 4), "num_images": [1] * 4,
+            "num_items_in_batch": torch.tensor(4 * C),
+        }
+
+    out = merge_groups([round_(0, 3, 2), round_(1, 2, 5)], [(1, 1), (0, 1)], 2, pad_token_id=PAD)
+    assert out["advantages"].tolist() == [12.0, 13.0, 2.0, 3.0]
+    assert out["prompt_ids"].tolist() == [[PAD, 12, 12], [PAD, 13, 13], [2, 2, 2], [3, 3, 3]]  # left-padded
+    assert out["prompt_mask"].tolist() == [[0, 1, 1], [0, 1, 1], [1, 1, 1], [1, 1, 1]]
+    assert out["completion_ids"].tolist() == [[12] * 5, [13] * 5, [2, 2, PAD, PAD, PAD], [3, 3, PAD, PAD, PAD]]
+    assert out["completion_mask"][2].tolist() == [1, 1, 0, 0, 0]
+    assert out["old_per_token_logps"][3].tolist() == [3.0, 3.0, 0.0, 0.0, 0.0]
+    assert out["mm_token_type_ids"].tolist() == [[0, 1, 1] + [0] * 5] * 2 + [[1, 1, 1] + [0] * 5] * 2
+    assert out["pixel_values"].view(-1).tolist() == [12.0, 12.0, 13.0, 13.0, 2.0, 2.0, 3.0, 3.0]
+    assert out["image_grid_thw"].tolist() == [[1, 1, 2]] * 4 and out["num_images"] == [1] * 4
+    with pytest.raises(ValueError, match="image_sizes"):
+        merge_groups([dict(round_(0, 3, 2), image_sizes=torch.zeros(4, 2))], [(0, 0), (0, 1)], 2, pad_token_id=PAD)
+
+
+def _group_has_signal(out) -> list[bool]:
+    """A group's advantages are all zero exactly when its rewards are all equal (TRL's group normalisation)."""
+    return (out["advantages"].view(-1, NUM_GEN).abs().sum(dim=1) > 0).tolist()
+
+
+def test_refill_replaces_zero_variance_groups_with_fresh_ones(tiny_model_dir, dataset, processor, tmp_path):
+    # accuracy(): even records are constant (no signal), odd ones vary. Off-policy (old logps kept) and a reference
+    # model, so every per-token field goes through the merge.
+    trainer = ours(tiny_model_dir, dataset, processor, tmp_path, dynamic_sampling="refill",
+                   dynamic_sampling_max_rounds=8, beta=0.04, loss_type="dapo", steps_per_generation=2)
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1
+    torch.manual_seed(0)
+    out = trainer._generate_and_score_completions(group_rows(dataset, [0, 1, 2, 3]))  # q0, q2: no signal
+    m = trainer._metrics["train"]
+    assert m["dynamic_sampling/refill_cap_hit"] == [0.0] and m["dynamic_sampling/refilled_groups"] == [2.0]
+    assert 1 <= m["dynamic_sampling/refill_rounds"][0] <= 8
+    assert m["dynamic_sampling/dropped_groups"] == [0.0]
+    assert _group_has_signal(out) == [True] * 4 and torch.equal(out["group_mask"], torch.ones(16))
+    assert int(out["num_items_in_batch"]) == int(out["completion_mask"].sum())
+    assert len(out["num_images"]) == 16 and out["image_grid_thw"].size(0) == 16
+    # the merged rows still line up with their images and tokens: recomputing the log-probs of the merged batch
+    # gives back the old / reference log-probs each round computed under its own padding
+    with torch.no_grad():
+        logps, _, _ = trainer._get_per_token_logps_and_entropies(
+            trainer.model, torch.cat([out["prompt_ids"], out["completion_ids"]], 1),
+            torch.cat([out["prompt_mask"], out["completion_mask"]], 1), out["completion_ids"].size(1),
+            pixel_values=out["pixel_values"], image_grid_thw=out["image_grid_thw"], num_images=out["num_images"])
+    # (recomputing gives ~1e-3 float noise even without a merge; a row out of place is off by ~0.1)
+    mask = out["completion_mask"].bool()
+    for key in ("old_per_token_logps", "ref_per_token_logps"):
+        assert torch.allclose(logps[mask], out[key][mask], atol=3e-3), key
+        rolled = out[key].roll(NUM_GEN, dims=0)
+        both = mask & mask.roll(NUM_GEN, dims=0)
+        assert (logps[both] - rolled[both]).abs().max() > 0.05
+    trainer._compute_loss(trainer.model, out).backward()
+
+
+def test_refill_cap_is_logged_and_the_rest_masked(tiny_model_dir, dataset, processor, tmp_path):
+    def constant(completions, **kwargs):
+        return [1.0] * len(completions)
+
+    trainer = ours(tiny_model_dir, dataset, processor, tmp_path, reward=constant, dynamic_sampling="refill",
+                   dynamic_sampling_max_rounds=2, dynamic_sampling_reward=None, loss_type="dapo")
+    trainer.model.train()
+    out = trainer._generate_and_score_completions(group_rows(dataset, [1, 3]))
+    m = trainer._metrics["train"]
+    assert (m["dynamic_sampling/refill_rounds"], m["dynamic_sampling/refilled_groups"],
+            m["dynamic_sampling/refill_cap_hit"], m["dynamic_sampling/dropped_groups"]) == ([2.0], [0.0], [1.0], [2.0])
+    assert len(m["reward"]) == 3  # TRL's rollout metrics: the batch and the two refill rounds
+    assert torch.equal(out["group_mask"], torch.zeros(8)) and int(out["num_items_in_batch"]) == 0
+    # no extra round at all with a cap of 0; mask mode never refills
+    for kw in (dict(dynamic_sampling="refill", dynamic_sampling_max_rounds=0), dict(dynamic_sampling="mask")):
+        t = ours(tiny_model_dir, dataset, processor, tmp_path, **kw)
+        t.model.train()
+        out = t._generate_and_score_completions(group_rows(dataset, [0, 1]))
+        assert out["group_mask"].tolist() == [0.0] * 4 + [1.0] * 4 and len(t._metrics["train"]["reward"]) == 1
+        assert t._metrics["train"]["dynamic_sampling/refill_cap_hit"] == ([1.0] if kw["dynamic_sampling"] == "refill" else [])
+
+
+def test_refill_in_a_training_step(tiny_model_dir, dataset, processor, tmp_path):
+    trainer = ours(tiny_model_dir, dataset, processor, tmp_path, dynamic_sampling="refill", max_steps=1,
+                   loss_type="dapo", steps_per_generation=2)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    log = next(h for h in trainer.state.log_history if "loss" in h)
+    # seed 0 draws an even (no-signal) record into the first batch; refill replaces it
+    assert log["dynamic_sampling/refill_rounds"] >= 1 and log["dynamic_sampling/refilled_groups"] >= 1
+    assert log["dynamic_sampling/refill_cap_hit"] == 0 and log["dynamic_sampling/dropped_groups"] == 0
+    assert any(not torch.equal(p, before[n]) for n, p in trainer.model.named_parameters())
+
+
+@pytest.mark.slow
+def test_refill_keeps_processes_in_step(tiny_model_dir, records_file, tmp_path):
+    """2 processes (gloo): only process 0 has a group without signal; both run the same rounds and agree."""
+    import os
+    import subprocess
+
+    out = tmp_path / "view"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29561",
+         str(REPO / "tests/refill_worker.py"), str(tiny_model_dir), str(records_file), str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    views = [json.loads((tmp_path / f"view.{r}").read_text()) for r in (0, 1)]
+    assert views[0]["rounds"] == views[1]["rounds"] and views[0]["rounds"][0] >= 1
+    assert views[0]["refilled"] == views[1]["refilled"] == [1.0] and views[0]["cap_hit"] == views[1]["cap_hit"] == [0.0]
+    for v in views:
+        assert v["alive"] == [True, True] and v["group_mask"] == [1.0] * 8
+    assert views[0]["num_items"] == views[1]["num_items"] == views[0]["local_items"] + views[1]["local_items"]
+    assert views[0]["stats"] == views[1]["stats"]  # every process logs the same combined values
+    assert views[0]["stats"]["cov/frac_selected"] > 0 and views[0]["stats"]["entropy/token_mean"] > 0
 
 
 def test_rewards_are_logged_per_source(tiny_model_dir, dataset, processor, tmp_path):
@@ -287,11 +533,11 @@ def test_per_source_rewards_skip_unscored_and_follow_the_gathered_order(tiny_mod
     trainer = ours(tiny_model_dir, dataset, processor, tmp_path)
     nan = float("nan")
     # rows in gather order: this process's two rollouts, then the other process's two
-    trainer._last_rewards_per_func = torch.tensor([[1.0], [nan], [0.0], [nan]])
+    rewards = torch.tensor([[1.0], [nan], [0.0], [nan]])
     remote = ["synth/b", "synth/none"]
     monkeypatch.setattr(T, "gather_object", lambda local: list(local) + remote)
     monkeypatch.setattr(type(trainer.accelerator), "num_processes", property(lambda self: 2))
-    trainer._log_rewards_by_source("eval", ["synth/a", "synth/none"])
+    trainer._log_rewards_by_source("eval", ["synth/a", "synth/none"], rewards)
     logged = trainer._metrics["eval"]
     assert logged["rewards_by_source/accuracy/synth/a"] == [1.0]
     assert logged["rewards_by_source/accuracy/synth/b"] == [0.0]

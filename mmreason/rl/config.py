@@ -11,28 +11,40 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from mmreason.rl.losses import LOSSES, load_loss_plugins
+
 logger = logging.getLogger(__name__)
 
-COV_MODES = ("none", "clip_cov", "kl_cov")
 DYNAMIC_SAMPLING_MODES = ("off", "mask", "refill")
-# TRL loss types whose objective is the clipped ratio surrogate the covariance losses replace.
+# TRL loss types whose objective is the clipped ratio surrogate the registry's losses replace, aggregated as TRL does.
 COV_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
 
 
 @dataclass
 class MMReasonGRPOConfig(GRPOConfig):
-    """GRPOConfig + `cov_mode` (none | clip_cov | kl_cov) and its hyper-parameters, `dynamic_sampling`,
-    `max_prompt_length`. With cov_mode none the loss is stock TRL's, bit for bit."""
+    """GRPOConfig + `cov_mode` (a loss registry name: none | clip_cov | kl_cov | a plugin's) and its
+    hyper-parameters, `clip_ratio_c` (dual-clip), `dynamic_sampling`, `max_prompt_length`. With cov_mode none and
+    no dual-clip the loss is stock TRL's, bit for bit."""
 
     cov_mode: str = field(
         default="none",
         metadata={
-            "help": "Entropy-aware policy loss. 'none': TRL's loss (per `loss_type`). 'clip_cov': PPO-clipped "
-            "loss with a random clip_cov_ratio fraction of the high-covariance tokens (clip_cov_lb < cov < "
-            "clip_cov_ub, not already clipped) detached. 'kl_cov': unclipped -A*ratio plus "
-            "ppo_kl_coef*|logp - old_logp| on the top kl_cov_ratio fraction of tokens by covariance. "
-            "Aggregation still follows `loss_type` (grpo, bnpo, dr_grpo or dapo).",
-            "choices": list(COV_MODES),
+            "help": "Policy loss, by its name in the loss registry (mmreason/rl/losses.py; built in: "
+            + ", ".join(sorted(LOSSES))
+            + "). 'none': TRL's clipped surrogate (stock TRL's loss, bit for bit). 'clip_cov': PPO-clipped loss "
+            "with a random clip_cov_ratio fraction of the high-covariance tokens (clip_cov_lb < cov < clip_cov_ub, "
+            "not already clipped) detached. 'kl_cov': unclipped -A*ratio plus ppo_kl_coef*|logp - old_logp| on the "
+            "top kl_cov_ratio fraction of tokens by covariance. Any other name must be registered by a file listed "
+            "in `loss_plugins`. Aggregation follows `loss_type` (grpo, bnpo, dr_grpo or dapo)."
+        },
+    )
+    loss_plugins: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Files (path/to/my_loss.py, relative to the working directory) or dotted module names imported "
+            "before `cov_mode` is looked up; each registers its loss with @mmreason.rl.losses.register_loss('name') "
+            "and the signature fn(logp, old_logp, advantages, mask, cfg, ctx) -> (per_token_loss, stats). Then "
+            "`cov_mode: name` selects it - no other file changes."
         },
     )
     kl_cov_ratio: float = field(
@@ -71,10 +83,14 @@ class MMReasonGRPOConfig(GRPOConfig):
             "Exact with loss_type dapo or bnpo, whose denominators count loss tokens; grpo and dr_grpo divide by "
             "the number of sequences (times the max length for dr_grpo), which still includes the dropped ones, so "
             "there the update is scaled down by the kept fraction (a warning says so). 'refill': DAPO's dynamic "
-            "sampling - generate further prompt groups and replace the zero-variance ones until every group of the "
-            "batch has signal, at most `dynamic_sampling_max_rounds` extra generation rounds; groups still without "
-            "signal after the cap are masked as in 'mask' (rounds, refilled groups and cap hits are logged). YAML/CLI "
-            "booleans are accepted: true = 'mask', false = 'off'."
+            "sampling - generate further generation batches of fresh prompts (drawn from train_dataset by a generator "
+            "seeded from seed and step) and put their groups with signal in place of this process's zero-variance "
+            "groups until every group of the batch has signal, at most `dynamic_sampling_max_rounds` extra rounds "
+            "(all processes run the same rounds); groups still without signal after the cap are masked as in 'mask'. "
+            "Logged: dynamic_sampling/refill_rounds, refilled_groups, refill_cap_hit. Training batches only (eval "
+            "batches are masked). Each group keeps the advantages of the round it was generated in, exact with "
+            "scale_rewards group or none. Needs per_device_train_batch_size * steps_per_generation to be a multiple "
+            "of num_generations. YAML/CLI booleans are accepted: true = 'mask', false = 'off'."
         },
     )
     dynamic_sampling_max_rounds: int = field(
@@ -103,8 +119,12 @@ class MMReasonGRPOConfig(GRPOConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.cov_mode not in COV_MODES:
-            raise ValueError(f"cov_mode must be one of {list(COV_MODES)}, got {self.cov_mode!r}")
+        load_loss_plugins(self.loss_plugins)
+        if self.cov_mode not in LOSSES:
+            raise ValueError(
+                f"cov_mode must be a registered loss, one of {sorted(LOSSES)} (others via loss_plugins), got "
+                f"{self.cov_mode!r}"
+            )
         if self.max_prompt_length is not None and self.max_prompt_length <= 0:
             raise ValueError(f"max_prompt_length must be positive or null, got {self.max_prompt_length}")
         self.dynamic_sampling = _dynamic_sampling_mode(self.dynamic_sampling)
@@ -119,20 +139,14 @@ class MMReasonGRPOConfig(GRPOConfig):
                 "loss_type 'dapo' or 'bnpo' normalise by the kept tokens only.",
                 stacklevel=2,
             )
-        if self.cov_mode == "none":
-            return
-        unsupported = {
-            "loss_type": self.loss_type not in COV_LOSS_TYPES,
-            "importance_sampling_level": self.importance_sampling_level != "token",
-            "delta": self.delta is not None,
-            "off_policy_mask_threshold": self.off_policy_mask_threshold is not None,
-            "entropy_coef / use_adaptive_entropy": self.entropy_coef != 0.0 or self.use_adaptive_entropy,
-        }
-        bad = [k for k, v in unsupported.items() if v]
+        if self.cov_mode == "none" and self.clip_ratio_c is None:
+            return  # TRL's own loss; the trainer hands options the registry does not cover to TRL
+        bad = self.registry_conflicts()
         if bad:
             raise ValueError(
-                f"cov_mode={self.cov_mode!r} supports loss_type in {list(COV_LOSS_TYPES)}, token-level importance "
-                f"sampling, and no delta / off_policy_mask_threshold / entropy bonus; conflicting: {bad}"
+                f"cov_mode={self.cov_mode!r} / clip_ratio_c={self.clip_ratio_c} (the loss registry) supports loss_type "
+                f"in {list(COV_LOSS_TYPES)}, token-level importance sampling, and no delta / off_policy_mask_threshold "
+                f"/ entropy bonus; conflicting: {bad}"
             )
         if self.kl_cov_ratio <= 0 or self.clip_cov_ratio <= 0:
             raise ValueError("kl_cov_ratio and clip_cov_ratio must be > 0")
@@ -147,6 +161,17 @@ class MMReasonGRPOConfig(GRPOConfig):
             )
             warnings.warn(msg, stacklevel=2)
             logger.warning("!" * 20 + " " + msg)
+
+    def registry_conflicts(self) -> list[str]:
+        """The set options the loss registry's path does not implement (TRL's `_compute_loss` does)."""
+        unsupported = {
+            "loss_type": self.loss_type not in COV_LOSS_TYPES,
+            "importance_sampling_level": self.importance_sampling_level != "token",
+            "delta": self.delta is not None,
+            "off_policy_mask_threshold": self.off_policy_mask_threshold is not None,
+            "entropy_coef / use_adaptive_entropy": self.entropy_coef != 0.0 or self.use_adaptive_entropy,
+        }
+        return [k for k, v in unsupported.items() if v]
 
     def is_on_policy(self) -> bool:
         """True when every update uses completions sampled by the very same weights."""

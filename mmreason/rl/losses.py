@@ -1,4 +1,18 @@
-"""Entropy-aware policy losses as pure tensor functions, registered by name.
+"""Policy losses, registered by name with one signature (the shape of verl's core_algos policy losses):
+
+    fn(logp, old_logp, advantages, mask, cfg, ctx) -> (per_token_loss, stats)
+
+- logp, old_logp, mask: [B, T] (mask: the tokens the loss acts on); advantages: [B], [B, 1] or [B, T];
+- cfg: the MMReasonGRPOConfig (or any object with the fields the loss reads);
+- ctx: a `LossContext` (the trainer's resolved epsilons, a seeded generator, the entropies, ...);
+- per_token_loss: [B, T]; the trainer aggregates it over `mask` per `loss_type` (token-mean, seq-mean, ...)
+  after adding the KL term, so a loss never normalises itself;
+- stats: {metric name: float}. A value is a mean over this call's `mask` tokens, combined across processes
+  weighted by token count, unless its name ends in "/max" or "/min" (combined by max / min).
+
+`cov_mode: <name>` in the config selects a loss; `policy_loss` is the one entry point the trainer calls, and adds
+the dual-clip (`clip_ratio_c`) to whichever loss is selected. Adding a loss is one new file that calls
+`@register_loss("my_loss")`, listed in the config's `loss_plugins` (imported before the name is looked up).
 
 Clip-Cov and KL-Cov come from "The Entropy Mechanism of Reinforcement Learning for Reasoning Language
 Models" (Cui et al., 2025; reference code: PRIME-RL/Entropy-Mechanism-of-RL, verl core_algos). Policy
@@ -9,35 +23,78 @@ update; both losses act on a small fraction of those high-covariance tokens:
 - Clip-Cov detaches (zero loss, hence zero gradient) a random subset of the tokens whose covariance lies in
   (clip_cov_lb, clip_cov_ub) and that PPO's clip does not already cut, on top of the usual clipped loss.
 
-All functions take logp, old_logp, mask of shape [B, T] and advantages of shape [B], [B, 1] or [B, T], and
-return the per-token loss [B, T] (zero where mask is 0) that the trainer aggregates (token-mean, seq-mean...).
-With `return_stats=True` they return `(loss, CovStats)` for logging.
+`kl_cov_loss` and `clip_cov_loss` are the tensor kernels (keyword hyper-parameters, `return_stats=True` gives
+a `CovStats`); the registered `kl_cov` / `clip_cov` read those hyper-parameters from cfg and ctx.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import importlib.util
+import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
 
-LOSSES: dict[str, Callable[..., torch.Tensor]] = {}
+from mmreason.rl import metrics as M
+
+LossFn = Callable[..., tuple[torch.Tensor, dict[str, float]]]
+LOSSES: dict[str, LossFn] = {}
+_ORIGINS: dict[str, str] = {}  # name -> the module that registered it, for the "registered twice" error
 
 
 def register_loss(name: str):
     def deco(fn):
         if name in LOSSES:
-            raise ValueError(f"loss {name!r} registered twice")
+            raise ValueError(f"loss {name!r} registered twice: by {_ORIGINS[name]} and by {fn.__module__}")
         LOSSES[name] = fn
+        _ORIGINS[name] = fn.__module__
         return fn
 
     return deco
 
 
-def get_loss(name: str) -> Callable[..., torch.Tensor]:
+def get_loss(name: str) -> LossFn:
     if name not in LOSSES:
-        raise KeyError(f"unknown loss {name!r}; registered: {sorted(LOSSES)}")
+        raise KeyError(f"unknown loss {name!r}; registered: {sorted(LOSSES)} (add one with `loss_plugins`)")
     return LOSSES[name]
+
+
+def load_loss_plugins(plugins: list[str] | None) -> None:
+    """Import each plugin once: a path to a .py file (relative to the working directory) or a dotted module
+    name. Importing it runs its `@register_loss(...)` decorators."""
+    for plugin in plugins or []:
+        if plugin.endswith(".py"):
+            path = Path(plugin).expanduser().resolve()
+            if not path.is_file():
+                raise FileNotFoundError(f"loss_plugins: {plugin}: no such file")
+            module_name = f"mmreason_loss_plugin_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:10]}"
+            if module_name in sys.modules:
+                continue
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[module_name]
+                raise
+        else:
+            importlib.import_module(plugin)
+
+
+@dataclass(frozen=True)
+class LossContext:
+    """What a loss may need beyond the tensors and the config, as the trainer resolved it for this call."""
+
+    epsilon_low: float
+    epsilon_high: float
+    generator: torch.Generator | None = None  # CPU generator seeded from (seed, micro-step, process)
+    entropies: torch.Tensor | None = None  # [B, T] per-token policy entropy (detached)
+    step: int = 0  # the trainer's micro-step counter
 
 
 @dataclass
@@ -53,6 +110,10 @@ class CovStats:
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
+
+    def metrics(self) -> dict[str, float]:
+        """The logged names (see mmreason.rl.metrics), in the registry's stats convention."""
+        return {M.COV_MEAN: self.cov_mean, M.COV_MAX: self.cov_max, M.COV_FRAC_SELECTED: self.frac_selected}
 
 
 def broadcast_advantages(advantages: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -96,7 +157,90 @@ def covariance_stats(logp: torch.Tensor, advantages: torch.Tensor, mask: torch.T
     return _stats(token_covariance(logp, advantages, mask), valid, torch.zeros_like(valid), 0)
 
 
+def clip_ratio_stats(ratio: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, ctx: LossContext):
+    """TRL's clip_ratio/* metrics for a PPO-clipped loss (token means, and the extreme per-sequence means)."""
+    adv = broadcast_advantages(advantages, ratio)
+    valid = mask.bool()
+    n = valid.sum().clamp(min=1)
+    low = (ratio < 1 - ctx.epsilon_low) & (adv < 0) & valid
+    high = (ratio > 1 + ctx.epsilon_high) & (adv > 0) & valid
+    per_seq = valid.sum(-1)
+    has = per_seq > 0
+    low_seq = low.sum(-1)[has] / per_seq[has]
+    high_seq = high.sum(-1)[has] / per_seq[has]
+    return {
+        "clip_ratio/low_mean": float(low.sum() / n),
+        "clip_ratio/high_mean": float(high.sum() / n),
+        "clip_ratio/region_mean": float((low | high).sum() / n),
+        "clip_ratio/low_min": float(low_seq.min()) if has.any() else float("nan"),
+        "clip_ratio/high_max": float(high_seq.max()) if has.any() else float("nan"),
+    }
+
+
+# ---------------------------------------------------------------- the registered losses
+
+
+@register_loss("none")
+def trl_clipped_surrogate(logp, old_logp, advantages, mask, cfg, ctx: LossContext):
+    """TRL's GRPO loss for loss_type grpo / bnpo / dr_grpo / dapo at token-level importance sampling:
+    -min(r * A, clip(r, 1 - eps_low, 1 + eps_high) * A), computed with TRL's operations in TRL's order so
+    the result is bit-identical to GRPOTrainer._compute_loss (tested). Its stats are TRL's clip_ratio/* over
+    `mask` (with top_entropy_quantile < 1 that is the high-entropy tokens the loss acts on; TRL counts all loss
+    tokens) and the covariance statistics."""
+    if advantages.dim() == 1:
+        advantages = advantages.unsqueeze(1)
+    coef_1 = torch.exp(logp - old_logp)
+    coef_2 = torch.clamp(coef_1, 1 - ctx.epsilon_low, 1 + ctx.epsilon_high)
+    per_token_loss = -torch.min(coef_1 * advantages, coef_2 * advantages)
+    with torch.no_grad():
+        stats = {**covariance_stats(logp, advantages, mask).metrics(),
+                 **clip_ratio_stats(coef_1.detach(), advantages, mask, ctx)}
+    return per_token_loss, stats
+
+
 @register_loss("kl_cov")
+def kl_cov(logp, old_logp, advantages, mask, cfg, ctx: LossContext):
+    loss, st = kl_cov_loss(logp, old_logp, advantages, mask, kl_cov_ratio=cfg.kl_cov_ratio,
+                           ppo_kl_coef=cfg.ppo_kl_coef, return_stats=True)
+    return loss, st.metrics()
+
+
+@register_loss("clip_cov")
+def clip_cov(logp, old_logp, advantages, mask, cfg, ctx: LossContext):
+    loss, st = clip_cov_loss(logp, old_logp, advantages, mask, epsilon_low=ctx.epsilon_low,
+                             epsilon_high=ctx.epsilon_high, clip_cov_ratio=cfg.clip_cov_ratio,
+                             clip_cov_lb=cfg.clip_cov_lb, clip_cov_ub=cfg.clip_cov_ub, generator=ctx.generator,
+                             return_stats=True)
+    with torch.no_grad():
+        ratio = torch.exp(logp.detach() - old_logp)
+        return loss, {**st.metrics(), **clip_ratio_stats(ratio, advantages, mask, ctx)}
+
+
+def dual_clip(per_token_loss: torch.Tensor, advantages: torch.Tensor, clip_ratio_c: float):
+    """Dual-clip PPO (Ye et al. 2020, arXiv 1912.09729; verl/EasyR1 compute_policy_loss): for A < 0 the loss
+    is min(loss, -A * clip_ratio_c), so a token whose ratio has grown far above 1 stops pushing. Returns the
+    clipped loss and the bool mask of the tokens it capped (verl's pg_clipfrac_lower)."""
+    adv = broadcast_advantages(advantages, per_token_loss)
+    cap = -adv * clip_ratio_c
+    negative = adv < 0
+    capped = negative & (per_token_loss > cap)
+    return torch.where(negative, torch.min(per_token_loss, cap), per_token_loss), capped
+
+
+def policy_loss(logp, old_logp, advantages, mask, cfg, ctx: LossContext):
+    """The selected loss (`cfg.cov_mode`), then the dual-clip when `cfg.clip_ratio_c` is set."""
+    per_token_loss, stats = get_loss(cfg.cov_mode)(logp, old_logp, advantages, mask, cfg, ctx)
+    c = getattr(cfg, "clip_ratio_c", None)
+    if c is not None:
+        per_token_loss, capped = dual_clip(per_token_loss, advantages, c)
+        valid = mask.bool()
+        stats = {**stats, M.DUAL_CLIP_FRAC: float((capped & valid).sum() / valid.sum().clamp(min=1))}
+    return per_token_loss, stats
+
+
+# ---------------------------------------------------------------- the covariance kernels
+
+
 def kl_cov_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,
@@ -129,7 +273,6 @@ def kl_cov_loss(
     return loss
 
 
-@register_loss("clip_cov")
 def clip_cov_loss(
     logp: torch.Tensor,
     old_logp: torch.Tensor,

@@ -8,6 +8,10 @@ COV_MAX = "cov/max"
 COV_FRAC_SELECTED = "cov/frac_selected"  # fraction of tokens detached (clip_cov) or penalised (kl_cov)
 DS_DROPPED_GROUPS = "dynamic_sampling/dropped_groups"  # groups with all-equal signal reward, per generation
 DS_DROPPED_FRAC = "dynamic_sampling/dropped_frac"
+DS_REFILL_ROUNDS = "dynamic_sampling/refill_rounds"  # extra generation rounds run for one generation batch
+DS_REFILLED_GROUPS = "dynamic_sampling/refilled_groups"  # zero-variance groups replaced by groups with signal
+DS_REFILL_CAP_HIT = "dynamic_sampling/refill_cap_hit"  # 1: dynamic_sampling_max_rounds ran out with groups left
+DUAL_CLIP_FRAC = "clip_ratio/dual_mean"  # fraction of loss tokens the dual-clip (clip_ratio_c) capped
 REWARD = "reward"  # TRL's weighted total
 
 

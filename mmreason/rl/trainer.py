@@ -1,8 +1,16 @@
-"""`MMReasonGRPOTrainer`: TRL's GRPOTrainer with Clip-Cov / KL-Cov losses, entropy and covariance
-instrumentation and dynamic sampling, extended the way trl/experimental/gmpo does (a config subclass and
-an overridden `_compute_loss`). With cov_mode 'none' the loss is the parent's, unchanged."""
+"""`MMReasonGRPOTrainer`: TRL's GRPOTrainer with the loss registry (Clip-Cov, KL-Cov, plugins, dual-clip),
+entropy and covariance instrumentation, dynamic sampling (mask / refill) and per-source reward logging,
+extended the way trl/experimental/gmpo does (a config subclass and overridden hooks):
+
+- `_generate_and_score_completions`: one override for per-source logging and dynamic sampling;
+- `_compute_loss`: the registry's `policy_loss` (mmreason/rl/losses.py), called in `_compute_registry_loss`
+  only. With cov_mode none, no dual-clip and an option the registry does not implement (loss_type sapo /
+  cispo / vespo / luspo, sequence-level importance sampling, delta, off-policy mask, entropy bonus, MoE aux
+  loss), the loss is TRL's own `_compute_loss`, unchanged."""
 
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import torch
 from accelerate.utils import gather_object
@@ -11,7 +19,10 @@ from trl import GRPOTrainer
 from mmreason.rl import metrics as M
 from mmreason.rl.config import MMReasonGRPOConfig
 from mmreason.rl.data import fit_images
-from mmreason.rl.losses import covariance_stats, get_loss
+from mmreason.rl.losses import LossContext, covariance_stats, policy_loss
+from mmreason.rl.refill import merge_groups, refill_rows
+
+GROUP_MASK = "group_mask"  # [B] float, 0 for the rows of the groups dynamic sampling keeps out of the loss
 
 
 def zero_variance_groups(rewards: torch.Tensor, num_generations: int) -> torch.Tensor:
@@ -33,59 +44,141 @@ class MMReasonGRPOTrainer(GRPOTrainer):
         super().__init__(model, reward_funcs, args=args, **kwargs)
         if not isinstance(self.args, MMReasonGRPOConfig):
             raise TypeError(f"args must be a MMReasonGRPOConfig, got {type(self.args).__name__}")
-        if self.args.cov_mode != "none" and self.aux_loss_enabled:
-            raise ValueError("cov_mode clip_cov/kl_cov does not support the MoE router aux loss")
+        wants_registry = self.args.cov_mode != "none" or self.args.clip_ratio_c is not None
+        if wants_registry and self.aux_loss_enabled:
+            raise ValueError("cov_mode other than 'none' and clip_ratio_c do not support the MoE router aux loss")
+        # TRL's own _compute_loss for the options only it implements (the config rejects them with our losses)
+        self._trl_owns_loss = not wants_registry and (bool(self.args.registry_conflicts()) or self.aux_loss_enabled)
         name = self.args.dynamic_sampling_reward
-        if self.args.dynamic_sampling == "refill":
-            raise NotImplementedError("dynamic_sampling 'refill' is not implemented yet; use 'mask'")
         if self.args.dynamic_sampling != "off" and name is not None and name not in self.reward_func_names:
             raise ValueError(
                 f"dynamic_sampling_reward={name!r} is not one of the reward functions {self.reward_func_names}"
             )
-        self._last_rewards_per_func = None
-        self._last_entropies = self._last_logps = None
+        if self.args.dynamic_sampling == "refill":
+            local = self.args.per_device_train_batch_size * self.args.steps_per_generation
+            if local % self.num_generations:
+                raise ValueError(
+                    f"dynamic_sampling 'refill' replaces whole groups on each process: per_device_train_batch_size * "
+                    f"steps_per_generation ({local}) must be a multiple of num_generations ({self.num_generations})"
+                )
+            if not hasattr(self.train_dataset, "__getitem__"):
+                raise ValueError("dynamic_sampling 'refill' draws extra prompts by index: needs a map-style train_dataset")
+        self._reward_capture = None
+        self._entropy_capture = None
 
-    # ---------------------------------------------------------------- rollouts: dynamic sampling
+    # ---------------------------------------------------------------- rollouts
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        self._last_rewards_per_func = rewards_per_func  # gathered over all processes
+        if self._reward_capture is not None:
+            self._reward_capture.append(rewards_per_func)
         return rewards_per_func
 
-    def _generate_and_score_completions(self, inputs):
+    @contextmanager
+    def _capture(self, attr: str):
+        """Hand a value computed by a TRL hook back to the one call that asked for it (no state survives the
+        call). Used for the gathered rewards `_calculate_rewards` returns: TRL's output carries only the local
+        advantages, and its completion log (`self._logs["rewards"]`) is a deque bounded by
+        generation_batch_size that an eval batch can overflow."""
+        box: list = []
+        setattr(self, attr, box)
+        try:
+            yield box
+        finally:
+            setattr(self, attr, None)
+
+    def _generate_round(self, inputs, mode: str):
+        """One TRL generation + scoring of `inputs` (this process's rows) -> (output, rewards_per_func gathered
+        over all processes), with the rewards logged per record source."""
         if inputs and "images" in inputs[0]:
             inputs = [{**x, "images": fit_images(x["images"], self.processing_class)} for x in inputs]
-        output = super()._generate_and_score_completions(inputs)
-        mode = "train" if self.model.training else "eval"
+        with self._capture("_reward_capture") as box:
+            output = super()._generate_and_score_completions(inputs)
+        rewards = box[-1]
         if inputs and "source" in inputs[0]:
-            self._log_rewards_by_source(mode, [x["source"] for x in inputs])
+            self._log_rewards_by_source(mode, [x["source"] for x in inputs], rewards)
+        return output, rewards
+
+    def _generate_and_score_completions(self, inputs):
+        mode = "train" if self.model.training else "eval"
+        output, rewards = self._generate_round(inputs, mode)
         if self.args.dynamic_sampling == "off":
             return output
         num_generations = self.num_generations if mode == "train" else self.num_generations_eval
-        signal = self._signal_rewards(self._last_rewards_per_func)
-        dropped = zero_variance_groups(signal, num_generations)
-        keep = (~dropped).repeat_interleave(num_generations)
-        local_batch = output["completion_ids"].size(0)
-        proc = self.accelerator.process_index
-        keep = keep[proc * local_batch : (proc + 1) * local_batch].to(output["completion_mask"])
-        # TRL multiplies an optional per-token `tool_mask` into the loss mask (not the attention mask) and
-        # counts `num_items_in_batch` from it: dropping a group is zeroing its rows there.
-        loss_keep = keep.unsqueeze(1).expand_as(output["completion_mask"]).clone()
-        if "tool_mask" in output:
-            loss_keep = loss_keep * output["tool_mask"]
-        output["tool_mask"] = loss_keep
-        output["num_items_in_batch"] = self.accelerator.gather((output["completion_mask"] * loss_keep).sum()).sum()
-        self._metrics[mode][M.DS_DROPPED_GROUPS].append(float(dropped.sum()))
-        self._metrics[mode][M.DS_DROPPED_FRAC].append(float(dropped.float().mean()))
+        dead = zero_variance_groups(self._signal_rewards(rewards), num_generations)
+        if self.args.dynamic_sampling == "refill" and mode == "train":
+            output, dead = self._refill(output, dead, num_generations)
+        else:
+            local = output["completion_ids"].size(0)
+            proc = self.accelerator.process_index
+            dead = dead.repeat_interleave(num_generations)[proc * local : (proc + 1) * local]
+        return self._mask_rows(output, dead, mode)
+
+    def _mask_rows(self, output, dead_rows: torch.Tensor, mode: str):
+        """Keep the rows of zero-variance groups out of the loss: `group_mask` (0 on them) enters the loss mask
+        and `num_items_in_batch` (TRL's count of loss tokens over the generation batch, all processes)."""
+        keep = (~dead_rows).to(output["completion_mask"].device, torch.float32)
+        output[GROUP_MASK] = keep
+        output["num_items_in_batch"] = self.accelerator.gather(self._loss_mask(output).sum()).sum()
+        num_generations = self.num_generations if mode == "train" else self.num_generations_eval
+        counts = self.accelerator.reduce(
+            torch.tensor([float(dead_rows.sum()), float(dead_rows.numel())], device=keep.device), reduction="sum"
+        )
+        self._metrics[mode][M.DS_DROPPED_GROUPS].append(float(counts[0]) / num_generations)
+        self._metrics[mode][M.DS_DROPPED_FRAC].append(float(counts[0] / counts[1].clamp(min=1.0)))
         return output
 
-    def _log_rewards_by_source(self, mode: str, local_sources: list[str]) -> None:
-        """Every reward function's values on this generation batch (all processes), logged per source."""
+    def _refill(self, output, dead: torch.Tensor, num_generations: int):
+        """DAPO's dynamic sampling: while some group of the batch has no reward variance (all processes, a
+        reduced count, so every process runs the same rounds) and fewer than dynamic_sampling_max_rounds extra
+        rounds ran, generate one more generation batch of fresh prompts and put its groups with signal in place
+        of this process's zero-variance groups. Returns the merged output and its still-dead rows."""
+        G = num_generations
+        n_local = output["completion_ids"].size(0) // G
+        proc = self.accelerator.process_index
+        local_dead = dead[proc * n_local : (proc + 1) * n_local].tolist()
+        rounds_out, picks = [output], [(0, s) for s in range(n_local)]
+        rounds = refilled = 0
+        device = output["completion_mask"].device
+
+        def remaining() -> int:
+            return int(self.accelerator.reduce(torch.tensor(float(sum(local_dead)), device=device), reduction="sum"))
+
+        while remaining() > 0 and rounds < self.args.dynamic_sampling_max_rounds:
+            rounds += 1
+            rows = refill_rows(self.train_dataset, n_local * self.accelerator.num_processes, G, proc, n_local,
+                               seed=self.args.seed, step=self._step, round_=rounds)
+            out_r, rewards_r = self._generate_round(rows, "train")
+            alive_r = (~zero_variance_groups(self._signal_rewards(rewards_r), G))[proc * n_local : (proc + 1) * n_local]
+            spare = [j for j in range(n_local) if alive_r[j]]
+            used = False
+            for s in range(n_local):
+                if local_dead[s] and spare:
+                    picks[s] = (len(rounds_out), spare.pop(0))
+                    local_dead[s] = False
+                    refilled += 1
+                    used = True
+            if used:  # a round none of whose groups is taken is not kept (its images can be large)
+                rounds_out.append(out_r)
+        left = remaining()
+        totals = self.accelerator.reduce(torch.tensor(float(refilled), device=device), reduction="sum")
+        self._metrics["train"][M.DS_REFILL_ROUNDS].append(float(rounds))
+        self._metrics["train"][M.DS_REFILLED_GROUPS].append(float(totals))
+        self._metrics["train"][M.DS_REFILL_CAP_HIT].append(float(left > 0))
+        merged = output
+        if len(rounds_out) > 1:
+            merged = merge_groups(rounds_out, picks, G, pad_token_id=self._tokenizer.pad_token_id,
+                                  pad_to_multiple_of=self.pad_to_multiple_of)
+        dead_rows = torch.tensor(local_dead, dtype=torch.bool, device=device).repeat_interleave(G)
+        return merged, dead_rows
+
+    def _log_rewards_by_source(self, mode: str, local_sources: list[str], rewards: torch.Tensor) -> None:
+        """Every reward function's values on this generation batch (`rewards`: gathered over all processes,
+        in gather order), logged per source."""
         local_sources = [s or "unknown" for s in local_sources]
         sources = gather_object(local_sources) if self.accelerator.num_processes > 1 else local_sources
-        rewards = self._last_rewards_per_func
-        if rewards is None or len(sources) != rewards.size(0):
-            return
+        if len(sources) != rewards.size(0):
+            raise RuntimeError(f"{len(sources)} sources for {rewards.size(0)} rewards: the gather orders disagree")
         for src in dict.fromkeys(sources):
             rows = torch.tensor([s == src for s in sources], device=rewards.device)
             for i, name in enumerate(self.reward_func_names):
@@ -108,59 +201,52 @@ class MMReasonGRPOTrainer(GRPOTrainer):
 
     # ---------------------------------------------------------------- loss
 
-    def _get_per_token_logps_and_entropies(self, *args, **kwargs):
-        logps, entropies, aux = super()._get_per_token_logps_and_entropies(*args, **kwargs)
-        if kwargs.get("compute_entropy"):  # the policy pass inside _compute_loss
-            self._last_entropies, self._last_logps = entropies.detach(), logps.detach()
-        return logps, entropies, aux
+    def _loss_mask(self, inputs) -> torch.Tensor:
+        """TRL's loss mask (completion_mask x tool_mask) x our group_mask."""
+        mask = inputs["completion_mask"]
+        if "tool_mask" in inputs:
+            mask = mask * inputs["tool_mask"]
+        if GROUP_MASK in inputs:
+            mask = mask * inputs[GROUP_MASK].unsqueeze(1).to(mask.dtype)
+        return mask
 
     def _compute_loss(self, model, inputs):
-        if self.args.cov_mode == "none":
-            self._last_entropies = self._last_logps = None
+        if self._trl_owns_loss:
+            return self._compute_trl_loss(model, inputs)
+        return self._compute_registry_loss(model, inputs)
+
+    def _get_per_token_logps_and_entropies(self, *args, **kwargs):
+        logps, entropies, aux = super()._get_per_token_logps_and_entropies(*args, **kwargs)
+        if self._entropy_capture is not None and kwargs.get("compute_entropy"):  # TRL's policy pass
+            self._entropy_capture.append((logps.detach(), entropies.detach()))
+        return logps, entropies, aux
+
+    def _compute_trl_loss(self, model, inputs):
+        """TRL's `_compute_loss` as is, plus our entropy / covariance instrumentation."""
+        if GROUP_MASK in inputs:
+            # TRL's loss takes its mask from completion_mask x tool_mask only (and the attention mask from
+            # completion_mask): tool_mask is the one hook that removes rows from TRL's loss without changing
+            # the forward pass. num_items_in_batch already counts the kept tokens only.
+            tool = inputs.get("tool_mask", torch.ones_like(inputs["completion_mask"]))
+            inputs = {**inputs, "tool_mask": tool * inputs[GROUP_MASK].unsqueeze(1).to(tool.dtype)}
+        with self._capture("_entropy_capture") as box:
             loss = super()._compute_loss(model, inputs)
-            if self._last_entropies is not None:
-                self._log_entropy(inputs, self._last_entropies)
-                self._log_cov(covariance_stats(self._last_logps, inputs["advantages"], self._loss_mask(inputs)))
-            return loss
-        return self._compute_cov_loss(model, inputs)
-
-    def _loss_mask(self, inputs) -> torch.Tensor:
-        mask = inputs["completion_mask"]
-        return mask if "tool_mask" not in inputs else mask * inputs["tool_mask"]
-
-    def _log_entropy(self, inputs, entropies: torch.Tensor) -> None:
-        mode = "train" if self.model.training else "eval"
-        # all rollout tokens, including groups dynamic sampling keeps out of the loss
-        mask = inputs["completion_mask"].to(entropies.dtype)
-        tok = torch.stack([(entropies * mask).sum(), mask.sum()])
-        per_seq = (entropies * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
-        has_tokens = (mask.sum(-1) > 0).to(entropies.dtype)
-        seq = torch.stack([(per_seq * has_tokens).sum(), has_tokens.sum()])
-        tok, seq = self.accelerator.reduce(torch.stack([tok, seq]), reduction="sum")
-        self._metrics[mode][M.ENTROPY_TOKEN_MEAN].append((tok[0] / tok[1].clamp(min=1.0)).item())
-        self._metrics[mode][M.ENTROPY_SEQ_MEAN].append((seq[0] / seq[1].clamp(min=1.0)).item())
-
-    def _log_cov(self, stats) -> None:
-        mode = "train" if self.model.training else "eval"
-        t = torch.tensor([stats.cov_mean * stats.num_valid, stats.num_valid, stats.num_selected],
-                         dtype=torch.float64, device=self.accelerator.device)
-        t = self.accelerator.reduce(t, reduction="sum")
-        cov_max = self.accelerator.gather(
-            torch.tensor([stats.cov_max], dtype=torch.float64, device=self.accelerator.device)
-        ).max()
-        n = max(float(t[1]), 1.0)
-        self._metrics[mode][M.COV_MEAN].append(float(t[0]) / n)
-        self._metrics[mode][M.COV_MAX].append(float(cov_max))
-        self._metrics[mode][M.COV_FRAC_SELECTED].append(float(t[2]) / n)
+        if box:
+            logps, entropies = box[-1]
+            self._log_entropy(inputs, entropies)
+            stats = covariance_stats(logps, inputs["advantages"], self._loss_mask(inputs))
+            self._log_loss_stats(stats.metrics(), self._loss_mask(inputs))
+        return loss
 
     def _cov_generator(self) -> torch.Generator:
         # Seeded from (seed, micro-step): reproducible, and identical after a resume.
         return torch.Generator().manual_seed(self.args.seed * 1_000_003 + self._step * 101 + self.accelerator.process_index)
 
-    def _compute_cov_loss(self, model, inputs):
-        """Clip-Cov / KL-Cov. Mirrors the parent's `_compute_loss` for the supported options (loss_type
-        grpo/bnpo/dr_grpo/dapo, beta KL, top_entropy_quantile, vLLM importance-sampling correction); the
-        config rejects the rest."""
+    def _compute_registry_loss(self, model, inputs):
+        """The selected registry loss (+ dual-clip). Around it, the parent's `_compute_loss` for the options the
+        registry supports (loss_type grpo/bnpo/dr_grpo/dapo, beta KL with its bias correction,
+        top_entropy_quantile, vLLM importance-sampling correction), operation for operation, so cov_mode none
+        is bit-identical to TRL; the config rejects the rest."""
         args = self.args
         prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]
         completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
@@ -194,18 +280,10 @@ class MMReasonGRPOTrainer(GRPOTrainer):
         if self.top_entropy_quantile < 1.0:
             loss_mask = mask * self.get_high_entropy_mask(entropies, mask, 1 - self.top_entropy_quantile)
 
-        if args.cov_mode == "kl_cov":
-            per_token_loss, stats = get_loss("kl_cov")(
-                per_token_logps, old, advantages, loss_mask,
-                kl_cov_ratio=args.kl_cov_ratio, ppo_kl_coef=args.ppo_kl_coef, return_stats=True,
-            )
-        else:
-            per_token_loss, stats = get_loss("clip_cov")(
-                per_token_logps, old, advantages, loss_mask,
-                epsilon_low=self.epsilon_low, epsilon_high=self.epsilon_high,
-                clip_cov_ratio=args.clip_cov_ratio, clip_cov_lb=args.clip_cov_lb, clip_cov_ub=args.clip_cov_ub,
-                generator=self._cov_generator(), return_stats=True,
-            )
+        ctx = LossContext(epsilon_low=self.epsilon_low, epsilon_high=self.epsilon_high,
+                          generator=self._cov_generator(), entropies=entropies.detach(), step=self._step)
+        per_token_loss, stats = policy_loss(per_token_logps, old, advantages, loss_mask, args, ctx)
+
         if loss_mask is not mask:
             per_token_loss = per_token_loss * loss_mask
         if self.use_vllm and self.vllm_importance_sampling_correction:
@@ -225,15 +303,11 @@ class MMReasonGRPOTrainer(GRPOTrainer):
             self._metrics[mode]["kl"].append(self._global_masked_mean(per_token_kl, mask_f))
         self._metrics[mode]["entropy"].append(self._global_masked_mean(entropies, mask_f))
         self._log_entropy(inputs, entropies.detach())
-        self._log_cov(stats)
+        self._log_loss_stats(stats, loss_mask)
         return loss
 
-    def _global_masked_mean(self, x, mask) -> float:
-        totals = self.accelerator.reduce(torch.stack([(x * mask).sum(), mask.sum()]), reduction="sum")
-        return (totals[0] / totals[1].clamp(min=1.0)).item()
-
     def _aggregate(self, per_token_loss, mask, inputs):
-        """The parent's aggregation for loss_type grpo / bnpo / dr_grpo / dapo."""
+        """The parent's aggregation for loss_type grpo / bnpo / dr_grpo / dapo (pinned to TRL's by a test)."""
         mode = "train" if self.model.training else "eval"
         accum = self.current_gradient_accumulation_steps if mode == "train" else 1.0
         if self.loss_type == "grpo":
@@ -247,4 +321,43 @@ class MMReasonGRPOTrainer(GRPOTrainer):
             if mode == "train":
                 normalizer = normalizer * self.current_gradient_accumulation_steps / self.args.steps_per_generation
             return (per_token_loss * mask).sum() / normalizer
-        raise ValueError(f"cov_mode {self.args.cov_mode!r} does not support loss_type {self.loss_type!r}")
+        raise ValueError(f"the loss registry does not support loss_type {self.loss_type!r}")
+
+    # ---------------------------------------------------------------- instrumentation
+
+    def _global_masked_mean(self, x, mask) -> float:
+        totals = self.accelerator.reduce(torch.stack([(x * mask).sum(), mask.sum()]), reduction="sum")
+        return (totals[0] / totals[1].clamp(min=1.0)).item()
+
+    def _log_entropy(self, inputs, entropies: torch.Tensor) -> None:
+        mode = "train" if self.model.training else "eval"
+        # all rollout tokens, including groups dynamic sampling keeps out of the loss
+        mask = inputs["completion_mask"].to(entropies.dtype)
+        tok = torch.stack([(entropies * mask).sum(), mask.sum()])
+        per_seq = (entropies * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
+        has_tokens = (mask.sum(-1) > 0).to(entropies.dtype)
+        seq = torch.stack([(per_seq * has_tokens).sum(), has_tokens.sum()])
+        tok, seq = self.accelerator.reduce(torch.stack([tok, seq]), reduction="sum")
+        self._metrics[mode][M.ENTROPY_TOKEN_MEAN].append((tok[0] / tok[1].clamp(min=1.0)).item())
+        self._metrics[mode][M.ENTROPY_SEQ_MEAN].append((seq[0] / seq[1].clamp(min=1.0)).item())
+
+    def _log_loss_stats(self, stats: dict[str, float], mask: torch.Tensor) -> None:
+        """A loss's stats, combined over processes as the registry's convention says: names ending in /max or
+        /min by max / min, the others as means weighted by each process's number of mask tokens."""
+        mode = "train" if self.model.training else "eval"
+        device = self.accelerator.device
+        keys = sorted(stats)  # the same order on every process
+        means = [k for k in keys if not k.endswith(("/max", "/min"))]
+        n = float(mask.sum())
+        t = torch.tensor([n] + [stats[k] * n for k in means], dtype=torch.float64, device=device)
+        t = self.accelerator.reduce(t, reduction="sum")
+        for i, k in enumerate(means):
+            self._metrics[mode][k].append(float(t[i + 1]) / max(float(t[0]), 1.0))
+        for suffix, pick in (("/max", torch.max), ("/min", torch.min)):
+            ks = [k for k in keys if k.endswith(suffix)]
+            if ks:
+                vals = self.accelerator.gather(torch.tensor([stats[k] for k in ks], dtype=torch.float64,
+                                                            device=device)).view(-1, len(ks))
+                for i, k in enumerate(ks):
+                    col = vals[:, i][~torch.isnan(vals[:, i])]
+                    self._metrics[mode][k].append(float(pick(col)) if col.numel() else float("nan"))
