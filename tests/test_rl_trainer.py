@@ -662,6 +662,16 @@ def test_paper_configs_reach_trl_intact(tiny_model_dir, dataset, processor, tmp_
     assert (seen["gpu_memory_utilization"], seen["tensor_parallel_size"]) == (0.4, 2)
     assert (seen["temperature"], seen["top_p"], seen["max_completion_length"], seen["max_model_length"]) == (
         0.7, 0.99, 2048, 4096)
+    for name, cov_mode in (("clip_cov", "clip_cov"), ("kl_cov", "kl_cov")):  # the Entropy-Mechanism settings build too
+        _, args_em, _ = make_parser().parse_args_and_config(
+            args=["--config", str(REPO / f"configs/grpo/qwen2_5_vl_7b_{name}.yaml"), "--bf16", "false",
+                  "--output_dir", str(tmp_path / name), "--gradient_checkpointing", "false"])
+        args_em.reward_weights = args7_weights
+        trainer = MMReasonGRPOTrainer(model=str(tiny_model_dir), reward_funcs=[accuracy, varying_reward], args=args_em,
+                                      train_dataset=dataset, processing_class=processor)
+        assert (trainer.args.cov_mode, trainer.args.dynamic_sampling, trainer.args.is_on_policy()) == (
+            cov_mode, "refill", False)
+        assert (seen["temperature"], seen["max_completion_length"], seen["max_model_length"]) == (1.0, 8192, 10240)
     assert "vllm" not in sys.modules
 
 
