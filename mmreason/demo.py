@@ -180,20 +180,20 @@ def reward_lines(run: Path) -> tuple[list[str], dict]:
 
 
 def law_lines(run: Path) -> tuple[list[str], dict]:
-    """`mmreason plot` on the GRPO run: the PNGs, and the fitted entropy-performance law as a line."""
-    from mmreason.rl.plot import plot_run
+    """`mmreason plot` on the GRPO run: the PNGs, and the entropy-performance law fitted on the validation
+    reward (the fixed held-out questions scored during training), as a line."""
+    from mmreason.rl.plot import law_summary, plot_run
 
     try:
         res = plot_run(run)
     except (FileNotFoundError, KeyError) as e:
         return [f"plots: not drawn ({e})"], {}
-    if "a" in res:
-        law = (f"Entropy-performance law R = -a*exp(H) + b fitted over {res['points']} steps: a = {res['a']:.4g}, "
-               f"b = {res['b']:.4g}, predicted ceiling b - a = {res['ceiling']:.4g}, R^2 = {res['r2']:.2f}")
-    else:
-        law = f"Entropy-performance law not fitted: {res.get('fit_error')}"
+    lines = [f"Entropy-performance {law_summary(res)[len('entropy '):]}"]
+    if "warning" in res:
+        lines.append(f"({res['warning']})")
     files = ", ".join(Path(f).name for f in res["files"])
-    return [law, "", f"plots: {files} in {run}"], {k: res[k] for k in ("a", "b", "ceiling", "r2", "points") if k in res}
+    keep = ("basis", "a", "b", "ceiling", "r2", "points")
+    return [*lines, "", f"plots: {files} in {run}"], {k: res[k] for k in keep if k in res}
 
 
 def table(rows: list[tuple[str, dict]]) -> str:

@@ -17,7 +17,8 @@ def test_unsupervised_configs_parse_with_mmupt_settings():
         assert (args.num_generations, args.temperature, args.top_p, args.beta) == (10, 0.7, 0.99, 0.01), name
         assert str(args.lr_scheduler_type) == "SchedulerType.CONSTANT" and args.dynamic_sampling == "off", name
     assert (args.learning_rate, args.num_train_epochs, args.weight_decay) == (1e-6, 15, 0.01)
-    assert args.generation_batch_size == 10 * 64 and args.steps_per_generation == 64  # x 8 GPUs = 512 prompts
+    # micro-batch 4 per device as EasyR1: 4 x 160 per device x 8 GPUs = 5120 completions = 512 prompts per round
+    assert args.generation_batch_size == 4 * 160 and args.steps_per_generation == 160
 
 
 def test_unsupervised_grpo_step_on_unlabeled_records(tiny_model_dir, tmp_path):

@@ -2,6 +2,7 @@
 and a 2-process (gloo) run that matches the single-process rewards."""
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -225,3 +226,59 @@ def test_two_processes_match_single_process(tmp_path):
         both = sorted(map(tuple, outs[0][name]["logged"] + outs[1][name]["logged"]))
         assert [x for x in both if x[0] != "majority_vote/verify_failures"] == sorted(
             tuple(x) for x in single_logged if x[0] != "majority_vote/verify_failures")
+
+
+# ------------------------------------------------------------------ vote_rule: official (MM-UPT's string majority)
+
+
+def test_official_rule_is_a_string_majority():
+    comps = [box(r"\frac{1}{2}"), box("0.5"), box("1/2"), box(3), box(3)]
+    assert mv(comps, 5, vote_rule="official") == [0.0, 0.0, 0.0, 1.0, 1.0]
+    assert mv(comps, 5) == [1.0, 1.0, 1.0, 0.0, 0.0]  # equivalence: the three halves form the majority
+
+
+def test_official_rule_lets_none_win():
+    comps = ["no box", "still no box", r"unclosed \boxed{7", box(7), box(7)]
+    assert mv(comps, 5, vote_rule="official") == [1.0, 1.0, 1.0, 0.0, 0.0]
+    assert mv(comps, 5) == [0.0, 0.0, 0.0, 1.0, 1.0]
+    # a literal \boxed{None} is the same vote as no box, as in the official code
+    assert mv([box("None"), "no box", box(2)], 3, vote_rule="official") == [1.0, 1.0, 0.0]
+
+
+def test_official_rule_details():
+    # last box by position: an unclosed last box makes the vote "None" even after a complete one
+    assert vote_mod.official_vote(r"\boxed{2} then \boxed{3") == "None"
+    assert vote_mod.official_vote(r"\boxed{ \frac{1}{2} }") == r"\frac{1}{2}"
+    assert vote_mod.official_vote(r"\boxed{2}, no, \boxed{3}") == "3"
+    # ties go to the string seen first; members equivalent to the label are rewarded too
+    assert mv([box(2), box(1), box(1), box(2)], 4, vote_rule="official") == [1.0, 0.0, 0.0, 1.0]
+    assert mv([box("1/2"), box("1/2"), box("0.5"), box(3)], 4, vote_rule="official") == [1.0, 1.0, 1.0, 0.0]
+    # truncated completions and non-option answers vote (the equivalence rule drops them)
+    ids = [[5, 9], [5, 9], [5, 2]]
+    assert mv([box(1), box(1), box(7)], 3, completion_ids=ids, stop_token_ids=[2], vote_rule="official") == [1.0, 1.0, 0.0]
+    assert mv([box(1), box(1), box(7)], 3, completion_ids=ids, stop_token_ids=[2]) == [0.0, 0.0, 1.0]
+    choices = [["red", "blue"]] * 3
+    assert mv([box("purple"), box("purple"), box("A")], 3, answer_type=["choice"] * 3, choices=choices,
+              vote_rule="official") == [1.0, 1.0, 0.0]
+
+
+def test_official_rule_options_and_registry():
+    f = build_reward_funcs(["majority_vote"], 5, options={"majority_vote": {"vote_rule": "official"}})[0]
+    comps = [box(r"\frac{1}{2}"), box("0.5"), box("1/2"), box(3), box(3)]
+    assert f(prompts=["q"] * 5, completions=comps, answer_type=["text"] * 5) == [0.0, 0.0, 0.0, 1.0, 1.0]
+    metrics = {}
+    log = lambda k, v: metrics.setdefault(k, []).append(v)  # noqa: E731
+    assert mv(comps, 5, vote_rule="bogus", log_metric=log) == [0.0] * 5  # a bad option: logged zeros, no crash
+    assert metrics["majority_vote/internal_errors"] == [1]
+    assert mv(comps, 5, vote_rule="official", ties="none") == [0.0] * 5
+
+
+def test_official_rule_metrics():
+    metrics = {}
+    log = lambda k, v: metrics.setdefault(k, []).append(v)  # noqa: E731
+    comps = ["no box", "no box", box(7)]
+    assert mv(comps, 3, vote_rule="official", answer=["7"] * 3, log_metric=log) == [1.0, 1.0, 0.0]
+    assert metrics["majority_vote/reward_mean"] == [pytest.approx(2 / 3)]
+    assert metrics["majority_vote/no_majority_frac"] == [0.0]
+    assert metrics["majority_vote/pseudo_label_accuracy"] == [0.0]  # the label "None" is not the gold 7
+    assert metrics["majority_vote/cluster_entropy"][0] == pytest.approx(-(2 / 3) * math.log(2 / 3) - (1 / 3) * math.log(1 / 3))

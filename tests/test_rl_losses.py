@@ -389,3 +389,71 @@ def test_reward_trend_passes_follow_epochs_not_log_entries():
     # an eval repeated at a step after a resume (eval_on_start) is one point: the last one logged
     evals = [{"step": 0, "eval_reward": 0.1}, {"step": 20, "eval_reward": 0.2}, {"step": 20, "eval_reward": 0.3}]
     assert series(evals, "eval_reward") == ([0, 20], [0.1, 0.3])
+
+
+def _law_run(tmp_path, name, eval_fn=None, eval_steps=(0, 4, 8, 12, 16, 20)):
+    """A synthetic run: entropy falling over 20 steps, a training reward that moves with the batch mix
+    (not with entropy), and optional evaluations eval_fn(H) at eval_steps."""
+    hist = []
+    for step in range(1, 21):
+        h = 1.6 - 0.05 * step
+        hist.append({"step": step, "entropy/token_mean": h, "rewards/accuracy/mean": 0.3 + 0.2 * (step % 3)})
+    if eval_fn is not None:
+        ent = {x["step"]: x["entropy/token_mean"] for x in hist}
+        hist += [{"step": s, "eval_rewards/accuracy/mean": eval_fn(ent[s]) if s in ent else 0.123} for s in eval_steps]
+    run = tmp_path / name
+    run.mkdir()
+    (run / "trainer_state.json").write_text(json.dumps({"log_history": hist}))
+    return run
+
+
+def _count_axhline(monkeypatch):
+    import matplotlib.axes
+
+    calls = []
+    orig = matplotlib.axes.Axes.axhline
+    monkeypatch.setattr(matplotlib.axes.Axes, "axhline", lambda self, *a, **k: calls.append(a) or orig(self, *a, **k))
+    return calls
+
+
+def test_entropy_law_is_fitted_on_the_validation_reward(tmp_path, capsys, monkeypatch):
+    from mmreason.rl.plot import main
+
+    a, b = 0.25, 1.1
+    run = _law_run(tmp_path, "val", lambda h: -a * math.exp(h) + b)
+    calls = _count_axhline(monkeypatch)
+    assert main(["--run", str(run)]) == 0
+    res = json.loads((run / "entropy_law.json").read_text())
+    # step 0 (eval_on_start) has no training entropy yet: 5 of the 6 evaluations are points
+    assert (res["basis"], res["reward_key"], res["points"]) == ("validation", "eval_rewards/accuracy/mean", 5)
+    assert res["a"] == pytest.approx(a) and res["b"] == pytest.approx(b) and res["r2"] == pytest.approx(1.0)
+    assert res["ceiling_drawn"] is True and calls == [(pytest.approx(b - a),)] and "warning" not in res
+    out = capsys.readouterr().out
+    assert "on the validation reward (eval_rewards/accuracy/mean) over 5 evaluations" in out
+    assert "R^2 = 1.000" in out and "predicted ceiling b - a = 0.85" in out and "warning" not in out
+
+
+def test_entropy_law_falls_back_to_the_training_reward_with_a_warning(tmp_path, capsys, monkeypatch):
+    from mmreason.rl.plot import main
+
+    for name, eval_fn, steps in (("none", None, ()), ("too_few", lambda h: 0.5, (0, 20))):
+        run = _law_run(tmp_path, name, eval_fn, steps)
+        assert main(["--run", str(run)]) == 0
+        res = json.loads((run / "entropy_law.json").read_text())
+        assert (res["basis"], res["reward_key"], res["points"]) == ("training", "rewards/accuracy/mean", 20), name
+        out = capsys.readouterr().out
+        assert "warning:" in out and "training-rollout reward" in res["warning"], name
+        assert "on the training reward (rewards/accuracy/mean) over 20 training steps" in out and "R^2 = " in out
+
+
+def test_entropy_law_with_a_le_0_draws_no_ceiling(tmp_path, capsys, monkeypatch):
+    from mmreason.rl.plot import main
+
+    run = _law_run(tmp_path, "rising", lambda h: 0.2 * math.exp(h) + 0.1)  # reward rises with entropy: a = -0.2
+    calls = _count_axhline(monkeypatch)
+    assert main(["--run", str(run)]) == 0
+    res = json.loads((run / "entropy_law.json").read_text())
+    assert res["basis"] == "validation" and res["a"] == pytest.approx(-0.2) and res["ceiling_drawn"] is False
+    assert calls == []
+    out = capsys.readouterr().out
+    assert "a <= 0: outside the law's regime (no ceiling)" in out and "predicted ceiling" not in out

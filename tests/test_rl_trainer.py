@@ -615,9 +615,9 @@ def test_paper_configs_reach_trl_intact(tiny_model_dir, dataset, processor, tmp_
     from mmreason.rl.run import make_parser
     from mmreason.rl.trainer import MMReasonGRPOTrainer
 
-    for size, mem, tp in (("3b", 0.5, 1), ("7b", 0.4, 2)):
+    for size, mem, tp, variant in ((s, m, t, v) for s, m, t in (("3b", 0.5, 1), ("7b", 0.4, 2)) for v in ("", "_strict")):
         script, args, model = make_parser().parse_args_and_config(
-            args=["--config", str(REPO / f"configs/grpo/qwen2_5_vl_{size}.yaml"), "--bf16", "false",
+            args=["--config", str(REPO / f"configs/grpo/qwen2_5_vl_{size}{variant}.yaml"), "--bf16", "false",
                   "--output_dir", str(tmp_path / size)]
         )
         assert (args.use_vllm, args.vllm_mode, args.vllm_gpu_memory_utilization, args.vllm_tensor_parallel_size) == (
@@ -627,7 +627,13 @@ def test_paper_configs_reach_trl_intact(tiny_model_dir, dataset, processor, tmp_
             1e-6, "SchedulerType.CONSTANT", 0.01, 0.2, 0.3)
         assert (args.weight_decay, args.max_grad_norm, args.cov_mode) == (0.01, 1.0, "none")
         assert script.max_pixels == 1204224 and script.instruction == BOXED_SUFFIX
-        assert script.reward_funcs == ["accuracy", "format"] and args.reward_weights == [1.0, 0.1]
+        assert script.system_prompt == ""  # none of our own: not inherited from the SFT checkpoint
+        if variant == "_strict":  # our stricter reward: single-box accuracy + 0.1 format
+            assert script.reward_funcs == ["accuracy", "format"] and args.reward_weights == [1.0, 0.1]
+            assert script.reward_options is None
+        else:  # the paper's: last-box accuracy only (tests/test_paper_configs.py checks every paper field)
+            assert script.reward_funcs == ["accuracy"] and args.reward_weights == [1.0]
+            assert script.reward_options == {"accuracy": {"single_box": False}}
         assert model.model_name_or_path == f"runs/qwen2_5_vl_{size}/sft" and model.dtype == "bfloat16"
     # CLI overrides win over the YAML
     _, args, _ = make_parser().parse_args_and_config(
@@ -644,17 +650,29 @@ def test_paper_configs_reach_trl_intact(tiny_model_dir, dataset, processor, tmp_
 
     monkeypatch.setattr(grpo_mod, "VLLMGeneration", FakeVLLMGeneration)
     args.gradient_checkpointing = False
+    args.reward_weights = args7_weights = [1.0, 1.0]  # this test's two reward functions (the paper config has one)
     MMReasonGRPOTrainer(model=str(tiny_model_dir), reward_funcs=[accuracy, varying_reward], args=args, train_dataset=dataset,
                         processing_class=processor)
     assert (seen["mode"], seen["gpu_memory_utilization"], seen["tensor_parallel_size"]) == ("colocate", 0.3, 1)
     _, args7, _ = make_parser().parse_args_and_config(
         args=["--config", str(REPO / "configs/grpo/qwen2_5_vl_7b.yaml"), "--bf16", "false",
               "--output_dir", str(tmp_path / "o7"), "--gradient_checkpointing", "false"])
+    args7.reward_weights = args7_weights
     MMReasonGRPOTrainer(model=str(tiny_model_dir), reward_funcs=[accuracy, varying_reward], args=args7, train_dataset=dataset,
                         processing_class=processor)
     assert (seen["gpu_memory_utilization"], seen["tensor_parallel_size"]) == (0.4, 2)
     assert (seen["temperature"], seen["top_p"], seen["max_completion_length"], seen["max_model_length"]) == (
-        0.7, 0.99, 2048, 6144)
+        0.7, 0.99, 2048, 4096)
+    for name, cov_mode in (("clip_cov", "clip_cov"), ("kl_cov", "kl_cov")):  # the Entropy-Mechanism settings build too
+        _, args_em, _ = make_parser().parse_args_and_config(
+            args=["--config", str(REPO / f"configs/grpo/qwen2_5_vl_7b_{name}.yaml"), "--bf16", "false",
+                  "--output_dir", str(tmp_path / name), "--gradient_checkpointing", "false"])
+        args_em.reward_weights = args7_weights
+        trainer = MMReasonGRPOTrainer(model=str(tiny_model_dir), reward_funcs=[accuracy, varying_reward], args=args_em,
+                                      train_dataset=dataset, processing_class=processor)
+        assert (trainer.args.cov_mode, trainer.args.dynamic_sampling, trainer.args.is_on_policy()) == (
+            cov_mode, "refill", False)
+        assert (seen["temperature"], seen["max_completion_length"], seen["max_model_length"]) == (1.0, 8192, 10240)
     assert "vllm" not in sys.modules
 
 

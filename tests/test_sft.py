@@ -232,7 +232,7 @@ def test_paper_configs_parse_with_paper_settings(name):
     path = Path(__file__).resolve().parents[1] / "configs" / "sft" / f"{name}.yaml"
     raw = yaml.safe_load(path.read_text())
     assert raw["bf16"] is True and raw["dtype"] == "bfloat16"
-    assert raw["per_device_train_batch_size"] * raw["gradient_accumulation_steps"] * 8 == 64  # 8 GPUs
+    assert raw["per_device_train_batch_size"] * raw["gradient_accumulation_steps"] * 4 == 64  # 4 GPUs, as the official run
     # bf16 is rejected on a CPU-only machine, so parse with it off; every other key must be a known field
     script, targs, margs = make_parser().parse_args_and_config(["--config", str(path), "--bf16", "false"])
     assert margs.model_name_or_path == f"Qwen/Qwen2.5-VL-{name[-2:].upper()}-Instruct" and not margs.use_peft
@@ -257,3 +257,21 @@ def test_pickled_weights_are_not_loaded(tiny_model_dir, data_dir, tmp_path):
     (ckpt / "model.safetensors").unlink()
     with pytest.raises(OSError, match="safetensors"):
         load_model_and_processor(*_args(ckpt, data_dir, tmp_path / "out"))
+
+
+def test_eval_split_ratio_holds_out_records(tiny_model_dir, data_dir, tmp_path):
+    from mmreason.sft.dataset import split_eval
+
+    recs, _ = load_sft_records([str(data_dir / "train.jsonl")])
+    train_part, held = split_eval(recs, 0.01, seed=42)
+    assert len(held) == 1 and len(train_part) == len(recs) - 1  # at least one record, as ms-swift counts
+    train_part, held = split_eval(recs, 0.25, seed=42)
+    assert len(held) == 3 and {r.id for r in train_part} | {r.id for r in held} == {r.id for r in recs}
+    assert [r.id for r in train_part] == [r.id for r in recs if r.id not in {h.id for h in held}]  # order kept
+    assert split_eval(recs, 0.25, seed=42) == (train_part, held) and split_eval(recs, 0.25, seed=7)[1] != held
+    assert split_eval(recs, 0.0, seed=0) == (recs, [])
+    trainer = train(*_args(tiny_model_dir, data_dir, tmp_path / "sft", "--eval_split_ratio", "0.25"))
+    assert len(trainer.train_dataset) == len(recs) - 3 and len(trainer.eval_dataset) == 3
+    for bad in (["--eval_split_ratio", "1.5"], ["--eval_split_ratio", "0.1", "--eval_file", "x.jsonl"]):
+        with pytest.raises(ValueError, match="eval_split_ratio|eval_file"):
+            _args(tiny_model_dir, data_dir, tmp_path / "x", *bad)

@@ -25,6 +25,21 @@ blocks of G exactly as TRL does, and each rank returns its own slice. Every rank
 reward the same number of times (TRL does).
 
 Gold answers, when present, are used for one logged metric (pseudo-label accuracy), never for reward.
+
+`vote_rule` (reward option): "equivalence" (default) is the rule above. "official" reproduces MM-UPT's
+reward (waltonfuture/MM-UPT, verl/workers/reward/function.py) for a faithful reproduction:
+- every completion votes with the text of its LAST `\boxed{` (found by position, then brace-matched,
+  stripped), or the string "None" when that box is missing or unclosed (mathruler's
+  `extract_boxed_content`); truncated, over-long and multiple-choice answers vote like any other;
+- the pseudo-label is the most frequent exact string of the group (Counter.most_common: a tie goes to
+  the string seen first), so "None" wins when most completions have no box, and `0.5`, `1/2` and
+  `\frac{1}{2}` are three different votes;
+- reward = 1.0 when the answer grades equal to the pseudo-label, else 0.0: identical strings are equal
+  (as in mathruler's `grade_answer`), other pairs go through our equivalence check (math-verify) where
+  the official code calls mathruler's `grade_answer` - the two graders differ on a few forms (unreduced
+  fractions, sets in another order, percent vs decimal: see configs/grpo/qwen2_5_vl_7b_unsupervised.yaml).
+  An answer outside the winning string can thus be rewarded (`0.5` when the label is `1/2`).
+`ties` and `min_support` belong to the equivalence rule (an error with "official").
 """
 
 from __future__ import annotations
@@ -57,17 +72,24 @@ logger = logging.getLogger("mmreason.rewards")
 EqBatch = Callable[[list[tuple]], list]
 
 
+VOTE_RULES = ("equivalence", "official")
+NO_BOX = "None"  # mathruler's extract_boxed_content answer for a completion without a complete last box
+
+
 @dataclass
 class GroupVote:
     clusters: list[list[int]]  # member indices (within the group), clusters in creation order
     winner: int | None  # index into clusters, or None (no valid vote / tie under "none" / low support)
     n_valid: int
+    scores: list[float] | None = None  # per-member rewards when they are not "in the winning cluster" (official)
 
     @property
     def label_index(self) -> int | None:
         return None if self.winner is None else self.clusters[self.winner][0]
 
     def rewards(self, size: int) -> list[float]:
+        if self.scores is not None:
+            return list(self.scores)
         out = [0.0] * size
         if self.winner is not None:
             for j in self.clusters[self.winner]:
@@ -115,6 +137,48 @@ def extract_vote(completion, answer_type=None, choices=None, completion_ids=None
     if answer_type == "choice" and choices:
         return choice_vote(pred, list(choices))
     return pred
+
+
+def official_vote(completion) -> str:
+    r"""MM-UPT's vote: the stripped content of the last `\boxed{` when its braces close, else "None"."""
+    text = completion_text(completion) or ""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return NO_BOX
+    depth = 0
+    body = text[start + len("\\boxed{") :]
+    for k, ch in enumerate(body):
+        depth += (ch == "{") - (ch == "}")
+        if depth < 0:
+            return body[:k].strip()
+    return NO_BOX
+
+
+def official_vote_groups(groups: list[list[str]], eq_batch: EqBatch) -> list[GroupVote]:
+    """MM-UPT's rule: the most frequent exact string wins (ties: first seen); each member scores 1.0 when
+    it equals the label or the equivalence check says so. All groups' checks go in one eq_batch call."""
+    out, pairs, owners = [], [], []
+    for g, votes in enumerate(groups):
+        members: dict[str, list[int]] = {}
+        for j, v in enumerate(votes):
+            members.setdefault(v, []).append(j)
+        clusters = list(members.values())  # in first-seen order
+        best = max((len(c) for c in clusters), default=0)
+        winner = next((k for k, c in enumerate(clusters) if len(c) == best), None)
+        scores = [0.0] * len(votes)
+        if winner is not None:
+            label = votes[clusters[winner][0]]
+            for j, v in enumerate(votes):
+                if v == label:
+                    scores[j] = 1.0
+                else:
+                    pairs.append((v, label, "text", None))
+                    owners.append((g, j))
+        out.append(GroupVote(clusters, winner, len(votes), scores))
+    for (g, j), same in zip(owners, eq_batch(pairs) if pairs else []):
+        if same:
+            out[g].scores[j] = 1.0
+    return out
 
 
 def pool_eq_batch(timeout: float | None = None, failures: list | None = None) -> EqBatch:
@@ -213,19 +277,22 @@ def majority_vote(
     record_id=None,
     min_support: float = 0.0,
     ties: str = "first",
+    vote_rule: str = "equivalence",
     stop_token_ids=None,
     timeout: float | None = None,
     log_metric=None,
     log_extra=None,
     **kwargs,
 ) -> list[float]:
-    """1.0 if the completion's boxed answer is in its group's largest answer cluster, else 0.0 (MM-UPT)."""
+    """1.0 if the completion's boxed answer is in its group's largest answer cluster, else 0.0 (MM-UPT).
+    vote_rule "official": MM-UPT's exact-string majority (see the module docstring)."""
     completions = list(completions or [])
     n = len(completions)
     try:
         return _majority_vote(
             completions, n, num_generations, completion_ids, answer, answer_type, choices, precision, record_id,
             min_support, ties, set(stop_token_ids) if stop_token_ids else None, timeout, log_metric, log_extra,
+            vote_rule,
         )
     except Exception:  # noqa: BLE001 - a reward never crashes the run
         logger.exception("majority_vote failed on a batch of %d; giving 0.0", n)
@@ -234,18 +301,23 @@ def majority_vote(
 
 
 def _majority_vote(completions, n, G, completion_ids, answer, answer_type, choices, precision, record_id,
-                   min_support, ties, stop_ids, timeout, log_metric, log_extra) -> list[float]:
+                   min_support, ties, stop_ids, timeout, log_metric, log_extra, vote_rule) -> list[float]:
     if ties not in ("first", "none"):
         raise ValueError(f"ties must be 'first' or 'none', got {ties!r}")
+    if vote_rule not in VOTE_RULES:
+        raise ValueError(f"vote_rule must be one of {list(VOTE_RULES)}, got {vote_rule!r}")
+    official = vote_rule == "official"
+    if official and (ties != "first" or min_support):
+        raise ValueError("ties and min_support apply to vote_rule 'equivalence'; 'official' is MM-UPT's rule as is")
     types, opts, precs = column(answer_type, n), column(choices, n), column(precision, n)
     golds, rids, cids = column(answer, n), column(record_id, n), column(completion_ids, n)
     local = []
     for i, c in enumerate(completions):
         try:  # never raise before the all-gather below: the other ranks would wait forever
-            vote = extract_vote(c, types[i], opts[i], cids[i], stop_ids)
+            vote = official_vote(c) if official else extract_vote(c, types[i], opts[i], cids[i], stop_ids)
         except Exception:  # noqa: BLE001
             logger.warning("majority_vote: could not read completion %d; it does not vote", i, exc_info=True)
-            vote = None
+            vote = NO_BOX if official else None
         local.append((vote, types[i], opts[i], precs[i], golds[i], rids[i]))
     if callable(log_extra):  # the vote of each completion, for TRL's completions table
         try:
@@ -269,7 +341,10 @@ def _majority_vote(completions, n, G, completion_ids, answer, answer_type, choic
                            "(e.g. num_generations_eval differs)?", g, sorted(map(str, ids))[:4], G)
             break
     failures: list = []
-    votes = vote_groups(groups, pool_eq_batch(timeout, failures), ties, min_support)
+    if official:
+        votes = official_vote_groups([[v[0] for v in grp] for grp in groups], pool_eq_batch(timeout, failures))
+    else:
+        votes = vote_groups(groups, pool_eq_batch(timeout, failures), ties, min_support)
     rewards: list[float] = []
     for g, v in zip(group_ids, votes):
         rewards.extend(v.rewards(G))

@@ -1,6 +1,12 @@
 """`mmreason plot --run DIR`: entropy, reward and covariance curves of a GRPO run, and the fitted
 entropy-performance law R = -a * exp(H) + b with its predicted ceiling b - a.
 
+The law is fitted as the paper fits it, on validation performance: the evaluation reward (`eval_*`, the
+same held-out questions at every eval step) paired with the training entropy logged at that step. A run
+without evaluations (or with fewer than two that pair with an entropy) falls back to the training-rollout
+reward, with a warning: that mean moves with each batch's question mix. The ceiling b - a is the law's
+prediction only when a > 0 (reward falling as entropy rises); with a <= 0 none is drawn.
+
 Reads DIR/trainer_state.json (or the newest DIR/checkpoint-*/trainer_state.json), writes PNGs and
 entropy_law.json into DIR (or --out)."""
 
@@ -113,6 +119,34 @@ def performance_key(history: list[dict], preferred: str | None = None) -> str:
     raise KeyError(f"no reward metric in the log history (keys: {sorted(keys)})")
 
 
+def law_points(history: list[dict], reward: str | None = None) -> dict:
+    """The (entropy, reward) points the law is fitted on: {"basis": "validation" | "training", "reward_key",
+    "pairs", "warning" (fallback only)}. Validation: each `eval_<reward key>` value with the training token
+    entropy logged at that step (or the last one before it); an evaluation before any training step (e.g.
+    eval_on_start) has no entropy and is left out."""
+    train_key = performance_key(history, reward)
+    ent_steps, ent_vals = series(history, M.ENTROPY_TOKEN_MEAN)
+    ent = dict(zip(ent_steps, ent_vals))
+    eval_key = "eval_" + train_key
+    eval_steps, eval_vals = series(history, eval_key)
+    if eval_steps:
+        pairs = []
+        for step, value in zip(eval_steps, eval_vals):
+            before = [s for s in ent_steps if s <= step]
+            if before:
+                pairs.append((ent[max(before)], value))
+        if len(pairs) >= 2:
+            return {"basis": "validation", "reward_key": eval_key, "pairs": pairs}
+        warning = (f"only {len(pairs)} of {len(eval_steps)} evaluation(s) pair with a training entropy: fitting the "
+                   f"training-rollout reward {train_key} instead")
+    else:
+        warning = (f"the run has no evaluations ({eval_key}): fitting the training-rollout reward {train_key}, "
+                   "which moves with each batch's question mix; set eval_file and eval_strategy to fit on "
+                   "validation as the paper does")
+    pairs = [(ent[s], r) for s, r in zip(*series(history, train_key)) if s in ent]
+    return {"basis": "training", "reward_key": train_key, "pairs": pairs, "warning": warning}
+
+
 def _running_mean(values: list[float], k: int) -> list[float]:
     out, total = [], 0.0
     for i, v in enumerate(values):
@@ -183,9 +217,12 @@ def plot_run(run: str | Path, out: str | Path | None = None, reward: str | None 
     ax.legend(loc="upper left")
     save(fig, "covariance.png")
 
-    ent = {h["step"]: h[M.ENTROPY_TOKEN_MEAN] for h in history if M.ENTROPY_TOKEN_MEAN in h}
-    pairs = [(ent[s], r) for s, r in zip(*series(history, rkey)) if s in ent]
-    result = {"reward_key": rkey, "points": len(pairs), "files": written}
+    law = law_points(history, reward)
+    pairs = law["pairs"]
+    result = {"basis": law["basis"], "reward_key": law["reward_key"], "points": len(pairs), "files": written}
+    if "warning" in law:
+        result["warning"] = law["warning"]
+        logger.warning("entropy law: %s", law["warning"])
     fit: EntropyLawFit | None = None
     try:
         fit = fit_entropy_law([p[0] for p in pairs], [p[1] for p in pairs])
@@ -194,19 +231,24 @@ def plot_run(run: str | Path, out: str | Path | None = None, reward: str | None 
         logger.warning("entropy law not fitted: %s", e)
     fig, ax = plt.subplots(figsize=(6, 4))
     if pairs:
-        ax.scatter([p[0] for p in pairs], [p[1] for p in pairs], s=12, label="logged steps")
+        label = "evaluations (training entropy at that step)" if law["basis"] == "validation" else "training steps"
+        ax.scatter([p[0] for p in pairs], [p[1] for p in pairs], s=12, label=label)
     if fit is not None:
         lo, hi = min(p[0] for p in pairs), max(p[0] for p in pairs)
         hs = [lo * (1 - t) + hi * t for t in [i / 50 for i in range(51)]] if hi > lo else [lo]
-        ax.plot(hs, [fit.predict(h) for h in hs], "r-", label=f"R = {-fit.a:.3g}·e^H {fit.b:+.3g}  (a = {fit.a:.3g})")
+        ax.plot(hs, [fit.predict(h) for h in hs], "r-",
+                label=f"R = {-fit.a:.3g}·e^H {fit.b:+.3g}  (a = {fit.a:.3g}, R^2 = {fit.r2:.2f}, {fit.n} points)")
         ys = [p[1] for p in pairs]
         span = max(max(ys) - min(ys), 1e-6)
-        if min(ys) - span <= fit.ceiling <= max(ys) + span:
+        if fit.a <= 0:  # reward rising with entropy: not the law's regime, b - a predicts nothing
+            ax.plot([], [], " ", label="a <= 0: outside the law's regime, no ceiling")
+        elif min(ys) - span <= fit.ceiling <= max(ys) + span:
             ax.axhline(fit.ceiling, color="gray", ls="--", label=f"ceiling b - a = {fit.ceiling:.3g}")
         else:  # far off the data (a poor fit): state it rather than squash the plot
-            ax.plot([], [], " ", label=f"ceiling b - a = {fit.ceiling:.3g} (off scale), R^2 = {fit.r2:.2f}")
-        result.update(a=fit.a, b=fit.b, ceiling=fit.ceiling, r2=fit.r2)
-    ax.set(xlabel="entropy H (token mean)", ylabel=rkey, title="Entropy-performance law")
+            ax.plot([], [], " ", label=f"ceiling b - a = {fit.ceiling:.3g} (off scale)")
+        result.update(a=fit.a, b=fit.b, ceiling=fit.ceiling, r2=fit.r2, ceiling_drawn=fit.a > 0)
+    ax.set(xlabel="entropy H (token mean, training rollouts)", ylabel=law["reward_key"],
+           title=f"Entropy-performance law ({law['basis']} reward)")
     ax.legend()
     save(fig, "entropy_law.png")
     result["files"] = written
@@ -227,11 +269,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for f in result["files"]:
         print(f"wrote {f}")
-    if "a" in result:
-        print(
-            f"entropy law over {result['points']} steps ({result['reward_key']}): a = {result['a']:.6g}, "
-            f"b = {result['b']:.6g}, predicted ceiling b - a = {result['ceiling']:.6g}, R^2 = {result['r2']:.3f}"
-        )
-    else:
-        print(f"entropy law not fitted: {result.get('fit_error')}")
+    if "warning" in result:
+        print(f"warning: {result['warning']}")
+    print(law_summary(result))
     return 0
+
+
+def law_summary(result: dict) -> str:
+    """One line: the fit, what it was fitted on, R^2 and the number of points; the ceiling only when a > 0."""
+    if "a" not in result:
+        return f"entropy law not fitted ({result.get('basis')} reward): {result.get('fit_error')}"
+    unit = "evaluations" if result["basis"] == "validation" else "training steps"
+    line = (f"entropy law R = -a*exp(H) + b on the {result['basis']} reward ({result['reward_key']}) over "
+            f"{result['points']} {unit}: a = {result['a']:.4g}, b = {result['b']:.4g}, R^2 = {result['r2']:.3f}, ")
+    if result["a"] > 0:
+        return line + f"predicted ceiling b - a = {result['ceiling']:.4g}"
+    return line + "a <= 0: outside the law's regime (no ceiling)"

@@ -22,6 +22,14 @@ class SFTScriptArguments(PromptArguments):
     eval_file: str | None = field(
         default=None, metadata={"help": "Optional records JSONL evaluated with the SFT loss (set eval_strategy)."}
     )
+    eval_split_ratio: float = field(
+        default=0.0,
+        metadata={
+            "help": "Hold out this fraction of the training records (at least one record, a random sample seeded by "
+            "`seed`) as the eval set scored with the SFT loss at eval_strategy, as ms-swift's split_dataset_ratio "
+            "(its default is 0.01). 0: no split. Not together with eval_file."
+        },
+    )
     freeze_vision_tower: bool = field(
         default=True,
         metadata={"help": "Freeze the vision encoder (patch embedding and blocks), as in the paper."},
@@ -43,6 +51,13 @@ class SFTScriptArguments(PromptArguments):
             "after skipping bad ones. The same meaning as in the GRPO stage."
         },
     )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0.0 <= self.eval_split_ratio < 1.0:
+            raise ValueError(f"eval_split_ratio must be in [0, 1), got {self.eval_split_ratio}")
+        if self.eval_split_ratio and self.eval_file:
+            raise ValueError("set eval_file or eval_split_ratio, not both")
 
 
 @dataclass

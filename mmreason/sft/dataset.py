@@ -107,3 +107,17 @@ def build_sft_dataset(records: list[Record], spec: PromptSpec | None = None):
 
     spec = spec or PromptSpec()
     return Dataset.from_list([to_sft_example(rec, spec=spec) for rec in records])
+
+
+def split_eval(records: list[Record], ratio: float, seed: int) -> tuple[list[Record], list[Record]]:
+    """(train, held-out): max(int(len * ratio), 1) records drawn at random (seeded), as ms-swift's
+    split_dataset_ratio counts them; the training records keep their order. ratio 0: no split."""
+    import random
+
+    if not ratio:
+        return records, []
+    n_eval = max(int(len(records) * ratio), 1)
+    if n_eval >= len(records):
+        raise ValueError(f"eval_split_ratio {ratio} leaves no training records out of {len(records)}")
+    held = set(random.Random(seed).sample(range(len(records)), n_eval))
+    return [r for i, r in enumerate(records) if i not in held], [r for i, r in enumerate(records) if i in held]

@@ -18,7 +18,7 @@ from mmreason.prompts import PromptSpec, save_prompt_spec
 from mmreason.records import RecordError
 from mmreason.resume import resolve_resume
 from mmreason.sft.config import MMSFTConfig, SFTScriptArguments
-from mmreason.sft.dataset import build_sft_dataset, load_sft_records
+from mmreason.sft.dataset import build_sft_dataset, load_sft_records, split_eval
 from mmreason.sft.freeze import LANGUAGE_LORA_TARGETS, freeze_vision
 
 logger = logging.getLogger(__name__)
@@ -62,9 +62,14 @@ def train(script_args: SFTScriptArguments, training_args: MMSFTConfig, model_arg
         script_args.train_files, script_args.lenient, script_args.max_samples, seed=training_args.seed
     )
     print(report.summary())
+    records, held_out = split_eval(records, script_args.eval_split_ratio, training_args.seed)
     train_ds = build_sft_dataset(records, spec)
     eval_ds = None
-    if script_args.eval_file:
+    if held_out:
+        print(f"SFT eval split: {len(held_out)} of {len(records) + len(held_out)} records held out (eval_split_ratio "
+              f"{script_args.eval_split_ratio})")
+        eval_ds = build_sft_dataset(held_out, spec)
+    elif script_args.eval_file:
         eval_records, _ = load_sft_records([script_args.eval_file], script_args.lenient)
         eval_ds = build_sft_dataset(eval_records, spec)
 
