@@ -27,6 +27,10 @@ def write_mp4(frames, path: str | os.PathLike, fps: int, codec: str = "mpeg4") -
     with av.open(str(tmp), "w") as out:
         stream = out.add_stream(codec, rate=int(fps))
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        # near-lossless: the default bit rate smears small moving objects at low fps beyond recognition
+        stream.bit_rate = max(2_000_000, w * h * int(fps) * 8)
+        stream.options = {"qmin": "1", "qmax": "3"}
+        stream.gop_size = 1
         for im in frames:
             frame = av.VideoFrame.from_ndarray(np.asarray(im.convert("RGB")), format="rgb24")
             for packet in stream.encode(frame):
