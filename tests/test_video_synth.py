@@ -107,6 +107,10 @@ def test_frame_list_matches_mp4_and_futurebench_file(synth_dir):
     fb = json.loads((synth_dir / "test_futurebench.json").read_text())
     assert [e["id"] for e in fb] == [r.id for r in recs]
     assert fb[0]["qa"]["Answer"] == rec.answer and fb[0]["qa"]["Options"]["A"] == rec.choices[0]
+    from mmreason.eval.futurebench import video_file
+
+    past = load_clip(video_file(fb[0], synth_dir), ALL_FRAMES)
+    assert past.frames_indices == a.frames_indices  # the pre-cut past clip = the record's cut
 
 
 def test_deterministic(tmp_path):

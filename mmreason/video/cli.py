@@ -1,5 +1,6 @@
 """`mmreason nep synth ...` (synthetic verifiable video tasks) and `mmreason nep build ...`
-(NEP training records from the released V1-33K layout)."""
+(NEP training records from the released V1-33K layout) and `mmreason nep score ...`
+(FutureBench scoring, until it is an `mmreason eval` benchmark plugin)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import sys
 SUBCOMMANDS = {
     "synth": ("mmreason.video.synth", "main", "render synthetic video tasks with a known future to records"),
     "build": ("mmreason.video.nep", "main", "NEP records (sft|cft|distill|mix|mcq) from V1-33K's json + past clips"),
+    "score": ("mmreason.eval.futurebench", "main", "score FutureBench predictions (official rules or corrected)"),
 }
 
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in SUBCOMMANDS:
-        print("usage: mmreason nep {synth|build} [args...]")
+        print("usage: mmreason nep {synth|build|score} [args...]")
         for name, (_, _, h) in SUBCOMMANDS.items():
             print(f"  {name:<6} {h}")
         return 0 if argv and argv[0] in ("-h", "--help") else 2

@@ -13,7 +13,9 @@ clip is loaded, nothing is re-encoded). Per split (`train` N scenes, `test` M, d
   <split>_cft.jsonl      NEP CFT: critique of a right (1 in 3) or wrong (2 in 3) templated solution
   train_mix.jsonl        sft + cft + distill of the train scenes
   test_futurebench.json  the test MCQs in FutureBench's official record layout (id, video_path,
-                         question_type hop1..hop3, qa{Question, Options, Answer}) for `eval/futurebench.py`
+                         question_type hop1..hop3, qa{Question, Options, Answer}) for `eval/futurebench.py`;
+                         video_path is "video_dataset/videos/<scene>.past.mp4" (the past part only,
+                         pre-cut as FutureBench's clips are), so DIR is its video root.
 
 Videos: DIR/videos/<scene>.mp4 (PyAV, mpeg4) and/or <scene>.frames.json (PNG frame list). Train
 and test are disjoint: a scene's canonical key hashes to a split independent of the seed; scenes
@@ -139,7 +141,9 @@ def generate(out: str, n: int, n_test: int | None = None, seed: int = 0, familie
                 meta["frame_list"] = rel_frames
             for kind, rec in scene_records(rid, r, video, j, meta).items():
                 recs[kind].append(rec)
-            fb.append(futurebench_entry(recs["mcq"][-1], path))
+            if split == "test":  # FutureBench layout: pre-cut past clips under video_dataset/
+                write_mp4(r.frames[: r.n_past], out_dir / f"videos/{rid}.past.mp4", FPS)
+                fb.append(futurebench_entry(recs["mcq"][-1], f"video_dataset/videos/{rid}.past.mp4"))
         for kind, rs in recs.items():
             counts[f"{split}_{kind}"] = write_records(out_dir / f"{split}_{kind}.jsonl", rs)
         if split == "train":
