@@ -120,3 +120,18 @@ def test_deterministic(tmp_path):
         assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
     generate(str(tmp_path / "c"), n=4, n_test=2, seed=2)
     assert (tmp_path / "a" / "train_mcq.jsonl").read_text() != (tmp_path / "c" / "train_mcq.jsonl").read_text()
+
+
+def test_futurebench_official_video_reading_matches_media(synth_dir):
+    """Our FutureBench video settings sample the same frames at the same size as the official reading."""
+    from mmreason.eval.futurebench import official_messages, official_video_inputs
+    from mmreason.video.media import FUTUREBENCH_VIDEO
+
+    fb = json.loads((synth_dir / "test_futurebench.json").read_text())
+    for doc in fb[:3]:
+        video, meta = official_video_inputs(doc, synth_dir)
+        msgs = official_messages(doc, synth_dir)
+        ours = load_clip(msgs[1]["content"][0]["video"], FUTUREBENCH_VIDEO)
+        assert meta["frames_indices"] == ours.frames_indices and meta["total_num_frames"] == ours.total_num_frames
+        assert tuple(video.shape[2:]) == (ours.frames[0].size[1], ours.frames[0].size[0])
+        assert msgs[0] == {"role": "system", "content": "You are a helpful assistant."}

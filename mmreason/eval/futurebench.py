@@ -112,6 +112,30 @@ def video_file(doc: dict[str, Any], video_root: str | Path) -> Path:
     return Path(video_root) / vp.split("video_dataset/")[1]
 
 
+# The video element lmms-eval's qwen2_5_vl model builds (max_num_frames 32; qwen-vl-utils' default fps 2).
+OFFICIAL_VIDEO_ELEMENT = {"min_pixels": 3136, "total_pixels": 1605632, "max_frames": 32}
+
+
+def official_messages(doc: dict[str, Any], video_root: str | Path, mode: str = "official") -> list[dict]:
+    """The conversation lmms-eval's qwen2_5_vl model sends for one item (system, then video + text)."""
+    video = {"type": "video", "video": str(video_file(doc, video_root)), **OFFICIAL_VIDEO_ELEMENT}
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": [video, {"type": "text", "text": prompt_for_mode(doc, mode)}]},
+    ]
+
+
+def official_video_inputs(doc: dict[str, Any], video_root: str | Path):
+    """(frames tensor [T, 3, H, W], video_metadata) read exactly as the official eval reads them
+    (qwen-vl-utils `fetch_video` on the file); pass them to the processor with `do_sample_frames=False`."""
+    from qwen_vl_utils.vision_process import fetch_video
+
+    path = video_file(doc, video_root)
+    if not path.is_file():
+        raise FutureBenchError(f"item {doc.get('id')!r}: video not found: {path}")
+    return fetch_video({"video": str(path), **OFFICIAL_VIDEO_ELEMENT}, return_video_metadata=True)
+
+
 # ---------------------------------------------------------------- extraction
 
 
