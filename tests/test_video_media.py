@@ -9,6 +9,7 @@ from video_fixtures import coded_frames, read_code, write_coded_mp4
 from mmreason.records import RecordError, load_records
 from mmreason.video.media import (
     VideoConfig,
+    check_record_videos,
     frames_in_range,
     load_clip,
     load_record_videos,
@@ -107,6 +108,11 @@ def test_bad_videos_name_file_line_or_are_counted(tmp_path):
     assert wheres == [f"{jsonl}:{n}" for n in (2, 3, 4, 5)]
     reasons = [s.reason for s in report.skipped]
     assert "zero frames" in reasons[1] and "zero frames" in reasons[2] and "no frames in [5.0, 6.0)" in reasons[3]
+    # the pre-flight check (no frame decoding) finds the same bad records
+    kept, checked = check_record_videos(recs, cfg, lenient=True)
+    assert [r.id for r in kept] == ["r0"] and [s.where for s in checked.skipped] == wheres
+    with pytest.raises(RecordError, match=r"data\.jsonl:2: undecodable video"):
+        check_record_videos(recs, cfg)
 
 
 def test_record_time_range_and_missing_file_fail_at_load(tmp_path):

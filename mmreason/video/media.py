@@ -264,6 +264,22 @@ def load_record_video(rec: Record, cfg: VideoConfig) -> VideoClip:
     return load_clip(rec.video_path(), cfg, rec.video.start, rec.video.end, where=record_where(rec))
 
 
+def check_record_video(rec: Record, cfg: VideoConfig) -> int:
+    """Open the record's video and count the source frames in its cut, without decoding frames: the
+    cheap pre-flight check before training. Returns the count; raises `RecordError` naming file:line."""
+    where = record_where(rec)
+    if rec.video is None:
+        raise RecordError(where, "record has no 'video'")
+    check_time_range(rec.video.start, rec.video.end, where)
+    src = open_source(rec.video_path(), where, cfg)
+    n = len(frames_in_range(src.timestamps, rec.video.start, rec.video.end))
+    if n == 0:
+        duration = len(src.timestamps) / src.fps
+        raise RecordError(where, f"no frames in [{rec.video.start}, {rec.video.end}) s of {rec.video_path()} "
+                                 f"(duration {duration:.3f} s)")
+    return n
+
+
 @dataclass
 class VideoLoadReport:
     loaded: int = 0
@@ -271,6 +287,26 @@ class VideoLoadReport:
 
     def to_json(self) -> dict:
         return {"loaded": self.loaded, "skipped": [{"where": e.where, "reason": e.reason} for e in self.skipped]}
+
+
+def check_record_videos(records: list[Record], cfg: VideoConfig, lenient: bool = False) -> tuple[list[Record], VideoLoadReport]:
+    """`check_record_video` over the video records (others pass through). Strict: the first bad video raises.
+    Lenient: bad ones are dropped and counted."""
+    report = VideoLoadReport()
+    out = []
+    for rec in records:
+        if rec.video is not None:
+            try:
+                check_record_video(rec, cfg)
+            except RecordError as e:
+                if not lenient:
+                    raise
+                logger.warning("skipping %s", e)
+                report.skipped.append(e)
+                continue
+            report.loaded += 1
+        out.append(rec)
+    return out, report
 
 
 def load_record_videos(

@@ -163,10 +163,11 @@ def render_sequence(scene: dict, size: int) -> Rendered:
     seq = [pattern[i % p] for i in range(m + h)]
     frames = [_shape_frame(size, it) for it in seq for _ in range(FRAMES_PER_ITEM)]
     answer = seq[m - 1 + h]
-    # distractors: the other pattern items first (the plausible mistakes), then fixed others
+    # distractors: the other pattern items first (the plausible mistakes), then others drawn per scene
     others = [it for it in pattern if it != answer]
-    pool = [(c, s) for c in sorted(SHAPE_RGB) for s in SHAPES]
-    others += [it for it in pool if it not in pattern]
+    pool = [(c, s) for c in sorted(SHAPE_RGB) for s in SHAPES if (c, s) not in pattern]
+    random.Random(repr(scene["pattern"])).shuffle(pool)
+    others += pool
     distractors = others[:3]
     shown = ", ".join(_item_text(it) for it in pattern)
     future = ", then ".join(_item_text(it) for it in seq[m:])
