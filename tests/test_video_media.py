@@ -18,7 +18,7 @@ from mmreason.video.media import (
 )
 from mmreason.video.writer import write_frame_list
 
-ALL = VideoConfig(fps=8.0, min_frames=1, max_frames=128, min_pixels=56 * 56, max_pixels=56 * 56)
+ALL = VideoConfig(video_fps=8.0, video_min_frames=1, video_max_frames=128, video_min_pixels=56 * 56, video_max_pixels=56 * 56)
 
 
 def test_cut_selects_frames_by_timestamp(tmp_path):
@@ -38,13 +38,13 @@ def test_cut_selects_frames_by_timestamp(tmp_path):
 
 def test_sampling_rate_and_max_frames(tmp_path):
     mp4 = write_coded_mp4(tmp_path / "v.mp4", n=24, fps=8)
-    cfg = VideoConfig(fps=2.0, min_frames=2, max_frames=128, min_pixels=3136, max_pixels=3136)
+    cfg = VideoConfig(video_fps=2.0, video_min_frames=2, video_max_frames=128, video_min_pixels=3136, video_max_pixels=3136)
     clip = load_clip(mp4, cfg)  # 3 s at 2 fps -> 6 frames spread over the 24
     assert len(clip.frames) == 6
     assert clip.frames_indices[0] == 0 and clip.frames_indices[-1] == 23
     assert [read_code(f) for f in clip.frames] == clip.frames_indices
     assert clip.sampled_fps == pytest.approx(2.0)
-    capped = load_clip(mp4, VideoConfig(fps=8.0, max_frames=4, min_frames=2, min_pixels=3136, max_pixels=3136))
+    capped = load_clip(mp4, VideoConfig(video_fps=8.0, video_max_frames=4, video_min_frames=2, video_min_pixels=3136, video_max_pixels=3136))
     assert len(capped.frames) == 4
     cut = load_clip(mp4, cfg, start=0.5, end=2.5)  # 16 source frames at 2 fps -> 4 frames
     assert len(cut.frames) == 4 and cut.total_num_frames == 16
@@ -54,11 +54,11 @@ def test_sampling_rate_and_max_frames(tmp_path):
 
 def test_pixel_bounds_are_explicit(tmp_path):
     mp4 = write_coded_mp4(tmp_path / "v.mp4", n=8, fps=8, size=112)
-    small = load_clip(mp4, VideoConfig(fps=8.0, min_frames=2, min_pixels=3136, max_pixels=3136))
+    small = load_clip(mp4, VideoConfig(video_fps=8.0, video_min_frames=2, video_min_pixels=3136, video_max_pixels=3136))
     assert small.frames[0].size == (56, 56)
-    keep = load_clip(mp4, VideoConfig(fps=8.0, min_frames=2, min_pixels=3136, max_pixels=16384))
+    keep = load_clip(mp4, VideoConfig(video_fps=8.0, video_min_frames=2, video_min_pixels=3136, video_max_pixels=16384))
     assert keep.frames[0].size == (112, 112)  # no upscaling past the source (the default-limits trap)
-    budget = load_clip(mp4, VideoConfig(fps=8.0, min_frames=2, min_pixels=784, max_pixels=16384, total_pixels=8 * 3136 // 2))
+    budget = load_clip(mp4, VideoConfig(video_fps=8.0, video_min_frames=2, video_min_pixels=784, video_max_pixels=16384, video_total_pixels=8 * 3136 // 2))
     assert budget.frames[0].size == (56, 56)
 
 
@@ -66,7 +66,7 @@ def test_frame_list_and_folder_match_the_mp4(tmp_path):
     frames = coded_frames(12)
     fl = write_frame_list(frames, tmp_path / "clip.frames.json", fps=4)
     folder = tmp_path / "clip"  # the PNGs of the frame list
-    cfg = VideoConfig(fps=4.0, min_frames=1, frames_fps=4.0, min_pixels=3136, max_pixels=3136)
+    cfg = VideoConfig(video_fps=4.0, video_min_frames=1, video_frames_fps=4.0, video_min_pixels=3136, video_max_pixels=3136)
     a = load_clip(fl, cfg, start=1.0, end=2.5)
     b = load_clip(folder, cfg, start=1.0, end=2.5)
     assert a.frames_indices == b.frames_indices == list(range(4, 10))
@@ -98,7 +98,7 @@ def test_bad_videos_name_file_line_or_are_counted(tmp_path):
         ],
     )
     recs, _ = load_records(jsonl)
-    cfg = VideoConfig(min_pixels=3136, max_pixels=3136)
+    cfg = VideoConfig(video_min_pixels=3136, video_max_pixels=3136)
     with pytest.raises(RecordError) as e:
         load_record_videos(recs, cfg)
     assert e.value.where == f"{jsonl}:2" and "undecodable video" in e.value.reason
@@ -150,7 +150,7 @@ def test_processor_output_and_temporal_positions_not_constant(tmp_path, tiny_mod
     set_video_pixels(processor, 3136, 12544)
     model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir).eval()
     mp4 = write_coded_mp4(tmp_path / "v.mp4", n=16, fps=4, size=112)
-    clip = load_clip(mp4, VideoConfig(fps=4.0, min_frames=2, max_frames=8, min_pixels=3136, max_pixels=12544))
+    clip = load_clip(mp4, VideoConfig(video_fps=4.0, video_min_frames=2, video_max_frames=8, video_min_pixels=3136, video_max_pixels=12544))
     assert len(clip.frames) == 8 and clip.frames[0].size == (112, 112)
     batch = _video_inputs(processor, clip)
     for key in ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts", "mm_token_type_ids"):
@@ -182,3 +182,15 @@ def test_processor_output_and_temporal_positions_not_constant(tmp_path, tiny_mod
     )
     bare = processor(text=[text], videos=[clip.frames], do_sample_frames=False, return_tensors="pt")
     assert len(set(temporal_ids(bare).tolist())) == 1
+
+
+def test_video_config_joins_a_trl_parser():
+    """The `video_` field prefix lets VideoConfig sit beside TRL's configs (and their image pixel fields)."""
+    from trl import ModelConfig, SFTConfig, TrlParser
+
+    _, _, video = TrlParser((SFTConfig, ModelConfig, VideoConfig)).parse_args_and_config(
+        ["--output_dir", "unused", "--video_fps", "1", "--video_max_pixels", "12544", "--video_total_pixels", "99999"]
+    )
+    assert (video.video_fps, video.video_max_pixels, video.video_total_pixels) == (1.0, 12544, 99999)
+    with pytest.raises(ValueError, match="min_pixels 5000 > max_pixels 4000"):
+        VideoConfig(video_min_pixels=5000, video_max_pixels=4000)

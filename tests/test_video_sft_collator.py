@@ -10,7 +10,7 @@ from mmreason.records import Record, Video
 from mmreason.sft.video_collator import VideoSFTCollator, build_video_sft_dataset, video_sft_example
 from mmreason.video.media import VideoConfig
 
-CFG = VideoConfig(fps=4.0, min_frames=2, max_frames=8, min_pixels=3136, max_pixels=12544)
+CFG = VideoConfig(video_fps=4.0, video_min_frames=2, video_max_frames=8, video_min_pixels=3136, video_max_pixels=12544)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from mmreason.video.prompts import CFT_SYSTEM_PROMPT, DISTILL_SYSTEM_PROMPT, SFT
 from mmreason.video.synth import generate
 from mmreason.video.synth_scenes import BALL_RGB, FPS, FRAMES_PER_ITEM, SHAPE_RGB, WALL_X
 
-ALL_FRAMES = VideoConfig(fps=FPS, min_frames=1, max_frames=256, min_pixels=56 * 56, max_pixels=56 * 56)
+ALL_FRAMES = VideoConfig(video_fps=FPS, video_min_frames=1, video_max_frames=256, video_min_pixels=56 * 56, video_max_pixels=56 * 56)
 
 
 @pytest.fixture(scope="module")

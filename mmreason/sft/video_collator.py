@@ -75,7 +75,7 @@ class VideoSFTCollator:
 
     def __post_init__(self):
         # the processor must keep our frame size: its default bounds would re-resize (upscale) frames
-        set_video_pixels(self.processor, self.video.min_pixels, self.video.max_pixels)
+        set_video_pixels(self.processor, self.video.video_min_pixels, self.video.video_max_pixels)
         tok = self.processor.tokenizer
         self._header = tok.encode("<|im_start|>assistant\n", add_special_tokens=False)
         self._im_end = tok.convert_tokens_to_ids("<|im_end|>")

@@ -40,40 +40,50 @@ TIME_EPS = 1e-6
 
 @dataclass
 class VideoConfig:
-    fps: float = field(default=2.0, metadata={"help": "Frames sampled per second of the (cut) clip (NEP paper: 2)."})
-    max_frames: int = field(default=128, metadata={"help": "Most frames sampled from one clip (NEP SFT: 128)."})
-    min_frames: int = field(
+    """Video sampling and pixel bounds. Field names carry a `video_` prefix so the dataclass can join a
+    stage's TrlParser beside the image `min_pixels`/`max_pixels` without clashing."""
+
+    video_fps: float = field(
+        default=2.0, metadata={"help": "Frames sampled per second of the (cut) clip (NEP paper: 2)."}
+    )
+    video_max_frames: int = field(default=128, metadata={"help": "Most frames sampled from one clip (NEP SFT: 128)."})
+    video_min_frames: int = field(
         default=4, metadata={"help": "Fewest frames sampled when the clip has them (qwen-vl-utils default: 4)."}
     )
-    min_pixels: int = field(
+    video_min_pixels: int = field(
         default=28 * 28 * 4,
         metadata={"help": "Per-frame lower pixel bound; set explicitly (defaults upscale small frames)."},
     )
-    max_pixels: int = field(
+    video_max_pixels: int = field(
         default=16384, metadata={"help": "Per-frame upper pixel bound (NEP SFT: video_max_pixels 16384)."}
     )
-    total_pixels: int | None = field(
+    video_total_pixels: int | None = field(
         default=None,
         metadata={"help": "Optional pixel budget for the whole clip (FutureBench eval: 1605632), as qwen-vl-utils."},
     )
-    frames_fps: float = field(
+    video_frames_fps: float = field(
         default=2.0, metadata={"help": "Frame rate of a frames folder (a .frames.json list carries its own)."}
     )
 
     def __post_init__(self):
-        if self.fps <= 0 or self.frames_fps <= 0:
+        if self.video_fps <= 0 or self.video_frames_fps <= 0:
             raise ValueError("video fps and frames_fps must be positive")
-        if self.max_frames < 1 or self.min_frames < 1:
+        if self.video_max_frames < 1 or self.video_min_frames < 1:
             raise ValueError("video min_frames and max_frames must be >= 1")
-        if self.min_pixels > self.max_pixels:
-            raise ValueError(f"video min_pixels {self.min_pixels} > max_pixels {self.max_pixels}")
+        if self.video_min_pixels > self.video_max_pixels:
+            raise ValueError(f"video min_pixels {self.video_min_pixels} > max_pixels {self.video_max_pixels}")
 
 
 # The NEP paper's SFT settings and FutureBench's eval settings (lmms-eval qwen2_5_vl: qwen-vl-utils
 # defaults fps 2 and 768*28*28 max pixels per frame, with min_pixels 3136, total_pixels 1605632, 32 frames).
 NEP_SFT_VIDEO = VideoConfig()
 FUTUREBENCH_VIDEO = VideoConfig(
-    fps=2.0, max_frames=32, min_frames=4, min_pixels=3136, max_pixels=768 * 28 * 28, total_pixels=1605632
+    video_fps=2.0,
+    video_max_frames=32,
+    video_min_frames=4,
+    video_min_pixels=3136,
+    video_max_pixels=768 * 28 * 28,
+    video_total_pixels=1605632,
 )
 
 
@@ -175,7 +185,7 @@ def _open_folder(path: Path, where: str, fps: float) -> _Source:
 def open_source(path: str | Path, where: str, cfg: VideoConfig) -> _Source:
     path = Path(path)
     if path.is_dir():
-        return _open_folder(path, where, cfg.frames_fps)
+        return _open_folder(path, where, cfg.video_frames_fps)
     if not path.is_file():
         raise RecordError(where, f"video not found: {path}")
     if path.name.endswith(FRAME_LIST_SUFFIX):
@@ -203,17 +213,22 @@ def sample_count(n_available: int, source_fps: float, cfg: VideoConfig) -> int:
         return n_available
     from qwen_vl_utils.vision_process import smart_nframes
 
-    ele = {"fps": cfg.fps, "min_frames": min(cfg.min_frames, n_available), "max_frames": cfg.max_frames}
+    ele = {
+        "fps": cfg.video_fps,
+        "min_frames": min(cfg.video_min_frames, n_available),
+        "max_frames": cfg.video_max_frames,
+    }
     return smart_nframes(ele, total_frames=n_available, video_fps=source_fps)
 
 
 def frame_size(height: int, width: int, n_frames: int, cfg: VideoConfig) -> tuple[int, int]:
     from qwen_vl_utils.vision_process import smart_resize
 
-    max_pixels = cfg.max_pixels
-    if cfg.total_pixels is not None:
-        max_pixels = max(min(max_pixels, cfg.total_pixels / max(n_frames, 1) * 2), int(cfg.min_pixels * 1.05))
-    return smart_resize(height, width, factor=PIXEL_FACTOR, min_pixels=cfg.min_pixels, max_pixels=max_pixels)
+    max_pixels = cfg.video_max_pixels
+    if cfg.video_total_pixels is not None:
+        share = cfg.video_total_pixels / max(n_frames, 1) * 2
+        max_pixels = max(min(max_pixels, share), int(cfg.video_min_pixels * 1.05))
+    return smart_resize(height, width, factor=PIXEL_FACTOR, min_pixels=cfg.video_min_pixels, max_pixels=max_pixels)
 
 
 def load_clip(
