@@ -11,10 +11,10 @@ import sys
 COMMANDS = {
     "tiny-model": ("mmreason.tiny_cli", "main", "write an offline tiny Qwen2.5-VL checkpoint folder"),
     "data": ("mmreason.data.cli", "main", "synthetic tasks (synth) and cold-start CoT sets (build)"),
-    "nep": ("mmreason.video.cli", "main", "video next-event prediction: synthetic clips (synth), V1-33K records (build), FutureBench scoring (score)"),
+    "nep": ("mmreason.video.cli", "main", "video next-event prediction: synthetic clips (synth), V1-33K records (build), the CPU demo (demo)"),
     "sft": ("mmreason.sft.run", "main", "cold-start SFT stage (TRL SFTTrainer)"),
     "grpo": ("mmreason.rl.run", "main", "GRPO stage with verifiable rewards and entropy-aware losses"),
-    "eval": ("mmreason.eval.cli", "main", "generate and score: synthetic records, MathVista, We-Math"),
+    "eval": ("mmreason.eval.cli", "main", "generate and score: synthetic records, MathVista, We-Math, FutureBench"),
     "plot": ("mmreason.rl.plot", "main", "entropy / reward / covariance curves and the entropy-performance fit"),
     "demo": ("mmreason.demo", "main", "the embedded end-to-end demo (tiny model, synthetic tasks, CPU)"),
     "env": ("mmreason.env", "main", "print versions and hardware facts"),

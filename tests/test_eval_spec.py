@@ -12,7 +12,10 @@ from mmreason.prompts import render
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "eval").glob("*.yaml")), ids=lambda p: p.name)
+MATH_SPECS = sorted(p for p in (REPO / "eval").glob("*.yaml") if not p.name.startswith("futurebench"))
+
+
+@pytest.mark.parametrize("path", MATH_SPECS, ids=lambda p: p.name)
 def test_repo_specs_load(path):
     spec = load_spec(path)
     assert spec.scorer in ("mathvista", "wemath")
@@ -22,6 +25,17 @@ def test_repo_specs_load(path):
     fields = benchmark_class(spec).fields
     text = render(spec.prompt_template, **{f: f"<{f}>" for f in fields})
     assert "<query>" in text or "<question>" in text
+
+
+@pytest.mark.parametrize("name", ["futurebench", "futurebench_reasoning"])
+def test_futurebench_specs_have_the_official_settings(name):
+    spec = load_spec(name)
+    assert spec.scorer == "futurebench" and spec.system_prompt == "You are a helpful assistant."
+    assert spec.temperature == 0.0 and spec.instruction == "" and spec.prompt_template == "{{ query }}"
+    assert spec.max_new_tokens == (16 if name == "futurebench" else 2048)
+    assert spec.mode == ("official" if name == "futurebench" else "official-reasoning")
+    assert spec.video_part() == {"fps": 2.0, "max_frames": 32, "min_pixels": 3136, "total_pixels": 1605632}
+    assert benchmark_class(spec).modes == ("official", "official-reasoning", "corrected")
 
 
 def test_names_resolve_to_repo_specs_and_presets():

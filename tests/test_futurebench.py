@@ -7,6 +7,7 @@ import json
 import pytest
 
 from mmreason.cli import main as cli_main
+from mmreason.eval.cli import main as eval_main
 from mmreason.eval.futurebench import (
     FutureBenchError,
     build_prompt,
@@ -115,22 +116,27 @@ def test_official_aggregation_rules():
         score({}, docs, "lenient")
 
 
-def test_files_and_cli(tmp_path):
+def test_files_and_eval_score_cli(tmp_path):
+    """`mmreason eval score --benchmark futurebench` (the plugin) on crafted responses."""
     docs = [_doc(1, "B", "hop1"), _doc(2, "C", "hop2")]
     (tmp_path / "fb.json").write_text(json.dumps(docs))
     (tmp_path / "fb.jsonl").write_text("\n".join(json.dumps(d) for d in docs) + "\n")
     assert load_annotations(tmp_path / "fb.json") == load_annotations(tmp_path / "fb.jsonl") == docs
     (tmp_path / "p.jsonl").write_text('{"id": 1, "response": "B"}\n{"id": "2", "response": "Best answer: C"}\n')
     out = tmp_path / "s" / "scores.json"
-    argv = ["nep", "score", "--predictions", str(tmp_path / "p.jsonl"), "--annotations", str(tmp_path / "fb.json"),
-            "--output", str(out)]
+    argv = ["eval", "score", "--benchmark", "futurebench", "--predictions", str(tmp_path / "p.jsonl"),
+            "--annotations", str(tmp_path / "fb.json"), "--output", str(out)]
     assert cli_main(argv) == 0
     s = json.loads(out.read_text())
     assert s["overall"] == 50.0 and s["per_hop"]["hop1"] == 100.0 and s["per_item"]["2"]["prediction"] == "B"
+    assert (s["total"], s["correct"], s["mode"]) == (2, 1, "official")
+    assert "| hop1 | 100" in (out.parent / "report.md").read_text()
     assert cli_main(argv + ["--mode", "corrected"]) == 0 and json.loads(out.read_text())["overall"] == 100.0
+    assert cli_main(argv[:-4] + ["--annotations", str(tmp_path / "fb.jsonl"), "--output", str(out)]) == 0
     bad = dict(docs[0])
     del bad["qa"]
     (tmp_path / "bad.jsonl").write_text(json.dumps(docs[1]) + "\n" + json.dumps(bad) + "\n")
     with pytest.raises(FutureBenchError, match=r"bad\.jsonl:2: missing field 'qa'"):
         load_annotations(tmp_path / "bad.jsonl")
-    assert cli_main(argv[:5] + [str(tmp_path / "bad.jsonl"), "--output", str(out)]) == 2
+    with pytest.raises(FutureBenchError, match=r"bad\.jsonl:2: missing field 'qa'"):
+        eval_main(argv[1:-4] + ["--annotations", str(tmp_path / "bad.jsonl"), "--output", str(out)])

@@ -43,6 +43,7 @@ class Video:
     path: str
     fps: float | None = None
     nframes: int | None = None
+    max_frames: int | None = None
     min_pixels: int | None = None
     max_pixels: int | None = None
     total_pixels: int | None = None
@@ -52,7 +53,8 @@ class Video:
     def message_part(self) -> dict[str, Any]:
         """The `{"type": "video", ...}` chat part qwen-vl-utils reads."""
         part: dict[str, Any] = {"type": "video", "video": str(self.path)}
-        for key, val in (("fps", self.fps), ("nframes", self.nframes), ("min_pixels", self.min_pixels),
+        for key, val in (("fps", self.fps), ("nframes", self.nframes), ("max_frames", self.max_frames),
+                         ("min_pixels", self.min_pixels),
                          ("max_pixels", self.max_pixels), ("total_pixels", self.total_pixels),
                          ("video_start", self.start), ("video_end", self.end)):
             if val is not None:

@@ -31,12 +31,13 @@ that option; unknown question types are scored under their own name).
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
+
+from mmreason.eval.benchmark import Benchmark, ScoreOptions, Video, register
+from mmreason.eval.report import table
 
 MODES = ("official", "official-reasoning", "corrected")
 HOPS = ("hop1", "hop2", "hop3", "hop5")
@@ -333,22 +334,73 @@ def score(predictions: dict[str, Any] | list[dict[str, Any]], annotations: list[
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="mmreason nep score", description="Score FutureBench predictions.")
-    ap.add_argument("--predictions", required=True, help="JSONL of {id, response}")
-    ap.add_argument("--annotations", required=True, help="official FutureBench records (JSON list or JSONL)")
-    ap.add_argument("--output", required=True, help="scores.json to write")
-    ap.add_argument("--mode", default="official", choices=MODES,
-                    help="official (lmms-eval, bug for bug) | official-reasoning | corrected (non-official)")
-    a = ap.parse_args(argv)
-    try:
-        scores = score(read_predictions(a.predictions), load_annotations(a.annotations), a.mode)
-    except (FutureBenchError, FileNotFoundError) as e:
-        print(f"mmreason nep score: error: {e}", file=sys.stderr)
-        return 2
-    out = Path(a.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(scores, indent=1) + "\n")
-    print("\n".join(scores["official_log"]) + f"\n({scores['mode']}; {scores['correct']}/{scores['total']} correct, "
-          f"{len(scores['missing'])} missing) -> {out}")
-    return 0
+# ---------------------------------------------------------------- the benchmark plugin
+
+
+def load_docs(data_dir: Path, split: str) -> list[dict[str, Any]]:
+    """The annotations: `data_dir` itself when it is a file, else <data_dir>/<split>.json or .jsonl."""
+    if data_dir.is_file():
+        return load_annotations(data_dir)
+    for suffix in (".json", ".jsonl"):
+        if (data_dir / f"{split}{suffix}").is_file():
+            return load_annotations(data_dir / f"{split}{suffix}")
+    raise FileNotFoundError(f"FutureBench annotations not found: {data_dir}/{split}.json (or .jsonl); give "
+                            "--data-dir the annotations file or its folder")
+
+
+@register("futurebench")
+class FutureBenchBenchmark(Benchmark):
+    """FutureBench through `mmreason eval run | score --benchmark futurebench` (spec: eval/futurebench.yaml).
+    Items are the official records; the video of an item is `video_file` under the spec's video_root (default:
+    the annotations' folder), read by qwen-vl-utils with the spec's video settings and passed with its metadata.
+    Fields: query (the official prompt of the spec's mode: `prompt_for_mode`), question, options (the official
+    "A. ..\nB. .." lines), instruction."""
+
+    modes = MODES
+    fields = ("query", "question", "options", "instruction")
+    default_template = "{{ query }}"
+    media_hint = "video_path's part after 'video_dataset/' resolves under the spec's video_root (or --data-dir)"
+
+    def data_location(self, annotations):
+        if annotations is None:
+            return self.spec.resolved_data_dir(), self.spec.split
+        return Path(annotations), self.spec.split
+
+    def load(self, data_dir, split):
+        if data_dir is None:
+            raise ValueError(f"{self.spec.where()}: FutureBench needs --data-dir (the annotations file or its folder)")
+        data_dir = Path(data_dir)
+        docs = load_docs(data_dir, split)
+        self.video_root = self.spec.resolved_video_root() or (data_dir.parent if data_dir.is_file() else data_dir)
+        return docs
+
+    def identity(self):
+        return {"video_root": str(getattr(self, "video_root", "")), "video": self.spec.video_part(),
+                "prompt_mode": self.spec.mode}
+
+    def item_id(self, item):
+        return str(item["id"])
+
+    def prompt_fields(self, item):
+        opts = item["qa"]["Options"]
+        return {"query": prompt_for_mode(item, self.spec.mode), "question": item["qa"]["Question"],
+                "options": "\n".join(f"{k}. {opts[k]}" for k in "ABCD")}
+
+    def media(self, item):
+        return [Video(str(video_file(item, self.video_root)), **self.spec.video_part())]
+
+    def score(self, predictions, items, opts: ScoreOptions):
+        responses = {k: (v or {}).get("response") for k, v in predictions.items()}
+        try:
+            return score(responses, items, opts.mode)
+        except FutureBenchError as e:
+            raise ValueError(f"{self.spec.where()}: {e}") from None
+
+    def report_md(self, s):
+        rows = [[h, s["per_hop"][h], s["per_hop_counts"][h]["correct"], s["per_hop_counts"][h]["total"]]
+                for h in s["per_hop"]]
+        rows.append(["overall", s["overall"], s["correct"], s["total"]])
+        label = "official" if s["official"] else "NON-OFFICIAL (corrected)"
+        return "\n".join([f"# FutureBench — mode `{s['mode']}` ({label})", "",
+                          table(["question type", "accuracy %", "correct", "total"], rows), "",
+                          "Official log lines:", "", *[f"    {line}" for line in s["official_log"]], ""])

@@ -53,6 +53,19 @@ class BenchmarkSpec:
     max_pixels: int | None = field(default=None, metadata={
         "help": "Per-image max pixels (qwen-vl-utils); left out: the checkpoint's prompt.json bound, if any."})
     judge_model: str | None = field(default=None, metadata={"help": "Judge model id for mode 'judge'."})
+    video_root: str | None = field(default=None, metadata={
+        "help": "Folder the items' video paths resolve against (FutureBench: V1-33K/first_part_video, lmms-eval's "
+                "cache_dir); relative to the spec file. null: the data folder (the annotations file's folder)."})
+    video_fps: float | None = field(default=None, metadata={
+        "help": "Frames sampled per second of each video (qwen-vl-utils; null: its default, 2)."})
+    video_max_frames: int | None = field(default=None, metadata={
+        "help": "Most frames sampled from one video (null: qwen-vl-utils' default)."})
+    video_min_pixels: int | None = field(default=None, metadata={
+        "help": "Per-frame min pixels (null: qwen-vl-utils' default, 128*28*28, which upscales small frames)."})
+    video_max_pixels: int | None = field(default=None, metadata={
+        "help": "Per-frame max pixels (null: from video_total_pixels / frames, capped at 768*28*28)."})
+    video_total_pixels: int | None = field(default=None, metadata={
+        "help": "Pixel budget of all frames of a video together (qwen-vl-utils `total_pixels`)."})
     source: str | None = field(default=None, repr=False, metadata={"help": "(set by the loader) spec file."})
     explicit: frozenset = field(default=frozenset(), repr=False, compare=False, metadata={
         "help": "(set by the loader) the fields the spec file sets; they override a checkpoint's prompt.json."})
@@ -64,6 +77,20 @@ class BenchmarkSpec:
         if not p.is_absolute() and self.source:
             p = Path(self.source).parent / p
         return p
+
+    def resolved_video_root(self) -> Path | None:
+        if self.video_root is None:
+            return None
+        p = Path(self.video_root).expanduser()
+        if not p.is_absolute() and self.source:
+            p = Path(self.source).parent / p
+        return p
+
+    def video_part(self) -> dict[str, Any]:
+        """The spec's video settings as `mmreason.eval.benchmark.Video` keyword arguments (unset ones left out)."""
+        pairs = (("fps", self.video_fps), ("max_frames", self.video_max_frames), ("min_pixels", self.video_min_pixels),
+                 ("max_pixels", self.video_max_pixels), ("total_pixels", self.video_total_pixels))
+        return {k: v for k, v in pairs if v is not None}
 
     def where(self) -> str:
         """How errors name this spec: its file, else its name."""

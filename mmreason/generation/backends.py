@@ -3,7 +3,9 @@
 
 Input is a list of `(messages, images)` pairs: chat messages whose user content holds
 `{"type": "image"}` placeholders (as `mmreason.records.prompt_messages` builds them) and the
-image paths or PIL images that fill those placeholders in order. Output is one text per pair.
+image paths or PIL images that fill those placeholders in order; video parts come filled (a qwen-vl-utils
+part with a path, or pre-decoded frames with their `video_metadata`: `mmreason.generation.vision`). Output is
+one text per pair.
 Used by the eval harness and the data builder's local teachers (`mmreason.generation`).
 """
 
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from mmreason.generation.vision import placeholders, video_bounds_of, vision_inputs
 from mmreason.modeling import ModelLoad, adapter_base, is_adapter_dir, load_model, load_processor
 
 logger = logging.getLogger(__name__)
@@ -96,21 +99,28 @@ class HFBackend:
         self.processor = processor  # padding side is switched to left only during generate()
         return self
 
-    def _generate_batch(self, batch: list[Item]) -> list[str]:
-        import torch
-        from qwen_vl_utils import process_vision_info
-
-        s = self.settings
-        convs = [fill_images(m, imgs, s) for m, imgs in batch]
-        texts = [self.processor.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in convs]
-        images, videos = process_vision_info(convs)[:2]
+    def encode(self, batch: list[Item]):
+        """Processor inputs of a batch (left padded): images filled with the pixel bounds, videos with their
+        explicit metadata and frame-exact pixel bounds (`mmreason.generation.vision`)."""
+        convs = [fill_images(m, imgs, self.settings) for m, imgs in batch]
+        texts = [self.processor.apply_chat_template(placeholders(c), tokenize=False, add_generation_prompt=True)
+                 for c in convs]
+        vision = vision_inputs(convs)
         tok = self.processor.tokenizer
         side, tok.padding_side = tok.padding_side, "left"  # restored: a training processor may be shared
         try:
-            inputs = self.processor(text=texts, images=images, videos=videos, padding=True, return_tensors="pt")
+            with video_bounds_of(self.processor, vision.get("videos")):
+                inputs = self.processor(text=texts, padding=True, return_tensors="pt", **vision)
         finally:
             tok.padding_side = side
-        inputs = inputs.to(self.device)  # keeps mm_token_type_ids (mrope positions need it)
+        return inputs.to(self.device)  # keeps mm_token_type_ids (mrope positions need it)
+
+    def _generate_batch(self, batch: list[Item]) -> list[str]:
+        import torch
+
+        s = self.settings
+        inputs = self.encode(batch)
+        tok = self.processor.tokenizer
         kwargs: dict[str, Any] = {"max_new_tokens": s.max_new_tokens}
         if s.temperature and s.temperature > 0:
             kwargs.update(do_sample=True, temperature=s.temperature, top_p=s.top_p)
