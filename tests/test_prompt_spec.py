@@ -49,7 +49,7 @@ def test_template_from_a_file_is_saved_as_text(tmp_path):
 
     tpl = tmp_path / "p.jinja"
     tpl.write_text("Q: {{ question }} \\boxed{}{{ instruction }}")
-    script, _, _ = make_parser().parse_args_and_config(["--prompt_template", str(tpl), "--instruction", "!",
+    script, _, _, _ = make_parser().parse_args_and_config(["--prompt_template", str(tpl), "--instruction", "!",
                                                          "--output_dir", str(tmp_path / "o")])
     spec = script.prompt_spec(tmp_path / "none", "sft")
     assert spec.template == tpl.read_text() and spec.user_text("2+2?") == "Q: 2+2? \\boxed{}!"
@@ -75,7 +75,7 @@ def test_old_option_names_work_with_a_deprecation_warning(tmp_path):
     from mmreason.sft.run import make_parser
 
     with pytest.warns(FutureWarning, match="prompt_suffix"):
-        sft, _, _ = make_parser().parse_args_and_config(["--prompt_suffix", "", "--output_dir", str(tmp_path)])
+        sft, _, _, _ = make_parser().parse_args_and_config(["--prompt_suffix", "", "--output_dir", str(tmp_path)])
     assert sft.instruction == ""
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*deprecated and will be removed in the next release")  # ours only

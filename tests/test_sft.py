@@ -234,7 +234,7 @@ def test_paper_configs_parse_with_paper_settings(name):
     assert raw["bf16"] is True and raw["dtype"] == "bfloat16"
     assert raw["per_device_train_batch_size"] * raw["gradient_accumulation_steps"] * 4 == 64  # 4 GPUs, as the official run
     # bf16 is rejected on a CPU-only machine, so parse with it off; every other key must be a known field
-    script, targs, margs = make_parser().parse_args_and_config(["--config", str(path), "--bf16", "false"])
+    script, targs, margs, _ = make_parser().parse_args_and_config(["--config", str(path), "--bf16", "false"])
     assert margs.model_name_or_path == f"Qwen/Qwen2.5-VL-{name[-2:].upper()}-Instruct" and not margs.use_peft
     assert (targs.learning_rate, targs.num_train_epochs, targs.weight_decay, targs.adam_beta2) == (1e-5, 3, 0.1, 0.95)
     assert targs.lr_scheduler_type.value == "cosine" and targs.gradient_checkpointing and targs.max_length is None
@@ -256,7 +256,7 @@ def test_pickled_weights_are_not_loaded(tiny_model_dir, data_dir, tmp_path):
     torch.save(load_file(ckpt / "model.safetensors"), ckpt / "pytorch_model.bin")
     (ckpt / "model.safetensors").unlink()
     with pytest.raises(OSError, match="safetensors"):
-        load_model_and_processor(*_args(ckpt, data_dir, tmp_path / "out"))
+        load_model_and_processor(*_args(ckpt, data_dir, tmp_path / "out")[:3])
 
 
 def test_eval_split_ratio_holds_out_records(tiny_model_dir, data_dir, tmp_path):

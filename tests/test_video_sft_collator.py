@@ -6,6 +6,7 @@ import torch
 from PIL import Image
 from video_fixtures import write_coded_mp4
 
+from mmreason.prompts import PromptSpec
 from mmreason.records import Record, Video
 from mmreason.sft.video_collator import VideoSFTCollator, build_video_sft_dataset, video_sft_example
 from mmreason.video.media import VideoConfig
@@ -93,7 +94,7 @@ def test_assistant_mask_matches_trl_training_template(tiny):
     _, processor = tiny
     collate = VideoSFTCollator(processor, CFG)
     rec = Record(id="t", question="Two plus two?", answer="4", solution="Four.\n\\boxed{4}")
-    ex = video_sft_example(rec, system="Be brief.")
+    ex = video_sft_example(rec, PromptSpec(system="Be brief."))
     batch = collate([ex])
     trl_out = processor.apply_chat_template(
         ex["messages"], chat_template=get_training_chat_template(processor), tokenize=True, return_dict=True,
@@ -111,15 +112,15 @@ def test_prompt_overrides_and_dataset_roundtrip(tmp_path, tiny):
     _, processor = tiny
     rec = _video_rec(tmp_path, "d", tint=0, end=3.0)
     rec.metadata["system_prompt"] = "Please critique whether the following solution to the question is correct."
-    ex = video_sft_example(rec, system="ignored", suffix="ignored too")
+    ex = video_sft_example(rec, PromptSpec(system="ignored", instruction="ignored too"))
     assert ex["messages"][0]["content"][0]["text"].startswith("Please critique")
     assert ex["messages"][1]["content"][-1]["text"] == "What happens next?"  # no suffix for NEP records
     assert ex["video"] == {"path": str((tmp_path / "d.mp4").resolve()), "start": 0.0, "end": 3.0}
     img = _image_rec(tmp_path)
-    ds = build_video_sft_dataset([rec, img], prompt_suffix="Answer briefly.")
+    ds = build_video_sft_dataset([rec, img], PromptSpec(instruction="Answer briefly."))
     collate = VideoSFTCollator(processor, CFG)
     from_ds = collate([ds[0], ds[1]])
-    direct = collate([ex, video_sft_example(img, suffix="Answer briefly.")])
+    direct = collate([ex, video_sft_example(img, PromptSpec(instruction="Answer briefly."))])
     for key in ("input_ids", "labels", "pixel_values_videos", "pixel_values", "second_per_grid_ts"):
         assert torch.equal(from_ds[key], direct[key]), key
 

@@ -1,4 +1,5 @@
-"""Records -> the conversational SFT dataset TRL's vision collator reads.
+"""Records -> the conversational SFT dataset TRL's vision collator reads (or, when any record has a video,
+the video collator's rows: `mmreason.sft.video_collator`).
 
 Each example is {"messages": [...], "images": [absolute paths]}; the collator puts each path in its
 image block and the processor opens it at batch time, so no pixels are held in memory or in Arrow.
@@ -57,8 +58,6 @@ def _line_numbers(path: Path) -> dict[str, int]:
 def _sft_problem(rec: Record) -> str | None:
     if not rec.solution:
         return "field 'solution' (the SFT target) is missing or empty"
-    if rec.video is not None:
-        return "video records are not supported by the SFT stage (TRL's vision collator takes images only)"
     return None
 
 
@@ -100,13 +99,39 @@ def load_sft_records(
     return out, report
 
 
-def build_sft_dataset(records: list[Record], spec: PromptSpec | None = None):
+def has_video(*record_lists: list[Record]) -> bool:
+    return any(r.video is not None for recs in record_lists for r in recs)
+
+
+def build_sft_dataset(records: list[Record], spec: PromptSpec | None = None, video: bool | None = None):
     """A `datasets.Dataset` with 'messages' (prompts built by `spec`, default: PromptSpec()) and 'images'
-    (absolute paths) columns."""
+    (absolute paths) columns. `video` (default: when any record has a video): the rows of the video collator
+    (`mmreason.sft.video_collator`: also 'video' and 'origin'; image and text records in the same rows)."""
     from datasets import Dataset
 
     spec = spec or PromptSpec()
-    return Dataset.from_list([to_sft_example(rec, spec=spec) for rec in records])
+    if has_video(records) if video is None else video:
+        from mmreason.sft.video_collator import video_sft_example
+
+        examples = [video_sft_example(rec, spec) for rec in records]
+    else:
+        examples = [to_sft_example(rec, spec=spec) for rec in records]
+    return Dataset.from_list(examples)
+
+
+def check_videos(records: list[Record], cfg, lenient: bool, report: DataReport) -> list[Record]:
+    """Open every record's video before training (`mmreason.video.media.check_record_videos`): strict, the first
+    bad one raises naming its file:line; lenient, bad ones are dropped and counted in `report`."""
+    from mmreason.video.media import check_record_videos
+
+    kept, vrep = check_record_videos(records, cfg, lenient=lenient)
+    if vrep.skipped:
+        report.skipped += [{"where": e.where, "reason": e.reason} for e in vrep.skipped]
+        report.loaded = len(kept)
+        logger.warning(report.summary())
+    if not kept:
+        raise ValueError(f"no usable training records: every video is bad\n{report.summary()}")
+    return kept
 
 
 def split_eval(records: list[Record], ratio: float, seed: int) -> tuple[list[Record], list[Record]]:

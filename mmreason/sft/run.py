@@ -1,7 +1,8 @@
 """`mmreason sft --config configs/sft/<name>.yaml [--field value ...]`: cold-start SFT of Qwen2.5-VL.
 
-A thin script over TRL's SFTTrainer: parse (SFTScriptArguments, MMSFTConfig, ModelConfig) ->
-prompt spec (the options + the starting checkpoint's prompt.json) -> records -> conversational dataset ->
+A thin script over TRL's SFTTrainer: parse (SFTScriptArguments, MMSFTConfig, ModelConfig, VideoConfig) ->
+prompt spec (the options + the starting checkpoint's prompt.json) -> records (videos opened first) ->
+conversational dataset (the video collator's when any record has a video) ->
 model + processor (mmreason.modeling; vision tower frozen, optional LoRA on the language model) -> train
 (resuming from the last checkpoint if asked) -> save model + processor + prompt.json (also in every checkpoint).
 """
@@ -18,8 +19,10 @@ from mmreason.prompts import PromptSpec, save_prompt_spec
 from mmreason.records import RecordError
 from mmreason.resume import resolve_resume
 from mmreason.sft.config import MMSFTConfig, SFTScriptArguments
-from mmreason.sft.dataset import build_sft_dataset, load_sft_records, split_eval
+from mmreason.sft.dataset import build_sft_dataset, check_videos, has_video, load_sft_records, split_eval
 from mmreason.sft.freeze import LANGUAGE_LORA_TARGETS, freeze_vision
+from mmreason.sft.video_collator import VideoSFTCollator
+from mmreason.video.media import VideoConfig
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +30,7 @@ logger = logging.getLogger(__name__)
 def make_parser():
     from trl import ModelConfig, TrlParser
 
-    return TrlParser((SFTScriptArguments, MMSFTConfig, ModelConfig), prog="mmreason sft")
+    return TrlParser((SFTScriptArguments, MMSFTConfig, ModelConfig, VideoConfig), prog="mmreason sft")
 
 
 def load_model_and_processor(script_args: SFTScriptArguments, training_args: MMSFTConfig, model_args,
@@ -53,27 +56,41 @@ def peft_config_for(model_args):
     return get_peft_config(model_args)
 
 
-def train(script_args: SFTScriptArguments, training_args: MMSFTConfig, model_args):
-    """Run the SFT stage; returns the trainer (the model and processor are saved to output_dir)."""
+def train(script_args: SFTScriptArguments, training_args: MMSFTConfig, model_args, video_args: VideoConfig | None = None):
+    """Run the SFT stage; returns the trainer (the model and processor are saved to output_dir). Video records
+    (alone or mixed with image records) train through the video collator with `video_args` (default: the NEP
+    paper's SFT settings)."""
     from trl import SFTTrainer
 
     spec = script_args.prompt_spec(model_args.model_name_or_path, "sft")
     records, report = load_sft_records(
         script_args.train_files, script_args.lenient, script_args.max_samples, seed=training_args.seed
     )
+    eval_records = []
+    if script_args.eval_file:
+        eval_records, _ = load_sft_records([script_args.eval_file], script_args.lenient)
+    video = has_video(records, eval_records)
+    if video:
+        video_args = video_args or VideoConfig()
+        records = check_videos(records, video_args, script_args.lenient, report)
+        eval_records = check_videos(eval_records, video_args, script_args.lenient, report) if eval_records else []
     print(report.summary())
     records, held_out = split_eval(records, script_args.eval_split_ratio, training_args.seed)
-    train_ds = build_sft_dataset(records, spec)
+    train_ds = build_sft_dataset(records, spec, video)
     eval_ds = None
     if held_out:
         print(f"SFT eval split: {len(held_out)} of {len(records) + len(held_out)} records held out (eval_split_ratio "
               f"{script_args.eval_split_ratio})")
-        eval_ds = build_sft_dataset(held_out, spec)
-    elif script_args.eval_file:
-        eval_records, _ = load_sft_records([script_args.eval_file], script_args.lenient)
-        eval_ds = build_sft_dataset(eval_records, spec)
+        eval_ds = build_sft_dataset(held_out, spec, video)
+    elif eval_records:
+        eval_ds = build_sft_dataset(eval_records, spec, video)
 
     model, processor = load_model_and_processor(script_args, training_args, model_args, spec)
+    collator = None
+    if video:  # TRL's vision collator takes images only; its column filter would drop 'video'
+        collator = VideoSFTCollator(processor, video_args, assistant_only=training_args.assistant_only_loss,
+                                    max_length=training_args.max_length)
+        training_args.remove_unused_columns = False
     resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
     trainer = SFTTrainer(
         model=model,
@@ -81,6 +98,7 @@ def train(script_args: SFTScriptArguments, training_args: MMSFTConfig, model_arg
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         processing_class=processor,
+        data_collator=collator,
         peft_config=peft_config_for(model_args),
         callbacks=[prompt_spec_callback(spec)],
     )
@@ -103,9 +121,9 @@ def main(argv: list[str] | None = None) -> int:
 
     offline_defaults()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    script_args, training_args, model_args = make_parser().parse_args_and_config(argv)
+    script_args, training_args, model_args, video_args = make_parser().parse_args_and_config(argv)
     try:
-        train(script_args, training_args, model_args)
+        train(script_args, training_args, model_args, video_args)
     except (RecordError, FileNotFoundError) as e:  # bad input data: one clear line, no traceback
         print(f"mmreason sft: error: {e}", file=sys.stderr)
         return 2

@@ -9,29 +9,41 @@ images, pixel_values_videos / video_grid_thw / second_per_grid_ts for videos, an
 one batch. Labels: assistant-only, the way TRL's assistant_only_loss masks Qwen2.5-VL (the
 assistant content plus its closing "<|im_end|>\\n"), or every non-pad token with `assistant_only=False`.
 
-Per-record prompt overrides: NEP records carry `metadata.system_prompt` (None = the chat template's
-default system message) and `metadata.prompt_suffix` ("" = none); they win over the stage's settings.
+Prompts: the stage's prompt spec (`mmreason.prompts.PromptSpec`: system message, instruction, template), with
+per-record overrides: NEP records carry `metadata.system_prompt` (None = the chat template's default system
+message) and `metadata.prompt_suffix` ("" = no instruction); they win over the spec's system and instruction.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmreason.records import BOXED_SUFFIX, Record, RecordError, prompt_messages
+from mmreason.prompts import PromptSpec
+from mmreason.records import Record, RecordError, prompt_messages
 from mmreason.video.media import NEP_SFT_VIDEO, VideoConfig, load_clip, processor_video_kwargs, set_video_pixels
 
 
-def video_sft_example(rec: Record, system: str | None = None, suffix: str | None = BOXED_SUFFIX) -> dict[str, Any]:
-    """One conversational SFT example of an image, video or text record."""
+def record_prompt_spec(rec: Record, spec: PromptSpec | None = None) -> PromptSpec:
+    """The stage's prompt spec with the record's own `metadata.system_prompt` / `metadata.prompt_suffix` on top
+    (NEP records carry them: None = the chat template's default system message, "" = no instruction)."""
+    spec = spec or PromptSpec()
+    over = {}
+    if "system_prompt" in rec.metadata:
+        over["system"] = rec.metadata["system_prompt"]
+    if "prompt_suffix" in rec.metadata:
+        over["instruction"] = rec.metadata["prompt_suffix"]
+    return dataclasses.replace(spec, **over) if over else spec
+
+
+def video_sft_example(rec: Record, spec: PromptSpec | None = None) -> dict[str, Any]:
+    """One conversational SFT example of an image, video or text record; prompts built by `spec` (default
+    PromptSpec()) under the record's own overrides (`record_prompt_spec`)."""
     if not rec.solution:
         raise RecordError(rec.origin or rec.id, "record has no 'solution' (the SFT target)")
-    if "system_prompt" in rec.metadata:
-        system = rec.metadata["system_prompt"]
-    if "prompt_suffix" in rec.metadata:
-        suffix = rec.metadata["prompt_suffix"]
-    msgs = prompt_messages(rec, system, suffix or None)
+    msgs = prompt_messages(rec, spec=record_prompt_spec(rec, spec))
     msgs.append({"role": "assistant", "content": [{"type": "text", "text": rec.solution}]})
     video = None
     if rec.video is not None:
@@ -44,12 +56,11 @@ def video_sft_example(rec: Record, system: str | None = None, suffix: str | None
     }
 
 
-def build_video_sft_dataset(records: list[Record], system_prompt: str | None = None,
-                            prompt_suffix: str | None = BOXED_SUFFIX):
+def build_video_sft_dataset(records: list[Record], spec: PromptSpec | None = None):
     """A `datasets.Dataset` of `video_sft_example` rows (image, video and text records together)."""
     from datasets import Dataset
 
-    return Dataset.from_list([video_sft_example(r, system_prompt, prompt_suffix) for r in records])
+    return Dataset.from_list([video_sft_example(r, spec) for r in records])
 
 
 def _plain(content: Any) -> list[dict]:
