@@ -21,6 +21,9 @@ sail-sg/Video-Next-Event-Prediction, reimplemented (pure functions, no model her
   them with one decimal; the overall returned value is not rounded). An unknown question_type
   makes the official aggregation fail (KeyError); here it is a clear error in the official modes.
 
+The plugin (`FutureBenchBenchmark`, registered as `futurebench`; specs eval/futurebench.yaml and
+eval/futurebench_reasoning.yaml) runs this through `mmreason eval run | score --benchmark futurebench`.
+
 Modes: 'official' (the yaml's direct-answer setting), 'official-reasoning' (the commented-out
 reasoning setting of the yaml: the same first-A-D rule applied inside <answer>...</answer>, empty
 without tags), and 'corrected' (NON-OFFICIAL: prefixes removed only at the start, case-insensitively,
