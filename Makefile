@@ -7,6 +7,8 @@ REQS := requirements/cpu.txt
 CACHE ?= $(HOME)/.cache/mmreason
 REQ_HASH := $(shell sha256sum $(REQS) | cut -c1-12)
 VENV_REAL := $(CACHE)/venv-$(REQ_HASH)
+# This clone's own small venv over the shared one, with this clone installed (.venv/bin/mmreason): clones
+# sharing VENV_REAL never run each other's code (scripts/clone_venv.py).
 VENV := .venv
 PY := $(VENV)/bin/python
 MM := $(PY) -m mmreason
@@ -18,13 +20,15 @@ EMBEDDED_SFT = --model_name_or_path $(RUNS)/base_model --train_files $(RUNS)/dat
 EMBEDDED_GRPO = --model_name_or_path $(RUNS)/sft --train_file $(RUNS)/data/train.jsonl --eval_file $(RUNS)/data/test.jsonl \
   --output_dir $(RUNS)/grpo
 
-.PHONY: setup demo test bench data data-build embedded sft grpo grpo-unsupervised eval plot clean
+.PHONY: setup venv-path demo test bench data data-build embedded sft grpo grpo-unsupervised eval plot clean
 
 setup: $(VENV_REAL)/.complete
-	@ln -sfn $(VENV_REAL) $(VENV)
-	@$(PY) -c "import mmreason, os, sys; sys.exit(os.path.dirname(mmreason.__path__[0]) != os.getcwd())" 2>/dev/null \
-	  || $(PY) -m pip install -q --no-deps --no-build-isolation -e . >/dev/null
-	@echo "venv ready: $(VENV) -> $(VENV_REAL)"
+	@$(VENV_REAL)/bin/python scripts/clone_venv.py $(VENV_REAL) $(VENV)
+	@echo "venv ready: $(VENV) (this clone, over $(VENV_REAL)); put mmreason on PATH: source $(VENV)/bin/activate"
+
+# Where the shared venv of these pins lives (tests/test_setup.py asks).
+venv-path:
+	@echo $(VENV_REAL)
 
 $(VENV_REAL)/.complete:
 	@echo "creating $(VENV_REAL) (first run: ~3 min, ~6 GB)"; df -h $(CACHE) 2>/dev/null | tail -1 || true
