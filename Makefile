@@ -20,7 +20,7 @@ EMBEDDED_SFT = --model_name_or_path $(RUNS)/base_model --train_files $(RUNS)/dat
 EMBEDDED_GRPO = --model_name_or_path $(RUNS)/sft --train_file $(RUNS)/data/train.jsonl --eval_file $(RUNS)/data/test.jsonl \
   --output_dir $(RUNS)/grpo
 
-.PHONY: setup venv-path demo test bench data data-build embedded sft grpo grpo-unsupervised eval plot clean
+.PHONY: setup venv-path demo test bench test-gpu-pins data data-build embedded sft grpo grpo-unsupervised eval plot clean
 
 setup: $(VENV_REAL)/.complete
 	@$(VENV_REAL)/bin/python scripts/clone_venv.py $(VENV_REAL) $(VENV)
@@ -48,6 +48,30 @@ test: setup
 
 bench: setup
 	$(PY) -m bench.run
+
+# The CPU suite under requirements/gpu.txt's versions (transformers, trl, peft, accelerate, datasets, ...):
+# a second cached venv with that set minus what needs CUDA (vllm, torchaudio); torch/torchvision are the
+# CPU set's local builds (2.14.1/0.29.1; gpu.txt pins 2.14.0/0.29.0 for vllm). vLLM tests keep faking the engine.
+GPU_REQS := requirements/gpu.txt
+GPU_HASH := $(shell cat $(GPU_REQS) $(REQS) | sha256sum | cut -c1-12)
+VENV_GPU_REAL := $(CACHE)/venv-gpupins-$(GPU_HASH)
+VENV_GPU := .venv-gpupins
+
+$(VENV_GPU_REAL)/.complete:
+	@echo "creating $(VENV_GPU_REAL) (first run: a few min, ~6 GB)"
+	@mkdir -p $(CACHE) && rm -rf $(VENV_GPU_REAL)
+	$(PY_SYS) -m venv $(VENV_GPU_REAL)
+	grep -v -E '^(vllm|torch|torchvision|torchaudio)([=<>~ ]|$$)' $(GPU_REQS) > $(VENV_GPU_REAL)/requirements.txt
+	grep -E '^(torch|torchvision|pandas)==' $(REQS) >> $(VENV_GPU_REAL)/requirements.txt
+	$(VENV_GPU_REAL)/bin/pip install -q --upgrade pip setuptools wheel
+	$(VENV_GPU_REAL)/bin/pip install -q -r $(VENV_GPU_REAL)/requirements.txt
+	touch $@
+
+test-gpu-pins: export OMP_NUM_THREADS ?= 1
+test-gpu-pins: $(VENV_GPU_REAL)/.complete
+	@$(VENV_GPU_REAL)/bin/python scripts/clone_venv.py $(VENV_GPU_REAL) $(VENV_GPU)
+	$(VENV_GPU)/bin/python -m mmreason env
+	$(VENV_GPU)/bin/python -m pytest -q -x --durations=15 $(ARGS)
 
 data: setup
 	$(MM) data synth --out $(RUNS)/synth --n 3000 --seed 0 $(ARGS)

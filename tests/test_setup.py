@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SKIP = {".git", ".venv", "runs", "outputs", ".pytest_cache", "__pycache__"}
+SKIP = {".git", ".venv", ".venv-gpupins", "runs", "outputs", ".pytest_cache", "__pycache__"}
 
 
 def _env():
