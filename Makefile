@@ -38,10 +38,11 @@ $(VENV_REAL)/.complete:
 	$(VENV_REAL)/bin/pip install -q -r $(REQS)
 	touch $@
 
-# One torch thread per process on small CPUs: two threads thrash when anything else runs (STACK.md).
+# One torch thread per process on small CPUs: on 2 shared cores, two torch threads per process ran up to 10x
+# slower whenever anything else ran.
 demo test: export OMP_NUM_THREADS ?= 1
 demo: setup
-	$(MM) demo --out $(RUNS)
+	$(MM) demo --out $(RUNS) $(ARGS)
 
 test: setup
 	$(PY) -m pytest -q -x --durations=15
