@@ -114,7 +114,7 @@ def test_every_mmreason_command_and_flag_exists():
         if path in TRL_PARSED:
             known.add("--config")  # TrlParser reads `--config FILE.yaml` before argparse: it is not in --help
         problems += [f"{snippet!r}: `{name}` has no flag {f}" for f in sorted(shown - known)]
-    assert problems == []
+    assert problems == [], "\n".join(problems)
 
 
 def test_every_make_command_exists():
@@ -124,4 +124,4 @@ def test_every_make_command_exists():
                              env={k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")})
         if out.returncode != 0:
             problems.append(f"{snippet!r}: make -n {' '.join(words)} exited {out.returncode}: {out.stderr.strip()[-300:]}")
-    assert problems == []
+    assert problems == [], "\n".join(problems)
