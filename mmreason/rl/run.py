@@ -103,7 +103,7 @@ def make_parser():
 
     from mmreason.rl.config import MMReasonGRPOConfig
 
-    return TrlParser((GRPOScriptArguments, MMReasonGRPOConfig, ModelConfig))
+    return TrlParser((GRPOScriptArguments, MMReasonGRPOConfig, ModelConfig), prog="mmreason grpo")
 
 
 def resolve_reward_funcs(names: list[str], num_generations: int, options: dict | None = None, **common) -> list:
