@@ -18,7 +18,7 @@ EMBEDDED_SFT = --model_name_or_path $(RUNS)/base_model --train_files $(RUNS)/dat
 EMBEDDED_GRPO = --model_name_or_path $(RUNS)/sft --train_file $(RUNS)/data/train.jsonl --eval_file $(RUNS)/data/test.jsonl \
   --output_dir $(RUNS)/grpo
 
-.PHONY: setup demo test bench data data-build embedded sft grpo grpo-unsupervised eval plot clean
+.PHONY: setup demo papers test bench data data-build embedded sft grpo grpo-unsupervised eval plot clean
 
 setup: $(VENV_REAL)/.complete
 	@ln -sfn $(VENV_REAL) $(VENV)
@@ -35,9 +35,13 @@ $(VENV_REAL)/.complete:
 	touch $@
 
 # One torch thread per process on small CPUs: two threads thrash when anything else runs (STACK.md).
-demo test: export OMP_NUM_THREADS ?= 1
+demo papers test: export OMP_NUM_THREADS ?= 1
 demo: setup
 	$(MM) demo --out $(RUNS)
+
+# Each paper's headline claim as a miniature on the embedded default: runs/papers/summary.md + one PNG per claim.
+papers: setup
+	$(MM) papers --out runs/papers $(ARGS)
 
 test: setup
 	$(PY) -m pytest -q -x --durations=15
