@@ -117,7 +117,7 @@ def plot_curves(path: str | Path, panels: list[tuple[str, dict[str, tuple[list, 
             if xs:
                 ax.plot(xs, ys, label=label, lw=1.2)
         ax.set_ylabel(ylabel)
-        if curves:
+        if ax.get_lines():
             ax.legend(fontsize=7)
     axes[0, 0].set_title(title)
     axes[-1, 0].set_xlabel("step")
