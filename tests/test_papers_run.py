@@ -81,7 +81,7 @@ def test_miniature_runners_with_stubbed_stages(stubbed, capsys):
     tmp, calls = stubbed
     out = tmp / "papers"
     assert papers_main(["--out", str(out), "--premise-n", "12", "--premise-g", "5", "--rlcs-steps", "7",
-                        "--entropy-steps", "9", "--mmupt-steps", "11"]) == 0
+                        "--entropy-steps", "9", "--mmupt-steps", "11", "--grpo-arg=--logging_steps", "--grpo-arg=1"]) == 0
     # every GRPO run: start, folder, config, fixed steps, off-policy entropy runs, the probe reward
     runs = {dst: (start, cfg, steps, extra) for start, dst, cfg, steps, extra in calls}
     assert runs["grpo_from_base"][0] == "base_model" and runs["grpo"][0] == "sft"
@@ -90,6 +90,7 @@ def test_miniature_runners_with_stubbed_stages(stubbed, capsys):
                for m in ("none", "clip_cov", "kl_cov"))
     mm = next(c for c in calls if c[2] == "tiny_unsupervised.yaml")
     assert mm[3] == 11 and C.PROBE in mm[4]
+    assert all(c[4][-2:] == ["--logging_steps", "1"] for c in calls)  # --grpo-arg: every run, last
 
     data = {c["key"]: c for c in json.loads((out / "summary.json").read_text())}
     lines = {k: {ln["what"]: ln["verdict"] for ln in c["lines"]} for k, c in data.items()}
@@ -135,3 +136,17 @@ def test_papers_smoke_real_stages(tmp_path):
     hist = json.loads((out / "mmupt/grpo/trainer_state.json").read_text())["log_history"]
     assert any("rewards/pseudo_label_by_source/mean" in h for h in hist)  # the probe ran inside GRPO
     assert json.loads((out / "mmupt/premise_samples.json").read_text())["key"]["g"] == 3
+
+
+def test_demo_claims_runs_papers(monkeypatch):
+    import mmreason.papers.run as R
+
+    seen = []
+    monkeypatch.setattr(R, "main", lambda argv=None: seen.append(argv) or 0)
+    assert demo.main(["--claims"]) == 0 and seen == [[]]
+
+
+def test_cli_lists_papers():
+    from mmreason.cli import COMMANDS, usage
+
+    assert COMMANDS["papers"][:2] == ("mmreason.papers.run", "main") and "papers" in usage()

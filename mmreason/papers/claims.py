@@ -38,7 +38,9 @@ class Context:
         return self._evals[name]
 
     def grpo(self, start: Path, dst: Path, steps: int, extra: list[str], config: Path | None = None) -> Path:
-        gargs = argparse.Namespace(**{**vars(self.args), "grpo_steps": steps, "grpo_arg": list(extra)})
+        # the miniature's overrides first, so that the user's --grpo-arg (applied to every run) can override them
+        gargs = argparse.Namespace(**{**vars(self.args), "grpo_steps": steps,
+                                      "grpo_arg": list(extra) + list(self.args.grpo_arg)})
         return demo.run_grpo(gargs, start, self.data, dst, config=config or demo.GRPO_CONFIG)
 
     def source(self, rid: str) -> str:
@@ -107,6 +109,10 @@ def window_line(what: str, values: list[float], expect: str, seed: int, headline
     text = (f"first {len(first)} steps {r.mean_a:.3f} → last {len(last)} steps {r.mean_b:.3f}: "
             f"{r.diff:+.3f} [95% CI {r.ci_low:+.3f}, {r.ci_high:+.3f}]")
     return Line(what, text, decide(r.diff, r.ci_low, r.ci_high, expect), headline)
+
+
+def running_mean(values: list[float], k: int) -> list[float]:
+    return [sum(values[max(0, i - k + 1):i + 1]) / (i + 1 - max(0, i - k + 1)) for i in range(len(values))]
 
 
 def accuracy_rows(rows: list[tuple[str, dict]]) -> list[tuple[str, float, float]]:
@@ -271,7 +277,7 @@ def mmupt(ctx: Context, steps: int, seed: int, n_questions: int, g: int, tempera
           top_p: float = 0.99) -> ClaimResult:
     from mmreason.rl import metrics as M
     from mmreason.rl.callbacks import CLUSTER_ENTROPY, PSEUDO_LABEL_ACCURACY, CollapseWarningCallback
-    from mmreason.rl.plot import _running_mean, load_history
+    from mmreason.rl.plot import load_history
     from mmreason.papers.probes import PREFIX
 
     t0 = time.time()
@@ -342,7 +348,7 @@ def mmupt(ctx: Context, steps: int, seed: int, n_questions: int, g: int, tempera
     c.notes += [f"collapse warning at step {s}: {m}" for s, m in cb.warnings] or ["no collapse warning fired"]
     c.notes.append(f"{UNSUPERVISED_CONFIG.relative_to(REPO)} for {steps} steps, seed {seed}, plus the zero-weight "
                    f"probe {PROBE} (pseudo-label accuracy per source).")
-    smooth = {k: (xs, _running_mean(ys, 5)) for k, (xs, ys) in curves.items() if k.startswith("pseudo")}
+    smooth = {k: (xs, running_mean(ys, 5)) for k, (xs, ys) in curves.items() if k.startswith("pseudo")}
     c.pngs.append(plot_curves(out / "mmupt.png", [
         ("pseudo-label accuracy (5-step mean)", smooth),
         ("entropy", {k: curves[k] for k in ("cluster entropy", "policy token entropy")}),
