@@ -12,7 +12,7 @@ from pathlib import Path
 from mmreason import demo
 from mmreason.papers.stats import binomial_se, paired_compare, unpaired_compare
 from mmreason.papers.summary import ClaimResult, Line, plot_accuracy_bars, plot_curves
-from mmreason.papers.verdict import decide_paired
+from mmreason.papers.verdict import decide, decide_paired
 
 REPO = demo.REPO
 UNSUPERVISED_CONFIG = REPO / "configs" / "grpo" / "tiny_unsupervised.yaml"
@@ -100,8 +100,6 @@ def history_series(run: Path, key: str) -> tuple[list[int], list[float]]:
 
 def window_line(what: str, values: list[float], expect: str, seed: int, headline: bool = True) -> Line | None:
     """First vs last window of a logged curve (unpaired bootstrap over the logged steps)."""
-    from mmreason.papers.verdict import decide
-
     if len(values) < 4:
         return None
     first, last = windows(values)
@@ -194,8 +192,6 @@ def entropy_mechanism(ctx: Context, steps: int, seed: int, steps_per_generation:
         if len(a) >= 4 and len(b) >= 4:
             la, lb = windows(a)[1], windows(b)[1]
             r = unpaired_compare(la, lb, seed=seed)
-            from mmreason.papers.verdict import decide
-
             c.lines.append(Line(f"{n} keeps entropy above GRPO (last {len(la)} steps)",
                                 f"GRPO {r.mean_a:.3f} vs {n} {r.mean_b:.3f}: {r.diff:+.3f} "
                                 f"[95% CI {r.ci_low:+.3f}, {r.ci_high:+.3f}]",
@@ -277,7 +273,7 @@ def mmupt(ctx: Context, steps: int, seed: int, n_questions: int, g: int, tempera
           top_p: float = 0.99) -> ClaimResult:
     from mmreason.rl import metrics as M
     from mmreason.rl.callbacks import CLUSTER_ENTROPY, PSEUDO_LABEL_ACCURACY, CollapseWarningCallback
-    from mmreason.rl.plot import load_history
+    from mmreason.rl.plot import load_history, series
     from mmreason.papers.probes import PREFIX
 
     t0 = time.time()
@@ -327,8 +323,6 @@ def mmupt(ctx: Context, steps: int, seed: int, n_questions: int, g: int, tempera
         history = []
     src_keys = sorted({k for h in history for k in h if k.startswith(PREFIX)})
     signals.update({f"pseudo-label accuracy, {k[len(PREFIX):]}": k for k in src_keys})
-    from mmreason.rl.plot import series
-
     trows = ["| signal | first 25% of steps | last 25% of steps | change |", "|---|---|---|---|"]
     curves = {}
     for label, key in signals.items():
