@@ -20,7 +20,7 @@ EMBEDDED_SFT = --model_name_or_path $(RUNS)/base_model --train_files $(RUNS)/dat
 EMBEDDED_GRPO = --model_name_or_path $(RUNS)/sft --train_files $(RUNS)/data/train.jsonl --eval_file $(RUNS)/data/test.jsonl \
   --output_dir $(RUNS)/grpo
 
-.PHONY: setup venv-path demo test bench test-gpu-pins data data-build embedded sft grpo grpo-unsupervised eval plot clean
+.PHONY: setup venv-path demo papers test bench test-gpu-pins data data-build embedded sft grpo grpo-unsupervised eval plot clean
 
 setup: $(VENV_REAL)/.complete
 	@$(VENV_REAL)/bin/python scripts/clone_venv.py $(VENV_REAL) $(VENV)
@@ -40,9 +40,13 @@ $(VENV_REAL)/.complete:
 
 # One torch thread per process on small CPUs: on 2 shared cores, two torch threads per process ran up to 10x
 # slower whenever anything else ran.
-demo test: export OMP_NUM_THREADS ?= 1
+demo papers test: export OMP_NUM_THREADS ?= 1
 demo: setup
 	$(MM) demo --out $(RUNS) $(ARGS)
+
+# Each paper's headline claim as a miniature on the embedded default: runs/papers/summary.md + one PNG per claim.
+papers: setup
+	$(MM) papers --out runs/papers $(ARGS)
 
 test: setup
 	$(PY) -m pytest -q -x --durations=15
