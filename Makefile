@@ -7,6 +7,8 @@ REQS := requirements/cpu.txt
 CACHE ?= $(HOME)/.cache/mmreason
 REQ_HASH := $(shell sha256sum $(REQS) | cut -c1-12)
 VENV_REAL := $(CACHE)/venv-$(REQ_HASH)
+# This clone's own small venv over the shared one, with this clone installed (.venv/bin/mmreason): clones
+# sharing VENV_REAL never run each other's code (scripts/clone_venv.py).
 VENV := .venv
 PY := $(VENV)/bin/python
 MM := $(PY) -m mmreason
@@ -18,13 +20,15 @@ EMBEDDED_SFT = --model_name_or_path $(RUNS)/base_model --train_files $(RUNS)/dat
 EMBEDDED_GRPO = --model_name_or_path $(RUNS)/sft --train_files $(RUNS)/data/train.jsonl --eval_file $(RUNS)/data/test.jsonl \
   --output_dir $(RUNS)/grpo
 
-.PHONY: setup demo nep-demo test bench data data-build embedded sft grpo grpo-unsupervised eval plot clean
+.PHONY: setup venv-path demo nep-demo papers test bench test-gpu-pins data data-build embedded sft grpo grpo-unsupervised eval plot clean
 
 setup: $(VENV_REAL)/.complete
-	@ln -sfn $(VENV_REAL) $(VENV)
-	@$(PY) -c "import mmreason, os, sys; sys.exit(os.path.dirname(mmreason.__path__[0]) != os.getcwd())" 2>/dev/null \
-	  || $(PY) -m pip install -q --no-deps --no-build-isolation -e . >/dev/null
-	@echo "venv ready: $(VENV) -> $(VENV_REAL)"
+	@$(VENV_REAL)/bin/python scripts/clone_venv.py $(VENV_REAL) $(VENV)
+	@echo "venv ready: $(VENV) (this clone, over $(VENV_REAL)); put mmreason on PATH: source $(VENV)/bin/activate"
+
+# Where the shared venv of these pins lives (tests/test_setup.py asks).
+venv-path:
+	@echo $(VENV_REAL)
 
 $(VENV_REAL)/.complete:
 	@echo "creating $(VENV_REAL) (first run: ~3 min, ~6 GB)"; df -h $(CACHE) 2>/dev/null | tail -1 || true
@@ -34,10 +38,15 @@ $(VENV_REAL)/.complete:
 	$(VENV_REAL)/bin/pip install -q -r $(REQS)
 	touch $@
 
-# One torch thread per process on small CPUs: two threads thrash when anything else runs (STACK.md).
-demo nep-demo test: export OMP_NUM_THREADS ?= 1
+# One torch thread per process on small CPUs: on 2 shared cores, two torch threads per process ran up to 10x
+# slower whenever anything else ran.
+demo nep-demo papers test: export OMP_NUM_THREADS ?= 1
 demo: setup
-	$(MM) demo --out $(RUNS)
+	$(MM) demo --out $(RUNS) $(ARGS)
+
+# Each paper's headline claim as a miniature on the embedded default: runs/papers/summary.md + one PNG per claim.
+papers: setup
+	$(MM) papers --out runs/papers $(ARGS)
 
 # Video next-event prediction on CPU: tiny model -> video SFT on synthetic NEP clips -> FutureBench-style eval.
 nep-demo: setup
@@ -48,6 +57,30 @@ test: setup
 
 bench: setup
 	$(PY) -m bench.run
+
+# The CPU suite under requirements/gpu.txt's versions (transformers, trl, peft, accelerate, datasets, ...):
+# a second cached venv with that set minus what needs CUDA (vllm, torchaudio); torch/torchvision are the
+# CPU set's local builds (2.14.1/0.29.1; gpu.txt pins 2.14.0/0.29.0 for vllm). vLLM tests keep faking the engine.
+GPU_REQS := requirements/gpu.txt
+GPU_HASH := $(shell cat $(GPU_REQS) $(REQS) | sha256sum | cut -c1-12)
+VENV_GPU_REAL := $(CACHE)/venv-gpupins-$(GPU_HASH)
+VENV_GPU := .venv-gpupins
+
+$(VENV_GPU_REAL)/.complete:
+	@echo "creating $(VENV_GPU_REAL) (first run: a few min, ~6 GB)"
+	@mkdir -p $(CACHE) && rm -rf $(VENV_GPU_REAL)
+	$(PY_SYS) -m venv $(VENV_GPU_REAL)
+	grep -v -E '^(vllm|torch|torchvision|torchaudio)([=<>~ ]|$$)' $(GPU_REQS) > $(VENV_GPU_REAL)/requirements.txt
+	grep -E '^(torch|torchvision|pandas)==' $(REQS) >> $(VENV_GPU_REAL)/requirements.txt
+	$(VENV_GPU_REAL)/bin/pip install -q --upgrade pip setuptools wheel
+	$(VENV_GPU_REAL)/bin/pip install -q -r $(VENV_GPU_REAL)/requirements.txt
+	touch $@
+
+test-gpu-pins: export OMP_NUM_THREADS ?= 1
+test-gpu-pins: $(VENV_GPU_REAL)/.complete
+	@$(VENV_GPU_REAL)/bin/python scripts/clone_venv.py $(VENV_GPU_REAL) $(VENV_GPU)
+	$(VENV_GPU)/bin/python -m mmreason env
+	$(VENV_GPU)/bin/python -m pytest -q -x --durations=15 $(ARGS)
 
 data: setup
 	$(MM) data synth --out $(RUNS)/synth --n 3000 --seed 0 $(ARGS)

@@ -17,6 +17,7 @@ COMMANDS = {
     "eval": ("mmreason.eval.cli", "main", "generate and score: synthetic records, MathVista, We-Math, FutureBench"),
     "plot": ("mmreason.rl.plot", "main", "entropy / reward / covariance curves and the entropy-performance fit"),
     "demo": ("mmreason.demo", "main", "the embedded end-to-end demo (tiny model, synthetic tasks, CPU)"),
+    "papers": ("mmreason.papers.run", "main", "each paper's headline claim as a miniature with paired tests and verdicts"),
     "env": ("mmreason.env", "main", "print versions and hardware facts"),
 }
 

@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only build the base model and synthetic data (what `make sft` needs)")
     p.add_argument("--sft-arg", action="append", default=[], help="extra `mmreason sft` override, e.g. --sft-arg=--learning_rate=1e-4")
     p.add_argument("--grpo-arg", action="append", default=[], help="extra `mmreason grpo` override")
+    p.add_argument("--claims", action="store_true", help="run `mmreason papers` (each paper's claim as a miniature) instead")
     return p
 
 
@@ -115,15 +116,15 @@ def run_sft(args, base: Path, data: Path, out: Path) -> Path:
     return _run_stage(f"cold-start SFT ({SFT_CONFIG.name})", sft_main, argv + list(args.sft_arg), dst)
 
 
-def run_grpo(args, start: Path, data: Path, dst: Path) -> Path:
+def run_grpo(args, start: Path, data: Path, dst: Path, config: Path = GRPO_CONFIG) -> Path:
     from mmreason.rl.run import main as grpo_main
 
-    argv = ["--config", str(GRPO_CONFIG), "--model_name_or_path", str(start), "--train_files",
+    argv = ["--config", str(config), "--model_name_or_path", str(start), "--train_files",
             str(data / "train.jsonl"), "--eval_file", str(data / "test.jsonl"), "--output_dir", str(dst),
             "--seed", str(args.seed)]
     if args.grpo_steps:
         argv += ["--max_steps", str(args.grpo_steps)]
-    return _run_stage(f"GRPO ({GRPO_CONFIG.name}) from {start.name}", grpo_main, argv + list(args.grpo_arg), dst)
+    return _run_stage(f"GRPO ({config.name}) from {start.name}", grpo_main, argv + list(args.grpo_arg), dst)
 
 
 def evaluate(args, model: Path, data: Path, out: Path, name: str) -> dict:
@@ -220,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # in case torch was imported before main
     args = build_parser().parse_args(argv)
+    if args.claims:
+        from mmreason.papers.run import main as papers_main
+
+        return papers_main([])
     out = Path(args.out)
     if args.fresh and out.exists():
         shutil.rmtree(out)

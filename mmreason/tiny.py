@@ -57,9 +57,9 @@ class TinySpec:
 
 
 SIZES = {
-    # ~0.3M params: what tests use.
+    # ~0.25M params: what tests use.
     "tiny": TinySpec(1024, 64, 2, 4, 2, 128, 32, 2, 2, 64, 56 * 56, 56 * 56 * 4),
-    # ~1M params: what the demo trains; learns the synthetic tasks in minutes on 2 cores.
+    # ~0.9M params: what the demo trains; learns the synthetic tasks in minutes on 2 cores.
     "small": TinySpec(1024, 128, 3, 4, 2, 256, 64, 2, 4, 128, 56 * 56, 112 * 112),
 }
 

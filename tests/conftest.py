@@ -9,12 +9,32 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_DISABLED", "true")
 
+from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+# Small copies of the benchmark data, in the layout of the full data (see tests/fixtures/README.md).
+FIXTURES = REPO / "tests" / "fixtures" / "benchmarks"
+FULL_DATA_ENV = "MMREASON_BENCHMARKS"
+FULL_DATA_SKIP = f"full benchmark data: set {FULL_DATA_ENV}=DIR (mathvista/ and wemath/ as in tests/fixtures/README.md)"
+
+
+@dataclass(frozen=True)
+class Benchmarks:
+    """A benchmark data folder and the sizes the tests expect of it."""
+
+    root: Path
+    full: bool
+    mathvista_items: int
+    wemath_rows: int
+    wemath_composite: int
+    wemath_domains: int
+
+
+FIXTURE_DATA = Benchmarks(FIXTURES, False, mathvista_items=45, wemath_rows=33, wemath_composite=10, wemath_domains=9)
+FULL_SIZES = dict(mathvista_items=1000, wemath_rows=1740, wemath_composite=525, wemath_domains=12)
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +47,43 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def benchmarks_dir() -> Path:
-    path = SHARED / "benchmarks"
-    if not path.is_dir():
-        pytest.fail(f"../shared/benchmarks not found at {path}: it sits beside the checkout, in CI too")
+    """The committed fixture copy of the benchmark data (mathvista/, wemath/ in the official layout)."""
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def full_benchmarks_dir() -> Path:
+    """The full benchmark data named by $MMREASON_BENCHMARKS; the test is skipped when it is unset."""
+    env = os.environ.get(FULL_DATA_ENV)
+    if not env:
+        pytest.skip(FULL_DATA_SKIP)
+    path = Path(env)
+    missing = [f for f in ("mathvista/testmini.json", "wemath/testmini.json") if not (path / f).is_file()]
+    if missing:
+        pytest.fail(f"{FULL_DATA_ENV}={env}: {', '.join(missing)} not found there")
     return path
+
+
+@pytest.fixture(scope="module", params=["fixtures", "full"])
+def benchmarks(request) -> Benchmarks:
+    """Each data-dependent check runs on the fixtures, and again on the full data when it is given."""
+    if request.param == "fixtures":
+        return FIXTURE_DATA
+    return Benchmarks(request.getfixturevalue("full_benchmarks_dir"), True, **FULL_SIZES)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Report every full-data skip under one location, so `-ra` prints it as one line with its count."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.skipped and isinstance(rep.longrepr, tuple) and rep.longrepr[2].endswith(FULL_DATA_SKIP):
+        rep.longrepr = (__file__, 1, rep.longrepr[2])
+
+
+def pytest_terminal_summary(terminalreporter):
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if FULL_DATA_SKIP in str(r.longrepr)]
+    if skipped:
+        terminalreporter.write_line(f"{len(skipped)} full-data tests skipped: {FULL_DATA_SKIP}", yellow=True)
+    elif os.environ.get(FULL_DATA_ENV):
+        terminalreporter.write_line(f"full-data tests ran on {FULL_DATA_ENV}={os.environ[FULL_DATA_ENV]}")

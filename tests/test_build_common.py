@@ -15,6 +15,8 @@ from mmreason.data.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "data_recipes"
+# decontamination checks against the committed benchmark fixtures (not ../shared, which a clone lacks)
+BENCHMARKS = REPO / "tests" / "fixtures" / "benchmarks"
 
 # behaviour of the teacher on question i (by i % len(BEHAVIOURS))
 BEHAVIOURS = ["correct", "wrong", "mixed", "malformed", "flaky500", "empty", "truncated", "correct", "mixed", "fail500"]
@@ -113,7 +115,8 @@ class Script:
 def recipe_for(kind_file: str, source: Path, base_url: str, cache_dir: Path, **extra):
     overrides = [("source.path", str(source)), ("teacher.base_url", base_url), ("teacher.model", "scripted"),
                  ("teacher.max_retries", 2), ("teacher.backoff_base", 0.01), ("teacher.timeout", 5.0),
-                 ("teacher.concurrency", 4), ("decontam.cache_dir", str(cache_dir))]
+                 ("teacher.concurrency", 4), ("decontam.cache_dir", str(cache_dir)),
+                 ("decontam.benchmarks_dir", str(BENCHMARKS))]
     overrides += list(extra.items())
     return load_recipe(RECIPES / kind_file, overrides)
 

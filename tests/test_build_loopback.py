@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_build_common import BEHAVIOURS, Script, gold_of, make_source, read_jsonl, recipe_for
+from test_build_common import BENCHMARKS, BEHAVIOURS, Script, gold_of, make_source, read_jsonl, recipe_for
 
 from mmreason.verify.answers import extract_boxed_all, match_answer
 from mmreason.data.build import build, main
@@ -185,7 +185,7 @@ def test_api_key_from_env_sent_and_never_logged(tmp_path, source, cache_dir, mon
         assert recipe.teacher.base_url is None
         code = main(["--recipe", str(recipe.path), "--out", str(tmp_path / "o"), "--limit", "1", "--no-progress",
                      "--set", f"source.path={source}", "--teacher.model", "scripted",
-                     f"--decontam.cache_dir={cache_dir}"])
+                     f"--decontam.cache_dir={cache_dir}", f"--decontam.benchmarks_dir={BENCHMARKS}"])
         assert code == 0
         assert srv.auth_headers and all(h == "Bearer sk-secret-123" for h in srv.auth_headers)
     captured = capsys.readouterr()
@@ -230,7 +230,8 @@ def test_down_server_stops_build_without_committing_the_failures(tmp_path, sourc
         args = ["--recipe", "data_recipes/distilled.yaml", "--out", str(tmp_path / "o"), "--no-progress",
                 "--set", f"source.path={source}", "--set", f"teacher.base_url={srv.base_url}",
                 "--set", "teacher.max_retries=1", "--set", "teacher.backoff_base=0.01",
-                "--set", "teacher.max_failed_questions=3", "--set", "sampling.k=1", "--set", f"decontam.cache_dir={cache_dir}"]
+                "--set", "teacher.max_failed_questions=3", "--set", "sampling.k=1", "--set", f"decontam.cache_dir={cache_dir}",
+                "--set", f"decontam.benchmarks_dir={BENCHMARKS}"]
         assert main(args) == 2
     assert "teacher unavailable" in capsys.readouterr().err
     assert (tmp_path / "o" / "ledger.jsonl").read_text() == ""  # nothing committed: a rerun retries them

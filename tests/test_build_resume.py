@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from test_build_common import REPO, RECIPES, Script, make_source, read_jsonl
+from test_build_common import BENCHMARKS, REPO, RECIPES, Script, make_source, read_jsonl
 
 from mmreason.data.build import main, read_jsonl_repair
 from mmreason.data.loopback import LoopbackServer
@@ -20,7 +20,8 @@ def cli_args(src, url, out, cache):
     return ["--recipe", str(RECIPES / "distilled.yaml"), "--out", str(out), "--no-progress",
             "--set", f"source.path={src}", "--set", f"teacher.base_url={url}", "--set", "teacher.model=scripted",
             "--set", "teacher.backoff_base=0.01", "--set", "teacher.max_retries=2", "--set", "teacher.concurrency=4",
-            "--set", "sampling.k=3", "--set", f"decontam.cache_dir={cache}"]
+            "--set", "sampling.k=3", "--set", f"decontam.cache_dir={cache}",
+            "--set", f"decontam.benchmarks_dir={BENCHMARKS}"]
 
 
 def stable(stats):

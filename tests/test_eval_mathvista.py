@@ -17,8 +17,8 @@ OFFICIAL = ("frequent_guess", "llava_llama_2_13b", "random_guess")
 
 
 @pytest.fixture(scope="module")
-def mv_dir(benchmarks_dir):
-    return benchmarks_dir / "mathvista"
+def mv_dir(benchmarks):
+    return benchmarks.root / "mathvista"
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +26,9 @@ def problems(mv_dir):
     return mv.load_problems(mv_dir)
 
 
-def test_queries_equal_official_query_json(problems, mv_dir):
+def test_queries_equal_official_query_json(problems, mv_dir, benchmarks):
     official = json.loads((mv_dir / "query.json").read_text())
-    assert len(problems) == 1000
+    assert len(problems) == benchmarks.mathvista_items
     mismatched = [pid for pid, p in problems.items() if mv.build_query(p) != official[pid]]
     assert mismatched == []
 
@@ -61,12 +61,12 @@ def test_cli_score_reproduces_official_results(name, mv_dir, tmp_path):
     assert (tmp_path / "report.md").is_file() and (tmp_path / "mathvista_category.png").is_file()
 
 
-def test_breakdowns_from_annotations_by_default(mv_dir, problems):
+def test_breakdowns_from_annotations_by_default(mv_dir, problems, benchmarks):
     preds = mv.read_predictions(mv_dir / "official_results" / "output_frequent_guess.json")
     s = mv.score(preds, problems)
     # today's annotations say "not applicable" where the 2023 output file said "daily life"
     assert "not applicable" in s["breakdown"]["grade"] and "daily life" not in s["breakdown"]["grade"]
-    assert sum(g["total"] for g in s["breakdown"]["question_type"].values()) == 1000
+    assert sum(g["total"] for g in s["breakdown"]["question_type"].values()) == benchmarks.mathvista_items
 
 
 def test_matches_official_loop_oracle(mv_dir, problems):

@@ -337,7 +337,7 @@ def test_explicit_flag_or_spec_field_wins_loudly(checkpoint, tmp_path, caplog):
     assert rec.items[-1][0][0]["content"][0]["text"] == "You are a counting robot."
 
 
-def test_jinja_templates_render_as_the_old_format_strings(benchmarks_dir):
+def test_jinja_templates_render_as_the_old_format_strings(benchmarks):
     """The converted templates give, on every testmini item, exactly the text the str.format ones gave."""
     from mmreason.eval import wemath
     from mmreason.eval.prompting import eval_prompt
@@ -348,11 +348,11 @@ def test_jinja_templates_render_as_the_old_format_strings(benchmarks_dir):
         spec, bench = resolve(name)
         prompt = eval_prompt(None, spec, {})
         assert prompt.instruction == instr and prompt.system_prompt == "You are a helpful assistant."
-        items = bench.load(benchmarks_dir / spec.name, "testmini")
-        assert len(items) == {"mathvista": 1000}.get(spec.name, 1740)
+        items = bench.load(benchmarks.root / spec.name, "testmini")
+        assert len(items) == {"mathvista": benchmarks.mathvista_items}.get(spec.name, benchmarks.wemath_rows)
         for it in items:
             fields = bench.prompt_fields(it)
             assert prompt.user_text(fields) == old.format(**fields, instruction=instr), (name, bench.item_id(it))
     old_official = wemath.PROMPT_TEMPLATE.replace("{{ question }}", "{question}").replace("{{ option }}", "{option}")
-    rows = wemath.load_rows(benchmarks_dir / "wemath")
+    rows = wemath.load_rows(benchmarks.root / "wemath")
     assert all(wemath.build_prompt(r) == old_official.format(question=r["question"], option=r["option"]) for r in rows)

@@ -12,8 +12,8 @@ from mmreason.eval.reference import wemath_official_pandas
 
 
 @pytest.fixture(scope="module")
-def wm_dir(benchmarks_dir):
-    return benchmarks_dir / "wemath"
+def wm_dir(benchmarks):
+    return benchmarks.root / "wemath"
 
 
 @pytest.fixture(scope="module")
@@ -65,18 +65,21 @@ def _responses(rows, seed, p_correct):
 
 
 @pytest.mark.parametrize("seed,p", [(0, 0.5), (1, 0.9), (2, 0.2)])
-def test_metrics_equal_official_definitions(rows, nodes, seed, p):
+def test_metrics_equal_official_definitions(rows, nodes, seed, p, benchmarks):
     resp = _responses(rows, seed, p)
     # the official pipeline crashes on None responses; give it "" there (both score them wrong)
-    ref = wemath_official_pandas([dict(r, response=resp[wm.item_id(r)] or "") for r in rows], nodes)
+    ref = wemath_official_pandas([dict(r, response=resp[wm.item_id(r)] or "") for r in rows], nodes,
+                                 n_composite=benchmarks.wemath_composite)
     s = wm.score({k: {"response": v} for k, v in resp.items()}, rows, nodes=nodes)
     for key, val in ref.items():
         assert s[key] == val, key
-    assert s["IK"] + s["IG"] + s["CM_strict"] + s["RM_strict"] == 525
-    assert s["n_composite"] == 525
+    assert s["IK"] + s["IG"] + s["CM_strict"] + s["RM_strict"] == benchmarks.wemath_composite
+    assert s["n_composite"] == benchmarks.wemath_composite
 
 
-def test_hand_built_cases(rows):
+def test_hand_built_cases(rows, benchmarks):
+    n = benchmarks.wemath_composite
+
     def make(step_ok, multi_ok):
         resp = {}
         for r in rows:
@@ -86,30 +89,31 @@ def test_hand_built_cases(rows):
         return wm.score(resp, rows)
 
     s = make(True, True)
-    assert (s["CM_strict"], s["CM_loose"], s["IK"], s["IG"], s["RM_strict"]) == (525, 525, 0, 0, 0)
+    assert (s["CM_strict"], s["CM_loose"], s["IK"], s["IG"], s["RM_strict"]) == (n, n, 0, 0, 0)
     assert s["score_strict"] == s["score_loose"] == 100.0 and s["S1"] == s["S2"] == s["S3"] == 100.0
     s = make(True, False)
-    assert s["IG"] == 525 and s["score_strict"] == 50.0
+    assert s["IG"] == n and s["score_strict"] == 50.0
     s = make(False, True)
-    assert s["RM_strict"] == s["RM_loose"] == 525 and s["RM_strict_rate"] == 100.0 and s["score_loose"] == 0.0
+    assert s["RM_strict"] == s["RM_loose"] == n and s["RM_strict_rate"] == 100.0 and s["score_loose"] == 0.0
     s = make(False, False)
-    assert s["IK"] == 525 and s["score_strict"] == 0.0 and s["RM_strict_rate"] is None  # no 0/0 crash
+    assert s["IK"] == n and s["score_strict"] == 0.0 and s["RM_strict_rate"] is None  # no 0/0 crash
 
 
-def test_missing_extra_and_bad_responses(rows, nodes):
-    preds = {wm.item_id(r): {"response": "Answer: " + r["answer"]} for r in rows[:100]}
+def test_missing_extra_and_bad_responses(rows, nodes, benchmarks):
+    n = min(100, benchmarks.wemath_rows - 5)
+    preds = {wm.item_id(r): {"response": "Answer: " + r["answer"]} for r in rows[:n]}
     preds["ghost|2steps_1"] = {"response": "Answer: A"}
-    preds[wm.item_id(rows[100])] = {"response": "x" * 1_000_000}
-    preds[wm.item_id(rows[101])] = {"response": "Answer: " + "🙂" * 1000}
-    preds[wm.item_id(rows[102])] = {"response": 12}
-    preds[wm.item_id(rows[103])] = {"response": "\\boxed{" * 150_000}
+    preds[wm.item_id(rows[n])] = {"response": "x" * 1_000_000}
+    preds[wm.item_id(rows[n + 1])] = {"response": "Answer: " + "🙂" * 1000}
+    preds[wm.item_id(rows[n + 2])] = {"response": 12}
+    preds[wm.item_id(rows[n + 3])] = {"response": "\\boxed{" * 150_000}
     for mode in ("official", "boxed"):
         s = wm.score(preds, rows, nodes=nodes, mode=mode)
-        assert len(s["missing"]) == 1740 - 104 and s["extra"] == ["ghost|2steps_1"]
-    assert wm.score(preds, rows, nodes=nodes)["correct"] == 100
+        assert len(s["missing"]) == benchmarks.wemath_rows - (n + 4) and s["extra"] == ["ghost|2steps_1"]
+    assert wm.score(preds, rows, nodes=nodes)["correct"] == n
 
 
-def test_cli_score_official_format(rows, wm_dir, tmp_path):
+def test_cli_score_official_format(rows, wm_dir, tmp_path, benchmarks):
     resp = _responses(rows, 5, 0.7)
     official_rows = [{k: v for k, v in r.items() if not k.startswith("_")} | {"response": resp[wm.item_id(r)] or ""}
                      for r in rows]
@@ -122,7 +126,7 @@ def test_cli_score_official_format(rows, wm_dir, tmp_path):
     for key in ("benchmark", "mode", "score_strict", "score_loose", "IK", "IG", "CM_strict", "CM_loose",
                 "RM_strict", "RM_loose", "S1", "S2", "S3", "per_domain", "per_item"):
         assert key in s
-    assert len(s["per_item"]) == 1740 and len(s["per_domain"]) == 12
+    assert len(s["per_item"]) == benchmarks.wemath_rows and len(s["per_domain"]) == benchmarks.wemath_domains
     # the same responses as our JSONL give the same scores
     jl = tmp_path / "p.jsonl"
     jl.write_text("".join(json.dumps({"id": k, "response": v}) + "\n" for k, v in resp.items()))

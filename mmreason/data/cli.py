@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
+
+from mmreason.subcommands import dispatch
 
 SUBCOMMANDS = {
     "synth": ("mmreason.data.synth", "main", "render synthetic verifiable visual tasks to records"),
@@ -13,16 +14,7 @@ SUBCOMMANDS = {
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in SUBCOMMANDS:
-        print("usage: mmreason data {synth|build} [args...]")
-        for name, (_, _, h) in SUBCOMMANDS.items():
-            print(f"  {name:<6} {h}")
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    module, func, _ = SUBCOMMANDS[argv[0]]
-    from mmreason.offline import offline_defaults
-
-    offline_defaults()
-    return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)
+    return dispatch("data", SUBCOMMANDS, argv)
 
 
 if __name__ == "__main__":

@@ -105,7 +105,10 @@ class BenchmarkIndex:
         files = [root / "mathvista" / "testmini.json", root / "wemath" / "testmini.json"]
         present = [f for f in files if f.is_file()]
         if not present:
-            raise FileNotFoundError(f"decontam.benchmarks_dir: no mathvista/ or wemath/ testmini.json under {root}")
+            raise FileNotFoundError(
+                f"decontam.benchmarks_dir: no mathvista/ or wemath/ testmini.json under {root}: point "
+                "decontam.benchmarks_dir (or $MMREASON_BENCHMARKS) at the benchmark data (layout: "
+                "tests/fixtures/README.md), or set decontam.enabled=false to build without decontamination")
         key_src = json.dumps([[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in present] + [cfg.ngram])
         key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
         cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else Path.home() / ".cache" / "mmreason" / "decontam"

@@ -217,7 +217,7 @@ class VLLMTeacher(Teacher):
             import vllm  # noqa: F401
         except ImportError as e:
             raise TeacherError(
-                "teacher.backend=vllm needs the vLLM engine (GPU machines: pip install -r requirements/gpu.txt). "
+                "teacher.backend=vllm needs the vLLM engine (GPU machines: pip install -r requirements/gpu.txt -e '.[vllm]'). "
                 "On CPU use teacher.backend=openai against a `vllm serve` endpoint, or teacher.backend=hf."
             ) from e
         self.cfg = cfg

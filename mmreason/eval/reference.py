@@ -28,7 +28,9 @@ def _dp_distance(a: str, b: str) -> int:
     return prev[-1]
 
 
-def wemath_official_pandas(rows_with_response: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> dict[str, Any]:
+def wemath_official_pandas(rows_with_response: list[dict[str, Any]], nodes: list[dict[str, Any]],
+                           n_composite: int = 525) -> dict[str, Any]:
+    """`n_composite`: the official scripts' constant 525 (testmini's composite problems); a slice passes its own."""
     import pandas as pd
 
     df = pd.DataFrame(rows_with_response)
@@ -70,8 +72,8 @@ def wemath_official_pandas(rows_with_response: list[dict[str, Any]], nodes: list
         "RM_strict": both(False, False, True),
     }
     out: dict[str, Any] = dict(counts)
-    out["score_strict"] = round(100 * (525 - 0.5 * counts["IG"] - counts["RM_strict"] - counts["IK"]) / 525, 2)
-    out["score_loose"] = round(100 * (525 - 0.5 * counts["IG"] - counts["RM_loose"] - counts["IK"]) / 525, 2)
+    out["score_strict"] = round(100 * (n_composite - 0.5 * counts["IG"] - counts["RM_strict"] - counts["IK"]) / n_composite, 2)
+    out["score_loose"] = round(100 * (n_composite - 0.5 * counts["IG"] - counts["RM_loose"] - counts["IK"]) / n_composite, 2)
     den_s, den_l = counts["CM_strict"] + counts["RM_strict"], counts["CM_loose"] + counts["RM_loose"]
     out["RM_strict_rate"] = round(100 * counts["RM_strict"] / den_s, 2) if den_s else None
     out["RM_loose_rate"] = round(100 * counts["RM_loose"] / den_l, 2) if den_l else None

@@ -166,8 +166,8 @@ class VLLMBackend:
             from vllm import LLM
         except ImportError as e:
             raise ImportError(
-                "the vLLM backend needs the `vllm` package (pip install 'mmreason[vllm]' with "
-                "requirements/gpu.txt on a CUDA machine); use --backend hf on CPU"
+                "the vLLM backend needs the `vllm` package (on a CUDA machine: "
+                "pip install -r requirements/gpu.txt -e '.[vllm]'); use --backend hf on CPU"
             ) from e
         from transformers import AutoProcessor
 

@@ -257,7 +257,7 @@ def plot_run(run: str | Path, out: str | Path | None = None, reward: str | None 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mmreason plot", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="mmreason plot", description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", required=True, help="GRPO output dir (holds trainer_state.json or checkpoints)")
     parser.add_argument("--out", default=None, help="where to write the PNGs (default: the run dir)")
     parser.add_argument("--reward", default=None, help="metric to fit against entropy (default: accuracy reward)")

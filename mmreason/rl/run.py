@@ -103,7 +103,7 @@ def make_parser():
 
     from mmreason.rl.config import MMReasonGRPOConfig
 
-    return TrlParser((GRPOScriptArguments, MMReasonGRPOConfig, ModelConfig))
+    return TrlParser((GRPOScriptArguments, MMReasonGRPOConfig, ModelConfig), prog="mmreason grpo")
 
 
 def resolve_reward_funcs(names: list[str], num_generations: int, options: dict | None = None, **common) -> list:
@@ -137,6 +137,7 @@ def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
 
     from mmreason.modeling import ModelLoad, load_model, load_processor, prompt_spec_callback
     from mmreason.rl.data import build_grpo_dataset
+    from mmreason.rl.callbacks import CollapseWarningCallback
     from mmreason.rl.trainer import MMReasonGRPOTrainer
 
     if not script_args.train_files:
@@ -190,7 +191,8 @@ def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
         processing_class=processor,
         peft_config=get_peft_config(model_args),
         quantization_config=load.quantization.get("quantization_config"),
-        callbacks=[prompt_spec_callback(spec)],
+        # CollapseWarningCallback: warns when label-free (majority-vote) training collapses onto a wrong consensus
+        callbacks=[prompt_spec_callback(spec), CollapseWarningCallback()],
     )
     trainer.build_report = report
     trainer.prompt_spec = spec

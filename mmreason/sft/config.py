@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from trl import SFTConfig
 
 from mmreason.modeling import PromptArguments
+
+_TRAINER_HAS_ACTIVATION_CHECKPOINTING = "activation_checkpointing" in {f.name for f in fields(SFTConfig)}
 
 
 @dataclass
@@ -84,3 +86,11 @@ class MMSFTConfig(SFTConfig):
     gradient_checkpointing: bool | None = field(
         default=None, metadata={"help": "Deprecated alias of activation_checkpointing (transformers 5.23)."}
     )
+
+    def __post_init__(self):
+        # transformers < 5.23 (e.g. requirements/gpu.txt's 5.20) has no activation_checkpointing field and
+        # reads only gradient_checkpointing: without this the paper configs' `activation_checkpointing: true`
+        # would silently train without checkpointing there.
+        if not _TRAINER_HAS_ACTIVATION_CHECKPOINTING and self.gradient_checkpointing is None:
+            self.gradient_checkpointing = bool(self.activation_checkpointing)
+        super().__post_init__()

@@ -4,8 +4,9 @@ scoring are the `futurebench` plugin of `mmreason eval run | score`."""
 
 from __future__ import annotations
 
-import importlib
 import sys
+
+from mmreason.subcommands import dispatch
 
 SUBCOMMANDS = {
     "synth": ("mmreason.video.synth", "main", "render synthetic video tasks with a known future to records"),
@@ -15,16 +16,7 @@ SUBCOMMANDS = {
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in SUBCOMMANDS:
-        print("usage: mmreason nep {synth|build|demo} [args...]")
-        for name, (_, _, h) in SUBCOMMANDS.items():
-            print(f"  {name:<8} {h}")
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    module, func, _ = SUBCOMMANDS[argv[0]]
-    from mmreason.offline import offline_defaults
-
-    offline_defaults()
-    return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)
+    return dispatch("nep", SUBCOMMANDS, argv)
 
 
 if __name__ == "__main__":
