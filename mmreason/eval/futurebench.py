@@ -371,7 +371,8 @@ class FutureBenchBenchmark(Benchmark):
 
     def load(self, data_dir, split):
         if data_dir is None:
-            raise ValueError(f"{self.spec.where()}: FutureBench needs --data-dir (the annotations file or its folder)")
+            raise ValueError(f"{self.spec.where()}: FutureBench needs its annotations (eval run --data-dir, eval score "
+                             "--annotations: the JSON / JSONL file or its folder)")
         data_dir = Path(data_dir)
         docs = load_docs(data_dir, split)
         self.video_root = self.spec.resolved_video_root() or (data_dir.parent if data_dir.is_file() else data_dir)
