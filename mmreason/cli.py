@@ -11,6 +11,7 @@ import sys
 COMMANDS = {
     "tiny-model": ("mmreason.tiny_cli", "main", "write an offline tiny Qwen2.5-VL checkpoint folder"),
     "data": ("mmreason.data.cli", "main", "synthetic tasks (synth) and cold-start CoT sets (build)"),
+    "nep": ("mmreason.video.cli", "main", "video next-event prediction: synthetic clips (synth), V1-33K records (build), FutureBench scoring (score)"),
     "sft": ("mmreason.sft.run", "main", "cold-start SFT stage (TRL SFTTrainer)"),
     "grpo": ("mmreason.rl.run", "main", "GRPO stage with verifiable rewards and entropy-aware losses"),
     "eval": ("mmreason.eval.cli", "main", "generate and score: synthetic records, MathVista, We-Math"),

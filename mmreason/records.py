@@ -68,6 +68,8 @@ class Record:
     metadata: dict[str, Any] = field(default_factory=dict)
     # Directory the relative media paths resolve against (not serialised).
     base_dir: str = field(default=".", repr=False, compare=False)
+    # Where the record was read (`file:line`), for errors found later, e.g. when its video is decoded (not serialised).
+    origin: str = field(default="", repr=False, compare=False)
 
     def image_paths(self) -> list[Path]:
         return [resolve_media(p, self.base_dir) for p in self.images]
@@ -88,6 +90,7 @@ class Record:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("base_dir")
+        d.pop("origin")
         return d
 
 
@@ -151,6 +154,11 @@ def record_from_dict(
         for k in ("start", "end"):
             if video.get(k) is not None and not isinstance(video[k], (int, float)):
                 raise RecordError(where, f"field 'video.{k}' must be a number of seconds")
+        start, end = video.get("start"), video.get("end")
+        if start is not None and start < 0:
+            raise RecordError(where, f"field 'video.start' is negative ({start})")
+        if start is not None and end is not None and start >= end:
+            raise RecordError(where, f"field 'video': start {start} >= end {end}")
         video = Video(**video)
     if images and video:
         raise RecordError(where, "a record has 'images' or 'video', not both")
@@ -168,13 +176,14 @@ def record_from_dict(
         source=d.get("source", ""),
         metadata=d.get("metadata", {}),
         base_dir=str(base_dir),
+        origin=where,
     )
     if check_media:
         # A converted copy is an absolute path, so `image_paths()` (base_dir / path) returns it as it is.
         gated = [check_image(p, where) for p in rec.image_paths()]
         rec.images = [str(g) if g != p else orig for g, p, orig in zip(gated, rec.image_paths(), rec.images)]
         vp = rec.video_path()
-        if vp is not None and not vp.is_file():
+        if vp is not None and not (vp.is_file() or vp.is_dir()):  # a file, a frame list or a frames folder
             raise RecordError(where, f"video file not found: {vp}")
     return rec
 

@@ -1,0 +1,354 @@
+"""FutureBench (arXiv 2505.22457): the official prompt, letter extraction and per-hop scoring.
+
+Reproduces `lmms_eval/tasks/futurebench/utils.py` + `futurebench.yaml` of the lmms-eval fork in
+sail-sg/Video-Next-Event-Prediction, reimplemented (pure functions, no model here):
+
+- prompt (`doc_to_text`): pre_prompt + "\\n" + Question + "\\n" + "A. ..\\nB. ..\\nC. ..\\nD. .." + "\\n" + post_prompt,
+  with the yaml's pre_prompt "" and post_prompt "\\nAnswer with the option's letter from the given
+  choices directly." (so the user text starts with "\\n" and has a blank line before the instruction);
+  system "You are a helpful assistant."; video at 2 fps, <= 32 frames, min_pixels 3136,
+  total_pixels 1605632 (`mmreason.video.media.FUTUREBENCH_VIDEO`); greedy, 16 new tokens.
+- extraction (`extract_characters_regex`), quirks kept in mode 'official':
+  * the prefixes are removed with str.replace *anywhere* in the response, case-sensitively, in order;
+  * two missing commas in the official list join "The best option is" + "The correct option is" and
+    "Best answer:" + "Best option:" into single strings, so "The correct option is", "The best option
+    is", "Best answer:" and "Best option:" are never removed;
+  * then the first capital A-D *anywhere* counts: the "B" of "Based", the "A" of "Answer:", the "B" of
+    "Best answer: C" all become the prediction;
+  * the ">10 words and no A-D -> empty" rule is kept (it gives the same result as "no match").
+- gold: qa.Answer.upper(); correct iff the extracted letter equals it exactly.
+- aggregation: per question_type over hop1, hop2, hop3, hop5 and overall, in % (the task logs
+  them with one decimal; the overall returned value is not rounded). An unknown question_type
+  makes the official aggregation fail (KeyError); here it is a clear error in the official modes.
+
+Modes: 'official' (the yaml's direct-answer setting), 'official-reasoning' (the commented-out
+reasoning setting of the yaml: the same first-A-D rule applied inside <answer>...</answer>, empty
+without tags), and 'corrected' (NON-OFFICIAL: prefixes removed only at the start, case-insensitively,
+with the commas fixed; inside <answer> tags when present; the letter must stand alone, e.g. "B",
+"B.", "(B)", "B)"; a lone lower-case letter counts; a response equal to one option's text counts as
+that option; unknown question types are scored under their own name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+MODES = ("official", "official-reasoning", "corrected")
+HOPS = ("hop1", "hop2", "hop3", "hop5")
+SYSTEM_PROMPT = "You are a helpful assistant."
+PRE_PROMPT = ""
+POST_PROMPT = "\nAnswer with the option's letter from the given choices directly."
+REASONING_PRE_PROMPT = (
+    "You FIRST think about the reasoning process as an internal monologue and then provide the final answer.\n"
+    "The reasoning process MUST BE enclosed within <think> </think> tags. The final answer MUST BE put in "
+    "<answer> </answer> tags."
+)
+REASONING_POST_PROMPT = ""
+# doc_to_text's fallbacks when the yaml gives no pre/post prompt
+DEFAULT_PRE_PROMPT = (
+    "Select the best answer to the following multiple-choice question based on the video. "
+    "Respond with only the letter (A, B, C, or D) of the correct option."
+)
+DEFAULT_POST_PROMPT = "The best answer is:"
+GENERATION = {"max_new_tokens": 16, "temperature": 0.0, "top_p": 1.0, "num_beams": 1, "do_sample": False}
+REASONING_GENERATION = {"max_new_tokens": 2048}
+
+# The official list as Python evaluates it (adjacent string literals concatenate).
+OFFICIAL_PREFIXES = (
+    "The best answer is",
+    "The correct answer is",
+    "The answer is",
+    "The answer",
+    "The best option is" "The correct option is",
+    "Best answer:" "Best option:",
+)
+CORRECTED_PREFIXES = (
+    "The best answer is",
+    "The correct answer is",
+    "The answer is",
+    "The answer",
+    "The best option is",
+    "The correct option is",
+    "Best answer:",
+    "Best option:",
+    "Answer:",
+)
+
+
+class FutureBenchError(ValueError):
+    pass
+
+
+# ---------------------------------------------------------------- prompt
+
+
+def build_prompt(doc: dict[str, Any], pre_prompt: str | None = PRE_PROMPT, post_prompt: str | None = POST_PROMPT) -> str:
+    """The user text of one item (`future_pred_doc_to_text`); None = the key absent from the yaml."""
+    qa = doc["qa"]
+    options = qa["Options"]
+    option = "A. " + options["A"] + "\nB. " + options["B"] + "\nC. " + options["C"] + "\nD. " + options["D"]
+    question = qa["Question"] + "\n" + option
+    pre = DEFAULT_PRE_PROMPT if pre_prompt is None else pre_prompt
+    post = DEFAULT_POST_PROMPT if post_prompt is None else post_prompt
+    return pre + "\n" + question + "\n" + post
+
+
+def prompt_for_mode(doc: dict[str, Any], mode: str) -> str:
+    if mode == "official-reasoning":
+        return build_prompt(doc, REASONING_PRE_PROMPT, REASONING_POST_PROMPT)
+    return build_prompt(doc)
+
+
+def video_file(doc: dict[str, Any], video_root: str | Path) -> Path:
+    """`future_pred_doc_to_visual`: the part of video_path after 'video_dataset/', under the past-clip root."""
+    vp = doc.get("video_path", "")
+    if "video_dataset/" not in vp:
+        raise FutureBenchError(f"item {doc.get('id')!r}: video_path {vp!r} has no 'video_dataset/' part")
+    return Path(video_root) / vp.split("video_dataset/")[1]
+
+
+# The video element lmms-eval's qwen2_5_vl model builds (max_num_frames 32; qwen-vl-utils' default fps 2).
+OFFICIAL_VIDEO_ELEMENT = {"min_pixels": 3136, "total_pixels": 1605632, "max_frames": 32}
+
+
+def official_messages(doc: dict[str, Any], video_root: str | Path, mode: str = "official") -> list[dict]:
+    """The conversation lmms-eval's qwen2_5_vl model sends for one item (system, then video + text)."""
+    video = {"type": "video", "video": str(video_file(doc, video_root)), **OFFICIAL_VIDEO_ELEMENT}
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": [video, {"type": "text", "text": prompt_for_mode(doc, mode)}]},
+    ]
+
+
+def official_video_inputs(doc: dict[str, Any], video_root: str | Path):
+    """(frames tensor [T, 3, H, W], video_metadata) read exactly as the official eval reads them
+    (qwen-vl-utils `fetch_video` on the file); pass them to the processor with `do_sample_frames=False`."""
+    from qwen_vl_utils.vision_process import fetch_video
+
+    path = video_file(doc, video_root)
+    if not path.is_file():
+        raise FutureBenchError(f"item {doc.get('id')!r}: video not found: {path}")
+    return fetch_video({"video": str(path), **OFFICIAL_VIDEO_ELEMENT}, return_video_metadata=True)
+
+
+# ---------------------------------------------------------------- extraction
+
+
+def official_letter(response: Any) -> str:
+    """`extract_characters_regex`, bug for bug."""
+    if not isinstance(response, str):
+        return ""
+    s = response.strip()
+    for prefix in OFFICIAL_PREFIXES:
+        s = s.replace(prefix, "")
+    if len(s.split()) > 10 and not re.search("[ABCD]", s):
+        return ""
+    m = re.search(r"[ABCD]", s)
+    return m[0] if m else ""
+
+
+def official_reasoning_letter(response: Any) -> str:
+    """`extract_thinking_answer_regex`, bug for bug: first A-D inside the first <answer>...</answer>."""
+    if not isinstance(response, str):
+        return ""
+    m = re.search(r"<answer>\s*(.*?)\s*</answer>", response.strip(), re.DOTALL)
+    if not m:
+        return ""
+    ans = m.group(1).strip()
+    if len(ans.split()) > 10 and not re.search("[ABCD]", ans):
+        return ""
+    m = re.search(r"[ABCD]", ans)
+    return m[0] if m else ""
+
+
+_STANDALONE = re.compile(r"(?<![A-Za-z0-9])\(?([ABCD])\)?(?![A-Za-z0-9])")
+_MARKED = re.compile(r"(?<![A-Za-z0-9])(?:\(([ABCD])\)|([ABCD])[.):](?![A-Za-z0-9]))")
+
+
+def corrected_letter(response: Any, options: dict[str, str] | None = None) -> str:
+    """NON-OFFICIAL extraction (see the module docstring)."""
+    if not isinstance(response, str):
+        return ""
+    s = response.strip()
+    m = re.search(r"<answer>\s*(.*?)\s*</answer>", s, re.DOTALL)
+    if m:
+        s = m.group(1).strip()
+    changed = True
+    while changed:
+        changed = False
+        for prefix in CORRECTED_PREFIXES:
+            if s.lower().startswith(prefix.lower()):
+                s = s[len(prefix):].lstrip(" :\t\n")
+                changed = True
+    if re.fullmatch(r"\(?([ABCDabcd])\)?[.:)]?", s):
+        return re.sub(r"[^A-Da-d]", "", s).upper()
+    # a letter with an explicit marker ("(B)", "B.", "B)", "B:") first, then any standalone capital A-D
+    m = _MARKED.search(s) or _STANDALONE.search(s)
+    if m:
+        return next(g for g in m.groups() if g)
+    if options:
+        norm = s.strip().rstrip(".").strip().lower()
+        for letter, text in options.items():
+            if norm and norm == str(text).strip().rstrip(".").strip().lower():
+                return letter
+    return ""
+
+
+def extract(response: Any, mode: str, doc: dict[str, Any] | None = None) -> str:
+    if mode == "official":
+        return official_letter(response)
+    if mode == "official-reasoning":
+        return official_reasoning_letter(response)
+    if mode == "corrected":
+        return corrected_letter(response, (doc or {}).get("qa", {}).get("Options"))
+    raise FutureBenchError(f"unknown FutureBench mode {mode!r}; choose from {MODES}")
+
+
+# ---------------------------------------------------------------- I/O
+
+
+def _check_doc(d: Any, where: str) -> dict:
+    if not isinstance(d, dict):
+        raise FutureBenchError(f"{where}: expected a JSON object")
+    for key in ("id", "question_type", "qa"):
+        if key not in d:
+            raise FutureBenchError(f"{where}: missing field '{key}'")
+    qa = d["qa"]
+    if not isinstance(qa, dict) or not isinstance(qa.get("Question"), str) or not isinstance(qa.get("Answer"), str):
+        raise FutureBenchError(f"{where}: field 'qa' must hold 'Question' and 'Answer' strings")
+    opts = qa.get("Options")
+    if not isinstance(opts, dict) or not all(isinstance(opts.get(k), str) for k in "ABCD"):
+        raise FutureBenchError(f"{where}: field 'qa.Options' must map A, B, C, D to strings")
+    return d
+
+
+def load_annotations(path: str | Path) -> list[dict[str, Any]]:
+    """Official FutureBench records from a JSON list or JSONL; errors name file:line or file[index]."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    docs: list[dict] = []
+    if text.lstrip().startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise FutureBenchError(f"{path}: invalid JSON ({e.msg} at line {e.lineno})") from None
+        docs = [_check_doc(r, f"{path}[{i}]") for i, r in enumerate(rows)]
+    else:
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    r = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise FutureBenchError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+                docs.append(_check_doc(r, f"{path}:{lineno}"))
+    seen: set[str] = set()
+    for d in docs:
+        if str(d["id"]) in seen:
+            raise FutureBenchError(f"{path}: duplicate id {d['id']!r}")
+        seen.add(str(d["id"]))
+    return docs
+
+
+def read_predictions(path: str | Path) -> dict[str, str]:
+    """Predictions JSONL ({"id", "response"} per line) -> id -> response (ids compared as strings)."""
+    path = Path(path)
+    out: dict[str, str] = {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise FutureBenchError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+        if not isinstance(r, dict) or "id" not in r or "response" not in r:
+            raise FutureBenchError(f"{path}:{lineno}: a prediction needs 'id' and 'response'")
+        rid = str(r["id"])
+        if rid in out:
+            raise FutureBenchError(f"{path}:{lineno}: duplicate prediction for id {rid!r}")
+        out[rid] = r["response"]
+    return out
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def _pct(correct: int, total: int) -> float:
+    return 100 * correct / total if total > 0 else 0
+
+
+def score(predictions: dict[str, Any] | list[dict[str, Any]], annotations: list[dict[str, Any]],
+          mode: str = "official") -> dict[str, Any]:
+    """Accuracy overall and per hop, in %. A missing prediction is scored as an empty response (wrong)
+    and listed in `missing`; predictions for unknown ids are listed in `extra` and not scored."""
+    if mode not in MODES:
+        raise FutureBenchError(f"unknown FutureBench mode {mode!r}; choose from {MODES}")
+    if isinstance(predictions, list):
+        predictions = {str(p["id"]): p.get("response") for p in predictions}
+    else:
+        predictions = {str(k): v for k, v in predictions.items()}
+    official = mode != "corrected"
+    counts: dict[str, dict[str, int]] = {h: {"correct": 0, "total": 0} for h in HOPS}
+    per_item: dict[str, dict[str, Any]] = {}
+    missing = []
+    for doc in annotations:
+        rid, hop = str(doc["id"]), doc["question_type"]
+        if hop not in counts:
+            if official:
+                raise FutureBenchError(
+                    f"item {rid!r}: question_type {hop!r} is not one of {list(HOPS)} (the official aggregation fails on it)"
+                )
+            counts[hop] = {"correct": 0, "total": 0}
+        if rid not in predictions:
+            missing.append(rid)
+        pred = extract(predictions.get(rid, ""), mode, doc)
+        gold = doc["qa"]["Answer"].upper() if official else doc["qa"]["Answer"].strip().upper()
+        ok = pred == gold
+        counts[hop]["total"] += 1
+        counts[hop]["correct"] += ok
+        per_item[rid] = {"prediction": pred, "answer": gold, "question_type": hop, "correct": bool(ok)}
+    total = sum(c["total"] for c in counts.values())
+    correct = sum(c["correct"] for c in counts.values())
+    hops = [h for h in counts if official or counts[h]["total"]]
+    per_hop = {h: _pct(counts[h]["correct"], counts[h]["total"]) for h in hops}
+    log = [f"Evaluation on question types: {h}: {per_hop[h] : .1f}%" for h in hops]
+    log.append(f"Overall Performance: {_pct(correct, total) : .1f}%")
+    return {
+        "benchmark": "futurebench",
+        "mode": mode,
+        "official": official,
+        "overall": _pct(correct, total),
+        "per_hop": per_hop,
+        "per_hop_counts": {h: counts[h] for h in hops},
+        "total": total,
+        "correct": correct,
+        "missing": missing,
+        "extra": sorted(set(predictions) - {str(d["id"]) for d in annotations}),
+        "official_log": log,
+        "per_item": per_item,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="mmreason nep score", description="Score FutureBench predictions.")
+    ap.add_argument("--predictions", required=True, help="JSONL of {id, response}")
+    ap.add_argument("--annotations", required=True, help="official FutureBench records (JSON list or JSONL)")
+    ap.add_argument("--output", required=True, help="scores.json to write")
+    ap.add_argument("--mode", default="official", choices=MODES,
+                    help="official (lmms-eval, bug for bug) | official-reasoning | corrected (non-official)")
+    a = ap.parse_args(argv)
+    try:
+        scores = score(read_predictions(a.predictions), load_annotations(a.annotations), a.mode)
+    except (FutureBenchError, FileNotFoundError) as e:
+        print(f"mmreason nep score: error: {e}", file=sys.stderr)
+        return 2
+    out = Path(a.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(scores, indent=1) + "\n")
+    print("\n".join(scores["official_log"]) + f"\n({scores['mode']}; {scores['correct']}/{scores['total']} correct, "
+          f"{len(scores['missing'])} missing) -> {out}")
+    return 0

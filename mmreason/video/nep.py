@@ -1,0 +1,207 @@
+"""`mmreason nep build`: NEP training records from the released V1-33K layout (no teacher needed).
+
+    mmreason nep build --input V1-33K/next_event_prediction.json --video-root V1-33K/first_part_video \
+        --strategy sft|cft|distill|mix|mcq --out DIR [--seed 0] [--max-samples N] [--lenient]
+
+Each entry of `next_event_prediction.json` becomes one record per strategy (prompts in `prompts.py`):
+  sft      past clip + a "what happens next" question      -> video_split.split_caption.caption_part2
+  distill  think/answer system prompt, same questions       -> <think>rewritten_reasoning</think><answer>rewritten_prediction</answer>
+  cft      critique system prompt; question + that solution -> "Critique:\\n{o3 Critique}\\n\\nConclusion:\\n{Conclusion}."
+           then the official wrong:right resampling (ratio 2.1, `--cft-wrong-ratio`)
+  mix      sft + cft + distill of the same entries, all kept (equal shares of --max-samples if given)
+  mcq      qa.{Question, Options A-D, Answer} as a choice record (for GRPO / eval on V1-33K itself)
+The past clip of an entry is `<video-root>/<video_path without its first folder>`, as the official
+script joins it (the past clips are pre-cut in the dataset, so records carry no start/end).
+
+Writes DIR/<strategy>.jsonl and DIR/stats.json (entries read, records written per strategy, CFT
+resampling counts, every skipped entry with its reason). A finished build with the same arguments
+is not redone (stats.json records them); --overwrite rebuilds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+from mmreason.records import LETTERS, Record, RecordError, Video, write_records
+from mmreason.video.prompts import (
+    CFT_WRONG_RATIO,
+    cft_record,
+    distill_record,
+    mix,
+    resample_cft,
+    sft_record,
+)
+
+BUILD_STRATEGIES = ("sft", "cft", "distill", "mix", "mcq")
+
+
+def load_entries(path: str | os.PathLike) -> list[Any]:
+    """V1-33K entries: a JSON list (the released file) or JSONL."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        data = []
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    data.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise RecordError(f"{path}:{lineno}", f"invalid JSON ({e.msg})") from None
+    if not isinstance(data, list):
+        raise RecordError(str(path), "expected a JSON list of entries (or JSONL)")
+    return data
+
+
+def _get(entry: Any, dotted: str, where: str) -> Any:
+    cur = entry
+    for part in dotted.split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            raise RecordError(where, f"missing field '{dotted}'")
+        cur = cur[part]
+    return cur
+
+
+def _text(entry: Any, dotted: str, where: str) -> str:
+    v = _get(entry, dotted, where)
+    if not isinstance(v, str) or not v.strip():
+        raise RecordError(where, f"field '{dotted}' must be a non-empty string")
+    return v
+
+
+def past_clip_path(entry: Any, video_root: Path, where: str) -> Path:
+    rel = _text(entry, "video_path", where)
+    return video_root / "/".join(rel.split("/")[1:])
+
+
+def _video(entry: Any, video_root: Path, out_dir: Path, where: str, probe: bool) -> Video:
+    path = past_clip_path(entry, video_root, where)
+    if not path.is_file():
+        raise RecordError(where, f"past clip not found: {path}")
+    if probe:
+        from mmreason.video.media import VideoConfig, open_source
+
+        open_source(path, where, VideoConfig())  # raises on zero frames / undecodable
+    try:
+        rel = os.path.relpath(path.resolve(), out_dir.resolve())
+    except ValueError:  # another drive
+        rel = str(path.resolve())
+    return Video(path=rel)
+
+
+def entry_records(entry: Any, index: int, strategy: str, video: Video, rng: random.Random, where: str) -> Record:
+    rid = f"v1-{index:06d}-{strategy}"
+    meta = {"v1_index": index, "video_path": entry.get("video_path"), "full_video_path": entry.get("full_video_path")}
+    if strategy == "sft":
+        return sft_record(rid, video, _text(entry, "video_split.split_caption.caption_part2", where), rng, metadata=meta)
+    reasoning = _text(entry, "ds_reasoning.rewritten_reasoning_content", where)
+    prediction = _text(entry, "ds_reasoning.rewritten_prediction_content", where)
+    if strategy == "distill":
+        return distill_record(rid, video, reasoning, prediction, rng, metadata=meta)
+    if strategy == "cft":
+        critique = _text(entry, "o3_critique.Critique", where)
+        conclusion = _text(entry, "o3_critique.Conclusion", where)
+        return cft_record(rid, video, reasoning, prediction, critique, conclusion, rng, metadata=meta)
+    if strategy == "mcq":
+        return mcq_record(entry, rid, video, where, meta)
+    raise ValueError(f"unknown strategy {strategy!r}")
+
+
+def mcq_record(entry: Any, rid: str, video: Video, where: str, meta: dict) -> Record:
+    question = _text(entry, "qa.Question", where)
+    options = _get(entry, "qa.Options", where)
+    if not isinstance(options, dict) or not all(isinstance(options.get(k), str) for k in "ABCD"):
+        raise RecordError(where, "field 'qa.Options' must map A, B, C, D to strings")
+    answer = _text(entry, "qa.Answer", where).strip().upper()
+    if answer not in "ABCD" or len(answer) != 1:
+        raise RecordError(where, f"field 'qa.Answer' is {answer!r}, not one of A-D")
+    return Record(id=rid, question=question, answer=answer, answer_type="choice",
+                  choices=[options[k] for k in LETTERS[:4]], video=video, source="nep/mcq",
+                  metadata={"strategy": "mcq", **meta})
+
+
+def build(input_path: str, video_root: str, strategy: str, out: str, seed: int = 0, max_samples: int | None = None,
+          lenient: bool = False, probe_video: bool = True, cft_wrong_ratio: float = CFT_WRONG_RATIO,
+          overwrite: bool = False) -> dict:
+    if strategy not in BUILD_STRATEGIES:
+        raise ValueError(f"strategy {strategy!r}; choose from {list(BUILD_STRATEGIES)}")
+    out_dir = Path(out)
+    args = {"input": str(Path(input_path).resolve()), "video_root": str(Path(video_root).resolve()),
+            "strategy": strategy, "seed": seed, "max_samples": max_samples, "lenient": lenient,
+            "probe_video": probe_video, "cft_wrong_ratio": cft_wrong_ratio}
+    stats_path = out_dir / "stats.json"
+    target = out_dir / f"{strategy}.jsonl"
+    if not overwrite and stats_path.is_file() and target.is_file():
+        old = json.loads(stats_path.read_text())
+        if old.get("args") == args and old.get("done"):
+            old["resumed"] = True
+            return old
+    entries = load_entries(input_path)
+    parts = ("sft", "cft", "distill") if strategy == "mix" else (strategy,)
+    built: dict[str, list[Record]] = {p: [] for p in parts}
+    skipped: list[dict] = []
+    root = Path(video_root)
+    for i, entry in enumerate(entries):
+        where = f"{input_path}[{i}]"
+        try:
+            video = _video(entry, root, out_dir, where, probe_video)
+            recs = {p: entry_records(entry, i, p, video, random.Random(f"{seed}:{p}:{i}"), where) for p in parts}
+        except RecordError as e:
+            if not lenient:
+                raise
+            skipped.append({"where": e.where, "reason": e.reason})
+            continue
+        for p, r in recs.items():
+            built[p].append(r)
+    rng = random.Random(f"{seed}:{strategy}")
+    stats: dict[str, Any] = {"args": args, "entries": len(entries), "skipped": skipped}
+    if "cft" in built:
+        built["cft"], stats["cft_resampling"] = resample_cft(built["cft"], rng, cft_wrong_ratio)
+    if strategy == "mix":
+        records, stats["mix_shares"] = mix(built, rng, max_samples)
+    else:
+        records = built[strategy]
+        if max_samples is not None and len(records) > max_samples:
+            records = rng.sample(records, max_samples)
+    if not records:
+        raise RecordError(str(input_path), f"no usable entries for strategy {strategy!r} ({len(skipped)} skipped)")
+    stats["written"] = {strategy: write_records(target, records)}
+    stats["by_strategy"] = {s: sum(r.metadata["strategy"] == s for r in records) for s in parts}
+    stats["done"] = True
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = stats_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(stats, indent=1) + "\n")
+    os.replace(tmp, stats_path)
+    return stats
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="mmreason nep build", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--input", required=True, help="V1-33K next_event_prediction.json (JSON list or JSONL)")
+    ap.add_argument("--video-root", required=True, help="folder of the past clips (V1-33K/first_part_video)")
+    ap.add_argument("--strategy", required=True, choices=BUILD_STRATEGIES)
+    ap.add_argument("--out", required=True, help="output folder: <strategy>.jsonl + stats.json")
+    ap.add_argument("--seed", type=int, default=0, help="seeds question choice, CFT resampling, sampling, shuffling")
+    ap.add_argument("--max-samples", type=int, default=None, help="cap on records (official SFT: 5000)")
+    ap.add_argument("--lenient", action="store_true", help="skip bad entries (listed in stats.json) instead of failing")
+    ap.add_argument("--no-probe-video", action="store_true", help="only check clip files exist (no decoder open)")
+    ap.add_argument("--cft-wrong-ratio", type=float, default=CFT_WRONG_RATIO, help="wrong/right after resampling")
+    ap.add_argument("--overwrite", action="store_true", help="rebuild even if stats.json shows the same finished build")
+    a = ap.parse_args(argv)
+    try:
+        stats = build(a.input, a.video_root, a.strategy, a.out, a.seed, a.max_samples, a.lenient,
+                      not a.no_probe_video, a.cft_wrong_ratio, a.overwrite)
+    except (RecordError, FileNotFoundError) as e:
+        print(f"mmreason nep build: error: {e}", file=sys.stderr)
+        return 2
+    state = "already built" if stats.get("resumed") else "built"
+    print(f"{state} {a.out}/{a.strategy}.jsonl: {stats['written'][a.strategy]} records from {stats['entries']} "
+          f"entries, {len(stats['skipped'])} skipped; by strategy {stats['by_strategy']}")
+    return 0

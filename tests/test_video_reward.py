@@ -1,0 +1,54 @@
+"""`answer_letter` (video GRPO's MCQ reward on <answer> tags): the strict default and the NEP paper's
+official rule, on crafted completions."""
+
+import pytest
+
+from mmreason.rewards import REWARDS, build_reward_funcs
+from mmreason.rewards.answer_tag import answer_letter, strict_letter
+
+CHOICES = ["falls", "rolls", "stops", "jumps"]
+
+
+@pytest.mark.parametrize(
+    "completion, strict, official",
+    [
+        ("<think>it slows</think><answer>C</answer>", 1.0, 1.0),
+        ("<think>x</think><answer>(C)</answer>", 1.0, 1.0),
+        ("<think>x</think><answer>C. It stops.</answer>", 1.0, 1.0),
+        ("<think>x</think><answer> c </answer>", 0.0, 0.0),  # lower case: no capital letter
+        ("<think>x</think><answer>Based on the clip, C</answer>", 0.0, 0.0),  # official takes the B of "Based"
+        ("<think>x</think><answer>Clearly it stops</answer>", 0.0, 1.0),  # official: the C of "Clearly"
+        ("<think>x</think>C", 0.0, 0.0),  # no answer tag
+        ("<answer>C</answer><answer>A</answer>", 1.0, 1.0),  # the first tag
+        ("<answer>(C</answer>", 0.0, 1.0),
+        ("<answer>C because it slows</answer>", 0.0, 1.0),
+    ],
+)
+def test_strict_and_official(completion, strict, official):
+    kw = dict(answer=["C"], answer_type=["choice"], choices=[CHOICES])
+    assert answer_letter(None, [completion], **kw) == [strict]
+    assert answer_letter(None, [completion], mode="official", **kw) == [official]
+
+
+def test_rows_and_registry():
+    out = answer_letter(None, ["<answer>A</answer>", "<answer>A</answer>", "<answer>E</answer>"],
+                        answer=["A", None, "E"], answer_type=["choice", "choice", "choice"],
+                        choices=[CHOICES, CHOICES, CHOICES + ["flies"]])
+    assert out == [1.0, None, 1.0]  # 5 options: E is a valid letter
+    assert answer_letter(None, ["<answer>A</answer>"], answer=["A"], answer_type=["text"], choices=[None]) == [None]
+    assert strict_letter("<answer>E</answer>", 4) is None
+    assert "answer_letter" in REWARDS
+    f = build_reward_funcs(["answer_letter"], num_generations=2, options={"answer_letter": {"mode": "official"}})[0]
+    assert f(None, ["<answer>Clearly</answer>"], answer=["C"], answer_type=["choice"], choices=[CHOICES]) == [1.0]
+    # a bad mode is a bug in the config: the safe wrapper gives zeros, never a crash mid-run
+    assert answer_letter(None, ["<answer>C</answer>"], mode="lenient", answer=["C"], answer_type=["choice"],
+                         choices=[CHOICES]) == [0.0]
+
+
+def test_official_rule_is_futurebench_reasoning_rule():
+    from mmreason.eval.futurebench import official_reasoning_letter
+    from mmreason.rewards.answer_tag import official_letter
+
+    for text in ["<answer>Based on it, C</answer>", "<answer>\nD\n</answer>", "C", "<answer>" + "word " * 12 + "</answer>",
+                 "<answer>(a)</answer>", "<think>A</think><answer>none</answer>"]:
+        assert official_letter(text) == official_reasoning_letter(text), text
