@@ -29,7 +29,7 @@ def data_dir(tmp_path_factory):
     from PIL import Image
 
     d = tmp_path_factory.mktemp("video_grpo")
-    # a and b: same size and length, other pixels; c: twice as long (cut to 2 s = 8 frames at 4 fps)
+    # a and b: same size and length, other pixels; c: twice as long (v2 cuts its first second: 4 frames)
     write_coded_mp4(d / "a.mp4", n=8, fps=4, size=56, tint=0)
     write_coded_mp4(d / "b.mp4", n=8, fps=4, size=56, tint=250)
     write_coded_mp4(d / "c.mp4", n=16, fps=4, size=56, tint=120)
@@ -40,7 +40,7 @@ def data_dir(tmp_path_factory):
                 "answer": "A", "answer_type": "choice", **kw}
 
     rows = [rec("v0", video={"path": "a.mp4"}), rec("v1", video={"path": "b.mp4"}),
-            rec("v2", video={"path": "c.mp4", "start": 0.0, "end": 2.0}), rec("v3", video={"path": "c.mp4"}),
+            rec("v2", video={"path": "c.mp4", "start": 0.0, "end": 1.0}), rec("v3", video={"path": "c.mp4"}),
             rec("i4", images=["red.png"], question="What colour is the square?")]
     (d / "mixed.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (d / "video.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:4]))
@@ -152,3 +152,153 @@ def test_only_the_frames_change_and_the_loss_changes(tiny_model_dir, dataset, pr
     s_a = stock._compute_loss(stock.model, {k: v for k, v in out_a.items() if k not in drop}).item()
     s_b = stock._compute_loss(stock.model, {k: v for k, v in swapped.items() if k not in drop}).item()
     assert s_a == s_b
+
+
+# ---------------------------------------------------------------- batched = one sample at a time
+
+
+def select_rows(out, idx):
+    """Rows `idx` of a rollout as a batch of their own (num_items_in_batch recounted)."""
+    from mmreason.rl.video import forward_inputs
+
+    sub = {}
+    for k, v in out.items():
+        if k in ("pixel_values", "image_grid_thw", "num_images", "num_items_in_batch"):
+            continue
+        if isinstance(v, list):
+            sub[k] = [v[i] for i in idx]
+        elif isinstance(v, torch.Tensor) and v.dim() > 0:
+            sub[k] = v[idx]
+    imgs = [forward_inputs(out, i, i + 1) for i in idx]
+    pv = [m["pixel_values"] for m in imgs if "pixel_values" in m]
+    sub["pixel_values"] = torch.cat(pv) if pv else out["pixel_values"][:0]
+    grids = [m["image_grid_thw"] for m in imgs if "image_grid_thw" in m]
+    sub["image_grid_thw"] = torch.cat(grids) if grids else out["image_grid_thw"][:0]
+    sub["num_images"] = [out["num_images"][i] for i in idx]
+    sub["num_items_in_batch"] = sub["completion_mask"].sum()
+    return sub
+
+
+def plain_messages(prompt):
+    return [{"role": m["role"], "content": [{"type": p["type"], **({"text": p["text"]} if p["type"] == "text" else {})}
+                                            for p in m["content"]]} for m in prompt]
+
+
+def reference_logps(model, processor, row, out, i):
+    """Row i of rollout `out` scored alone, with no trainer code: its clip decoded again, its prompt encoded by
+    the processor, its completion appended, one plain forward, log-softmax."""
+    from PIL import Image
+
+    from mmreason.video.media import load_clip, set_video_pixels
+
+    cfg = video_cfg()
+    set_video_pixels(processor, cfg.video_min_pixels, cfg.video_max_pixels)
+    text = processor.apply_chat_template(plain_messages(row["prompt"]), tokenize=False, add_generation_prompt=True)
+    kw = {}
+    if row.get("video"):
+        v = row["video"]
+        clip = load_clip(v["path"], cfg, v["start"], v["end"])
+        kw.update(videos=[clip.frames], video_metadata=[clip.metadata()], do_sample_frames=False)
+    if row["images"]:
+        kw["images"] = [im if isinstance(im, Image.Image) else Image.open(im) for im in row["images"]]
+    enc = processor(text=[text], return_tensors="pt", **kw)
+    prompt = out["prompt_ids"][i][out["prompt_mask"][i].bool()]
+    assert torch.equal(enc["input_ids"][0], prompt.cpu())  # the trainer's prompt is the processor's
+    comp = out["completion_ids"][i][out["completion_mask"][i].bool()]
+    ids = torch.cat([enc["input_ids"][0], comp]).unsqueeze(0)
+    media = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+    mm = torch.cat([enc["mm_token_type_ids"][0], torch.zeros_like(comp)]).unsqueeze(0)
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), mm_token_type_ids=mm, **media).logits
+    P = enc["input_ids"].size(1)
+    logp = torch.log_softmax(logits[0, P - 1 : -1].float(), dim=-1)
+    return logp.gather(-1, comp.unsqueeze(-1)).squeeze(-1)
+
+
+def reference_dapo_loss(logps, old, advantages, mask, eps_low=0.2, eps_high=0.2):
+    ratio = torch.exp(logps - old)
+    a = advantages.unsqueeze(1)
+    per_token = -torch.min(ratio * a, torch.clamp(ratio, 1 - eps_low, 1 + eps_high) * a)
+    return (per_token * mask).sum() / mask.sum()
+
+
+def check_batch_against_reference(t, processor, out, rows):
+    """Per-token log-probs and the (off-policy, clipped) dapo loss of batch `out` equal their single-row
+    references."""
+    B, C = out["completion_ids"].shape
+    ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
+    mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
+    with torch.no_grad():
+        logps, _, _ = t._get_per_token_logps_and_entropies(t.model, ids, mask, C, video_inputs=out)
+    ref = torch.zeros(B, C)
+    for i in range(B):
+        r = reference_logps(t.model, processor, rows[i], out, i)
+        ref[i, : r.numel()] = r
+    cmask = out["completion_mask"].float()
+    assert torch.allclose(logps * cmask, ref * cmask, atol=1e-5)
+    # off-policy old log-probs (ratios away from 1, some clipped): the loss depends on the log-probs
+    old = (ref + 0.3 * torch.sin(torch.arange(B * C, dtype=torch.float32)).view(B, C)) * cmask
+    batch = {**out, "old_per_token_logps": old}
+    loss = t._compute_loss(t.model, batch)
+    expected = reference_dapo_loss(ref, old, out["advantages"], cmask)
+    assert torch.allclose(loss.detach(), expected, atol=1e-6), (float(loss), float(expected))
+
+
+def test_two_sample_batch_equals_single_sample_references(tiny_model_dir, dataset, processor, tmp_path):
+    t = ours(tiny_model_dir, dataset, processor, tmp_path)
+    torch.manual_seed(0)
+    out = t._generate_and_score_completions(rows_of(dataset, [0, 2]))  # clips of 8 and 4 frames
+    assert [g.tolist() for g in out["video_grid_thw"][:: NUM_GEN]] == [[[4, 4, 4]], [[2, 4, 4]]]
+    two = select_rows(out, [0, NUM_GEN])
+    assert two["advantages"].abs().sum() > 0
+    check_batch_against_reference(t, processor, two, [dataset[0], dataset[2]])
+
+
+def test_mixed_image_and_video_batch(tiny_model_dir, dataset, processor, tmp_path):
+    t = ours(tiny_model_dir, dataset, processor, tmp_path)
+    torch.manual_seed(1)
+    out = t._generate_and_score_completions(rows_of(dataset, [4, 0]))  # an image prompt, then a video prompt
+    assert out["num_images"] == [1] * NUM_GEN + [0] * NUM_GEN and out["pixel_values"].size(0) == NUM_GEN * 16
+    assert [g.size(0) for g in out["video_grid_thw"]] == [0] * NUM_GEN + [1] * NUM_GEN
+    spy = ForwardSpy(t.model)
+    check_batch_against_reference(t, processor, out, rows_of(dataset, [4, 0]))
+    spy.close()
+    assert any("pixel_values" in c and "pixel_values_videos" in c for c in spy.calls)
+
+
+def test_temporal_position_ids_are_not_constant(tiny_model_dir, dataset, processor, tmp_path, monkeypatch):
+    """The fps trap: without the clip's metadata the processor assumes 24 fps and every temporal RoPE id of a
+    short clip collapses to one value; the loss forward must get second_per_grid_ts and mm_token_type_ids."""
+    t = ours(tiny_model_dir, dataset, processor, tmp_path)
+    torch.manual_seed(0)
+    out = t._generate_and_score_completions(rows_of(dataset, [0]))
+    assert out["second_per_grid_ts"][0].tolist() == [0.5]  # 2 frames per temporal patch at 4 fps
+    inner = t.model.model
+    seen = []
+    original = type(inner).get_rope_index
+
+    def spy(self, input_ids, mm_token_type_ids, *a, **kw):
+        pos, deltas = original(self, input_ids, mm_token_type_ids, *a, **kw)
+        seen.append((pos, mm_token_type_ids))
+        return pos, deltas
+
+    monkeypatch.setattr(type(inner), "get_rope_index", spy)
+    t._compute_loss(t.model, out)
+    assert seen
+    pos, types = seen[-1]
+    temporal = pos[0][types == 2]
+    assert temporal.numel() == NUM_GEN * 16 and temporal.unique().numel() == 4  # t = 4 temporal patches
+    # the clip's own spacing: 0.5 s per temporal patch x tokens_per_second ids per second
+    tps = t.model.config.vision_config.tokens_per_second
+    rel = temporal.view(NUM_GEN, 16)[0] - temporal.view(NUM_GEN, 16)[0].min()
+    assert rel.unique().tolist() == [int(i * 0.5 * tps) for i in range(4)]
+    # the trap itself, for contrast: the same frames without metadata give one temporal id
+    from mmreason.video.media import load_clip
+
+    clip = load_clip(dataset[0]["video"]["path"], video_cfg())
+    text = processor.apply_chat_template(plain_messages(dataset[0]["prompt"]), tokenize=False,
+                                         add_generation_prompt=True)
+    enc = processor(text=[text], videos=[clip.frames], do_sample_frames=False, return_tensors="pt")
+    pos0, _ = original(inner, enc["input_ids"], enc["mm_token_type_ids"], video_grid_thw=enc["video_grid_thw"],
+                       second_per_grid_ts=enc["second_per_grid_ts"], attention_mask=enc["attention_mask"])
+    assert pos0[0][enc["mm_token_type_ids"] == 2].unique().numel() == 1
