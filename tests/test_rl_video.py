@@ -302,3 +302,111 @@ def test_temporal_position_ids_are_not_constant(tiny_model_dir, dataset, process
     pos0, _ = original(inner, enc["input_ids"], enc["mm_token_type_ids"], video_grid_thw=enc["video_grid_thw"],
                        second_per_grid_ts=enc["second_per_grid_ts"], attention_mask=enc["attention_mask"])
     assert pos0[0][enc["mm_token_type_ids"] == 2].unique().numel() == 1
+
+
+# ---------------------------------------------------------------- training steps, the batch split, refill
+
+
+@pytest.fixture(scope="module")
+def video_dataset(data_dir, processor):
+    from mmreason.rl.data import build_grpo_dataset
+
+    return build_grpo_dataset(data_dir / "video.jsonl", processor=processor, video_cfg=video_cfg())[0]
+
+
+@pytest.mark.parametrize("loss", ["none", "clip_cov", "kl_cov", "trl_entropy"])
+def test_a_training_step_with_video_changes_the_vision_tower(loss, tiny_model_dir, video_dataset, processor, tmp_path):
+    """Video-only data: the vision tower gets a gradient only if the videos are in the loss forward."""
+    kw = {"entropy_coef": 1e-3} if loss == "trl_entropy" else {"cov_mode": loss}
+    if loss == "clip_cov":
+        kw.update(clip_cov_lb=-1e9, clip_cov_ub=1e9, clip_cov_ratio=0.5)
+    t = ours(tiny_model_dir, video_dataset, processor, tmp_path, max_steps=1, beta=0.04, **kw)
+    assert t._trl_owns_loss == (loss == "trl_entropy")
+    before = {n: p.detach().clone() for n, p in t.model.named_parameters()}
+    t.train()
+    changed = {n for n, p in t.model.named_parameters() if not torch.equal(before[n], p.detach())}
+    assert any(n.startswith("model.visual") for n in changed), loss
+    assert any(n.startswith("model.language_model") for n in changed)
+    assert t.state.log_history and "loss" in t.state.log_history[0]
+
+
+def test_the_batch_split_and_shuffle_keep_every_samples_video_rows(tiny_model_dir, dataset, processor, tmp_path):
+    """TRL's _prepare_inputs shuffles the generation batch and splits it into steps_per_generation batches: each
+    row must keep its own video (a flat pixel_values_videos would keep only the first B rows)."""
+    from mmreason.rl.video import check_video_rows
+
+    t = ours(tiny_model_dir, dataset, processor, tmp_path, per_device_train_batch_size=NUM_GEN,
+             steps_per_generation=2)
+    torch.manual_seed(3)
+    rows = rows_of(dataset, [0, 2])  # 16 and 8 video tokens
+    full = t._generate_and_score_completions(rows)
+    by_t = {int(g[0, 0]): pv for g, pv in zip(full["video_grid_thw"], full["pixel_values_videos"])}
+    torch.manual_seed(3)
+    t._step, t._buffered_inputs = 0, None
+    first = t._prepare_inputs(rows)
+    batches = t._buffered_inputs
+    assert len(batches) == 2 and first is batches[0]
+    kinds = []
+    for b in batches:
+        assert b["completion_ids"].size(0) == NUM_GEN and len(b["pixel_values_videos"]) == NUM_GEN
+        check_video_rows(b["pixel_values_videos"], b["video_grid_thw"])
+        for i in range(NUM_GEN):
+            grid = b["video_grid_thw"][i]
+            n_tokens = int((b["prompt_ids"][i] == t._video_pad_token_id).sum())
+            assert n_tokens == int(grid.prod()) // 4  # the row's prompt matches its own video
+            assert torch.equal(b["pixel_values_videos"][i], by_t[int(grid[0, 0])])
+            assert int((b["mm_token_type_ids"][i] == 2).sum()) == n_tokens
+            kinds.append(int(grid[0, 0]))
+        t._compute_loss(t.model, b)  # a misplaced video would raise "video features and tokens do not match"
+    assert sorted(kinds) == [2] * NUM_GEN + [4] * NUM_GEN
+    assert kinds[:NUM_GEN] not in ([2] * NUM_GEN, [4] * NUM_GEN)  # the shuffle mixed the prompts
+
+
+def test_refill_merges_video_rollouts_group_by_group(tiny_model_dir, dataset, processor, tmp_path):
+    from mmreason.rl.refill import merge_groups
+    from mmreason.rl.video import check_video_rows
+
+    t = ours(tiny_model_dir, dataset, processor, tmp_path)
+    torch.manual_seed(0)
+    r0 = t._generate_and_score_completions(rows_of(dataset, [0, 4]))  # video, image
+    r1 = t._generate_and_score_completions(rows_of(dataset, [2, 3]))  # 4-frame and 8-frame clips of c
+    merged = merge_groups([r0, r1], [(1, 1), (0, 1)], NUM_GEN, pad_token_id=processor.tokenizer.pad_token_id)
+    check_video_rows(merged["pixel_values_videos"], merged["video_grid_thw"])
+    for k in range(NUM_GEN):
+        assert torch.equal(merged["pixel_values_videos"][k], r1["pixel_values_videos"][NUM_GEN + k])
+        assert merged["video_grid_thw"][NUM_GEN + k].numel() == 0  # the image group has no video
+    assert merged["num_images"] == [0] * NUM_GEN + [1] * NUM_GEN
+    assert torch.equal(merged["pixel_values"], r0["pixel_values"])
+    merged["num_items_in_batch"] = merged["completion_mask"].sum()
+    check_batch_against_reference(t, processor, merged, rows_of(dataset, [3, 4]))
+
+
+def test_dynamic_sampling_refill_step_with_video(tiny_model_dir, dataset, processor, tmp_path):
+    t = ours(tiny_model_dir, dataset, processor, tmp_path, reward=accuracy, max_steps=1, dynamic_sampling="refill",
+             dynamic_sampling_max_rounds=2, loss_type="dapo")
+    from mmreason.rl.trainer import GROUP_MASK
+    from mmreason.rl.video import check_video_rows
+
+    torch.manual_seed(0)
+    out = t._generate_and_score_completions(rows_of(dataset, [0, 1]))  # v0's group has no reward variance
+    assert t._metrics["train"]["dynamic_sampling/refill_rounds"][-1] >= 1
+    refilled = t._metrics["train"]["dynamic_sampling/refilled_groups"][-1]
+    assert refilled >= 1 and out[GROUP_MASK][:NUM_GEN].sum() == NUM_GEN  # slot 0 now holds a group with signal
+    check_video_rows(out["pixel_values_videos"], out["video_grid_thw"])
+    n_pad = (out["prompt_ids"] == t._video_pad_token_id).sum(1)
+    n_img = (out["prompt_ids"] == processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")).sum(1)
+    assert n_pad.tolist() == [int(g.prod(-1).sum()) // 4 for g in out["video_grid_thw"]]
+    assert n_img.tolist() == [4 * n for n in out["num_images"]]  # a 56x56 image: 16 patches, 4 tokens
+    t._compute_loss(t.model, out)
+    t.train()
+    assert t.state.global_step == 1 and "dynamic_sampling/refill_rounds" in t.state.log_history[0]
+
+
+def test_video_with_vllm_is_a_clear_error(dataset, tmp_path):
+    from mmreason.rl.config import MMReasonGRPOConfig
+    from mmreason.rl.trainer import MMReasonGRPOTrainer
+
+    with pytest.raises(ValueError, match="video GRPO needs HF generation"):
+        MMReasonGRPOTrainer(model="unused", reward_funcs=[varying_reward],
+                            args=MMReasonGRPOConfig(**common_args(tmp_path, use_vllm=True)), train_dataset=dataset)
+    assert "vllm" not in sys.modules
