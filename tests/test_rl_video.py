@@ -410,3 +410,81 @@ def test_video_with_vllm_is_a_clear_error(dataset, tmp_path):
         MMReasonGRPOTrainer(model="unused", reward_funcs=[varying_reward],
                             args=MMReasonGRPOConfig(**common_args(tmp_path, use_vllm=True)), train_dataset=dataset)
     assert "vllm" not in sys.modules
+
+
+# ---------------------------------------------------------------- data, configs, the stage script
+
+
+def test_grpo_data_keeps_video_records_checks_them_and_counts_their_tokens(data_dir, processor, tmp_path):
+    from mmreason.records import RecordError
+    from mmreason.rl.data import build_grpo_dataset, prompt_length
+
+    ds, report = build_grpo_dataset(data_dir / "mixed.jsonl", processor=processor, video_cfg=video_cfg())
+    assert ds["video"][4] is None and ds["video"][2]["end"] == 1.0 and ds["video"][2]["path"].endswith("c.mp4")
+    assert ds["video"][0]["origin"].endswith("mixed.jsonl:1")
+    assert ds[0]["prompt"][-1]["content"][0]["type"] == "video"  # a placeholder: no pixels in the messages
+    # the prompt budget counts video tokens: 8 frames of 56x56 = 16 tokens, 4 frames = 8
+    lengths = [prompt_length(processor, r["prompt"], r["images"], r["video"], video_cfg()) for r in ds]
+    assert lengths[0] - lengths[2] == 8 and lengths[3] == lengths[0]
+    small, rep = build_grpo_dataset(data_dir / "mixed.jsonl", processor=processor, video_cfg=video_cfg(),
+                                    max_prompt_length=lengths[2])
+    assert rep.dropped_long == 3 and small["record_id"] == ["v2", "i4"]
+    # a bad video (here: a cut past its end) is an error naming file:line, or a counted skip when lenient
+    bad = data_dir / "bad.jsonl"
+    lines = (data_dir / "video.jsonl").read_text().splitlines()
+    lines[1] = lines[1].replace('"video": {"path": "b.mp4"}', '"video": {"path": "b.mp4", "start": 5.0}')
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(RecordError, match=r"bad\.jsonl:2"):
+        build_grpo_dataset(bad, video_cfg=video_cfg())
+    ds2, rep2 = build_grpo_dataset(bad, video_cfg=video_cfg(), lenient=True)
+    assert rep2.skipped_bad_video == 1 and len(ds2) == 3 and "1 bad videos skipped" in rep2.summary()
+
+
+def test_nep_config_reaches_trl_intact(tmp_path):
+    from mmreason.prompts import PromptSpec
+    from mmreason.records import Record
+    from mmreason.rl.run import make_parser
+
+    script, args, model = make_parser().parse_args_and_config(
+        args=["--config", str(REPO / "configs/grpo/qwen2_5_vl_7b_nep.yaml"), "--bf16", "false",
+              "--output_dir", str(tmp_path / "o")])
+    assert (args.num_generations, args.temperature, args.learning_rate, args.beta, args.entropy_coef) == (
+        8, 1.0, 1e-6, 0.01, 1e-3)
+    assert (args.max_prompt_length, args.max_completion_length, args.use_vllm, args.cov_mode) == (4096, 2048, False,
+                                                                                                  "none")
+    assert args.registry_conflicts() == ["entropy_coef / use_adaptive_entropy"]  # TRL's own loss carries it
+    assert script.reward_funcs == ["answer_letter"] and script.reward_options == {"answer_letter": {"mode": "official"}}
+    v = script.video_config()
+    assert (v.video_fps, v.video_min_pixels, v.video_total_pixels) == (2.0, 3136, 1605632)
+    assert model.model_name_or_path == "Qwen/Qwen2.5-VL-7B-Instruct"
+    spec = PromptSpec(**script.explicit())
+    assert spec.system.startswith("You FIRST think") and "<answer> </answer> tags." in spec.system
+    rec = Record(id="x", question="What next?", choices=["Up.", "Down.", "Left.", "Right."], answer="B",
+                 answer_type="choice")
+    from mmreason.records import question_text
+
+    # dataset_video_v1.py's problem text, byte for byte
+    assert question_text(rec, spec=spec) == "Question:\nWhat next?\n\nOptions:\nA: Up.\nB: Down.\nC: Left.\nD: Right."
+    # the tiny CPU variant parses with the same prompt
+    s2, a2, _ = make_parser().parse_args_and_config(args=["--config", str(REPO / "configs/grpo/tiny_nep.yaml")])
+    assert PromptSpec(**s2.explicit()).template == spec.template and a2.use_vllm is False and a2.bf16 is False
+
+
+@pytest.mark.slow
+def test_grpo_cli_runs_tiny_nep_on_synthetic_video(tiny_model_dir, tmp_path):
+    """`mmreason nep synth` records -> `mmreason grpo --config configs/grpo/tiny_nep.yaml` (a few CPU steps)."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "mmreason", *a], cwd=tmp_path, env=env,  # noqa: E731
+                                    capture_output=True, text=True, timeout=600)
+    r = run("nep", "synth", "--out", "runs/nep/data", "--n", "8", "--size", "56", "--video-format", "mp4")
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run("grpo", "--config", str(REPO / "configs/grpo/tiny_nep.yaml"), "--model_name_or_path", str(tiny_model_dir),
+            "--max_steps", "2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "8 video records" in r.stderr
+    state = json.loads((tmp_path / "runs/nep/grpo/trainer_state.json").read_text())
+    assert state["global_step"] == 2 and all("rewards/answer_letter/mean" in h for h in state["log_history"][:2])
+    assert (tmp_path / "runs/nep/grpo/model.safetensors").is_file()
