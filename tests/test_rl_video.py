@@ -402,6 +402,24 @@ def test_dynamic_sampling_refill_step_with_video(tiny_model_dir, dataset, proces
     assert t.state.global_step == 1 and "dynamic_sampling/refill_rounds" in t.state.log_history[0]
 
 
+def test_eval_batches_carry_the_video_and_a_video_outside_the_column_is_refused(tiny_model_dir, dataset, processor,
+                                                                               tmp_path):
+    t = ours(tiny_model_dir, dataset, processor, tmp_path)
+    t.model.eval()
+    torch.manual_seed(0)
+    out_a = t._generate_and_score_completions(rows_of(dataset, [0]))
+    out_b = t._generate_and_score_completions(rows_of(dataset, [1]))
+    out_a["old_per_token_logps"] = torch.full_like(out_a["completion_mask"], -6.0, dtype=torch.float32)
+    with torch.no_grad():  # (on policy the loss value is -mean(A) whatever the log-probs: compare off policy)
+        la = t._compute_loss(t.model, out_a)
+        lb = t._compute_loss(t.model, with_clip_of(out_a, out_b, range(NUM_GEN)))
+    assert abs(float(la) - float(lb)) > 1e-7
+    # a dataset whose videos sit only in the prompt messages (stock TRL's layout) would train without them
+    text_only = ours(tiny_model_dir, dataset.remove_columns(["video"]), processor, tmp_path)
+    with pytest.raises(ValueError, match="no `video` column"):
+        text_only._generate_and_score_completions(rows_of(dataset.remove_columns(["video"]), [0]))
+
+
 def test_video_with_vllm_is_a_clear_error(dataset, tmp_path):
     from mmreason.rl.config import MMReasonGRPOConfig
     from mmreason.rl.trainer import MMReasonGRPOTrainer

@@ -55,6 +55,14 @@ def _has_video(dataset) -> bool:
     return VIDEO_COLUMN in names and any(v is not None for v in dataset[VIDEO_COLUMN])
 
 
+def _video_parts(prompt) -> bool:
+    return isinstance(prompt, list) and any(
+        isinstance(m, dict) and isinstance(m.get("content"), list)
+        and any(isinstance(p, dict) and p.get("type") == "video" for p in m["content"])
+        for m in prompt
+    )
+
+
 class MMReasonGRPOTrainer(GRPOTrainer):
     _tag_names = ["trl", "grpo", "mmreason"]
 
@@ -146,6 +154,12 @@ class MMReasonGRPOTrainer(GRPOTrainer):
     def _generate_round(self, inputs, mode: str):
         """One TRL generation + scoring of `inputs` (this process's rows) -> (output, rewards_per_func gathered
         over all processes), with the rewards logged per record source."""
+        if self.video_config is None and any(_video_parts(x.get("prompt")) for x in inputs):
+            raise ValueError(
+                "a prompt holds a {'type': 'video'} part but the dataset has no `video` column: TRL 1.16 would "
+                "generate with that video and compute the loss without it. Give video records a `video` column "
+                "(mmreason.rl.data.build_grpo_dataset does) and keep the messages' video parts as placeholders"
+            )
         if inputs and self.video_config is not None and VIDEO_COLUMN in inputs[0]:
             with self._capture("_reward_capture") as box:
                 output = self._generate_video_round(inputs)
