@@ -189,7 +189,7 @@ def test_video_config_joins_a_trl_parser():
     from trl import ModelConfig, SFTConfig, TrlParser
 
     _, _, video = TrlParser((SFTConfig, ModelConfig, VideoConfig)).parse_args_and_config(
-        ["--output_dir", "unused", "--video_fps", "1", "--video_max_pixels", "12544", "--video_total_pixels", "99999"]
+        ["--output_dir", "unused", "--bf16", "false", "--use_cpu", "true", "--video_fps", "1", "--video_max_pixels", "12544", "--video_total_pixels", "99999"]
     )
     assert (video.video_fps, video.video_max_pixels, video.video_total_pixels) == (1.0, 12544, 99999)
     with pytest.raises(ValueError, match="min_pixels 5000 > max_pixels 4000"):
