@@ -129,6 +129,16 @@ def test_only_the_frames_change_and_the_loss_changes(tiny_model_dir, dataset, pr
     out_a = t._generate_and_score_completions(rows_of(dataset, [0]))
     out_b = t._generate_and_score_completions(rows_of(dataset, [1]))
     assert out_a["video_grid_thw"][0].tolist() == [[4, 4, 4]] and "ref_per_token_logps" in out_a
+    # the reference log-probs (computed inside TRL's generation call) used the video: they equal the loss pass's
+    ids = torch.cat([out_a["prompt_ids"], out_a["completion_ids"]], dim=1)
+    mask = torch.cat([out_a["prompt_mask"], out_a["completion_mask"]], dim=1)
+    with torch.no_grad():
+        logps, _, _ = t._get_per_token_logps_and_entropies(t.model, ids, mask, out_a["completion_ids"].size(1),
+                                                           video_inputs=out_a)
+        no_video, _, _ = t._get_per_token_logps_and_entropies(t.model, ids, mask, out_a["completion_ids"].size(1))
+    cm = out_a["completion_mask"].float()
+    assert torch.allclose(logps * cm, out_a["ref_per_token_logps"] * cm, atol=1e-5)
+    assert not torch.allclose(no_video * cm, out_a["ref_per_token_logps"] * cm, atol=1e-5)
     swapped = with_clip_of(out_a, out_b, range(NUM_GEN))
     assert not torch.equal(swapped["pixel_values_videos"][0], out_a["pixel_values_videos"][0])
     spy = ForwardSpy(t.model)
@@ -358,6 +368,14 @@ def test_the_batch_split_and_shuffle_keep_every_samples_video_rows(tiny_model_di
             assert int((b["mm_token_type_ids"][i] == 2).sum()) == n_tokens
             kinds.append(int(grid[0, 0]))
         t._compute_loss(t.model, b)  # a misplaced video would raise "video features and tokens do not match"
+        # the old log-probs (computed inside TRL's generation call) used each row's video: same weights, same values
+        ids = torch.cat([b["prompt_ids"], b["completion_ids"]], dim=1)
+        mask = torch.cat([b["prompt_mask"], b["completion_mask"]], dim=1)
+        with torch.no_grad():
+            logps, _, _ = t._get_per_token_logps_and_entropies(t.model, ids, mask, b["completion_ids"].size(1),
+                                                               video_inputs=b)
+        cm = b["completion_mask"].float()
+        assert torch.allclose(logps * cm, b["old_per_token_logps"] * cm, atol=1e-5)
     assert sorted(kinds) == [2] * NUM_GEN + [4] * NUM_GEN
     assert kinds[:NUM_GEN] not in ([2] * NUM_GEN, [4] * NUM_GEN)  # the shuffle mixed the prompts
 
