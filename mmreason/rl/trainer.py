@@ -4,13 +4,13 @@ extended the way trl/experimental/gmpo does (a config subclass and overridden ho
 
 - `_generate_and_score_completions`: one override for per-source logging and dynamic sampling;
 - `_compute_loss`: the registry's `policy_loss` (mmreason/rl/losses.py), called in `_compute_registry_loss`
-  only.
-- video: a batch with a `video` column is encoded here (`_tokenize_prompts`, mmreason/rl/video.py) and its
-  videos reach generation, the old / reference log-probs, every loss path and the batch split
-  (`_get_per_token_logps_and_entropies`), which stock TRL 1.16 does not do. Image-only datasets take TRL's
-  path unchanged. With cov_mode none, no dual-clip and an option the registry does not implement (loss_type sapo /
+  only. With cov_mode none, no dual-clip and an option the registry does not implement (loss_type sapo /
   cispo / vespo / luspo, sequence-level importance sampling, delta, off-policy mask, entropy bonus, MoE aux
-  loss), the loss is TRL's own `_compute_loss`, unchanged."""
+  loss), the loss is TRL's own `_compute_loss`, unchanged;
+- video: a batch from a dataset with a `video` column is encoded here (`_tokenize_prompts`,
+  mmreason/rl/video.py) and its videos reach generation, the old / reference log-probs, every loss path and
+  the batch split (`_get_per_token_logps_and_entropies`), which stock TRL 1.16 does not do. Image-only
+  datasets take TRL's path unchanged."""
 
 from __future__ import annotations
 
