@@ -78,7 +78,7 @@ def prompt_length(processor, prompt: list[dict], images: list | None, video: dic
     from trl.data_utils import prepare_multimodal_messages
 
     if video is not None:
-        from mmreason.rl.video import RowMedia, encode, load_row_media, template_messages
+        from mmreason.rl.video import encode, load_row_media, template_messages
         from mmreason.video.media import VideoConfig
 
         cfg = video_cfg or VideoConfig()

@@ -23,7 +23,6 @@ import torch
 from mmreason.records import RecordError
 
 VIDEO_KEYS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")  # per-sample lists in a rollout
-IMAGE_KEYS = ("pixel_values", "image_grid_thw")
 VIDEO_COLUMN = "video"  # the dataset column: {"path", "start", "end", "origin"} or None
 
 
