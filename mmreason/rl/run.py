@@ -9,19 +9,21 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from mmreason.modeling import PromptArguments, deprecated
 from mmreason.prompts import save_prompt_spec
 from mmreason.records import RecordError
 from mmreason.resume import resolve_resume
+from mmreason.video.media import VideoConfig
 
 logger = logging.getLogger("mmreason.grpo")
 
 
 @dataclass
-class GRPOScriptArguments(PromptArguments):
-    """Data, prompt and reward choices of the GRPO stage (training knobs live in MMReasonGRPOConfig)."""
+class GRPOScriptArguments(PromptArguments, VideoConfig):
+    """Data, prompt and reward choices of the GRPO stage (training knobs live in MMReasonGRPOConfig); the video_*
+    fields sample and bound the frames of video records (mmreason.video.media.VideoConfig)."""
 
     train_files: list[str] = field(
         default_factory=list,
@@ -80,6 +82,7 @@ class GRPOScriptArguments(PromptArguments):
 
     def __post_init__(self):
         super().__post_init__()
+        VideoConfig.__post_init__(self)
         if self.train_file is not None:
             deprecated("train_file", "train_files")
             if self.train_file not in self.train_files:
@@ -96,6 +99,9 @@ class GRPOScriptArguments(PromptArguments):
         named = [n for n in opts if n not in self.reward_funcs]
         if named:
             raise ValueError(f"reward_options names {named}, which are not in reward_funcs {list(self.reward_funcs)}")
+
+    def video_config(self) -> VideoConfig:
+        return VideoConfig(**{f.name: getattr(self, f.name) for f in fields(VideoConfig)})
 
 
 def make_parser():
@@ -153,6 +159,7 @@ def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
         require_answer=script_args.require_answer,
         check_media=script_args.check_media,
         spec=spec,
+        video_cfg=script_args.video_config(),
     )
     train_ds, report = build_grpo_dataset(
         script_args.train_files, max_samples=script_args.max_samples, seed=training_args.seed, **data_kwargs
@@ -191,8 +198,8 @@ def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
         processing_class=processor,
         peft_config=get_peft_config(model_args),
         quantization_config=load.quantization.get("quantization_config"),
-        # CollapseWarningCallback: warns when label-free (majority-vote) training collapses onto a wrong consensus
-        callbacks=[prompt_spec_callback(spec), CollapseWarningCallback()],
+        callbacks=[prompt_spec_callback(spec), CollapseWarningCallback()],  # the latter: majority-vote collapse
+        video_config=script_args.video_config(),
     )
     trainer.build_report = report
     trainer.prompt_spec = spec
