@@ -202,8 +202,12 @@ def main(argv: list[str] | None = None) -> int:
 
     offline_defaults()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = make_parser()
-    script_args, training_args, model_args = parser.parse_args_and_config(args=argv)
+    from mmreason.usage import check_model_path, check_output_dir, check_training_counts, parse_stage_args
+
+    script_args, training_args, model_args = parse_stage_args(make_parser(), argv, "mmreason grpo")
+    check_training_counts(training_args)
+    check_model_path(model_args.model_name_or_path, "model_name_or_path")
+    check_output_dir(training_args.output_dir, "output_dir")
     try:
         trainer = build_trainer(script_args, training_args, model_args)
         resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)

@@ -20,6 +20,7 @@ from mmreason.resume import resolve_resume
 from mmreason.sft.config import MMSFTConfig, SFTScriptArguments
 from mmreason.sft.dataset import build_sft_dataset, load_sft_records
 from mmreason.sft.freeze import LANGUAGE_LORA_TARGETS, freeze_vision
+from mmreason.usage import check_model_path, check_output_dir, check_training_counts, parse_stage_args
 
 logger = logging.getLogger(__name__)
 
@@ -57,16 +58,19 @@ def train(script_args: SFTScriptArguments, training_args: MMSFTConfig, model_arg
     """Run the SFT stage; returns the trainer (the model and processor are saved to output_dir)."""
     from trl import SFTTrainer
 
+    check_training_counts(training_args)
+    check_model_path(model_args.model_name_or_path, "model_name_or_path")
+    check_output_dir(training_args.output_dir, "output_dir")
     spec = script_args.prompt_spec(model_args.model_name_or_path, "sft")
     records, report = load_sft_records(
         script_args.train_files, script_args.lenient, script_args.max_samples, seed=training_args.seed
     )
+    train_ds = build_sft_dataset(records, spec, script_args.max_text_chars, report)
     print(report.summary())
-    train_ds = build_sft_dataset(records, spec)
     eval_ds = None
     if script_args.eval_file:
-        eval_records, _ = load_sft_records([script_args.eval_file], script_args.lenient)
-        eval_ds = build_sft_dataset(eval_records, spec)
+        eval_records, eval_report = load_sft_records([script_args.eval_file], script_args.lenient)
+        eval_ds = build_sft_dataset(eval_records, spec, script_args.max_text_chars, eval_report)
 
     model, processor = load_model_and_processor(script_args, training_args, model_args, spec)
     resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
@@ -98,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
     offline_defaults()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    script_args, training_args, model_args = make_parser().parse_args_and_config(argv)
+    script_args, training_args, model_args = parse_stage_args(make_parser(), argv, "mmreason sft")
     try:
         train(script_args, training_args, model_args)
     except (RecordError, FileNotFoundError) as e:  # bad input data: one clear line, no traceback
