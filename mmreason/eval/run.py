@@ -146,8 +146,6 @@ def run_benchmark(model: str | os.PathLike | None, benchmark: str | os.PathLike,
     for flag, v in (("--limit", limit), ("--batch-size", batch_size), ("--max-new-tokens", max_new_tokens),
                     ("--max-prompt-chars", max_prompt_chars)):
         check_count(v, flag, 1)
-    if backend_obj is None:
-        check_model_path(model, "--model")
     spec, bench = resolve(str(benchmark))
     if data_dir is not None:
         spec.data_dir = str(Path(data_dir).resolve())
@@ -180,8 +178,12 @@ def run_benchmark(model: str | os.PathLike | None, benchmark: str | os.PathLike,
         "instruction": prompt.instruction, **bench.identity(), **generation_identity(settings)}
     cache = PredictionCache(out / PREDICTIONS, identity=identity)
     t0 = time.time()
-    n_gen = generate_cached(items, cache, backend_obj or (lambda: load_backend(model, backend, settings)),
-                            progress, on_batch)
+
+    def make_backend():
+        check_model_path(model, "--model")  # not the Hub's "Repo id must be in the form ..." for a missing folder
+        return load_backend(model, backend, settings)
+
+    n_gen = generate_cached(items, cache, backend_obj or make_backend, progress, on_batch)
     gen_s = time.time() - t0
     preds = {it.id: cache.get(it.id) for it in items if it.id in cache}
     scores = bench.score(preds, raw, ScoreOptions(mode=mode, judge=judge))
