@@ -253,23 +253,33 @@ def load_json_array(path: Path, text: str) -> list[Any]:
     return rows
 
 
+def read_text(path: str | Path) -> str:
+    """A predictions file's text; invalid UTF-8 is an error naming file:line (not a byte offset)."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ValueError(f"{path}:{line}: invalid UTF-8 (byte 0x{data[e.start]:02x} at column {col})") from None
+
+
 def read_jsonl_predictions(path: str | Path) -> Predictions:
     """id -> row of a predictions JSONL, the first row per id (repeats counted in `Predictions`); a bad line is an
     error naming file and line."""
     import json
 
     out = Predictions()
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not a JSON line ({e.msg})") from None
-            if not isinstance(row, dict) or "id" not in row:
-                raise ValueError(f"{path}:{lineno}: a prediction needs an 'id' field")
-            out.add(str(row["id"]), row, f"{path}:{lineno}")
+    for lineno, line in enumerate(read_text(path).split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{lineno}: not a JSON line ({e.msg})") from None
+        if not isinstance(row, dict) or "id" not in row:
+            raise ValueError(f"{path}:{lineno}: a prediction needs an 'id' field")
+        out.add(str(row["id"]), row, f"{path}:{lineno}")
     return out
 
 

@@ -242,10 +242,10 @@ def read_predictions(path: str | Path) -> dict[str, dict[str, Any]]:
     """pid -> {"response", optional "extraction"}. Accepts the official output JSON (pid -> record)
     and our predictions JSONL ({"id", "response", ...} per line); repeats and skipped lines are counted
     (`mmreason.eval.benchmark.Predictions`)."""
-    from mmreason.eval.benchmark import Predictions, load_json_array
+    from mmreason.eval.benchmark import Predictions, load_json_array, read_text
 
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     stripped = text.lstrip()
     out = Predictions()
     if stripped.startswith("{"):
@@ -264,7 +264,7 @@ def read_predictions(path: str | Path) -> dict[str, dict[str, Any]]:
             else:
                 out.skip(f"{path}[{i}]", "an entry that is not an object with 'pid' or 'id'")
         return out
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 is valid inside a JSON string
         if not line.strip():
             continue
         try:

@@ -127,17 +127,17 @@ def read_predictions(path: str | Path) -> dict[str, dict[str, Any]]:
     """item id -> {"response", ...}. Accepts the official output (a JSON list of testmini rows with
     `response`) and our predictions JSONL ({"id": "ID|key", "response"} per line); repeats and skipped lines are
     counted (`mmreason.eval.benchmark.Predictions`)."""
-    from mmreason.eval.benchmark import Predictions, load_json_array
+    from mmreason.eval.benchmark import Predictions, load_json_array, read_text
 
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     out = Predictions()
     rows: list[tuple[str, Any]]
     if text.lstrip().startswith("["):
         rows = [(f"{path}[{i}]", r) for i, r in enumerate(load_json_array(path, text))]
     else:
         rows = []
-        for lineno, line in enumerate(text.splitlines(), 1):
+        for lineno, line in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 is valid inside a JSON string
             if not line.strip():
                 continue
             try:
