@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
 
 _PACKAGE = str(Path(__file__).resolve().parent)
 # Raised by libraries on the arguments we pass them before any work starts.
-_LIBRARY_USAGE = ("Some keys are not used by the HfArgumentParser", "Repo id must be in the form")
+_LIBRARY_USAGE = ("Some keys are not used by the HfArgumentParser", "Repo id must be in the form",
+                  "Your setup doesn't support bf16/gpu")
 
 
 def _ours(e: BaseException) -> bool:

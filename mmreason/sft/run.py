@@ -16,7 +16,7 @@ from pathlib import Path
 from mmreason.modeling import ModelLoad, load_model, load_processor, prompt_spec_callback
 from mmreason.prompts import PromptSpec, save_prompt_spec
 from mmreason.records import RecordError
-from mmreason.resume import resolve_resume
+from mmreason.resume import CheckpointWeightsMixin, resolve_resume
 from mmreason.sft.config import MMSFTConfig, SFTScriptArguments
 from mmreason.sft.dataset import build_sft_dataset, load_sft_records
 from mmreason.sft.freeze import LANGUAGE_LORA_TARGETS, freeze_vision
@@ -58,6 +58,9 @@ def train(script_args: SFTScriptArguments, training_args: MMSFTConfig, model_arg
     """Run the SFT stage; returns the trainer (the model and processor are saved to output_dir)."""
     from trl import SFTTrainer
 
+    class MMSFTTrainer(CheckpointWeightsMixin, SFTTrainer):
+        """TRL's SFTTrainer; resume loads the checkpoint's weights under the model's key names."""
+
     check_training_counts(training_args)
     check_model_path(model_args.model_name_or_path, "model_name_or_path")
     check_output_dir(training_args.output_dir, "output_dir")
@@ -74,7 +77,7 @@ def train(script_args: SFTScriptArguments, training_args: MMSFTConfig, model_arg
 
     model, processor = load_model_and_processor(script_args, training_args, model_args, spec)
     resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
-    trainer = SFTTrainer(
+    trainer = MMSFTTrainer(
         model=model,
         args=training_args,
         train_dataset=train_ds,
