@@ -123,3 +123,34 @@ def test_resumed_sft_equals_the_uninterrupted_run(tiny_model_dir, tmp_path):
     assert losses[0] == losses[1] and len(losses[0]) == 3
     a, b = load_file(tmp_path / "whole" / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_grpo_resume_restores_every_weight(tiny_model_dir, tmp_path):
+    """The GRPO trainer loads a checkpoint's weights under the model's key names too (the stock loading restored
+    only lm_head of a Qwen2.5-VL)."""
+    import torch
+    from PIL import Image
+
+    from mmreason.rl.run import build_trainer, make_parser
+
+    (tmp_path / "a.png").write_bytes(b"")
+    Image.new("RGB", (56, 56), (200, 0, 0)).save(tmp_path / "a.png")
+    rec = tmp_path / "train.jsonl"
+    rec.write_text(json.dumps({"id": "q", "question": "How many?", "answer": "1", "answer_type": "integer",
+                               "images": ["a.png"]}) + "\n")
+    argv = ["--model_name_or_path", str(tiny_model_dir), "--train_files", str(rec), "--output_dir", str(tmp_path / "o"),
+            "--per_device_train_batch_size", "2", "--num_generations", "2", "--max_completion_length", "4",
+            "--bf16", "false", "--report_to", "none", "--reward_funcs", "accuracy"]
+    trainer = build_trainer(*make_parser().parse_args_and_config(argv))
+    model = trainer.model
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.5)
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+    model.save_pretrained(tmp_path / "checkpoint-1")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.sub_(0.5)
+    trainer._load_from_checkpoint(str(tmp_path / "checkpoint-1"))
+    now = model.state_dict()
+    assert [k for k in expected if not torch.equal(expected[k], now[k])] == []

@@ -137,7 +137,11 @@ def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
 
     from mmreason.modeling import ModelLoad, load_model, load_processor, prompt_spec_callback
     from mmreason.rl.data import build_grpo_dataset
+    from mmreason.resume import CheckpointWeightsMixin
     from mmreason.rl.trainer import MMReasonGRPOTrainer
+
+    class ResumableGRPOTrainer(CheckpointWeightsMixin, MMReasonGRPOTrainer):
+        """Resume loads the checkpoint's weights under the model's key names (mmreason.resume)."""
 
     if not script_args.train_files:
         raise ValueError("train_files is required (records JSONL files)")
@@ -181,7 +185,7 @@ def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
         list(script_args.reward_funcs), training_args.num_generations, options=script_args.reward_options,
         stop_token_ids=stop_ids
     )
-    trainer = MMReasonGRPOTrainer(
+    trainer = ResumableGRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
         args=training_args,
