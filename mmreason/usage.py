@@ -108,23 +108,23 @@ def parse_stage_args(parser: Any, argv: list[str] | None, prog: str):
     for i, a in enumerate(args):
         if a == "--config":
             if i + 1 >= len(args) or args[i + 1].startswith("--"):
-                raise UsageError(f"{prog}: --config needs a YAML file path (e.g. configs/sft/tiny_demo.yaml)")
+                raise UsageError(f"--config needs a YAML file path (e.g. configs/sft/tiny_demo.yaml)")
             config = args[i + 1]
     if config is not None:
         if not Path(config).is_file():
-            raise UsageError(f"{prog}: --config {config}: no such file")
+            raise UsageError(f"--config {config}: no such file")
         import yaml
 
         try:
             data = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
         except yaml.YAMLError as e:
-            raise UsageError(f"{prog}: --config {config}: not valid YAML ({str(e).splitlines()[0]})") from None
+            raise UsageError(f"--config {config}: not valid YAML ({str(e).splitlines()[0]})") from None
         if data is not None and not isinstance(data, dict):
-            raise UsageError(f"{prog}: --config {config}: expected a mapping of field: value, got {type(data).__name__}")
+            raise UsageError(f"--config {config}: expected a mapping of field: value, got {type(data).__name__}")
         known = {f for dc in parser.dataclass_types for f in dc.__dataclass_fields__} | {"env"}
         unknown = sorted(set(data or {}) - known)
         if unknown:
-            raise UsageError(f"{prog}: --config {config}: unknown key(s) {unknown}; `{prog} --help` lists the fields")
+            raise UsageError(f"--config {config}: unknown key(s) {unknown}; `{prog} --help` lists the fields")
     elif not args:
-        raise UsageError(f"{prog}: no arguments: give --config FILE.yaml (see configs/) and/or --field value")
+        raise UsageError(f"no arguments: give --config FILE.yaml (see configs/) and/or --field value")
     return parser.parse_args_and_config(args)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mmreason.prompts import PromptSpec
 from mmreason.records import LoadReport, Record, RecordError, iter_source, seeded_subset, to_sft_example
-from mmreason.usage import NothingUsable, check_count
+from mmreason.usage import NothingUsable, UsageError, check_count
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,8 @@ def load_sft_records(
     `RecordError` naming `file:line`. Lenient: bad records are skipped and listed in the report. `max_samples`:
     a random subset of the usable records drawn with `seed`, in file order (`mmreason.records.seeded_subset`)."""
     if not paths:
-        raise ValueError("no train_files given")
+        raise UsageError("no train_files given: --train_files FILE.jsonl [...], or train_files: [...] in the "
+                         "--config YAML")
     report = DataReport()
     out: list[Record] = []
     for spec in paths:
