@@ -223,7 +223,7 @@ def score_file(benchmark: str | os.PathLike, predictions: str | os.PathLike, out
         skipped = getattr(preds, "skipped", [])
         raise NothingUsable(
             f"{predictions}: " + (f"none of its {len(preds)} prediction ids (e.g. {next(iter(preds))!r}) matches "
-                                  f"the {len(ids)} items of {spec.name} (e.g. {next(iter(ids), None)!r}): the "
+                                  f"the {len(ids)} items of {spec.name} (e.g. {bench.item_id(raw[0]) if raw else None!r}): the "
                                   "wrong --benchmark or --annotations for this file?" if preds else
                                   f"no predictions ({len(skipped)} line(s) skipped"
                                   + (f", e.g. {skipped[0]}" if skipped else "") + ")"))
