@@ -221,12 +221,13 @@ def score_file(benchmark: str | os.PathLike, predictions: str | os.PathLike, out
     matched = ids & set(preds)
     if not matched:
         skipped = getattr(preds, "skipped", [])
-        raise NothingUsable(
-            f"{predictions}: " + (f"none of its {len(preds)} prediction ids (e.g. {next(iter(preds))!r}) matches "
-                                  f"the {len(ids)} items of {spec.name} (e.g. {bench.item_id(raw[0]) if raw else None!r}): the "
-                                  "wrong --benchmark or --annotations for this file?" if preds else
-                                  f"no predictions ({len(skipped)} line(s) skipped"
-                                  + (f", e.g. {skipped[0]}" if skipped else "") + ")"))
+        first = bench.item_id(raw[0]) if raw else None
+        if preds:
+            why = (f"none of its {len(preds)} prediction ids (e.g. {next(iter(preds))!r}) matches the {len(ids)} items "
+                   f"of {spec.name} (e.g. {first!r}): the wrong --benchmark or --annotations for this file?")
+        else:
+            why = f"no predictions ({len(skipped)} line(s) skipped" + (f", e.g. {skipped[0]}" if skipped else "") + ")"
+        raise NothingUsable(f"{predictions}: {why}")
     if only_predicted:
         raw = bench.select(raw, set(preds))
     scores = bench.score(preds, raw, ScoreOptions(mode=mode or bench.modes[0], judge=judge,

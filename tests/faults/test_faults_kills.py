@@ -1,8 +1,9 @@
 """Fault injection (b): SIGKILL at seeded random points — inside an SFT checkpoint save or between steps, inside
 the data builder's ledger/records append, inside the eval prediction-cache append — then the same command again:
 nothing lost, nothing duplicated, the step/item sequence continuous, and the result equal to the uninterrupted
-run (SFT weights and losses bit for bit, the data builder's records and ledger, the eval predictions). The killed run is a real subprocess of the real CLI
-(tests/faults/killer.py patches the library's write calls; the product has no test hook)."""
+run (SFT weights and losses bit for bit, the data builder's records and ledger, the eval predictions). The killed
+run is a real subprocess of the real CLI (tests/faults/killer.py patches the library's write calls; the product
+has no test hook)."""
 
 from __future__ import annotations
 
