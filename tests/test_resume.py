@@ -154,3 +154,10 @@ def test_grpo_resume_restores_every_weight(tiny_model_dir, tmp_path):
     trainer._load_from_checkpoint(str(tmp_path / "checkpoint-1"))
     now = model.state_dict()
     assert [k for k in expected if not torch.equal(expected[k], now[k])] == []
+    with torch.no_grad():  # load_best_model_at_end reads a checkpoint the same way
+        for p in model.parameters():
+            p.sub_(0.5)
+    trainer.state.best_model_checkpoint = str(tmp_path / "checkpoint-1")
+    trainer._load_best_model()
+    now = model.state_dict()
+    assert [k for k in expected if not torch.equal(expected[k], now[k])] == []

@@ -191,7 +191,8 @@ def test_eval_score(corpus, case, fault_log):
             else:
                 assert s["correct"] == N_GOOD
                 outcomes.append("scored")
-    fault_log.record("eval score", case.name, "/".join(outcomes))
+    fault_log.record("eval score", case.name,
+                     outcomes[0] if outcomes[0] == outcomes[1] else f"{outcomes[0]} (lenient: {outcomes[1]})")
 
 
 # ---------------------------------------------------------------- data build
