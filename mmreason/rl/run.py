@@ -143,8 +143,12 @@ def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
 
     from mmreason.modeling import ModelLoad, load_model, load_processor, prompt_spec_callback
     from mmreason.rl.data import build_grpo_dataset
+    from mmreason.resume import CheckpointWeightsMixin
     from mmreason.rl.callbacks import CollapseWarningCallback
     from mmreason.rl.trainer import MMReasonGRPOTrainer
+
+    class ResumableGRPOTrainer(CheckpointWeightsMixin, MMReasonGRPOTrainer):
+        """Resume loads the checkpoint's weights under the model's key names (mmreason.resume)."""
 
     if not script_args.train_files:
         raise ValueError("train_files is required (records JSONL files)")
@@ -189,7 +193,7 @@ def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
         list(script_args.reward_funcs), training_args.num_generations, options=script_args.reward_options,
         stop_token_ids=stop_ids
     )
-    trainer = MMReasonGRPOTrainer(
+    trainer = ResumableGRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
         args=training_args,
@@ -211,8 +215,12 @@ def main(argv: list[str] | None = None) -> int:
 
     offline_defaults()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = make_parser()
-    script_args, training_args, model_args = parser.parse_args_and_config(args=argv)
+    from mmreason.usage import check_model_path, check_output_dir, check_training_counts, parse_stage_args
+
+    script_args, training_args, model_args = parse_stage_args(make_parser(), argv, "mmreason grpo")
+    check_training_counts(training_args)
+    check_model_path(model_args.model_name_or_path, "model_name_or_path")
+    check_output_dir(training_args.output_dir, "output_dir")
     try:
         trainer = build_trainer(script_args, training_args, model_args)
         resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)

@@ -16,10 +16,11 @@ from pathlib import Path
 from mmreason.modeling import ModelLoad, load_model, load_processor, prompt_spec_callback
 from mmreason.prompts import PromptSpec, save_prompt_spec
 from mmreason.records import RecordError
-from mmreason.resume import resolve_resume
+from mmreason.resume import CheckpointWeightsMixin, resolve_resume
 from mmreason.sft.config import MMSFTConfig, SFTScriptArguments
 from mmreason.sft.dataset import build_sft_dataset, load_sft_records, split_eval
 from mmreason.sft.freeze import LANGUAGE_LORA_TARGETS, freeze_vision
+from mmreason.usage import check_model_path, check_output_dir, check_training_counts, parse_stage_args
 
 logger = logging.getLogger(__name__)
 
@@ -57,25 +58,31 @@ def train(script_args: SFTScriptArguments, training_args: MMSFTConfig, model_arg
     """Run the SFT stage; returns the trainer (the model and processor are saved to output_dir)."""
     from trl import SFTTrainer
 
+    class MMSFTTrainer(CheckpointWeightsMixin, SFTTrainer):
+        """TRL's SFTTrainer; resume loads the checkpoint's weights under the model's key names."""
+
+    check_training_counts(training_args)
+    check_model_path(model_args.model_name_or_path, "model_name_or_path")
+    check_output_dir(training_args.output_dir, "output_dir")
     spec = script_args.prompt_spec(model_args.model_name_or_path, "sft")
     records, report = load_sft_records(
         script_args.train_files, script_args.lenient, script_args.max_samples, seed=training_args.seed
     )
-    print(report.summary())
     records, held_out = split_eval(records, script_args.eval_split_ratio, training_args.seed)
-    train_ds = build_sft_dataset(records, spec)
+    train_ds = build_sft_dataset(records, spec, script_args.max_text_chars, report)
+    print(report.summary())
     eval_ds = None
     if held_out:
         print(f"SFT eval split: {len(held_out)} of {len(records) + len(held_out)} records held out (eval_split_ratio "
               f"{script_args.eval_split_ratio})")
-        eval_ds = build_sft_dataset(held_out, spec)
+        eval_ds = build_sft_dataset(held_out, spec, script_args.max_text_chars)
     elif script_args.eval_file:
-        eval_records, _ = load_sft_records([script_args.eval_file], script_args.lenient)
-        eval_ds = build_sft_dataset(eval_records, spec)
+        eval_records, eval_report = load_sft_records([script_args.eval_file], script_args.lenient)
+        eval_ds = build_sft_dataset(eval_records, spec, script_args.max_text_chars, eval_report)
 
     model, processor = load_model_and_processor(script_args, training_args, model_args, spec)
     resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
-    trainer = SFTTrainer(
+    trainer = MMSFTTrainer(
         model=model,
         args=training_args,
         train_dataset=train_ds,
@@ -103,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
     offline_defaults()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    script_args, training_args, model_args = make_parser().parse_args_and_config(argv)
+    script_args, training_args, model_args = parse_stage_args(make_parser(), argv, "mmreason sft")
     try:
         train(script_args, training_args, model_args)
     except (RecordError, FileNotFoundError) as e:  # bad input data: one clear line, no traceback
