@@ -113,3 +113,10 @@ plot: setup
 
 clean:
 	rm -rf runs .pytest_cache
+
+# The fault-injection suite (tests/faults; also part of `make test`) with its table: cases per entry point,
+# kills survived, items lost / duplicated (both must be 0), fuzzed texts.
+.PHONY: faults
+faults: export OMP_NUM_THREADS ?= 1
+faults: setup
+	$(PY) tests/faults/report.py

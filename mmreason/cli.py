@@ -5,7 +5,10 @@ imported only when called, so `mmreason --help` stays fast and optional parts
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import traceback
+from pathlib import Path
 
 # command -> (module, function taking argv, one-line help)
 COMMANDS = {
@@ -40,8 +43,40 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mmreason: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module, func, _ = COMMANDS[name]
-    result = getattr(importlib.import_module(module), func)(rest)
+    try:
+        result = getattr(importlib.import_module(module), func)(rest)
+    except Exception as e:
+        if os.environ.get("MMREASON_DEBUG", "") not in ("", "0") or not _ours(e):
+            raise
+        print(f"mmreason {name}: error: {_one_line(e)}", file=sys.stderr)
+        return 2
     return int(result or 0)
+
+
+_PACKAGE = str(Path(__file__).resolve().parent)
+# Raised by libraries on the arguments we pass them before any work starts.
+_LIBRARY_USAGE = ("Some keys are not used by the HfArgumentParser", "Repo id must be in the form",
+                  "Your setup doesn't support bf16/gpu")
+
+
+def _ours(e: BaseException) -> bool:
+    """A usage mistake or bad input this project detected (our error types, or an OSError/ValueError raised in
+    our own code): one line. Anything else (a bug, a library failing mid-work) keeps its traceback."""
+    from mmreason.records import RecordError
+    from mmreason.usage import NothingUsable, UsageError
+
+    if isinstance(e, (UsageError, NothingUsable, RecordError)):
+        return True
+    if not isinstance(e, (OSError, ValueError)):
+        return False
+    if any(s in str(e) for s in _LIBRARY_USAGE):
+        return True
+    tb = traceback.extract_tb(e.__traceback__)
+    return bool(tb) and str(Path(tb[-1].filename).resolve()).startswith(_PACKAGE)
+
+
+def _one_line(e: BaseException) -> str:
+    return str(e) or type(e).__name__
 
 
 if __name__ == "__main__":

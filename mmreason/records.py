@@ -189,6 +189,8 @@ def record_from_dict(
 
 
 def _check_answer(where: str, answer: str, answer_type: str, choices: list | None) -> None:
+    if not answer.strip():
+        raise RecordError(where, "field 'answer' is empty (it could never be matched; use null for unlabeled data)")
     if answer_type == "integer":
         try:
             int(answer.strip().replace(",", ""))

@@ -81,3 +81,60 @@ def resolve_resume(value, output_dir: str) -> str | None:
     if reason is not None:
         raise ValueError(f"resume_from_checkpoint: {value} is incomplete: {reason}")
     return str(value)
+
+
+def saved_key_mapping(model) -> dict[str, str] | None:
+    """file key -> model key for the weights `save_pretrained` writes (transformers 5 saves some models, Qwen2.5-VL
+    among them, under their original key names: `model.embed_tokens` for `model.language_model.embed_tokens`,
+    `visual.` for `model.visual.`). None when saving converts a tensor instead of renaming it."""
+    from transformers.core_model_loading import revert_weight_conversion
+
+    state = model.state_dict()
+    by_storage: dict[tuple, str] = {}
+    for key, t in state.items():
+        by_storage.setdefault((t.data_ptr(), tuple(t.shape)), key)
+    mapping = {}
+    for file_key, t in revert_weight_conversion(model, dict(state)).items():
+        key = by_storage.get((t.data_ptr(), tuple(t.shape)))
+        if key is None:
+            return None
+        mapping[file_key] = key
+    return mapping
+
+
+class CheckpointWeightsMixin:
+    """Trainer mixin: resume (and `load_best_model_at_end`) load a checkpoint's weights under the model's own key names.
+
+    transformers 5.23's `Trainer._load_from_checkpoint` and `_load_best_model` read model.safetensors and call
+    `model.load_state_dict(state_dict, strict=False)` with the keys as saved; for Qwen2.5-VL those match only
+    `lm_head.weight`, so a resumed run silently continued from the *base* language model and merger weights (with
+    the trained lm_head and optimizer state). Here the saved keys are mapped back first; DeepSpeed, FSDP, PEFT and
+    sharded checkpoints keep the library's own loading."""
+
+    def _load_mapped(self, folder, model) -> bool:
+        weights = Path(folder) / "model.safetensors"
+        plain = not (getattr(self, "is_deepspeed_enabled", False) or getattr(self, "is_fsdp_enabled", False)
+                     or hasattr(model, "peft_config"))
+        mapping = saved_key_mapping(model) if plain and weights.is_file() and hasattr(model, "config") else None
+        if mapping is None:
+            return False
+        from safetensors.torch import load_file
+
+        state = load_file(weights, device="cpu")
+        unknown = sorted(set(state) - set(mapping))
+        if unknown:
+            raise ValueError(f"{weights}: weights the model does not have: {unknown[:5]}")
+        logger.info("loading %d weight tensors from %s", len(state), weights)
+        result = model.load_state_dict({mapping[k]: v for k, v in state.items()}, strict=False)
+        del state
+        self._issue_warnings_after_load(result)
+        return True
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        if not self._load_mapped(resume_from_checkpoint, self.model if model is None else model):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _load_best_model(self):
+        best = self.state.best_model_checkpoint
+        if best is None or not self._load_mapped(best, self.model):
+            super()._load_best_model()

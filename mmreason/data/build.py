@@ -41,6 +41,7 @@ from mmreason.data.sources import SourceItem, is_records_source, iter_sources
 from mmreason.data.teachers import Teacher, TeacherError, make_teacher
 from mmreason.jsonl import AppendLog, read_jsonl_repair, rewrite_jsonl
 from mmreason.records import Record, RecordError, check_image, record_from_dict
+from mmreason.usage import check_output_dir, positive_int
 from mmreason.verify import verify_many
 
 logger = logging.getLogger(__name__)
@@ -385,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--recipe", help="data_recipes/<kind>.yaml")
     ap.add_argument("--out", help="output folder (rerun with the same arguments to resume)")
-    ap.add_argument("--limit", type=int, default=None, help="use only the first N source questions")
+    ap.add_argument("--limit", type=positive_int, default=None, help="use only the first N source questions")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe field")
     ap.add_argument("--overwrite", action="store_true", help="discard a previous build in --out")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -400,11 +401,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         overrides = parse_overrides(args.set + _split_dotted(extra))
         recipe = load_recipe(args.recipe, overrides)
+        check_output_dir(args.out, "--out")
         stats = build(recipe, args.out, args.limit, overwrite=args.overwrite, progress=not args.no_progress)
     except (RecipeError, TeacherError, FileNotFoundError, ValueError) as e:
         print(f"mmreason data build: error: {e}", file=sys.stderr)
         return 2
     q = stats["questions"]
+    if not stats["records"]:
+        print(f"mmreason data build: error: no records built from {q['total']} source questions (kept {q['kept']}, "
+              f"dropped {q['dropped']}: {q['dropped_by_reason']}); stats: {Path(args.out) / STATS}", file=sys.stderr)
+        return 2
     print(f"{stats['recipe']}: {stats['records']} records from {q['kept']}/{q['total']} questions "
           f"(dropped {q['dropped']}: {q['dropped_by_reason']}); sample acceptance {stats['samples']['acceptance_rate']}; "
           f"stats: {Path(args.out) / STATS}")

@@ -205,22 +205,83 @@ class Benchmark(abc.ABC):
         return [path, *self.charts(scores, out_dir)]
 
 
-def read_jsonl_predictions(path: str | Path) -> dict[str, dict[str, Any]]:
-    """id -> row of a predictions JSONL, the first row per id; a bad line is an error naming file and line."""
+class Predictions(dict):
+    """item id -> prediction row, the first row per id kept; what reading met on the way: `conflicts` (an id
+    seen again with different content: {"id", "kept", "dropped"} — `where` strings), `identical` (repeats with the
+    same content) and `skipped` ("file:line: reason" of lines that are no prediction)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conflicts: list[dict[str, str]] = []
+        self.identical = 0
+        self.skipped: list[str] = []
+        self._where: dict[str, str] = {}
+
+    def add(self, key: str, row: dict[str, Any], where: str) -> None:
+        if key not in self:
+            self[key], self._where[key] = row, where
+        elif _canonical(self[key]) == _canonical(row):
+            self.identical += 1
+        else:
+            self.conflicts.append({"id": key, "kept": self._where[key], "dropped": where})
+
+    def skip(self, where: str, reason: str) -> None:
+        self.skipped.append(f"{where}: {reason}")
+        logger.warning("%s: skipping %s", where, reason)
+
+    def report(self) -> dict[str, Any]:
+        return {"conflicting": self.conflicts, "identical_repeats": self.identical, "skipped_lines": self.skipped}
+
+
+def _canonical(row: Any) -> str:
     import json
 
-    out: dict[str, dict[str, Any]] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not a JSON line ({e.msg})") from None
-            if not isinstance(row, dict) or "id" not in row:
-                raise ValueError(f"{path}:{lineno}: a prediction needs an 'id' field")
-            out.setdefault(str(row["id"]), row)
+    return json.dumps(row, sort_keys=True, default=str)
+
+
+def load_json_array(path: Path, text: str) -> list[Any]:
+    """A predictions file that starts with '[' must be one JSON array (the official output), not JSONL."""
+    import json
+
+    from mmreason.usage import UsageError
+
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{path}: starts with '[' but is not one JSON array ({e.msg}, line {e.lineno}): give the "
+                         "official output (one JSON array) or a predictions JSONL (one JSON object per line)") from None
+    if not isinstance(rows, list):
+        raise UsageError(f"{path}: expected a JSON array of predictions, got {type(rows).__name__}")
+    return rows
+
+
+def read_text(path: str | Path) -> str:
+    """A predictions file's text; invalid UTF-8 is an error naming file:line (not a byte offset)."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ValueError(f"{path}:{line}: invalid UTF-8 (byte 0x{data[e.start]:02x} at column {col})") from None
+
+
+def read_jsonl_predictions(path: str | Path) -> Predictions:
+    """id -> row of a predictions JSONL, the first row per id (repeats counted in `Predictions`); a bad line is an
+    error naming file and line."""
+    import json
+
+    out = Predictions()
+    for lineno, line in enumerate(read_text(path).split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{lineno}: not a JSON line ({e.msg})") from None
+        if not isinstance(row, dict) or "id" not in row:
+            raise ValueError(f"{path}:{lineno}: a prediction needs an 'id' field")
+        out.add(str(row["id"]), row, f"{path}:{lineno}")
     return out
 
 

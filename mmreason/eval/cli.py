@@ -17,6 +17,7 @@ import os
 import sys
 
 from mmreason.offline import offline_defaults
+from mmreason.usage import positive_int
 
 
 def _judge(args):
@@ -44,11 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--benchmark", required=True, help="mathvista | wemath | eval/<spec>.yaml | records .jsonl")
     r.add_argument("--output-dir", required=True)
     r.add_argument("--backend", default="hf", choices=["hf", "vllm"])
-    r.add_argument("--limit", type=int, help="first N items (We-Math: whole problem groups up to N rows)")
+    r.add_argument("--limit", type=positive_int, help="first N items (We-Math: whole problem groups up to N rows)")
     r.add_argument("--data-dir", help="local benchmark folder in the official layout (else the spec's / the Hub)")
     r.add_argument("--mode", help="scoring mode (default: the spec's)")
-    r.add_argument("--batch-size", type=int)
-    r.add_argument("--max-new-tokens", type=int)
+    r.add_argument("--batch-size", type=positive_int)
+    r.add_argument("--max-new-tokens", type=positive_int)
+    r.add_argument("--max-prompt-chars", type=positive_int, default=65536,
+                   help="prompts longer than this many characters are not generated (counted in scores.json "
+                        "'dropped_long', scored without a prediction): checked before tokenisation")
     r.add_argument("--temperature", type=float)
     r.add_argument("--system-prompt", help="system message (default: the checkpoint's prompt.json, else the spec's; "
                                            "'' = none)")
@@ -63,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--annotations", help="benchmark folder (official layout) or its testmini.json; default: the Hub")
     s.add_argument("--mode", help="mathvista: official|judge|boxed; wemath: official|boxed (default: official)")
     s.add_argument("--only-predicted", action="store_true", help="score only ids present in the predictions")
+    s.add_argument("--lenient", action="store_true",
+                   help="an id predicted twice with different content: keep the first and report both places "
+                        "(default: an error)")
     s.add_argument("--breakdown-from-predictions", action="store_true",
                    help="MathVista: take breakdown fields from the prediction records (official scorer behaviour)")
     _add_judge(s)
@@ -80,11 +87,11 @@ def main(argv: list[str] | None = None) -> int:
                           data_dir=args.data_dir, mode=args.mode, batch_size=args.batch_size,
                           max_new_tokens=args.max_new_tokens, temperature=args.temperature, judge=_judge(args),
                           progress=not args.no_progress, system_prompt=args.system_prompt,
-                          instruction=args.instruction)
+                          instruction=args.instruction, max_prompt_chars=args.max_prompt_chars)
     else:
         s = score_file(args.benchmark, args.predictions, args.output, annotations=args.annotations, mode=args.mode,
                        judge=_judge(args), only_predicted=args.only_predicted,
-                       breakdown_from_predictions=args.breakdown_from_predictions)
+                       breakdown_from_predictions=args.breakdown_from_predictions, lenient=args.lenient)
     keys = ("benchmark", "mode", "total", "correct", "accuracy", "score_strict", "score_loose")
     print(json.dumps({k: s[k] for k in keys if k in s}))
     return 0

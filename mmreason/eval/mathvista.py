@@ -240,33 +240,42 @@ def safe_equal(prediction: Any, answer: Any) -> bool:
 
 def read_predictions(path: str | Path) -> dict[str, dict[str, Any]]:
     """pid -> {"response", optional "extraction"}. Accepts the official output JSON (pid -> record)
-    and our predictions JSONL ({"id", "response", ...} per line)."""
+    and our predictions JSONL ({"id", "response", ...} per line); repeats and skipped lines are counted
+    (`mmreason.eval.benchmark.Predictions`)."""
+    from mmreason.eval.benchmark import Predictions, load_json_array, read_text
+
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     stripped = text.lstrip()
+    out = Predictions()
     if stripped.startswith("{"):
         try:
             obj = json.loads(text)
         except json.JSONDecodeError:
             obj = None
         if isinstance(obj, dict) and not ("id" in obj and "response" in obj):
-            return {str(k): v if isinstance(v, dict) else {"response": v} for k, v in obj.items()}
+            for k, v in obj.items():
+                out.add(str(k), v if isinstance(v, dict) else {"response": v}, f"{path}[{k!r}]")
+            return out
     if stripped.startswith("["):
-        rows = json.loads(text)
-        return {str(r.get("pid", r.get("id"))): r for r in rows if isinstance(r, dict)}
-    out: dict[str, dict[str, Any]] = {}
-    for lineno, line in enumerate(text.splitlines(), 1):
+        for i, r in enumerate(load_json_array(path, text)):
+            if isinstance(r, dict) and ("pid" in r or "id" in r):
+                out.add(str(r.get("pid", r.get("id"))), r, f"{path}[{i}]")
+            else:
+                out.skip(f"{path}[{i}]", "an entry that is not an object with 'pid' or 'id'")
+        return out
+    for lineno, line in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 is valid inside a JSON string
         if not line.strip():
             continue
         try:
             r = json.loads(line)
         except json.JSONDecodeError as e:
-            logger.warning("%s:%d: skipping invalid JSON (%s)", path, lineno, e.msg)
+            out.skip(f"{path}:{lineno}", f"invalid JSON ({e.msg})")
             continue
         if not isinstance(r, dict) or ("id" not in r and "pid" not in r):
-            logger.warning("%s:%d: skipping a line without 'id'", path, lineno)
+            out.skip(f"{path}:{lineno}", "a line without 'id' (not a JSON object with an id)")
             continue
-        out.setdefault(str(r.get("id", r.get("pid"))), r)
+        out.add(str(r.get("id", r.get("pid"))), r, f"{path}:{lineno}")
     return out
 
 

@@ -19,10 +19,12 @@ from mmreason.eval.report import write_json, write_outputs
 from mmreason.eval.spec import BenchmarkSpec
 from mmreason.generation import GenerationSettings, load_backend
 from mmreason.records import RecordError, check_image
+from mmreason.usage import NothingUsable, UsageError, check_count, check_model_path, check_output_dir, check_output_file
 
 logger = logging.getLogger(__name__)
 
 PREDICTIONS = "predictions.jsonl"
+MAX_PROMPT_CHARS = 65536
 
 
 def _cuda() -> bool:
@@ -92,6 +94,34 @@ def check_media(bench: Benchmark, items: list[Item]) -> None:
         raise ValueError(f"{name}: {len(corrupt)} unreadable image(s), e.g. {corrupt[0]}")
 
 
+def prompt_chars(messages: list[dict[str, Any]]) -> int:
+    """Characters of a chat's text (system message and every text part)."""
+    n = 0
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, str):
+            n += len(content)
+        elif isinstance(content, list):
+            n += sum(len(p.get("text") or "") for p in content if isinstance(p, dict))
+    return n
+
+
+def drop_long(items: list[Item], max_chars: int | None) -> tuple[list[Item], list[dict[str, Any]]]:
+    """(items to generate, [{"id", "chars"} dropped]): prompts longer than `max_chars` characters never reach the
+    tokenizer (a 1 MB question exhausts memory there, at the same batch on every rerun). A dropped item keeps its
+    place in the score, without a prediction."""
+    if max_chars is None:
+        return items, []
+    keep, dropped = [], []
+    for it in items:
+        n = prompt_chars(it.messages)
+        (dropped.append({"id": it.id, "chars": n}) if n > max_chars else keep.append(it))
+    if dropped:
+        logger.warning("dropped %d prompt(s) over max_prompt_chars=%d (not generated, scored without a prediction): "
+                       "%s", len(dropped), max_chars, ", ".join(f"{d['id']} ({d['chars']} chars)" for d in dropped[:5]))
+    return keep, dropped
+
+
 def build_items(bench: Benchmark, raw: list[Any], prompt: EvalPrompt) -> list[Item]:
     items = []
     for r in raw:
@@ -107,23 +137,36 @@ def run_benchmark(model: str | os.PathLike | None, benchmark: str | os.PathLike,
                   temperature: float | None = None, judge: Any = None, progress: bool = True,
                   on_batch: Callable[[int], None] | None = None, backend_obj: Any = None,
                   system_prompt: str | None = None, instruction: str | None = None,
-                  min_pixels: int | None = None, max_pixels: int | None = None) -> dict[str, Any]:
+                  min_pixels: int | None = None, max_pixels: int | None = None,
+                  max_prompt_chars: int | None = MAX_PROMPT_CHARS) -> dict[str, Any]:
     """Generate and score any benchmark (a name, a spec YAML, a records .jsonl) end to end; resumable through
     OUT/predictions.jsonl. `system_prompt`, `instruction`, `min_pixels`, `max_pixels` override the spec and the
-    checkpoint's prompt.json (None = not given; "" = explicitly none). `backend_obj`: an already-built backend."""
+    checkpoint's prompt.json (None = not given; "" = explicitly none). `backend_obj`: an already-built backend.
+    Prompts over `max_prompt_chars` characters are not generated (counted in scores.json `dropped_long`)."""
+    for flag, v in (("--limit", limit), ("--batch-size", batch_size), ("--max-new-tokens", max_new_tokens),
+                    ("--max-prompt-chars", max_prompt_chars)):
+        check_count(v, flag, 1)
     spec, bench = resolve(str(benchmark))
     if data_dir is not None:
         spec.data_dir = str(Path(data_dir).resolve())
     model = None if model is None else str(model)
     mode = mode or spec.mode
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(output_dir, "--output-dir")
     prompt = eval_prompt(model, spec, {"system_prompt": system_prompt, "instruction": instruction,
                                        "min_pixels": min_pixels, "max_pixels": max_pixels},
                          uses_model_template=bench.uses_model_template, default_template=bench.default_template)
     settings = settings_for(spec, prompt, max_new_tokens, temperature, batch_size)
-    raw = bench.limit(bench.load(spec.resolved_data_dir(), spec.split), limit)
+    loaded = bench.load(spec.resolved_data_dir(), spec.split)
+    if not loaded:
+        skipped = getattr(bench, "skipped", [])
+        raise NothingUsable(f"{spec.where()}: no usable items ({len(skipped)} bad line(s) skipped"
+                            + (f", e.g. {skipped[0]}" if skipped else "") + ")")
+    raw = bench.limit(loaded, limit)
     items = build_items(bench, raw, prompt)
+    items, dropped_long = drop_long(items, max_prompt_chars)
+    if not items:
+        raise NothingUsable(f"{spec.where()}: all {len(raw)} prompts are longer than max_prompt_chars="
+                            f"{max_prompt_chars}, e.g. {dropped_long[0]['id']} ({dropped_long[0]['chars']} chars)")
     check_media(bench, items)
     write_json(out / "run_config.json", {
         "model": model, "benchmark": spec.name, "spec": spec.source, "mode": mode, "backend": backend, "limit": limit,
@@ -135,14 +178,19 @@ def run_benchmark(model: str | os.PathLike | None, benchmark: str | os.PathLike,
         "instruction": prompt.instruction, **bench.identity(), **generation_identity(settings)}
     cache = PredictionCache(out / PREDICTIONS, identity=identity)
     t0 = time.time()
-    n_gen = generate_cached(items, cache, backend_obj or (lambda: load_backend(model, backend, settings)),
-                            progress, on_batch)
+
+    def make_backend():
+        check_model_path(model, "--model")  # not the Hub's "Repo id must be in the form ..." for a missing folder
+        return load_backend(model, backend, settings)
+
+    n_gen = generate_cached(items, cache, backend_obj or make_backend, progress, on_batch)
     gen_s = time.time() - t0
     preds = {it.id: cache.get(it.id) for it in items if it.id in cache}
     scores = bench.score(preds, raw, ScoreOptions(mode=mode, judge=judge))
     scores["generation"] = {"generated": n_gen, "cached": len(items) - n_gen, "seconds": round(gen_s, 2),
                             "items_per_s": round(n_gen / gen_s, 3) if n_gen and gen_s else None}
     scores["model"] = model
+    scores["dropped_long"] = {"max_prompt_chars": max_prompt_chars, "items": dropped_long}
     files = write_outputs(bench, scores, raw, preds, out)
     logger.info("wrote %s", files)
     return scores
@@ -150,17 +198,42 @@ def run_benchmark(model: str | os.PathLike | None, benchmark: str | os.PathLike,
 
 def score_file(benchmark: str | os.PathLike, predictions: str | os.PathLike, output: str | os.PathLike,
                annotations: str | None = None, mode: str | None = None, judge: Any = None,
-               only_predicted: bool = False, breakdown_from_predictions: bool = False) -> dict[str, Any]:
+               only_predicted: bool = False, breakdown_from_predictions: bool = False,
+               lenient: bool = False) -> dict[str, Any]:
     """`mmreason eval score`: score predictions produced anywhere. `annotations` is the benchmark's data
     folder (official layout) or its <split>.json file; without it, the spec's data (else the Hub copy).
-    `mode` defaults to the benchmark's first (official) mode."""
+    `mode` defaults to the benchmark's first (official) mode. An id predicted twice with different content is an
+    error; `lenient`: the first is kept and both places are reported in scores.json `prediction_repeats`.
+    No prediction matching any item (an empty file, the wrong benchmark) is an error."""
+    out = check_output_file(output, "--output")
+    if not Path(predictions).is_file():
+        raise UsageError(f"--predictions {predictions}: no such file")
     spec, bench = resolve(str(benchmark))
     raw = bench.load(*bench.data_location(annotations))
     preds = bench.read_predictions(predictions)
+    conflicts = getattr(preds, "conflicts", [])
+    if conflicts and not lenient:
+        c = conflicts[0]
+        raise UsageError(f"{c['dropped']}: id {c['id']!r} was already predicted differently at {c['kept']} "
+                         f"({len(conflicts)} conflicting repeat(s)); remove the repeats or pass --lenient "
+                         "(keeps the first)")
+    ids = {bench.item_id(r) for r in raw}
+    matched = ids & set(preds)
+    if not matched:
+        skipped = getattr(preds, "skipped", [])
+        first = bench.item_id(raw[0]) if raw else None
+        if preds:
+            why = (f"none of its {len(preds)} prediction ids (e.g. {next(iter(preds))!r}) matches the {len(ids)} items "
+                   f"of {spec.name} (e.g. {first!r}): the wrong --benchmark or --annotations for this file?")
+        else:
+            why = f"no predictions ({len(skipped)} line(s) skipped" + (f", e.g. {skipped[0]}" if skipped else "") + ")"
+        raise NothingUsable(f"{predictions}: {why}")
     if only_predicted:
         raw = bench.select(raw, set(preds))
     scores = bench.score(preds, raw, ScoreOptions(mode=mode or bench.modes[0], judge=judge,
                                                   breakdown_from_predictions=breakdown_from_predictions))
-    out = Path(output)
+    if hasattr(preds, "report"):
+        scores["prediction_repeats"] = preds.report()
+    scores["predictions_matched"] = len(matched)
     write_outputs(bench, scores, raw, preds, out.parent, scores_name=out.name)
     return scores

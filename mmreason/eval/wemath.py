@@ -125,33 +125,37 @@ def boxed_letter(response: Any) -> str | None:
 
 def read_predictions(path: str | Path) -> dict[str, dict[str, Any]]:
     """item id -> {"response", ...}. Accepts the official output (a JSON list of testmini rows with
-    `response`) and our predictions JSONL ({"id": "ID|key", "response"} per line)."""
+    `response`) and our predictions JSONL ({"id": "ID|key", "response"} per line); repeats and skipped lines are
+    counted (`mmreason.eval.benchmark.Predictions`)."""
+    from mmreason.eval.benchmark import Predictions, load_json_array, read_text
+
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    rows: list[Any]
+    text = read_text(path)
+    out = Predictions()
+    rows: list[tuple[str, Any]]
     if text.lstrip().startswith("["):
-        rows = json.loads(text)
+        rows = [(f"{path}[{i}]", r) for i, r in enumerate(load_json_array(path, text))]
     else:
         rows = []
-        for lineno, line in enumerate(text.splitlines(), 1):
+        for lineno, line in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 is valid inside a JSON string
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                rows.append((f"{path}:{lineno}", json.loads(line)))
             except json.JSONDecodeError as e:
-                logger.warning("%s:%d: skipping invalid JSON (%s)", path, lineno, e.msg)
-    out: dict[str, dict[str, Any]] = {}
-    for r in rows:
+                out.skip(f"{path}:{lineno}", f"invalid JSON ({e.msg})")
+    for where, r in rows:
         if not isinstance(r, dict):
+            out.skip(where, f"a {type(r).__name__}, not a JSON object with 'id'")
             continue
         if "id" in r:
             k = str(r["id"])
         elif "ID" in r and "key" in r:
             k = item_id(r)
         else:
-            logger.warning("%s: skipping a prediction without 'id' (or 'ID' and 'key')", path)
+            out.skip(where, "a prediction without 'id' (or 'ID' and 'key')")
             continue
-        out.setdefault(k, r)
+        out.add(k, r, where)
     return out
 
 

@@ -1,7 +1,10 @@
 """Records JSONL -> the GRPO `datasets.Dataset`, and the prompt-budget filter.
 
-Columns: prompt (conversational, image placeholders), images (decoded lazily to PIL by `datasets`), and the
-columns TRL passes to reward functions: answer, answer_type, choices, precision, record_id, source."""
+Columns: prompt (conversational, image / video placeholders), images (decoded lazily to PIL by `datasets`), and the
+columns TRL passes to reward functions: answer, answer_type, choices, precision, record_id, source. When some record
+has a video, also `video`: {path (absolute), start, end, origin (file:line)} or null. Its frames are decoded per
+generation batch by the trainer (mmreason/rl/video.py), never stored in the dataset or the prompt messages (an HF
+dataset turns PIL images inside messages into {path, bytes} dicts)."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmreason.prompts import PromptSpec
-from mmreason.records import LoadReport, iter_source, seeded_subset, to_grpo_example
+from mmreason.records import LoadReport, RecordError, iter_source, seeded_subset, to_grpo_example
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +24,8 @@ class BuildReport:
     path: str
     loaded: int = 0
     skipped_bad: int = 0  # bad lines skipped by a lenient load
-    skipped_video: int = 0  # TRL 1.16 GRPO has no video inputs
+    videos: int = 0  # video records kept
+    skipped_bad_video: int = 0  # lenient: videos that do not open or have no frame in their cut
     subsampled_from: int | None = None  # pool size before the max_samples subset
     dropped_long: int = 0  # over the prompt budget
     kept: int = 0
@@ -31,7 +35,7 @@ class BuildReport:
     def summary(self) -> str:
         return (
             f"{self.path}: {self.loaded} records loaded, {self.skipped_bad} bad lines skipped, "
-            f"{self.skipped_video} video records skipped (GRPO takes images only), "
+            f"{self.videos} video records, {self.skipped_bad_video} bad videos skipped, "
             + (f"a random {self.kept + self.dropped_long} of {self.subsampled_from} used (max_samples), "
                if self.subsampled_from is not None else "")
             + f"{self.dropped_long} prompts "
@@ -67,9 +71,21 @@ def fit_images(images: list | None, processor) -> list | None:
     return out
 
 
-def prompt_length(processor, prompt: list[dict], images: list | None) -> int:
-    """Prompt tokens (image tokens included) exactly as TRL tokenizes the prompt for generation."""
+def prompt_length(processor, prompt: list[dict], images: list | None, video: dict | None = None,
+                  video_cfg=None) -> int:
+    """Prompt tokens (image tokens included) exactly as TRL tokenizes the prompt for generation; with `video`
+    (the `video` column), as the trainer encodes it (the clip decoded with `video_cfg`)."""
     from trl.data_utils import prepare_multimodal_messages
+
+    if video is not None:
+        from mmreason.rl.video import encode, load_row_media, template_messages
+        from mmreason.video.media import VideoConfig
+
+        cfg = video_cfg or VideoConfig()
+        media = load_row_media([{"images": images or [], "video": video}], cfg,
+                               lambda ims: fit_images(ims, processor))
+        text = processor.apply_chat_template(template_messages(prompt), tokenize=False, add_generation_prompt=True)
+        return len(encode(processor, [text], media).prompt_ids[0])
 
     messages = prepare_multimodal_messages(prompt, images=images or [])
     tokenized = processor.apply_chat_template(
@@ -88,11 +104,14 @@ def build_grpo_dataset(
     spec: PromptSpec | None = None,
     max_samples: int | None = None,
     seed: int = 0,
+    video_cfg=None,
 ):
     """Load records from `paths` (records JSONL files or Hugging Face datasets, like SFT's train_files), convert
-    with `to_grpo_example` (prompts built by `spec`, default PromptSpec()), drop video records, keep a seeded
-    random subset of `max_samples` (if set; `mmreason.records.seeded_subset`), then drop over-budget prompts (all
-    counted). Returns (datasets.Dataset, BuildReport)."""
+    with `to_grpo_example` (prompts built by `spec`, default PromptSpec()), keep a seeded random subset of
+    `max_samples` (if set; `mmreason.records.seeded_subset`), then drop over-budget prompts (all counted). Video
+    records get the `video` column; with `check_media` each video is opened and its cut counted first (a bad one
+    is an error naming file:line, or a counted skip when lenient). `video_cfg` (mmreason.video.media.VideoConfig)
+    decodes clips for the prompt budget. Returns (datasets.Dataset, BuildReport)."""
     from datasets import Dataset, Image, List
 
     paths = [str(paths)] if isinstance(paths, (str, os.PathLike)) else [str(p) for p in paths]
@@ -107,10 +126,14 @@ def build_grpo_dataset(
         for rec in iter_source(p, strict=not lenient, require_answer=require_answer, check_media=check_media,
                                report=load_report):
             report.loaded += 1
+            row = to_grpo_example(rec, spec=spec)
             if rec.video is not None:
-                report.skipped_video += 1
-                continue
-            rows.append(to_grpo_example(rec, spec=spec))
+                if check_media and not _video_ok(rec, video_cfg, lenient):
+                    report.skipped_bad_video += 1
+                    continue
+                row["video"] = video_column(rec)
+                report.videos += 1
+            rows.append(row)
         report.skipped_bad += len(load_report.skipped)
         if load_report.skipped:
             logger.warning(load_report.summary())
@@ -121,13 +144,15 @@ def build_grpo_dataset(
     if len(rows) < n_rows:
         report.subsampled_from = n_rows
     has_images = any(r["images"] for r in rows)
+    if any("video" in r for r in rows):
+        rows = [{**r, "video": r.get("video")} for r in rows]
     ds = Dataset.from_list(rows)
     if has_images:
         ds = ds.cast_column("images", List(Image()))
     if max_prompt_length is not None:
         if processor is None:
             raise ValueError("max_prompt_length needs the processor to count tokens")
-        lengths = _lengths(ds, processor)
+        lengths = _lengths(ds, processor, video_cfg)
         keep = [i for i, n in enumerate(lengths) if n <= max_prompt_length]
         report.dropped_long = len(ds) - len(keep)
         for i, n in enumerate(lengths):
@@ -147,10 +172,34 @@ def build_grpo_dataset(
     return ds, report
 
 
-def _lengths(ds, processor) -> list[int]:
+def _lengths(ds, processor, video_cfg=None) -> list[int]:
     from tqdm.auto import tqdm
 
+    if "video" in ds.column_names:
+        from mmreason.video.media import VideoConfig, set_video_pixels
+
+        video_cfg = video_cfg or VideoConfig()
+        set_video_pixels(processor, video_cfg.video_min_pixels, video_cfg.video_max_pixels)  # as the trainer does
     return [
-        prompt_length(processor, row["prompt"], row.get("images"))
+        prompt_length(processor, row["prompt"], row.get("images"), row.get("video"), video_cfg)
         for row in tqdm(ds, desc="counting prompt tokens", total=len(ds), disable=len(ds) < 200)
     ]
+
+
+def video_column(rec) -> dict[str, Any]:
+    """The `video` column of a record: what the trainer needs to decode its clip and to name it in errors."""
+    return {"path": str(rec.video_path().resolve()), "start": rec.video.start, "end": rec.video.end,
+            "origin": getattr(rec, "origin", "") or rec.id}
+
+
+def _video_ok(rec, video_cfg, lenient: bool) -> bool:
+    from mmreason.video.media import VideoConfig, check_record_video
+
+    try:
+        check_record_video(rec, video_cfg or VideoConfig())
+    except RecordError as e:
+        if not lenient:
+            raise
+        logger.warning("skipping %s", e)
+        return False
+    return True

@@ -4,12 +4,16 @@ generation round, and the merge of several rounds' TRL outputs into one generati
 A process's TRL output (`_generate_and_score_completions`) holds its rows of the generation batch, padded
 to that round's widths: prompts left-padded, completions right-padded, image tensors flat over the images.
 Merging takes whole groups (num_generations consecutive rows) from any round, re-pads every per-token tensor
-to the widest round and rebuilds the flat image tensors with TRL's own split/unsplit helpers."""
+to the widest round and rebuilds the flat image tensors with TRL's own split/unsplit helpers. Video rollouts
+(mmreason/rl/video.py) keep their video tensors as per-sample lists: they are taken row by row like any other
+row value (a dataset with videos encodes every batch that way, so all rounds hold the same keys)."""
 
 from __future__ import annotations
 
 import torch
 from trl.trainer.utils import split_pixel_values_by_grid, unsplit_pixel_values_by_grid
+
+from mmreason.rl.video import VIDEO_KEYS
 
 # per-token tensors [B, P] (left-padded) and [B, C] (right-padded), with their padding value
 # ("pad" = the tokenizer's pad token id)
@@ -26,7 +30,7 @@ COMPLETION_KEYS = {
 PROMPT_COMPLETION_KEYS = ("token_type_ids", "mm_token_type_ids")  # [B, P + C]: the prompt's, then zeros
 # per-row values after TRL's split_pixel_values_by_grid (lists) or [B] / [B, 1] tensors
 ROW_KEYS = ("advantages", "group_mask", "num_images", "num_tiles", "pixel_values", "image_grid_thw",
-            "image_position_ids", "pixel_attention_mask", "spatial_shapes")
+            "image_position_ids", "pixel_attention_mask", "spatial_shapes", *VIDEO_KEYS)
 SCALAR_KEYS = ("num_items_in_batch",)  # recomputed by the caller after the merge
 
 

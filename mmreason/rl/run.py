@@ -9,19 +9,21 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from mmreason.modeling import PromptArguments, deprecated
 from mmreason.prompts import save_prompt_spec
 from mmreason.records import RecordError
 from mmreason.resume import resolve_resume
+from mmreason.video.media import VideoConfig
 
 logger = logging.getLogger("mmreason.grpo")
 
 
 @dataclass
-class GRPOScriptArguments(PromptArguments):
-    """Data, prompt and reward choices of the GRPO stage (training knobs live in MMReasonGRPOConfig)."""
+class GRPOScriptArguments(PromptArguments, VideoConfig):
+    """Data, prompt and reward choices of the GRPO stage (training knobs live in MMReasonGRPOConfig); the video_*
+    fields sample and bound the frames of video records (mmreason.video.media.VideoConfig)."""
 
     train_files: list[str] = field(
         default_factory=list,
@@ -80,6 +82,7 @@ class GRPOScriptArguments(PromptArguments):
 
     def __post_init__(self):
         super().__post_init__()
+        VideoConfig.__post_init__(self)
         if self.train_file is not None:
             deprecated("train_file", "train_files")
             if self.train_file not in self.train_files:
@@ -96,6 +99,9 @@ class GRPOScriptArguments(PromptArguments):
         named = [n for n in opts if n not in self.reward_funcs]
         if named:
             raise ValueError(f"reward_options names {named}, which are not in reward_funcs {list(self.reward_funcs)}")
+
+    def video_config(self) -> VideoConfig:
+        return VideoConfig(**{f.name: getattr(self, f.name) for f in fields(VideoConfig)})
 
 
 def make_parser():
@@ -137,8 +143,12 @@ def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
 
     from mmreason.modeling import ModelLoad, load_model, load_processor, prompt_spec_callback
     from mmreason.rl.data import build_grpo_dataset
+    from mmreason.resume import CheckpointWeightsMixin
     from mmreason.rl.callbacks import CollapseWarningCallback
     from mmreason.rl.trainer import MMReasonGRPOTrainer
+
+    class ResumableGRPOTrainer(CheckpointWeightsMixin, MMReasonGRPOTrainer):
+        """Resume loads the checkpoint's weights under the model's key names (mmreason.resume)."""
 
     if not script_args.train_files:
         raise ValueError("train_files is required (records JSONL files)")
@@ -153,6 +163,7 @@ def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
         require_answer=script_args.require_answer,
         check_media=script_args.check_media,
         spec=spec,
+        video_cfg=script_args.video_config(),
     )
     train_ds, report = build_grpo_dataset(
         script_args.train_files, max_samples=script_args.max_samples, seed=training_args.seed, **data_kwargs
@@ -182,7 +193,7 @@ def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
         list(script_args.reward_funcs), training_args.num_generations, options=script_args.reward_options,
         stop_token_ids=stop_ids
     )
-    trainer = MMReasonGRPOTrainer(
+    trainer = ResumableGRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
         args=training_args,
@@ -191,8 +202,8 @@ def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
         processing_class=processor,
         peft_config=get_peft_config(model_args),
         quantization_config=load.quantization.get("quantization_config"),
-        # CollapseWarningCallback: warns when label-free (majority-vote) training collapses onto a wrong consensus
-        callbacks=[prompt_spec_callback(spec), CollapseWarningCallback()],
+        callbacks=[prompt_spec_callback(spec), CollapseWarningCallback()],  # the latter: majority-vote collapse
+        video_config=script_args.video_config(),
     )
     trainer.build_report = report
     trainer.prompt_spec = spec
@@ -204,8 +215,12 @@ def main(argv: list[str] | None = None) -> int:
 
     offline_defaults()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    parser = make_parser()
-    script_args, training_args, model_args = parser.parse_args_and_config(args=argv)
+    from mmreason.usage import check_model_path, check_output_dir, check_training_counts, parse_stage_args
+
+    script_args, training_args, model_args = parse_stage_args(make_parser(), argv, "mmreason grpo")
+    check_training_counts(training_args)
+    check_model_path(model_args.model_name_or_path, "model_name_or_path")
+    check_output_dir(training_args.output_dir, "output_dir")
     try:
         trainer = build_trainer(script_args, training_args, model_args)
         resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)

@@ -6,7 +6,11 @@ extended the way trl/experimental/gmpo does (a config subclass and overridden ho
 - `_compute_loss`: the registry's `policy_loss` (mmreason/rl/losses.py), called in `_compute_registry_loss`
   only. With cov_mode none, no dual-clip and an option the registry does not implement (loss_type sapo /
   cispo / vespo / luspo, sequence-level importance sampling, delta, off-policy mask, entropy bonus, MoE aux
-  loss), the loss is TRL's own `_compute_loss`, unchanged."""
+  loss), the loss is TRL's own `_compute_loss`, unchanged;
+- video: a batch from a dataset with a `video` column is encoded here (`_tokenize_prompts`,
+  mmreason/rl/video.py) and its videos reach generation, the old / reference log-probs, every loss path and
+  the batch split (`_get_per_token_logps_and_entropies`), which stock TRL 1.16 does not do. Image-only
+  datasets take TRL's path unchanged."""
 
 from __future__ import annotations
 
@@ -21,6 +25,14 @@ from mmreason.rl.config import MMReasonGRPOConfig
 from mmreason.rl.data import fit_images
 from mmreason.rl.losses import LossContext, covariance_stats, policy_loss
 from mmreason.rl.refill import merge_groups, refill_rows
+from mmreason.rl.video import (
+    VIDEO_COLUMN,
+    encode,
+    forward_inputs,
+    is_video_batch,
+    load_row_media,
+    template_messages,
+)
 
 GROUP_MASK = "group_mask"  # [B] float, 0 for the rows of the groups dynamic sampling keeps out of the loss
 
@@ -35,13 +47,51 @@ def zero_variance_groups(rewards: torch.Tensor, num_generations: int) -> torch.T
     return (finite.sum(dim=1) < 2) | torch.isclose(hi, lo)
 
 
+def _has_video(dataset) -> bool:
+    """A dataset (or a dict of them) with a `video` column holding at least one video."""
+    if isinstance(dataset, dict):
+        return any(_has_video(d) for d in dataset.values())
+    names = getattr(dataset, "column_names", None) or []
+    return VIDEO_COLUMN in names and any(v is not None for v in dataset[VIDEO_COLUMN])
+
+
+def _video_parts(prompt) -> bool:
+    return isinstance(prompt, list) and any(
+        isinstance(m, dict) and isinstance(m.get("content"), list)
+        and any(isinstance(p, dict) and p.get("type") == "video" for p in m["content"])
+        for m in prompt
+    )
+
+
 class MMReasonGRPOTrainer(GRPOTrainer):
     _tag_names = ["trl", "grpo", "mmreason"]
 
-    def __init__(self, model, reward_funcs, args: MMReasonGRPOConfig | None = None, **kwargs):
+    def __init__(self, model, reward_funcs, args: MMReasonGRPOConfig | None = None, video_config=None, **kwargs):
+        """`video_config`: a mmreason.video.media.VideoConfig (frame sampling and pixel bounds) for datasets with a
+        `video` column; default VideoConfig()."""
         if args is None:
             args = MMReasonGRPOConfig("mmreason-grpo")
+        has_video = any(_has_video(kwargs.get(k)) for k in ("train_dataset", "eval_dataset"))
+        if has_video and args.use_vllm:
+            raise ValueError(
+                "video GRPO needs HF generation for now: TRL 1.16's vLLM rollouts pass images only "
+                "(multi_modal_data={'image': ...}), so a video would be dropped from generation; set use_vllm: false"
+            )
         super().__init__(model, reward_funcs, args=args, **kwargs)
+        self._media = None  # the current batch's decoded images / clips, while TRL generates it
+        self._encoded = None  # ... and their processor encoding (mmreason.rl.video.Encoded)
+        self._video_forward = None  # a rollout whose videos the next log-prob pass must use (TRL's loss path)
+        self.video_config = None  # set for datasets with videos: their batches take `_generate_video_round`
+        if has_video:
+            from mmreason.video.media import VideoConfig, set_video_pixels
+
+            if self.tools or self.environment_factories is not None or self.rollout_func is not None:
+                raise ValueError("video GRPO does not support tools, environments or rollout_func")
+            self.video_config = video_config or VideoConfig()
+            # the processor must keep the frames at the size media.py resized them to (its defaults upscale)
+            set_video_pixels(self.processing_class, self.video_config.video_min_pixels,
+                             self.video_config.video_max_pixels)
+            self._suppress_video_token()
         if not isinstance(self.args, MMReasonGRPOConfig):
             raise TypeError(f"args must be a MMReasonGRPOConfig, got {type(self.args).__name__}")
         wants_registry = self.args.cov_mode != "none" or self.args.clip_ratio_c is not None
@@ -65,6 +115,20 @@ class MMReasonGRPOTrainer(GRPOTrainer):
                 raise ValueError("dynamic_sampling 'refill' draws extra prompts by index: needs a map-style train_dataset")
         self._reward_capture = None
         self._entropy_capture = None
+
+    def _suppress_video_token(self) -> None:
+        """TRL keeps the image placeholder token out of sampled completions (it would mismatch the image
+        features); the video placeholder needs the same, or a sampled <|video_pad|> breaks the loss forward
+        ("video features and video tokens do not match")."""
+        video_id = self._video_pad_token_id
+        gen = getattr(self, "generation_config", None)
+        if video_id is None or gen is None:
+            return
+        suppress = list(gen.suppress_tokens or [])
+        if video_id not in suppress:
+            suppress.append(video_id)
+        gen.suppress_tokens = suppress
+        self.generation_kwargs["suppress_tokens"] = suppress
 
     # ---------------------------------------------------------------- rollouts
 
@@ -90,14 +154,62 @@ class MMReasonGRPOTrainer(GRPOTrainer):
     def _generate_round(self, inputs, mode: str):
         """One TRL generation + scoring of `inputs` (this process's rows) -> (output, rewards_per_func gathered
         over all processes), with the rewards logged per record source."""
-        if inputs and "images" in inputs[0]:
-            inputs = [{**x, "images": fit_images(x["images"], self.processing_class)} for x in inputs]
-        with self._capture("_reward_capture") as box:
-            output = super()._generate_and_score_completions(inputs)
+        if self.video_config is None and any(_video_parts(x.get("prompt")) for x in inputs):
+            raise ValueError(
+                "a prompt holds a {'type': 'video'} part but the dataset has no `video` column: TRL 1.16 would "
+                "generate with that video and compute the loss without it. Give video records a `video` column "
+                "(mmreason.rl.data.build_grpo_dataset does) and keep the messages' video parts as placeholders"
+            )
+        if inputs and self.video_config is not None and VIDEO_COLUMN in inputs[0]:
+            with self._capture("_reward_capture") as box:
+                output = self._generate_video_round(inputs)
+        else:
+            if inputs and "images" in inputs[0]:
+                inputs = [{**x, "images": fit_images(x["images"], self.processing_class)} for x in inputs]
+            with self._capture("_reward_capture") as box:
+                output = super()._generate_and_score_completions(inputs)
         rewards = box[-1]
         if inputs and "source" in inputs[0]:
             self._log_rewards_by_source(mode, [x["source"] for x in inputs], rewards)
         return output, rewards
+
+    def _generate_video_round(self, inputs):
+        """TRL's generation + scoring of a batch from a dataset with a `video` column. TRL sees no `images`
+        column (it would build the forward inputs from images alone); `_tokenize_prompts` encodes the batch's
+        images and videos, and the log-prob passes inside TRL's call take them from there. The output carries
+        them for the loss (mmreason/rl/video.py: images flat as TRL's, videos per sample)."""
+        media = load_row_media(inputs, self.video_config, lambda ims: fit_images(ims, self.processing_class))
+        rows = [{k: v for k, v in x.items() if k != "images"} for x in inputs]
+        self._media = media
+        try:
+            output = super()._generate_and_score_completions(rows)
+            encoded = self._encoded
+        finally:
+            self._media = self._encoded = None
+        device = output["prompt_ids"].device
+        fields = encoded.rollout_fields(output["prompt_ids"].size(1), output["completion_ids"].size(1))
+        for k, v in fields.items():
+            if isinstance(v, torch.Tensor):
+                v = v.to(device)
+            elif v and isinstance(v[0], torch.Tensor):
+                v = [t.to(device) for t in v]
+            output[k] = v
+        return output
+
+    def _tokenize_prompts(self, prompts: list):
+        if self._media is None:
+            return super()._tokenize_prompts(prompts)
+        if len(prompts) != len(self._media):
+            raise RuntimeError(f"{len(prompts)} prompts for {len(self._media)} rows of media")
+        texts = [
+            self.processing_class.apply_chat_template(
+                template_messages(p), tokenize=False, add_generation_prompt=True, chat_template=self.chat_template,
+                **self.chat_template_kwargs,
+            )
+            for p in prompts
+        ]
+        self._encoded = encode(self.processing_class, texts, self._media)
+        return self._encoded.prompt_ids, None, self._encoded.generate_fields()
 
     def _generate_and_score_completions(self, inputs):
         mode = "train" if self.model.training else "eval"
@@ -215,10 +327,51 @@ class MMReasonGRPOTrainer(GRPOTrainer):
             return self._compute_trl_loss(model, inputs)
         return self._compute_registry_loss(model, inputs)
 
-    def _get_per_token_logps_and_entropies(self, *args, **kwargs):
-        logps, entropies, aux = super()._get_per_token_logps_and_entropies(*args, **kwargs)
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args,
+                                           video_inputs=None, **kwargs):
+        """TRL's pass, or, for a batch with videos, `_video_logps` over `video_inputs` (the registry loss), the
+        rollout of TRL's loss path (`_video_forward`) or the batch being generated (old / reference log-probs)."""
+        batch = video_inputs if video_inputs is not None else self._video_forward
+        if batch is None and self._encoded is not None:
+            batch = self._encoded.rollout_fields(input_ids.size(1) - logits_to_keep, logits_to_keep)
+        if batch is None:
+            logps, entropies, aux = super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
+        else:
+            if args:
+                raise TypeError("pass the log-prob options by keyword with video inputs")
+            logps, entropies, aux = self._video_logps(model, input_ids, attention_mask, logits_to_keep, batch,
+                                                      batch_size=kwargs.get("batch_size"),
+                                                      compute_entropy=kwargs.get("compute_entropy", False),
+                                                      compute_aux_loss=kwargs.get("compute_aux_loss", False))
         if self._entropy_capture is not None and kwargs.get("compute_entropy"):  # TRL's policy pass
             self._entropy_capture.append((logps.detach(), entropies.detach()))
+        return logps, entropies, aux
+
+    def _video_logps(self, model, input_ids, attention_mask, logits_to_keep, batch, batch_size=None,
+                     compute_entropy=False, compute_aux_loss=False):
+        """TRL's chunked log-prob / entropy pass with the media of rows [start, end) of `batch` in each chunk."""
+        batch_size = batch_size or input_ids.size(0)
+        all_logps, all_entropies, all_aux = [], [], []
+        for start in range(0, input_ids.size(0), batch_size):
+            end = min(start + batch_size, input_ids.size(0))
+            ids, mask = input_ids[start:end], attention_mask[start:end]
+            model_inputs = {"input_ids": ids, "attention_mask": mask,
+                            **forward_inputs(batch, start, end, device=input_ids.device)}
+            if compute_aux_loss:
+                model_inputs["output_router_logits"] = True
+            labels = ids.masked_fill(mask == 0, -100)
+            labels[:, :-logits_to_keep] = -100
+            with self.accelerator.autocast():
+                outputs = model(**model_inputs, labels=labels, fused_lm_head=True)
+            all_logps.append(outputs.log_probs[:, -logits_to_keep:])
+            if compute_entropy:
+                all_entropies.append(outputs.entropy[:, -logits_to_keep:])
+            if compute_aux_loss:
+                all_aux.append(outputs.aux_loss)
+        logps = torch.cat(all_logps, dim=0)
+        entropies = torch.cat(all_entropies, dim=0) if compute_entropy else None
+        aux = torch.stack(all_aux).mean() if compute_aux_loss else None
         return logps, entropies, aux
 
     def _compute_trl_loss(self, model, inputs):
@@ -230,7 +383,11 @@ class MMReasonGRPOTrainer(GRPOTrainer):
             tool = inputs.get("tool_mask", torch.ones_like(inputs["completion_mask"]))
             inputs = {**inputs, "tool_mask": tool * inputs[GROUP_MASK].unsqueeze(1).to(tool.dtype)}
         with self._capture("_entropy_capture") as box:
-            loss = super()._compute_loss(model, inputs)
+            self._video_forward = inputs if is_video_batch(inputs) else None
+            try:
+                loss = super()._compute_loss(model, inputs)
+            finally:
+                self._video_forward = None
         if box:
             logps, entropies = box[-1]
             self._log_entropy(inputs, entropies)
@@ -271,6 +428,7 @@ class MMReasonGRPOTrainer(GRPOTrainer):
             token_type_ids=inputs.get("token_type_ids"),
             mm_token_type_ids=inputs.get("mm_token_type_ids"),
             image_position_ids=inputs.get("image_position_ids"),
+            video_inputs=inputs if is_video_batch(inputs) else None,
         )
         old = inputs.get("old_per_token_logps")
         old = per_token_logps.detach() if old is None else old

@@ -53,6 +53,14 @@ class SFTScriptArguments(PromptArguments):
             "after skipping bad ones. The same meaning as in the GRPO stage."
         },
     )
+    max_text_chars: int | None = field(
+        default=65536,
+        metadata={
+            "help": "Drop (counted in the data report, naming the record id) an example whose text (system message, "
+            "question, choices, instruction and solution) is longer than this many characters. Checked before "
+            "tokenisation: a 1 MB question would otherwise exhaust memory inside the tokenizer. None: no limit."
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()

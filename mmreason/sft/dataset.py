@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mmreason.prompts import PromptSpec
 from mmreason.records import LoadReport, Record, RecordError, iter_source, seeded_subset, to_sft_example
+from mmreason.usage import NothingUsable, UsageError, check_count
 
 logger = logging.getLogger(__name__)
 
@@ -25,20 +26,26 @@ class DataReport:
     loaded: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
     sources: list[dict] = field(default_factory=list)
+    dropped_long: list[dict] = field(default_factory=list)  # {"id", "chars"} over max_text_chars
+    max_text_chars: int | None = None
 
     def add(self, rep: LoadReport) -> None:
         self.sources.append({"path": rep.path, "loaded": rep.loaded, "skipped": len(rep.skipped)})
         self.skipped += [{"where": e.where, "reason": e.reason} for e in rep.skipped]
 
     def summary(self) -> str:
-        lines = [f"SFT data: {self.loaded} examples, {len(self.skipped)} skipped"]
+        lines = [f"SFT data: {self.loaded} examples, {len(self.skipped)} skipped, "
+                 f"{len(self.dropped_long)} dropped over max_text_chars={self.max_text_chars}"]
         lines += [f"  skipped {s['where']}: {s['reason']}" for s in self.skipped[:20]]
         if len(self.skipped) > 20:
             lines.append(f"  ... and {len(self.skipped) - 20} more")
+        lines += [f"  dropped {d['id']}: {d['chars']} characters > max_text_chars {self.max_text_chars}"
+                  for d in self.dropped_long[:20]]
         return "\n".join(lines)
 
     def to_json(self) -> dict:
-        return {"loaded": self.loaded, "skipped": self.skipped, "sources": self.sources}
+        return {"loaded": self.loaded, "skipped": self.skipped, "sources": self.sources,
+                "dropped_long": self.dropped_long, "max_text_chars": self.max_text_chars}
 
 
 def _line_numbers(path: Path) -> dict[str, int]:
@@ -68,7 +75,8 @@ def load_sft_records(
     `RecordError` naming `file:line`. Lenient: bad records are skipped and listed in the report. `max_samples`:
     a random subset of the usable records drawn with `seed`, in file order (`mmreason.records.seeded_subset`)."""
     if not paths:
-        raise ValueError("no train_files given")
+        raise UsageError("no train_files given: --train_files FILE.jsonl [...], or train_files: [...] in the "
+                         "--config YAML")
     report = DataReport()
     out: list[Record] = []
     for spec in paths:
@@ -95,18 +103,48 @@ def load_sft_records(
     if report.skipped:
         logger.warning(report.summary())
     if not out:
-        raise ValueError(f"no usable training records in {paths}\n{report.summary()}")
+        raise NothingUsable(f"no usable training records in {paths}: {report.summary()}")
     return out, report
+
+
+def example_chars(example: dict) -> int:
+    """Characters of an SFT example's text (every message's text parts)."""
+    return sum(len(part.get("text") or "") for m in example["messages"] for part in m["content"]
+               if isinstance(part, dict))
+
+
+def drop_long(examples: list[dict], ids: list[str], max_chars: int | None, report: DataReport) -> list[dict]:
+    """Drop examples over `max_chars` characters (before tokenisation), counted in `report` with their ids."""
+    report.max_text_chars = max_chars
+    if max_chars is None:
+        return examples
+    check_count(max_chars, "max_text_chars", 1)
+    keep = []
+    for ex, rid in zip(examples, ids):
+        n = example_chars(ex)
+        if n > max_chars:
+            report.dropped_long.append({"id": rid, "chars": n})
+        else:
+            keep.append(ex)
+    if report.dropped_long:
+        report.loaded = len(keep)
+        logger.warning("dropped %d example(s) over max_text_chars=%d: %s", len(report.dropped_long), max_chars,
+                       ", ".join(f"{d['id']} ({d['chars']} chars)" for d in report.dropped_long[:5]))
+    if not keep:
+        raise NothingUsable(f"every training example is longer than max_text_chars={max_chars}: {report.summary()}")
+    return keep
 
 
 def has_video(*record_lists: list[Record]) -> bool:
     return any(r.video is not None for recs in record_lists for r in recs)
 
 
-def build_sft_dataset(records: list[Record], spec: PromptSpec | None = None, video: bool | None = None):
+def build_sft_dataset(records: list[Record], spec: PromptSpec | None = None, max_text_chars: int | None = None,
+                      report: DataReport | None = None, video: bool | None = None):
     """A `datasets.Dataset` with 'messages' (prompts built by `spec`, default: PromptSpec()) and 'images'
-    (absolute paths) columns. `video` (default: when any record has a video): the rows of the video collator
-    (`mmreason.sft.video_collator`: also 'video' and 'origin'; image and text records in the same rows)."""
+    (absolute paths) columns; examples over `max_text_chars` are dropped and counted in `report`. `video`
+    (default: when any record has a video): the rows of the video collator (`mmreason.sft.video_collator`: also
+    'video' and 'origin'; image and text records in the same rows)."""
     from datasets import Dataset
 
     spec = spec or PromptSpec()
@@ -116,6 +154,8 @@ def build_sft_dataset(records: list[Record], spec: PromptSpec | None = None, vid
         examples = [video_sft_example(rec, spec) for rec in records]
     else:
         examples = [to_sft_example(rec, spec=spec) for rec in records]
+    if max_text_chars is not None:
+        examples = drop_long(examples, [r.id for r in records], max_text_chars, report or DataReport())
     return Dataset.from_list(examples)
 
 
@@ -130,7 +170,7 @@ def check_videos(records: list[Record], cfg, lenient: bool, report: DataReport) 
         report.loaded = len(kept)
         logger.warning(report.summary())
     if not kept:
-        raise ValueError(f"no usable training records: every video is bad\n{report.summary()}")
+        raise NothingUsable(f"no usable training records: every video is bad: {report.summary()}")
     return kept
 
 

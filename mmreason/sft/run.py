@@ -17,11 +17,12 @@ from pathlib import Path
 from mmreason.modeling import ModelLoad, load_model, load_processor, prompt_spec_callback
 from mmreason.prompts import PromptSpec, save_prompt_spec
 from mmreason.records import RecordError
-from mmreason.resume import resolve_resume
+from mmreason.resume import CheckpointWeightsMixin, resolve_resume
 from mmreason.sft.config import MMSFTConfig, SFTScriptArguments
 from mmreason.sft.dataset import build_sft_dataset, check_videos, has_video, load_sft_records, split_eval
 from mmreason.sft.freeze import LANGUAGE_LORA_TARGETS, freeze_vision
 from mmreason.sft.video_collator import VideoSFTCollator
+from mmreason.usage import check_model_path, check_output_dir, check_training_counts, parse_stage_args
 from mmreason.video.media import VideoConfig
 
 logger = logging.getLogger(__name__)
@@ -62,28 +63,34 @@ def train(script_args: SFTScriptArguments, training_args: MMSFTConfig, model_arg
     paper's SFT settings)."""
     from trl import SFTTrainer
 
+    class MMSFTTrainer(CheckpointWeightsMixin, SFTTrainer):
+        """TRL's SFTTrainer; resume loads the checkpoint's weights under the model's key names."""
+
+    check_training_counts(training_args)
+    check_model_path(model_args.model_name_or_path, "model_name_or_path")
+    check_output_dir(training_args.output_dir, "output_dir")
     spec = script_args.prompt_spec(model_args.model_name_or_path, "sft")
     records, report = load_sft_records(
         script_args.train_files, script_args.lenient, script_args.max_samples, seed=training_args.seed
     )
-    eval_records = []
+    eval_records, eval_report = [], None
     if script_args.eval_file:
-        eval_records, _ = load_sft_records([script_args.eval_file], script_args.lenient)
+        eval_records, eval_report = load_sft_records([script_args.eval_file], script_args.lenient)
     video = has_video(records, eval_records)
     if video:
         video_args = video_args or VideoConfig()
         records = check_videos(records, video_args, script_args.lenient, report)
-        eval_records = check_videos(eval_records, video_args, script_args.lenient, report) if eval_records else []
-    print(report.summary())
+        eval_records = check_videos(eval_records, video_args, script_args.lenient, eval_report) if eval_records else []
     records, held_out = split_eval(records, script_args.eval_split_ratio, training_args.seed)
-    train_ds = build_sft_dataset(records, spec, video)
+    train_ds = build_sft_dataset(records, spec, script_args.max_text_chars, report, video)
+    print(report.summary())
     eval_ds = None
     if held_out:
         print(f"SFT eval split: {len(held_out)} of {len(records) + len(held_out)} records held out (eval_split_ratio "
               f"{script_args.eval_split_ratio})")
-        eval_ds = build_sft_dataset(held_out, spec, video)
+        eval_ds = build_sft_dataset(held_out, spec, script_args.max_text_chars, video=video)
     elif eval_records:
-        eval_ds = build_sft_dataset(eval_records, spec, video)
+        eval_ds = build_sft_dataset(eval_records, spec, script_args.max_text_chars, eval_report, video)
 
     model, processor = load_model_and_processor(script_args, training_args, model_args, spec)
     collator = None
@@ -92,7 +99,7 @@ def train(script_args: SFTScriptArguments, training_args: MMSFTConfig, model_arg
                                     max_length=training_args.max_length)
         training_args.remove_unused_columns = False
     resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
-    trainer = SFTTrainer(
+    trainer = MMSFTTrainer(
         model=model,
         args=training_args,
         train_dataset=train_ds,
@@ -121,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 
     offline_defaults()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    script_args, training_args, model_args, video_args = make_parser().parse_args_and_config(argv)
+    script_args, training_args, model_args, video_args = parse_stage_args(make_parser(), argv, "mmreason sft")
     try:
         train(script_args, training_args, model_args, video_args)
     except (RecordError, FileNotFoundError) as e:  # bad input data: one clear line, no traceback

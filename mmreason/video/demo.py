@@ -7,7 +7,8 @@ The SFT data are the train scenes' NEP Mix records (SFT + CFT + Distill, each wi
 the train MCQs written in FutureBench's prompt (official system prompt and user text, answered with the letter),
 so the SFT model meets the eval's format; the eval is `mmreason eval run --benchmark futurebench` (official
 prompt, video settings and letter extraction) on the held-out scenes' `test_futurebench.json`. Video GRPO is not
-in this demo yet (it is another branch's work). Every stage is the real one, in-process; a finished stage is
+in this demo yet: its recipe (configs/grpo/tiny_nep.yaml: think/answer prompt, `answer_letter` on <answer> tags)
+does not fit this SFT, which answers FutureBench's bare letter. Every stage is the real one, in-process; a finished stage is
 reused on rerun (same settings), `--fresh` starts over; step counts are fixed.
 """
 
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.time() - t0
     text = "\n".join([
         "FutureBench-style accuracy (%, official letter extraction) on the held-out synthetic clips "
-        f"(± one standard error; chance 25%); video GRPO row not run (not in this demo yet):", "",
+        f"(± one standard error; chance 25%); no video GRPO row (not in this demo yet):", "",
         table(rows), "",
         f"wall time {wall:.0f} s on this machine (SFT {sft_s:.0f} s); run folder {out}"])
     (out / "nep_demo_table.md").write_text(text + "\n")
