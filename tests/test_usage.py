@@ -58,7 +58,7 @@ def test_sft_drops_an_overlong_example_before_tokenisation(tmp_path):
 def test_sft_script_argument_default_limits_text():
     from mmreason.sft.run import make_parser
 
-    script_args, _, _ = make_parser().parse_args_and_config(["--output_dir", "x", "--model_name_or_path", "m"])
+    script_args, _, _, _ = make_parser().parse_args_and_config(["--output_dir", "x", "--model_name_or_path", "m"])
     assert script_args.max_text_chars == 65536
 
 
@@ -104,7 +104,7 @@ def test_eval_cli_rejects_a_negative_limit(tmp_path, capsys):
 def test_max_steps_minus_one_means_epochs_other_negatives_are_errors(max_steps, ok):
     from mmreason.sft.run import make_parser
 
-    _, targs, _ = make_parser().parse_args_and_config(["--output_dir", "x", "--max_steps", str(max_steps)])
+    _, targs, _, _ = make_parser().parse_args_and_config(["--output_dir", "x", "--max_steps", str(max_steps)])
     if ok:
         check_training_counts(targs)
     else:
