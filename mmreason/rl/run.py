@@ -10,6 +10,7 @@ import logging
 import sys
 from dataclasses import dataclass, field
 
+from mmreason.distributed import DistributedSetupError, check_distributed, finish_distributed
 from mmreason.records import BOXED_SUFFIX, RecordError
 from mmreason.resume import resolve_resume
 
@@ -197,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         trainer = build_trainer(script_args, training_args, model_args)
         resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
-    except (RecordError, FileNotFoundError) as e:  # bad input data: one clear line (file:line: field), no traceback
+        check_distributed(trainer, resume)
+    except (RecordError, FileNotFoundError, DistributedSetupError) as e:  # bad input data: one clear line (file:line: field), no traceback
         print(f"mmreason grpo: error: {e}", file=sys.stderr)
         return 2
     if resume:
@@ -205,5 +207,6 @@ def main(argv: list[str] | None = None) -> int:
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
     trainer.save_state()
+    finish_distributed(trainer)
     logger.warning("saved GRPO model to %s", training_args.output_dir)
     return 0

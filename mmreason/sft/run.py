@@ -12,6 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
+from mmreason.distributed import DistributedSetupError, check_distributed, finish_distributed
 from mmreason.records import RecordError
 from mmreason.resume import resolve_resume
 from mmreason.sft.config import MMSFTConfig, SFTScriptArguments
@@ -108,12 +109,14 @@ def train(script_args: SFTScriptArguments, training_args: MMSFTConfig, model_arg
         processing_class=processor,
         peft_config=peft_config_for(model_args),
     )
+    check_distributed(trainer, resume)
     if trainer.accelerator.is_main_process:
         out = Path(training_args.output_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "sft_data_report.json").write_text(json.dumps(report.to_json(), indent=1))
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)  # model (or adapter) + processor: a loadable folder
+    finish_distributed(trainer)
     if hasattr(trainer, "end"):
         trainer.end()
     return trainer
@@ -127,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     script_args, training_args, model_args = make_parser().parse_args_and_config(argv)
     try:
         train(script_args, training_args, model_args)
-    except (RecordError, FileNotFoundError) as e:  # bad input data: one clear line, no traceback
+    except (RecordError, FileNotFoundError, DistributedSetupError) as e:  # bad input data or launch: one clear line, no traceback
         print(f"mmreason sft: error: {e}", file=sys.stderr)
         return 2
     print(f"SFT done: {training_args.output_dir}")
