@@ -108,6 +108,12 @@ def _launch_errors(info: dict, env: dict) -> list[str]:
             "ACCELERATE_CONFIG=configs/accelerate/ddp_cpu.yaml, or `accelerate launch --multi_gpu --num_processes N "
             "... --use_cpu true`, or `torchrun --nproc-per-node N -m mmreason ... --use_cpu true`"
         )
+    if _truthy(env.get("ACCELERATE_USE_DEEPSPEED")) and info["distributed_type"] != "DEEPSPEED":
+        problems.append(
+            f"the launcher asked for DeepSpeed but the trainer runs {info['distributed_type']} "
+            f"({info['engine']}): accelerate switches DeepSpeed off under use_cpu. On CPU run DeepSpeed with "
+            "`--ddp_backend gloo` and without `--use_cpu` / ACCELERATE_USE_CPU (scripts/launch.sh does this)"
+        )
     if info["env_world_size"] > 1 and info["world_size"] != info["env_world_size"]:
         problems.append(
             f"the launcher started WORLD_SIZE={info['env_world_size']} processes but the trainer runs as "
