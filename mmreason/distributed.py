@@ -208,10 +208,37 @@ def has_weights(folder: str | os.PathLike) -> bool:
     return any((Path(folder) / name).is_file() for name in WEIGHT_FILES)
 
 
+def resave_canonical(folder: Path) -> None:
+    """Rewrite a saved model with the key names a save without ZeRO-3 has: transformers' 16-bit ZeRO-3 gather path
+    writes Qwen2.5-VL keys as model.model.layers.* (from_pretrained reads them back, and would save them that way
+    again; other loaders expect model.layers.*). A model built from the config saves the default names."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+    from transformers.integrations import deepspeed as hf_ds
+
+    # one process loads here: with the ZeRO-3 config still registered, from_pretrained would partition the
+    # weights across ranks (zero.Init, a collective the other ranks never join) and hang
+    registered = hf_ds._hf_deepspeed_config_weak_ref
+    hf_ds.unset_hf_deepspeed_config()
+    try:
+        loaded = AutoModelForImageTextToText.from_pretrained(folder, dtype="auto", use_safetensors=True)
+        with torch.device("meta"):
+            fresh = AutoModelForImageTextToText.from_config(loaded.config)
+        fresh.load_state_dict(loaded.state_dict(), assign=True)
+        fresh.tie_weights()
+        fresh.save_pretrained(folder)
+    finally:
+        hf_ds._hf_deepspeed_config_weak_ref = registered
+
+
 def finish_distributed(trainer) -> None:
-    """After the final save: all ranks' parameter digests must agree and the output folder must hold weights."""
+    """After the final save: all ranks' parameter digests must agree and the output folder must hold weights
+    (under ZeRO-3 re-saved with the usual key names)."""
     acc = trainer.accelerator
     out = Path(trainer.args.output_dir)
+    if acc.is_main_process and zero_config(trainer).get("stage") == 3 and not getattr(trainer.model, "peft_config", None):
+        if has_weights(out):
+            resave_canonical(out)
     if acc.num_processes > 1:
         from accelerate.utils import gather_object
 

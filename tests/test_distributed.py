@@ -30,7 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 ACC = REPO / "configs" / "accelerate"
 SFT_ARGS = ["--per_device_train_batch_size", "4", "--max_steps", "4", "--learning_rate", "1e-3", "--seed", "0",
             "--logging_steps", "1", "--save_strategy", "steps", "--save_steps", "4", "--report_to", "none",
-            "--activation_checkpointing", "false", "--dataloader_num_workers", "0"]  # fmt: skip
+            "--activation_checkpointing", "false", "--dataloader_num_workers", "0",
+            "--ddp_timeout", "180"]  # fmt: skip  (a hung collective fails in 3 min, not 30)
 
 
 def free_port() -> int:
@@ -56,15 +57,29 @@ def launch(stage: str, args: list, log: Path, config: str, **extra) -> subproces
                             stderr=subprocess.STDOUT)  # fmt: skip
 
 
-def finish(proc: subprocess.Popen, log: Path, timeout: float = 600) -> str:
+def stop(*procs: subprocess.Popen) -> None:
+    """End each launch's whole process tree (workers run in their own sessions)."""
+    import psutil
+
+    from mmreason.distributed import kill_tree
+
+    for proc in procs:
+        try:
+            root = psutil.Process(proc.pid)
+            kill_tree([root, *root.children(recursive=True)], grace=2)
+        except psutil.NoSuchProcess:
+            pass
+
+
+def finish(*runs: tuple[subprocess.Popen, Path], timeout: float = 600) -> None:
+    """Wait for launches (several: the nodes of one job) and require exit 0; on a timeout or a failure, end them all."""
+    deadline = time.monotonic() + timeout
     try:
-        rc = proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
-    text = log.read_text()
-    assert rc == 0, text[-4000:]
-    return text
+        for proc, log in runs:
+            rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+            assert rc == 0, log.read_text()[-4000:]
+    finally:
+        stop(*(proc for proc, _ in runs))
 
 
 def weights(folder: Path) -> dict:
@@ -93,7 +108,7 @@ def sft_base(tiny_model_dir, sft_data):
 def ddp_run(sft_base, tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp") / "sft"
     log = out.parent / "log.txt"
-    finish(launch("sft", [*sft_base, "--output_dir", out], log, "ddp_cpu.yaml", GPUS_PER_NODE=2), log)
+    finish((launch("sft", [*sft_base, "--output_dir", out], log, "ddp_cpu.yaml", GPUS_PER_NODE=2), log))
     return out
 
 
@@ -101,7 +116,7 @@ def ddp_run(sft_base, tmp_path_factory):
 def zero2_run(sft_base, tmp_path_factory):
     out = tmp_path_factory.mktemp("zero2") / "sft"
     log = out.parent / "log.txt"
-    finish(launch("sft", [*sft_base, "--output_dir", out], log, "deepspeed_zero2_cpu.yaml", GPUS_PER_NODE=2), log)
+    finish((launch("sft", [*sft_base, "--output_dir", out], log, "deepspeed_zero2_cpu.yaml", GPUS_PER_NODE=2), log))
     return out
 
 
@@ -115,8 +130,7 @@ def zero3_nodes_run(sft_base, tmp_path_factory):
     logs = [out.parent / f"node{r}.txt" for r in (0, 1)]
     procs = [launch("sft", [*sft_base, "--output_dir", out], log, "deepspeed_zero3_cpu.yaml", **n)
              for n, log in zip(nodes, logs)]  # fmt: skip
-    for p, log in zip(procs, logs):
-        finish(p, log)
+    finish(*zip(procs, logs))
     return out
 
 
@@ -260,8 +274,7 @@ def test_grpo_zero2_on_two_nodes_from_the_zero3_checkpoint_then_eval(zero3_nodes
     logs = [tmp_path / f"node{r}.txt" for r in (0, 1)]
     procs = [launch("grpo", args, log, "deepspeed_zero2_cpu.yaml", NNODES=2, NODE_RANK=r, MASTER_ADDR="127.0.0.1",
                     MASTER_PORT=port, GPUS_PER_NODE=1) for r, log in zip((0, 1), logs)]  # fmt: skip
-    for p, log in zip(procs, logs):
-        finish(p, log)
+    finish(*zip(procs, logs))
     got = info(out)
     assert (got["world_size"], got["num_nodes"], got["engine"]) == (2, 2, "ZeRO-2") and got["ranks_identical"]
     before, after = weights(zero3_nodes_run), weights(out)
@@ -302,8 +315,7 @@ def test_frozen_rank_ends_the_job_within_the_bound(sft_base, tmp_path):
     try:
         rc = proc.wait(timeout=120)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        stop(proc)
     elapsed = time.monotonic() - start
     assert rc == 124, log.read_text()[-3000:]
     assert elapsed < 10 + 25, elapsed  # HEARTBEAT_TIMEOUT + poll + the kill grace, with slack for a loaded machine
