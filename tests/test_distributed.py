@@ -28,7 +28,7 @@ from mmreason.distributed import (
 
 REPO = Path(__file__).resolve().parents[1]
 ACC = REPO / "configs" / "accelerate"
-SFT_ARGS = ["--per_device_train_batch_size", "4", "--max_steps", "4", "--learning_rate", "1e-3", "--seed", "0",
+SFT_ARGS = ["--per_device_train_batch_size", "4", "--max_steps", "4", "--learning_rate", "1e-4", "--seed", "0",
             "--logging_steps", "1", "--save_strategy", "steps", "--save_steps", "4", "--report_to", "none",
             "--activation_checkpointing", "false", "--dataloader_num_workers", "0",
             "--ddp_timeout", "180"]  # fmt: skip  (a hung collective fails in 3 min, not 30)
@@ -264,16 +264,21 @@ def test_grpo_zero2_on_two_nodes_from_the_zero3_checkpoint_then_eval(zero3_nodes
     """The issue's acceptance: launch.sh NNODES=2 trains GRPO with ZeRO-2 (ranks identical) from the previous
     stage's ZeRO-3 checkpoint, and `eval run` loads the result."""
     out = tmp_path / "grpo"
+    # a reward that varies inside every group (the tiny model's answers all score 0 on accuracy: no gradient)
+    (tmp_path / "dist_rewards.py").write_text(
+        "def varied(completions, **kw):\n    return [float(i % 4) for i in range(len(completions))]\n"
+    )
     args = ["--model_name_or_path", zero3_nodes_run, "--train_file", sft_data / "train.jsonl", "--output_dir", out,
-            "--reward_funcs", "accuracy", "format", "--per_device_train_batch_size", "4", "--num_generations", "4",
-            "--max_completion_length", "8", "--max_steps", "2", "--learning_rate", "1e-3", "--seed", "0",
+            "--reward_funcs", "dist_rewards.varied", "--per_device_train_batch_size", "4", "--num_generations", "4",
+            "--max_completion_length", "8", "--max_steps", "2", "--learning_rate", "1e-4", "--seed", "0",
             "--bf16", "false", "--gradient_checkpointing", "false", "--report_to", "none", "--logging_steps", "1",
             "--save_strategy", "no", "--eval_strategy", "no", "--max_prompt_length", "512",
             "--dataloader_num_workers", "0"]  # fmt: skip
     port = free_port()
     logs = [tmp_path / f"node{r}.txt" for r in (0, 1)]
     procs = [launch("grpo", args, log, "deepspeed_zero2_cpu.yaml", NNODES=2, NODE_RANK=r, MASTER_ADDR="127.0.0.1",
-                    MASTER_PORT=port, GPUS_PER_NODE=1) for r, log in zip((0, 1), logs)]  # fmt: skip
+                    MASTER_PORT=port, GPUS_PER_NODE=1, PYTHONPATH=f"{REPO}:{tmp_path}")
+             for r, log in zip((0, 1), logs)]  # fmt: skip
     finish(*zip(procs, logs))
     got = info(out)
     assert (got["world_size"], got["num_nodes"], got["engine"]) == (2, 2, "ZeRO-2") and got["ranks_identical"]
