@@ -327,3 +327,34 @@ def test_frozen_rank_ends_the_job_within_the_bound(sft_base, tmp_path):
     assert "rank1 silent for" in log.read_text()
     left = [p.pid for p in psutil.process_iter(["cmdline"]) if str(out) in " ".join(p.info["cmdline"] or [])]
     assert left == [] and not psutil.pid_exists(pid)
+
+
+@pytest.mark.slow
+def test_ddp_timeout_reaches_the_gloo_group_without_the_watchdog(sft_base, tmp_path):
+    """transformers leaves the CPU process group at 30 min; the guard sets ddp_timeout on it, so a frozen peer makes
+    the survivor's collective fail and torchrun end the job (its SIGTERM-then-SIGKILL grace is 30 s)."""
+    import psutil
+
+    beats, out, log = tmp_path / "beats", tmp_path / "o", tmp_path / "log.txt"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+           "--master-port", str(free_port()), "-m", "mmreason", "sft", *map(str, sft_base), "--output_dir", str(out),
+           "--max_steps", "100000", "--save_strategy", "no", "--use_cpu", "true", "--ddp_timeout", "10"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env(MMREASON_HEARTBEAT_DIR=beats), stdout=log.open("w"),
+                            stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not (beats / "rank1.beat").is_file():  # beats are written whenever the variable is set
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        time.sleep(2)  # into the training loop
+        pid = int((beats / "rank1.beat").read_text().split()[0])
+        os.kill(pid, signal.SIGSTOP)
+        start = time.monotonic()
+        rc = proc.wait(timeout=150)
+        elapsed = time.monotonic() - start
+    finally:
+        stop(proc)
+    assert rc != 0 and "Timed out waiting 10000ms" in log.read_text(), log.read_text()[-3000:]
+    assert elapsed < 10 + 30 + 25, elapsed  # ddp_timeout + torchrun's kill grace + its monitor, loaded-machine slack
+    left = [p.pid for p in psutil.process_iter(["cmdline"]) if str(out) in " ".join(p.info["cmdline"] or [])]
+    assert left == [] and not psutil.pid_exists(pid)
