@@ -340,6 +340,8 @@ def watch(cmd: list[str], timeout: float, poll: float = 1.0, heartbeat_dir: str 
 
     folder = Path(heartbeat_dir or tempfile.mkdtemp(prefix="mmreason-beats-"))
     folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("rank*.beat"):  # left by an earlier job killed in the same folder: not this job's ranks
+        old.unlink(missing_ok=True)
     env = dict(os.environ, **{HEARTBEAT_ENV: str(folder)})
     child = subprocess.Popen(cmd, env=env)
     root = psutil.Process(child.pid)

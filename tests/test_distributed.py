@@ -192,6 +192,9 @@ def test_watchdog_ends_a_frozen_rank_and_its_whole_tree(tmp_path, monkeypatch, c
     script = tmp_path / "beater.py"
     script.write_text(BEATER)
     monkeypatch.setenv("PYTHONPATH", str(REPO))
+    (tmp_path / "beats").mkdir()
+    (tmp_path / "beats" / "rank7.beat").write_text("1 0\n")  # an earlier job's leftover: not a rank of this one
+    os.utime(tmp_path / "beats" / "rank7.beat", (0, 0))
     start = time.monotonic()
     rc = watch([sys.executable, str(script), "0"], timeout=3, poll=0.5, heartbeat_dir=str(tmp_path / "beats"))
     elapsed = time.monotonic() - start
@@ -199,7 +202,7 @@ def test_watchdog_ends_a_frozen_rank_and_its_whole_tree(tmp_path, monkeypatch, c
     left = [p for p in psutil.process_iter(["cmdline"]) if str(script) in " ".join(p.info["cmdline"] or [])]
     assert left == []
     err = capfd.readouterr().err
-    assert "rank1 silent for" in err and "rank0 silent" not in err  # rank 0 kept beating until the end
+    assert "rank1 silent for" in err and "rank0 silent" not in err and "rank7" not in err  # rank 0 beat until the end
 
 
 # ---------------------------------------------------------------- slow: real multi-process runs
@@ -354,7 +357,9 @@ def test_ddp_timeout_reaches_the_gloo_group_without_the_watchdog(sft_base, tmp_p
         elapsed = time.monotonic() - start
     finally:
         stop(proc)
-    assert rc != 0 and "Timed out waiting 10000ms" in log.read_text(), log.read_text()[-3000:]
-    assert elapsed < 10 + 30 + 25, elapsed  # ddp_timeout + torchrun's kill grace + its monitor, loaded-machine slack
+    text = log.read_text()
+    # gloo words it either way, depending on where the survivor waits (a send, or a pair it reads from)
+    assert rc != 0 and ("Timed out waiting 10000ms" in text or "Application timeout" in text), text[-3000:]
+    assert elapsed < 10 + 30 + 45, elapsed  # ddp_timeout + torchrun's kill grace + its monitor, loaded-machine slack
     left = [p.pid for p in psutil.process_iter(["cmdline"]) if str(out) in " ".join(p.info["cmdline"] or [])]
     assert left == [] and not psutil.pid_exists(pid)
