@@ -267,14 +267,18 @@ def start_heartbeat(folder: str, rank: int, interval: float = HEARTBEAT_INTERVAL
     path.parent.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
 
+    tmp = path.with_suffix(".tmp")
+
     def beat():
         while not stop.is_set():
-            path.write_text(f"{os.getpid()} {time.time():.3f}\n")
+            tmp.write_text(f"{os.getpid()} {time.time():.3f}\n")
+            os.replace(tmp, path)  # readers never see a half-written file
             stop.wait(interval)
 
     def done():
         stop.set()
         path.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
     thread = threading.Thread(target=beat, name="mmreason-heartbeat", daemon=True)
     thread.start()

@@ -312,15 +312,15 @@ def test_frozen_rank_ends_the_job_within_the_bound(sft_base, tmp_path):
     args = [*sft_base, "--output_dir", out, "--max_steps", "100000", "--save_strategy", "no"]
     proc = launch("sft", args, log, "ddp_cpu.yaml", GPUS_PER_NODE=2, HEARTBEAT_TIMEOUT=10,
                   MMREASON_HEARTBEAT_DIR=beats)  # fmt: skip
-    deadline = time.monotonic() + 300
-    while not (beats / "rank1.beat").is_file() or not (beats / "rank0.beat").is_file():
-        assert proc.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, "ranks never started beating"
-        time.sleep(0.5)
-    pid = int((beats / "rank1.beat").read_text().split()[0])
-    os.kill(pid, signal.SIGSTOP)
-    start = time.monotonic()
     try:
+        deadline = time.monotonic() + 300
+        while not (beats / "rank1.beat").is_file() or not (beats / "rank0.beat").is_file():
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "ranks never started beating"
+            time.sleep(0.5)
+        pid = int((beats / "rank1.beat").read_text().split()[0])
+        os.kill(pid, signal.SIGSTOP)
+        start = time.monotonic()
         rc = proc.wait(timeout=120)
     finally:
         stop(proc)

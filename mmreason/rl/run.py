@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         trainer = build_trainer(script_args, training_args, model_args)
         resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
         check_distributed(trainer, resume)
-    except (RecordError, FileNotFoundError, DistributedSetupError) as e:  # bad input data: one clear line (file:line: field), no traceback
+    except (RecordError, FileNotFoundError, DistributedSetupError) as e:  # bad data or launch: one clear line
         print(f"mmreason grpo: error: {e}", file=sys.stderr)
         return 2
     if resume:

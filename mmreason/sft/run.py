@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     script_args, training_args, model_args = make_parser().parse_args_and_config(argv)
     try:
         train(script_args, training_args, model_args)
-    except (RecordError, FileNotFoundError, DistributedSetupError) as e:  # bad input data or launch: one clear line, no traceback
+    except (RecordError, FileNotFoundError, DistributedSetupError) as e:  # bad data or launch: one clear line
         print(f"mmreason sft: error: {e}", file=sys.stderr)
         return 2
     print(f"SFT done: {training_args.output_dir}")
