@@ -20,6 +20,15 @@ EMBEDDED_SFT = --model_name_or_path $(RUNS)/base_model --train_files $(RUNS)/dat
 EMBEDDED_GRPO = --model_name_or_path $(RUNS)/sft --train_files $(RUNS)/data/train.jsonl --eval_file $(RUNS)/data/test.jsonl \
   --output_dir $(RUNS)/grpo
 
+# NPROC=N and/or ACCELERATE_CONFIG=configs/accelerate/<name>.yaml: run sft/grpo as N processes through
+# scripts/launch.sh (DeepSpeed ZeRO-2 by default; the *_cpu.yaml configs without a GPU). Without them: one process.
+NPROC ?=
+ACCELERATE_CONFIG ?=
+RUN_STAGE = $(if $(NPROC)$(ACCELERATE_CONFIG),PYTHON=$(PY) $(if $(NPROC),GPUS_PER_NODE=$(NPROC)) \
+  $(if $(ACCELERATE_CONFIG),ACCELERATE_CONFIG=$(ACCELERATE_CONFIG)) scripts/launch.sh,$(MM))
+# A stage's output is usable when it holds weights (a ZeRO-3 run without 16-bit save writes config.json only).
+HAS_WEIGHTS = [ -f $(1)/model.safetensors ] || [ -f $(1)/model.safetensors.index.json ]
+
 .PHONY: setup venv-path demo nep-demo papers test bench test-gpu-pins data data-build embedded sft grpo grpo-unsupervised eval plot clean
 
 setup: $(VENV_REAL)/.complete
@@ -93,15 +102,15 @@ embedded: setup
 	$(MM) demo --out $(RUNS) --prepare-only
 
 sft: setup $(if $(CONFIG),,embedded)
-	$(MM) sft --config $(or $(CONFIG),configs/sft/tiny_demo.yaml $(EMBEDDED_SFT)) $(ARGS)
+	$(RUN_STAGE) sft --config $(or $(CONFIG),configs/sft/tiny_demo.yaml $(EMBEDDED_SFT)) $(ARGS)
 
 grpo: setup
-	@[ -n "$(CONFIG)" ] || [ -f $(RUNS)/sft/config.json ] || { echo "no SFT checkpoint in $(RUNS)/sft: run 'make sft' first (or give CONFIG=...)"; exit 2; }
-	$(MM) grpo --config $(or $(CONFIG),configs/grpo/tiny_demo.yaml $(EMBEDDED_GRPO)) $(ARGS)
+	@[ -n "$(CONFIG)" ] || $(call HAS_WEIGHTS,$(RUNS)/sft) || { echo "no SFT weights in $(RUNS)/sft: run 'make sft' first (or give CONFIG=...)"; exit 2; }
+	$(RUN_STAGE) grpo --config $(or $(CONFIG),configs/grpo/tiny_demo.yaml $(EMBEDDED_GRPO)) $(ARGS)
 
 grpo-unsupervised: setup
-	@[ -f $(RUNS)/sft/config.json ] || { echo "no SFT checkpoint in $(RUNS)/sft: run 'make sft' first"; exit 2; }
-	$(MM) grpo --config configs/grpo/tiny_unsupervised.yaml --model_name_or_path $(RUNS)/sft \
+	@$(call HAS_WEIGHTS,$(RUNS)/sft) || { echo "no SFT weights in $(RUNS)/sft: run 'make sft' first"; exit 2; }
+	$(RUN_STAGE) grpo --config configs/grpo/tiny_unsupervised.yaml --model_name_or_path $(RUNS)/sft \
 	  --train_files $(RUNS)/data/train.jsonl --output_dir $(RUNS)/grpo_unsupervised $(ARGS)
 
 eval: setup

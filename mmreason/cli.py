@@ -17,6 +17,7 @@ COMMANDS = {
     "nep": ("mmreason.video.cli", "main", "video next-event prediction: synthetic clips (synth), V1-33K records (build), the CPU demo (demo)"),
     "sft": ("mmreason.sft.run", "main", "cold-start SFT stage (TRL SFTTrainer)"),
     "grpo": ("mmreason.rl.run", "main", "GRPO stage with verifiable rewards and entropy-aware losses"),
+    "export": ("mmreason.export", "main", "consolidate a sharded DeepSpeed checkpoint into a loadable HF folder"),
     "eval": ("mmreason.eval.cli", "main", "generate and score: synthetic records, MathVista, We-Math, FutureBench"),
     "plot": ("mmreason.rl.plot", "main", "entropy / reward / covariance curves and the entropy-performance fit"),
     "demo": ("mmreason.demo", "main", "the embedded end-to-end demo (tiny model, synthetic tasks, CPU)"),

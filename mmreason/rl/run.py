@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from mmreason.modeling import PromptArguments, deprecated
 from mmreason.prompts import save_prompt_spec
 from mmreason.records import RecordError
+from mmreason.distributed import DistributedSetupError, check_distributed, finish_distributed
 from mmreason.resume import resolve_resume
 from mmreason.video.media import VideoConfig
 
@@ -224,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         trainer = build_trainer(script_args, training_args, model_args)
         resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
-    except (RecordError, FileNotFoundError) as e:  # bad input data: one clear line (file:line: field), no traceback
+        check_distributed(trainer, resume)
+    except (RecordError, FileNotFoundError, DistributedSetupError) as e:  # bad data or launch: one clear line
         print(f"mmreason grpo: error: {e}", file=sys.stderr)
         return 2
     if resume:
@@ -234,5 +236,6 @@ def main(argv: list[str] | None = None) -> int:
     trainer.save_state()
     if training_args.should_save:
         save_prompt_spec(training_args.output_dir, trainer.prompt_spec)
+    finish_distributed(trainer)
     logger.warning("saved GRPO model to %s", training_args.output_dir)
     return 0

@@ -14,6 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
+from mmreason.distributed import DistributedSetupError, check_distributed, finish_distributed
 from mmreason.modeling import ModelLoad, load_model, load_processor, prompt_spec_callback
 from mmreason.prompts import PromptSpec, save_prompt_spec
 from mmreason.records import RecordError
@@ -110,6 +111,7 @@ def train(script_args: SFTScriptArguments, training_args: MMSFTConfig, model_arg
         callbacks=[prompt_spec_callback(spec)],
     )
     trainer.prompt_spec = spec
+    check_distributed(trainer, resume)
     if trainer.accelerator.is_main_process:
         out = Path(training_args.output_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -118,6 +120,7 @@ def train(script_args: SFTScriptArguments, training_args: MMSFTConfig, model_arg
     trainer.save_model(training_args.output_dir)  # model (or adapter) + processor: a loadable folder
     if training_args.should_save:
         save_prompt_spec(training_args.output_dir, spec)
+    finish_distributed(trainer)
     if hasattr(trainer, "end"):
         trainer.end()
     return trainer
@@ -131,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     script_args, training_args, model_args, video_args = parse_stage_args(make_parser(), argv, "mmreason sft")
     try:
         train(script_args, training_args, model_args, video_args)
-    except (RecordError, FileNotFoundError) as e:  # bad input data: one clear line, no traceback
+    except (RecordError, FileNotFoundError, DistributedSetupError) as e:  # bad data or launch: one clear line
         print(f"mmreason sft: error: {e}", file=sys.stderr)
         return 2
     print(f"SFT done: {training_args.output_dir}")

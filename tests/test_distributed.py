@@ -1,0 +1,365 @@
+"""Multi-process training on CPU (gloo): the launch files really start 2 synchronised processes with the engine
+asked for (DDP, ZeRO-2, ZeRO-3; one node and two simulated nodes on 127.0.0.1); DDP equals the
+accumulation-equivalent single process bit for bit and ZeRO within 1e-6 of DDP; the checkpoints load in the next
+stage; the silent launches stop at the guard; a frozen rank ends the whole job within the documented bound.
+
+The multi-process runs are module fixtures shared by the tests that read them (one run per configuration, the
+slow part). The first DeepSpeed run JIT-builds an op (~2.5 min cold) into ~/.cache/mmreason/torch_extensions."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mmreason.distributed import (
+    _launch_errors,
+    _resume_errors,
+    checkpoint_world_size,
+    watch,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+ACC = REPO / "configs" / "accelerate"
+SFT_ARGS = ["--per_device_train_batch_size", "4", "--max_steps", "4", "--learning_rate", "1e-4", "--seed", "0",
+            "--logging_steps", "1", "--save_strategy", "steps", "--save_steps", "4", "--report_to", "none",
+            "--activation_checkpointing", "false", "--dataloader_num_workers", "0",
+            "--ddp_timeout", "180"]  # fmt: skip  (a hung collective fails in 3 min, not 30)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env(**extra) -> dict:
+    e = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", PYTHON=sys.executable, USE_CPU="1",
+             MMREASON_OFFLINE="1", TOKENIZERS_PARALLELISM="false")  # fmt: skip
+    e.setdefault("TORCH_EXTENSIONS_DIR", str(Path.home() / ".cache" / "mmreason" / "torch_extensions"))
+    for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "ACCELERATE_USE_CPU"):
+        e.pop(k, None)
+    e.update({k: str(v) for k, v in extra.items()})
+    return e
+
+
+def launch(stage: str, args: list, log: Path, config: str, **extra) -> subprocess.Popen:
+    extra.setdefault("MASTER_PORT", free_port())
+    cmd = ["bash", str(REPO / "scripts" / "launch.sh"), stage, *map(str, args)]
+    return subprocess.Popen(cmd, cwd=REPO, env=env(ACCELERATE_CONFIG=ACC / config, **extra), stdout=log.open("w"),
+                            stderr=subprocess.STDOUT)  # fmt: skip
+
+
+def stop(*procs: subprocess.Popen) -> None:
+    """End each launch's whole process tree (workers run in their own sessions)."""
+    import psutil
+
+    from mmreason.distributed import kill_tree
+
+    for proc in procs:
+        try:
+            root = psutil.Process(proc.pid)
+            kill_tree([root, *root.children(recursive=True)], grace=2)
+        except psutil.NoSuchProcess:
+            pass
+
+
+def finish(*runs: tuple[subprocess.Popen, Path], timeout: float = 600) -> None:
+    """Wait for launches (several: the nodes of one job) and require exit 0; on a timeout or a failure, end them all."""
+    deadline = time.monotonic() + timeout
+    try:
+        for proc, log in runs:
+            rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+            assert rc == 0, log.read_text()[-4000:]
+    finally:
+        stop(*(proc for proc, _ in runs))
+
+
+def weights(folder: Path) -> dict:
+    return load_file(folder / "model.safetensors")
+
+
+def info(folder: Path) -> dict:
+    return json.loads((folder / "distributed.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def sft_data(tmp_path_factory):
+    from mmreason.data.synth import synthesize
+
+    out = tmp_path_factory.mktemp("dist_data")
+    synthesize(out, n_train=48, n_test=4, seed=0, tasks=["count", "bars", "color"], difficulty="easy", progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def sft_base(tiny_model_dir, sft_data):
+    return ["--model_name_or_path", tiny_model_dir, "--train_files", sft_data / "train.jsonl", *SFT_ARGS]
+
+
+@pytest.fixture(scope="module")
+def ddp_run(sft_base, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp") / "sft"
+    log = out.parent / "log.txt"
+    finish((launch("sft", [*sft_base, "--output_dir", out], log, "ddp_cpu.yaml", GPUS_PER_NODE=2), log))
+    return out
+
+
+@pytest.fixture(scope="module")
+def zero2_run(sft_base, tmp_path_factory):
+    out = tmp_path_factory.mktemp("zero2") / "sft"
+    log = out.parent / "log.txt"
+    finish((launch("sft", [*sft_base, "--output_dir", out], log, "deepspeed_zero2_cpu.yaml", GPUS_PER_NODE=2), log))
+    return out
+
+
+@pytest.fixture(scope="module")
+def zero3_nodes_run(sft_base, tmp_path_factory):
+    """ZeRO-3 on two simulated nodes: two launch.sh processes (node ranks 0 and 1) on 127.0.0.1, one output folder
+    (the shared filesystem)."""
+    out = tmp_path_factory.mktemp("zero3_nodes") / "sft"
+    port = free_port()
+    nodes = [dict(NNODES=2, NODE_RANK=r, MASTER_ADDR="127.0.0.1", MASTER_PORT=port, GPUS_PER_NODE=1) for r in (0, 1)]
+    logs = [out.parent / f"node{r}.txt" for r in (0, 1)]
+    procs = [launch("sft", [*sft_base, "--output_dir", out], log, "deepspeed_zero3_cpu.yaml", **n)
+             for n, log in zip(nodes, logs)]  # fmt: skip
+    finish(*zip(procs, logs))
+    return out
+
+
+# ---------------------------------------------------------------- fast: the guard's rules, resume, watchdog
+
+
+def _info(**kw):
+    base = dict(world_size=2, env_world_size=2, distributed_type="MULTI_CPU", engine="DDP")
+    return base | kw
+
+
+def test_guard_names_each_silent_launch():
+    # accelerate launch --cpu --num_processes 2: one process, MASTER_ADDR set, no WORLD_SIZE
+    single = _launch_errors(_info(world_size=1, env_world_size=1, distributed_type="NO", engine="single"),
+                            {"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "127.0.0.1"})  # fmt: skip
+    assert len(single) == 1 and "started one" in single[0] and "--use_cpu true" in single[0]
+    # --multi_gpu without --use_cpu: two processes, each alone
+    alone = _launch_errors(_info(world_size=1, distributed_type="NO", engine="single"), {"WORLD_SIZE": "2"})
+    assert len(alone) == 1 and "WORLD_SIZE=2" in alone[0] and "--use_cpu true" in alone[0]
+    # torchrun --ddp_backend gloo without --use_cpu: a process group, no gradient sync
+    nosync = _launch_errors(_info(distributed_type="NO", engine="single"), {"WORLD_SIZE": "2"})
+    assert len(nosync) == 1 and "never synchronised" in nosync[0]
+    # a DeepSpeed config with --use_cpu true: accelerate quietly runs DDP
+    dropped = _launch_errors(_info(), {"WORLD_SIZE": "2", "ACCELERATE_USE_DEEPSPEED": "true"})
+    assert len(dropped) == 1 and "--ddp_backend gloo" in dropped[0]
+    assert _launch_errors(_info(), {"WORLD_SIZE": "2"}) == []
+    assert _launch_errors(_info(world_size=1, env_world_size=1, distributed_type="NO", engine="single"), {}) == []
+
+
+def test_resume_world_size_from_rng_files(tmp_path):
+    assert checkpoint_world_size(tmp_path) is None
+    (tmp_path / "rng_state.pth").touch()
+    assert checkpoint_world_size(tmp_path) == 1
+    for r in (0, 1):
+        (tmp_path / f"rng_state_{r}.pth").touch()
+    assert checkpoint_world_size(tmp_path) == 2
+    (msg,) = _resume_errors({"world_size": 1}, str(tmp_path))
+    assert "written by 2 process(es)" in msg and "this run has 1" in msg
+    assert _resume_errors({"world_size": 2}, str(tmp_path)) == [] and _resume_errors({"world_size": 1}, None) == []
+
+
+BEATER = """
+import os, signal, subprocess, sys, time
+from mmreason.distributed import start_heartbeat
+rank = int(sys.argv[1])
+if rank == 0:  # the "launcher": a worker in its own session, as torchrun starts them
+    subprocess.Popen([sys.executable, __file__, "1"], start_new_session=True)
+start_heartbeat(os.environ["MMREASON_HEARTBEAT_DIR"], rank, interval=0.5)
+time.sleep(2)
+if rank == 1:
+    os.kill(os.getpid(), signal.SIGSTOP)  # frozen
+time.sleep(600)
+"""
+
+
+def test_watchdog_ends_a_frozen_rank_and_its_whole_tree(tmp_path, monkeypatch, capfd):
+    import psutil
+
+    script = tmp_path / "beater.py"
+    script.write_text(BEATER)
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    (tmp_path / "beats").mkdir()
+    (tmp_path / "beats" / "rank7.beat").write_text("1 0\n")  # an earlier job's leftover: not a rank of this one
+    os.utime(tmp_path / "beats" / "rank7.beat", (0, 0))
+    start = time.monotonic()
+    rc = watch([sys.executable, str(script), "0"], timeout=3, poll=0.5, heartbeat_dir=str(tmp_path / "beats"))
+    elapsed = time.monotonic() - start
+    assert rc == 124 and elapsed < 20
+    left = [p for p in psutil.process_iter(["cmdline"]) if str(script) in " ".join(p.info["cmdline"] or [])]
+    assert left == []
+    err = capfd.readouterr().err
+    assert "rank1 silent for" in err and "rank0 silent" not in err and "rank7" not in err  # rank 0 beat until the end
+
+
+# ---------------------------------------------------------------- slow: real multi-process runs
+
+
+@pytest.mark.slow
+def test_ddp_is_two_synced_processes_equal_to_accumulation(ddp_run, sft_base, tmp_path):
+    got = info(ddp_run)
+    assert (got["world_size"], got["engine"], got["backend"], got["distributed_type"]) == (2, "DDP", "gloo", "MULTI_CPU")
+    assert got["ranks_identical"] and len(got["rank_parameter_sha256"]) == 2
+    single = tmp_path / "single"
+    cmd = [sys.executable, "-m", "mmreason", "sft", *map(str, sft_base), "--gradient_accumulation_steps", "2",
+           "--save_strategy", "no", "--output_dir", str(single)]  # fmt: skip
+    res = subprocess.run(cmd, cwd=REPO, env=env(), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert info(single)["world_size"] == 1 and info(single)["engine"] == "single"
+    a, b = weights(ddp_run), weights(single)
+    assert a.keys() == b.keys()
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+    assert not torch.equal(a["lm_head.weight"], weights(Path(sft_base[1]))["lm_head.weight"])  # it trained
+
+
+@pytest.mark.slow
+def test_zero2_is_two_processes_within_1e6_of_ddp_and_exports(zero2_run, ddp_run, tmp_path):
+    got = info(zero2_run)
+    assert (got["world_size"], got["engine"], got["distributed_type"], got["zero_stage"]) == (2, "ZeRO-2", "DEEPSPEED", 2)
+    assert got["ranks_identical"]
+    a, b = weights(zero2_run), weights(ddp_run)
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
+    # the sharded checkpoint-4 (global_step4/) consolidates to the weights the final save wrote
+    ckpt = zero2_run / "checkpoint-4"
+    assert (ckpt / "latest").is_file()
+    res = subprocess.run([sys.executable, "-m", "mmreason", "export", str(ckpt), str(tmp_path / "exp")], cwd=REPO,
+                         env=env(), capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    exported = weights(tmp_path / "exp")
+    assert exported.keys() == a.keys() and all(torch.equal(exported[k], a[k]) for k in a)
+    assert (tmp_path / "exp" / "config.json").is_file() and (tmp_path / "exp" / "processor_config.json").is_file()
+
+
+@pytest.mark.slow
+def test_resume_on_another_world_size_names_the_original(zero2_run, sft_base, tmp_path):
+    cmd = [sys.executable, "-m", "mmreason", "sft", *map(str, sft_base), "--output_dir", str(tmp_path / "o"),
+           "--resume_from_checkpoint", str(zero2_run / "checkpoint-4"), "--max_steps", "5"]  # fmt: skip
+    res = subprocess.run(cmd, cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2
+    assert "written by 2 process(es) but this run has 1" in res.stderr
+
+
+@pytest.mark.slow
+def test_zero3_on_two_nodes_within_1e6_of_ddp_with_a_loadable_checkpoint(zero3_nodes_run, ddp_run):
+    got = info(zero3_nodes_run)
+    assert (got["world_size"], got["num_nodes"], got["engine"], got["gather_16bit_on_save"]) == (2, 2, "ZeRO-3", True)
+    assert got["ranks_identical"]
+    a, b = weights(zero3_nodes_run), weights(ddp_run)
+    assert a.keys() == b.keys() and max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
+    assert (zero3_nodes_run / "config.json").is_file() and (zero3_nodes_run / "processor_config.json").is_file()
+
+
+@pytest.mark.slow
+def test_grpo_zero2_on_two_nodes_from_the_zero3_checkpoint_then_eval(zero3_nodes_run, sft_data, tmp_path):
+    """The issue's acceptance: launch.sh NNODES=2 trains GRPO with ZeRO-2 (ranks identical) from the previous
+    stage's ZeRO-3 checkpoint, and `eval run` loads the result."""
+    out = tmp_path / "grpo"
+    # a reward that varies inside every group (the tiny model's answers all score 0 on accuracy: no gradient)
+    (tmp_path / "dist_rewards.py").write_text(
+        "def varied(completions, **kw):\n    return [float(i % 4) for i in range(len(completions))]\n"
+    )
+    args = ["--model_name_or_path", zero3_nodes_run, "--train_file", sft_data / "train.jsonl", "--output_dir", out,
+            "--reward_funcs", "dist_rewards.varied", "--per_device_train_batch_size", "4", "--num_generations", "4",
+            "--max_completion_length", "8", "--max_steps", "2", "--learning_rate", "1e-4", "--seed", "0",
+            "--bf16", "false", "--gradient_checkpointing", "false", "--report_to", "none", "--logging_steps", "1",
+            "--save_strategy", "no", "--eval_strategy", "no", "--max_prompt_length", "512",
+            "--dataloader_num_workers", "0"]  # fmt: skip
+    port = free_port()
+    logs = [tmp_path / f"node{r}.txt" for r in (0, 1)]
+    procs = [launch("grpo", args, log, "deepspeed_zero2_cpu.yaml", NNODES=2, NODE_RANK=r, MASTER_ADDR="127.0.0.1",
+                    MASTER_PORT=port, GPUS_PER_NODE=1, PYTHONPATH=f"{REPO}:{tmp_path}")
+             for r, log in zip((0, 1), logs)]  # fmt: skip
+    finish(*zip(procs, logs))
+    got = info(out)
+    assert (got["world_size"], got["num_nodes"], got["engine"]) == (2, 2, "ZeRO-2") and got["ranks_identical"]
+    before, after = weights(zero3_nodes_run), weights(out)
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # GRPO moved the weights
+    cmd = [sys.executable, "-m", "mmreason", "eval", "run", "--model", str(out), "--benchmark",
+           str(sft_data / "test.jsonl"), "--output-dir", str(tmp_path / "eval"), "--max-new-tokens", "8",
+           "--no-progress"]  # fmt: skip
+    res = subprocess.run(cmd, cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_silent_single_process_launch_fails_at_the_guard(sft_base, tmp_path):
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--main_process_port",
+           str(free_port()), "-m", "mmreason", "sft", *map(str, sft_base), "--output_dir", str(tmp_path / "o")]  # fmt: skip
+    res = subprocess.run(cmd, cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode != 0
+    assert "the launcher was asked for several processes but started one" in res.stderr
+    assert not (tmp_path / "o" / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_frozen_rank_ends_the_job_within_the_bound(sft_base, tmp_path):
+    import psutil
+
+    beats, out, log = tmp_path / "beats", tmp_path / "o", tmp_path / "log.txt"
+    args = [*sft_base, "--output_dir", out, "--max_steps", "100000", "--save_strategy", "no"]
+    proc = launch("sft", args, log, "ddp_cpu.yaml", GPUS_PER_NODE=2, HEARTBEAT_TIMEOUT=10,
+                  MMREASON_HEARTBEAT_DIR=beats)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not (beats / "rank1.beat").is_file() or not (beats / "rank0.beat").is_file():
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "ranks never started beating"
+            time.sleep(0.5)
+        pid = int((beats / "rank1.beat").read_text().split()[0])
+        os.kill(pid, signal.SIGSTOP)
+        start = time.monotonic()
+        rc = proc.wait(timeout=120)
+    finally:
+        stop(proc)
+    elapsed = time.monotonic() - start
+    assert rc == 124, log.read_text()[-3000:]
+    assert elapsed < 10 + 25, elapsed  # HEARTBEAT_TIMEOUT + poll + the kill grace, with slack for a loaded machine
+    assert "rank1 silent for" in log.read_text()
+    left = [p.pid for p in psutil.process_iter(["cmdline"]) if str(out) in " ".join(p.info["cmdline"] or [])]
+    assert left == [] and not psutil.pid_exists(pid)
+
+
+@pytest.mark.slow
+def test_ddp_timeout_reaches_the_gloo_group_without_the_watchdog(sft_base, tmp_path):
+    """transformers leaves the CPU process group at 30 min; the guard sets ddp_timeout on it, so a frozen peer makes
+    the survivor's collective fail and torchrun end the job (its SIGTERM-then-SIGKILL grace is 30 s)."""
+    import psutil
+
+    beats, out, log = tmp_path / "beats", tmp_path / "o", tmp_path / "log.txt"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+           "--master-port", str(free_port()), "-m", "mmreason", "sft", *map(str, sft_base), "--output_dir", str(out),
+           "--max_steps", "100000", "--save_strategy", "no", "--use_cpu", "true", "--ddp_timeout", "10"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env(MMREASON_HEARTBEAT_DIR=beats), stdout=log.open("w"),
+                            stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while not (beats / "rank1.beat").is_file():  # beats are written whenever the variable is set
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        time.sleep(2)  # into the training loop
+        pid = int((beats / "rank1.beat").read_text().split()[0])
+        os.kill(pid, signal.SIGSTOP)
+        start = time.monotonic()
+        rc = proc.wait(timeout=150)
+        elapsed = time.monotonic() - start
+    finally:
+        stop(proc)
+    text = log.read_text()
+    # gloo words it either way, depending on where the survivor waits (a send, or a pair it reads from)
+    assert rc != 0 and ("Timed out waiting 10000ms" in text or "Application timeout" in text), text[-3000:]
+    assert elapsed < 10 + 30 + 45, elapsed  # ddp_timeout + torchrun's kill grace + its monitor, loaded-machine slack
+    left = [p.pid for p in psutil.process_iter(["cmdline"]) if str(out) in " ".join(p.info["cmdline"] or [])]
+    assert left == [] and not psutil.pid_exists(pid)
