@@ -9,7 +9,6 @@ slow part). The first DeepSpeed run JIT-builds an op (~2.5 min cold) into ~/.cac
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from ports import free_port
 from safetensors.torch import load_file
 
 from mmreason.distributed import (
@@ -32,12 +32,6 @@ SFT_ARGS = ["--per_device_train_batch_size", "4", "--max_steps", "4", "--learnin
             "--logging_steps", "1", "--save_strategy", "steps", "--save_steps", "4", "--report_to", "none",
             "--activation_checkpointing", "false", "--dataloader_num_workers", "0",
             "--ddp_timeout", "180"]  # fmt: skip  (a hung collective fails in 3 min, not 30)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def env(**extra) -> dict:

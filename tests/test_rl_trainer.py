@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from ports import free_port
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -492,7 +493,7 @@ def test_refill_keeps_processes_in_step(tiny_model_dir, records_file, tmp_path):
     out = tmp_path / "view"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29561",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
          str(REPO / "tests/refill_worker.py"), str(tiny_model_dir), str(records_file), str(out)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from ports import free_port
 import torch
 from video_fixtures import write_coded_mp4
 
@@ -536,7 +537,7 @@ def test_video_grpo_trains_in_step_on_two_processes(tiny_model_dir, data_dir, tm
     out = tmp_path / "view"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29563",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
          str(REPO / "tests/video_grpo_worker.py"), str(tiny_model_dir), str(data_dir / "mixed.jsonl"), str(out)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
