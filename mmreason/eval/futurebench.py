@@ -258,26 +258,6 @@ def load_annotations(path: str | Path) -> list[dict[str, Any]]:
     return docs
 
 
-def read_predictions(path: str | Path) -> dict[str, str]:
-    """Predictions JSONL ({"id", "response"} per line) -> id -> response (ids compared as strings)."""
-    path = Path(path)
-    out: dict[str, str] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise FutureBenchError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
-        if not isinstance(r, dict) or "id" not in r or "response" not in r:
-            raise FutureBenchError(f"{path}:{lineno}: a prediction needs 'id' and 'response'")
-        rid = str(r["id"])
-        if rid in out:
-            raise FutureBenchError(f"{path}:{lineno}: duplicate prediction for id {rid!r}")
-        out[rid] = r["response"]
-    return out
-
-
 # ---------------------------------------------------------------- scoring
 
 
