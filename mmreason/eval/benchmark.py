@@ -20,13 +20,13 @@ import importlib
 import importlib.util
 import logging
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from mmreason.eval.report import table
 from mmreason.eval.spec import BenchmarkSpec
+from mmreason.plugins import import_file
 
 logger = logging.getLogger(__name__)
 
@@ -312,17 +312,7 @@ def _from_file(path: Path, cls_name: str, where: str) -> type:
     path = path.resolve()
     if not path.is_file():
         raise FileNotFoundError(f"{where}: benchmark plugin file not found: {path}")
-    mod_name = f"mmreason_benchmark_plugin_{abs(hash(str(path)))}"
-    module = sys.modules.get(mod_name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(mod_name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[mod_name] = module
-        try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[mod_name]
-            raise
+    module = import_file(path, "mmreason_benchmark_plugin")
     if not hasattr(module, cls_name):
         raise ValueError(f"{where}: {path} has no class {cls_name!r}")
     return getattr(module, cls_name)

@@ -29,16 +29,14 @@ a `CovStats`); the registered `kl_cov` / `clip_cov` read those hyper-parameters 
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import importlib.util
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from mmreason.plugins import import_file
 from mmreason.rl import metrics as M
 
 LossFn = Callable[..., tuple[torch.Tensor, dict[str, float]]]
@@ -71,17 +69,7 @@ def load_loss_plugins(plugins: list[str] | None) -> None:
             path = Path(plugin).expanduser().resolve()
             if not path.is_file():
                 raise FileNotFoundError(f"loss_plugins: {plugin}: no such file")
-            module_name = f"mmreason_loss_plugin_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:10]}"
-            if module_name in sys.modules:
-                continue
-            spec = importlib.util.spec_from_file_location(module_name, path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[module_name] = module
-            try:
-                spec.loader.exec_module(module)
-            except BaseException:
-                del sys.modules[module_name]
-                raise
+            import_file(path, "mmreason_loss_plugin")
         else:
             importlib.import_module(plugin)
 

@@ -9,17 +9,15 @@ recipe file's folder; `:NAME` defaults to `KIND`) or `kind: package.module:NAME`
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import importlib.util
 import pkgutil
-import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping
 
 from mmreason.data.kinds.runner import RECORD_FIELDS
+from mmreason.plugins import import_file
 
 if TYPE_CHECKING:
     from mmreason.data.kinds.runner import Outcome, Runner
@@ -92,20 +90,10 @@ def builtin_kinds() -> dict[str, RecipeKind]:
 
 
 def _load_file(path: Path) -> object:
-    name = "mmreason_recipe_kind_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise KindError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        return import_file(path, "mmreason_recipe_kind")
     except Exception as e:
-        del sys.modules[name]
         raise KindError(f"importing {path} failed: {type(e).__name__}: {e}") from e
-    return module
 
 
 def resolve_kind(spec: str, recipe_path: str | Path | None = None) -> RecipeKind:
