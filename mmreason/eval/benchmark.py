@@ -32,13 +32,21 @@ logger = logging.getLogger(__name__)
 
 # The built-in plugins, imported when a name is resolved (a new module under mmreason/eval/ needs no entry here:
 # `scorer: <name>` imports mmreason.eval.<name>).
+VIDEO_READERS = ("qwen-vl-utils", "clip")
 BUILTIN_MODULES = ("mmreason.eval.records_eval", "mmreason.eval.mathvista", "mmreason.eval.wemath")
 
 
 @dataclass
 class Video:
-    """A video input: qwen-vl-utils reads the file and samples frames at `fps` (or `nframes` frames) within the
-    pixel bounds; `start`/`end` (seconds) cut a clip."""
+    """A video input, read by one of two readers:
+
+    * `reader="qwen-vl-utils"` (the official evals' reader, e.g. FutureBench): qwen-vl-utils reads the file and
+      samples frames at `fps` (or `nframes` frames) within the pixel bounds. Its `video_start`/`video_end` cut
+      keeps the frame AT `end`, so it is not used for cuts: a cut video must use the clip reader.
+    * `reader="clip"` (training-format records): `mmreason.video.media.load_clip`, the loader SFT and GRPO use,
+      with the cut start <= t < end (a past clip never shows the first future frame), frame lists and frame
+      folders; unset settings take the training defaults (`mmreason.video.media.clip_config`).
+    """
 
     path: str
     fps: float | None = None
@@ -49,9 +57,25 @@ class Video:
     total_pixels: int | None = None
     start: float | None = None
     end: float | None = None
+    reader: str = "qwen-vl-utils"
+
+    def __post_init__(self):
+        if self.reader not in VIDEO_READERS:
+            raise ValueError(f"video reader {self.reader!r}; choose from {VIDEO_READERS}")
+        if self.reader == "qwen-vl-utils" and (self.start is not None or self.end is not None):
+            raise ValueError(f"{self.path}: a cut (start/end) needs reader='clip' (qwen-vl-utils keeps the frame "
+                             "at `end`, one frame of the future)")
+        if self.reader == "clip" and self.nframes is not None:
+            raise ValueError(f"{self.path}: reader='clip' samples by fps; nframes is a qwen-vl-utils setting")
 
     def message_part(self) -> dict[str, Any]:
-        """The `{"type": "video", ...}` chat part qwen-vl-utils reads."""
+        """The `{"type": "video", ...}` chat part `mmreason.generation.vision` reads: a qwen-vl-utils element, or
+        for the clip reader a `ClipRef` loaded when its batch is encoded."""
+        if self.reader == "clip":
+            from mmreason.video.media import ClipRef, clip_config
+
+            cfg = clip_config(self.fps, self.max_frames, self.min_pixels, self.max_pixels, self.total_pixels)
+            return {"type": "video", "video": ClipRef(str(self.path), cfg, self.start, self.end, str(self.path))}
         part: dict[str, Any] = {"type": "video", "video": str(self.path)}
         for key, val in (("fps", self.fps), ("nframes", self.nframes), ("max_frames", self.max_frames),
                          ("min_pixels", self.min_pixels),

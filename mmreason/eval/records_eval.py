@@ -107,7 +107,8 @@ class RecordsBenchmark(Benchmark):
     def media(self, item):
         media: list[Any] = [str(p) for p in item.image_paths()]
         if item.video is not None:
-            media.append(Video(str(item.video_path()), start=item.video.start, end=item.video.end,
+            # the training loader (half-open cut, frame lists / folders): evaluated as trained
+            media.append(Video(str(item.video_path()), start=item.video.start, end=item.video.end, reader="clip",
                                **self.spec.video_part()))
         return media
 

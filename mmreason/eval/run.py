@@ -79,7 +79,7 @@ def check_media(bench: Benchmark, items: list[Item]) -> None:
             kind, path = ("video", m.path) if isinstance(m, Video) else ("image", m)
             if not isinstance(path, (str, Path)):
                 continue  # a decoded (Hub) image
-            if not Path(path).is_file():
+            if not (Path(path).exists() if kind == "video" else Path(path).is_file()):  # a frames folder is a video
                 missing[kind].append(str(path))
             elif kind == "image":
                 try:  # the image gate: the path to feed (the file itself, or its 8-bit RGB copy)

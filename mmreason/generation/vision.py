@@ -7,7 +7,9 @@ A video part is either
     max_frames, video_start, video_end}`: read and sampled by qwen-vl-utils (`fetch_video`), which returns the
     metadata of what it sampled (as the official lmms-eval Qwen2.5-VL model reads its videos); or
   * pre-decoded frames `{"type": "video", "video": [PIL images] | tensor [T, 3, H, W], "video_metadata":
-    {"fps", "total_num_frames", "frames_indices"}}` (e.g. `mmreason.video.media.load_clip`), used as they are.
+    {"fps", "total_num_frames", "frames_indices"}}` (e.g. `mmreason.video.media.load_clip`), used as they are; or
+  * `{"type": "video", "video": mmreason.video.media.ClipRef}`: a clip decoded here by the training loader
+    (`load_clip`, cut start <= t < end), so eval and training see the same frames (records benchmark).
 Frames reach the processor with `do_sample_frames=False` and its video resize bounded to the frames' own sizes,
 so what qwen-vl-utils (or the clip loader) sampled and sized is exactly what the model sees (the processor's
 default bounds would upscale small frames).
@@ -45,12 +47,17 @@ def vision_inputs(conversations: list[list[dict[str, Any]]]) -> dict[str, Any]:
     in the order of the parts (the order of the placeholders in the rendered texts)."""
     from qwen_vl_utils.vision_process import extract_vision_info, fetch_image, fetch_video
 
+    from mmreason.video.media import ClipRef
+
     images, videos, metas = [], [], []
     for ele in extract_vision_info(conversations):
         if "image" in ele or "image_url" in ele:
             images.append(fetch_image(ele))
         elif "video" in ele:
-            if "video_metadata" in ele:
+            if isinstance(ele["video"], ClipRef):  # decoded now, by the training loader (half-open cut)
+                clip = ele["video"].load()
+                video, meta = clip.frames, clip.metadata()
+            elif "video_metadata" in ele:
                 video, meta = ele["video"], ele["video_metadata"]
                 if isinstance(video, (list, tuple)):
                     video = [im.convert("RGB") for im in video]

@@ -268,6 +268,39 @@ def load_clip(
     )
 
 
+def clip_config(fps: float | None = None, max_frames: int | None = None, min_pixels: int | None = None,
+                max_pixels: int | None = None, total_pixels: int | None = None) -> VideoConfig:
+    """A `VideoConfig` from optional settings (an eval spec's video_* fields); unset ones keep the defaults,
+    which are the training defaults (NEP SFT: 2 fps, <= 128 frames, <= 16384 pixels per frame)."""
+    d = VideoConfig()
+    max_px = d.video_max_pixels if max_pixels is None else int(max_pixels)
+    min_px = min(d.video_min_pixels, max_px) if min_pixels is None else int(min_pixels)  # only max given: fits it
+    cfg = VideoConfig(
+        video_fps=d.video_fps if fps is None else float(fps),
+        video_max_frames=d.video_max_frames if max_frames is None else int(max_frames),
+        video_min_frames=d.video_min_frames,
+        video_min_pixels=min_px,
+        video_max_pixels=max_px,
+        video_total_pixels=total_pixels,
+    )
+    return cfg
+
+
+@dataclass(frozen=True)
+class ClipRef:
+    """A clip to be loaded later by `load_clip` (the one cut rule, start <= t < end): eval items hold these
+    so frames are decoded per generation batch, not all at once."""
+
+    path: str
+    cfg: VideoConfig
+    start: float | None = None
+    end: float | None = None
+    where: str = ""
+
+    def load(self) -> VideoClip:
+        return load_clip(self.path, self.cfg, self.start, self.end, where=self.where)
+
+
 def record_where(rec: Record) -> str:
     return getattr(rec, "origin", "") or f"record {rec.id}"
 
