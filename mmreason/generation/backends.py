@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from mmreason.generation.vision import placeholders, video_bounds_of, vision_inputs
+from mmreason.generation.vision import frame_hw, placeholders, video_bounds_of, vision_inputs
 from mmreason.modeling import ModelLoad, adapter_base, is_adapter_dir, load_model, load_processor
 
 logger = logging.getLogger(__name__)
@@ -197,30 +197,66 @@ class VLLMBackend:
         return SamplingParams(max_tokens=s.max_new_tokens, temperature=max(0.0, s.temperature),
                               top_p=s.top_p if s.temperature > 0 else 1.0, seed=s.seed)
 
+    def request(self, messages: list[dict[str, Any]], images: Sequence[Any]) -> dict[str, Any]:
+        """One vLLM prompt dict: the chat-templated text and its media, decoded by the same layer as the HF
+        backend (`mmreason.generation.vision`), so both see the same frames and metadata."""
+        conv = fill_images(messages, images, self.settings)
+        prompt = self.processor.apply_chat_template(placeholders(conv), tokenize=False, add_generation_prompt=True)
+        return vllm_request(prompt, vision_inputs([conv]))
+
     def generate(self, items: Sequence[Item], progress: bool = True, desc: str = "generate",
                  on_batch: Callable[[int, list[str]], None] | None = None) -> list[str]:
-        from qwen_vl_utils import process_vision_info
-
         s = self.settings
-        reqs = []
-        for msgs, imgs in items:
-            conv = fill_images(msgs, imgs, s)
-            prompt = self.processor.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
-            images, videos = process_vision_info([conv])[:2]
-            mm = {k: v for k, v in (("image", images), ("video", videos)) if v}
-            reqs.append({"prompt": prompt, "multi_modal_data": mm} if mm else {"prompt": prompt})
         outs: list[str] = []
         chunk = max(1, s.batch_size) * 8  # large chunks: vLLM batches internally; chunks let the cache grow
         with _progress(len(items), desc, progress) as bar:
-            for start in range(0, len(reqs), chunk):
-                res = self.llm.generate(reqs[start : start + chunk], self.sampling_params(), use_tqdm=False,
-                                        lora_request=self.lora)
+            for start in range(0, len(items), chunk):
+                reqs = [self.request(m, imgs) for m, imgs in items[start : start + chunk]]  # frames per chunk
+                res = self.llm.generate(reqs, self.sampling_params(), use_tqdm=False, lora_request=self.lora)
                 texts = [r.outputs[0].text for r in res]
                 outs.extend(texts)
                 if on_batch is not None:
                     on_batch(start, texts)
                 bar.update(len(texts))
         return outs
+
+
+def _frames_array(video: Any) -> Any:
+    """PIL frames -> one uint8 array [T, H, W, 3] (vLLM reads a list inside a tuple as it is); tensors
+    [T, 3, H, W] (qwen-vl-utils) stay as they are."""
+    if hasattr(video, "shape"):
+        return video
+    import numpy as np
+
+    return np.stack([np.asarray(im.convert("RGB")) for im in video])
+
+
+def vllm_request(prompt: str, vision: dict[str, Any]) -> dict[str, Any]:
+    """A vLLM prompt dict from `vision_inputs` output (images, videos, video_metadata).
+
+    Videos go as `multi_modal_data["video"] = [(frames, metadata)]`, the shape qwen-vl-utils'
+    `process_vision_info(..., return_video_metadata=True)` gives and vLLM's parsers read (models whose parser
+    needs metadata keep it). vLLM's Qwen2.5-VL parser drops the tuple's metadata, and transformers 5.x ignores a
+    scalar `fps` when `do_sample_frames=False` (the temporal RoPE ids would collapse: docs/STACK.md), so the
+    metadata also goes to the HF processor call as `mm_processor_kwargs["video_metadata"]`, with
+    `do_sample_frames=False` (the frames are already sampled) and, for a video-only prompt, the video resize
+    bounded to the frames' own pixel counts (the processor's defaults would upscale small frames)."""
+    mm: dict[str, Any] = {}
+    if vision.get("images"):
+        mm["image"] = vision["images"]
+    req: dict[str, Any] = {"prompt": prompt}
+    videos = vision.get("videos") or []
+    if videos:
+        metas = [dict(m) for m in vision["video_metadata"]]
+        mm["video"] = [(_frames_array(v), m) for v, m in zip(videos, metas)]
+        kwargs: dict[str, Any] = {"do_sample_frames": False, "video_metadata": metas}
+        if "image" not in mm:  # `size` would bound the images too
+            areas = [h * w for h, w in map(frame_hw, videos)]
+            kwargs["size"] = {"shortest_edge": min(areas), "longest_edge": max(areas)}
+        req["mm_processor_kwargs"] = kwargs
+    if mm:
+        req["multi_modal_data"] = mm
+    return req
 
 
 BACKENDS = {"hf": HFBackend, "vllm": VLLMBackend}

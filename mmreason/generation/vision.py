@@ -35,7 +35,8 @@ def placeholders(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _frame_hw(video: Any) -> tuple[int, int]:
+def frame_hw(video: Any) -> tuple[int, int]:
+    """(height, width) of a video's frames: PIL frames or a tensor [T, 3, H, W]."""
     if hasattr(video, "shape"):  # tensor [T, 3, H, W]
         return int(video.shape[-2]), int(video.shape[-1])
     w, h = video[0].size
@@ -91,7 +92,7 @@ def video_bounds_of(processor: Any, videos: list[Any] | None):
         return
     from mmreason.video.media import set_video_pixels
 
-    areas = [h * w for h, w in map(_frame_hw, videos)]
+    areas = [h * w for h, w in map(frame_hw, videos)]
     saved = {k: getattr(vp, k) for k in ("size", "min_pixels", "max_pixels") if hasattr(vp, k)}
     set_video_pixels(processor, min(areas), max(areas))
     try:
