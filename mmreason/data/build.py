@@ -168,8 +168,15 @@ class Builder:
         why = self.kind.skip_reason(rec)
         if why:
             return {"reason": why}
-        if rec.video is not None:
+        if rec.video is not None and not self.kind.video:
             return {"reason": "video_not_supported"}
+        if rec.video is not None:
+            from mmreason.video.media import VideoConfig, check_record_video
+
+            try:
+                check_record_video(rec, VideoConfig())  # opens it and counts the frames of its cut
+            except RecordError as e:
+                return {"reason": "bad_video", "detail": e.reason}
         try:
             for p in rec.image_paths():
                 check_image(p, rec.id)
@@ -235,12 +242,15 @@ class Builder:
         }
         out = dataclasses.replace(rec, id=f"{rec.id}--{self.r.name}--{t.sample_index}", images=images, video=None,
                                   solution=t.text, metadata=meta, base_dir=str(self.out))
-        if self.kind.unlabeled:  # a new question about the same image, no label yet
+        if self.kind.output is not None:  # the kind's own record (it keeps the provenance metadata)
+            own = self.kind.output(rec, t, self.out)
+            out = dataclasses.replace(own, id=out.id, metadata={**meta, **own.metadata}, base_dir=str(self.out))
+        elif self.kind.unlabeled:  # a new question about the same image, no label yet
             meta["source_question"] = rec.question
             out = dataclasses.replace(out, question=t.text, solution=None, answer=None, answer_type="text",
                                       choices=None, precision=None, unit=None)
         return record_from_dict(out.to_json(), f"{self.records_path} (record {out.id})", self.out,
-                                require_answer=not self.kind.unlabeled, check_media=False)
+                                require_answer=not self.kind.unlabeled and self.kind.needs_gold, check_media=False)
 
     # -------------------------------------------------------------- run
     def run(self, overwrite: bool = False) -> dict:

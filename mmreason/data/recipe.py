@@ -67,7 +67,8 @@ class SourceConfig:
 @dataclass
 class TeacherConfig:
     backend: str = _f("openai", "openai (any OpenAI-compatible chat-completions server, e.g. `vllm serve`) | "
-                                "vllm (offline engine, GPU only) | hf (local transformers generation, CPU-capable).")
+                                "vllm (offline engine, GPU only) | hf (local transformers generation, CPU-capable) | "
+                                "none (no teacher: only kinds with a teacherless fallback, e.g. nep_split).")
     model: str = _f(None, "Model name sent to the server (openai) or checkpoint path / Hub id (vllm, hf).")
     base_url: str | None = _f(None, "Server base URL, e.g. http://127.0.0.1:8000/v1. Default: $OPENAI_BASE_URL, "
                                     "then https://api.openai.com/v1.")
@@ -152,12 +153,15 @@ class Recipe:
     output: OutputConfig = _f(help="Output layout.", factory=OutputConfig)
     prompts: dict[str, str] = _f(help="Prompt templates (jinja2, `{{ name }}` placeholders): system (optional) plus the "
                                       "ones the kind reads (user, caption, reason_from_caption, critique, revise, "
-                                      "reflect, target; listed per kind below).", factory=dict)
+                                      "reflect, target; listed per kind below). A value ending in .jinja / .j2 is a "
+                                      "template file, relative to the recipe file's folder.", factory=dict)
     reflection_mode: str = _f("assemble", "reflection: assemble (a wrong sample + `transition` + a correct sample of the "
                                           "same question) | prompt (the teacher continues a wrong sample with the "
                                           "`reflect` template; the continuation must reach the verified answer).")
     transition: str = _f("Wait, let me re-check this. The answer above does not hold up, so let me redo it carefully.",
                          "reflection: the text joining the wrong attempt and the correction ({{ transition }} in `target`).")
+    nep_fallback_ratio: float = _f(0.5, "nep_split without a teacher and without timestamps in the caption: the past "
+                                         "part is this fraction of the clip, and of the caption's sentences.")
     path: str = field(default="<recipe>", metadata={"help": "(set by the loader) the recipe file"})
 
     def prompt_version(self) -> str:
@@ -308,8 +312,20 @@ def load_recipe(path: str | Path, overrides: list[tuple[str, Any]] = ()) -> Reci
         set_dotted(data, key, override_value(key, value))
     recipe = _build(Recipe, data, str(path), "")
     recipe.path = str(path)
+    recipe.prompts = {name: read_template_file(path, name, text) for name, text in recipe.prompts.items()}
     validate(recipe)
     return recipe
+
+
+def read_template_file(recipe_path: Path, name: str, value: Any) -> Any:
+    """A prompt given as a .jinja / .j2 file name (relative to the recipe's folder) -> the file's text."""
+    if not isinstance(value, str) or not value.strip().endswith((".jinja", ".j2")) or "\n" in value.strip():
+        return value
+    file = Path(value.strip()).expanduser()
+    file = file if file.is_absolute() else recipe_path.parent / file
+    if not file.is_file():
+        raise RecipeError(recipe_path, f"prompts.{name}", f"template file not found: {file}")
+    return file.read_text(encoding="utf-8")
 
 
 def validate(r: Recipe) -> None:
@@ -326,10 +342,15 @@ def validate(r: Recipe) -> None:
         raise RecipeError(p, "source.path", "required: a records JSONL, a dataset folder/file or a Hub id")
     if r.source.format not in ("auto", "records", "hf"):
         raise RecipeError(p, "source.format", f"{r.source.format!r} is not auto | records | hf")
-    if r.teacher.backend not in ("openai", "vllm", "hf"):
-        raise RecipeError(p, "teacher.backend", f"{r.teacher.backend!r} is not openai | vllm | hf")
-    if not r.teacher.model:
+    if r.teacher.backend not in ("openai", "vllm", "hf", "none"):
+        raise RecipeError(p, "teacher.backend", f"{r.teacher.backend!r} is not openai | vllm | hf | none")
+    if r.teacher.backend == "none" and not kind.teacherless:
+        raise RecipeError(p, "teacher.backend", f"kind {kind.name!r} needs a teacher (none is for kinds with a "
+                                                "teacherless fallback)")
+    if not r.teacher.model and r.teacher.backend != "none":
         raise RecipeError(p, "teacher.model", "required")
+    if not 0.0 < r.nep_fallback_ratio < 1.0:
+        raise RecipeError(p, "nep_fallback_ratio", "must be strictly between 0 and 1")
     for name in ("concurrency", "batch_size"):
         if getattr(r.teacher, name) < 1:
             raise RecipeError(p, f"teacher.{name}", "must be >= 1")

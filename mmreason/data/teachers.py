@@ -339,7 +339,10 @@ class HFTeacher(Teacher):
         return replies
 
 
-def make_teacher(cfg: TeacherConfig) -> Teacher:
+def make_teacher(cfg: TeacherConfig) -> Teacher | None:
+    """The configured teacher; None for `backend: none` (kinds that have a teacherless fallback)."""
+    if cfg.backend == "none":
+        return None
     if cfg.backend == "openai":
         return OpenAITeacher(cfg)
     if cfg.backend == "vllm":

@@ -20,7 +20,7 @@ from mmreason.data.kinds.runner import RECORD_FIELDS
 from mmreason.plugins import import_file
 
 if TYPE_CHECKING:
-    from mmreason.data.kinds.runner import Outcome, Runner
+    from mmreason.data.kinds.runner import Outcome, Runner, Target
     from mmreason.data.recipe import Recipe
     from mmreason.records import Record
 
@@ -48,6 +48,15 @@ class RecipeKind:
     # Extra per-question input check: a drop reason (counted in stats.json) or None.
     skip: Callable[["Record"], str | None] | None = None
     help: str = ""
+    # Source records carry a video the kind reads (the builder checks it opens; otherwise a video record is
+    # dropped as video_not_supported); source records need no gold answer; the kind can run without a teacher
+    # (`teacher.backend: none`; the run function then gets `ctx.teacher is None`).
+    video: bool = False
+    needs_gold: bool = True
+    teacherless: bool = False
+    # The kind builds its output records itself: output(source record, target, output folder) -> Record
+    # (validated by the builder like any records line). Default: the source record with the target as solution.
+    output: Callable[["Record", "Target", Path], "Record"] | None = None
     all_prompts: Mapping[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -60,7 +69,7 @@ class RecipeKind:
         return RECORD_FIELDS + tuple(self.all_prompts[prompt])
 
     def skip_reason(self, rec: "Record") -> str | None:
-        if not self.unlabeled and rec.answer is None:
+        if not self.unlabeled and self.needs_gold and rec.answer is None:
             return "no_gold_answer"
         return self.skip(rec) if self.skip else None
 
