@@ -255,8 +255,10 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--out", required=True, help="output folder: <strategy>.jsonl + stats.json")
     ap.add_argument("--seed", type=int, default=0, help="seeds question choice, CFT resampling, sampling, shuffling")
     ap.add_argument("--max-samples", type=int, default=None, help="cap on records (official SFT: 5000)")
-    ap.add_argument("--lenient", action="store_true", help="with --input: skip bad entries (listed in stats.json) instead of failing; --recipe builds always count them")
-    ap.add_argument("--no-probe-video", action="store_true", help="with --input: only check clip files exist (no decoder open)")
+    ap.add_argument("--lenient", action="store_true", help="with --input: skip bad entries (listed in stats.json) "
+                    "instead of failing (--recipe builds always count them)")
+    ap.add_argument("--no-probe-video", action="store_true",
+                    help="with --input: only check clip files exist (no decoder open)")
     ap.add_argument("--cft-wrong-ratio", type=float, default=CFT_WRONG_RATIO, help="wrong/right after resampling")
     ap.add_argument("--overwrite", action="store_true", help="rebuild even if stats.json shows the same finished build")
     ap.add_argument("--limit", type=int, default=None, help="with --recipe: only the first N source videos")
