@@ -64,3 +64,18 @@ def test_qwen_vl_utils_reader_refuses_a_cut():
     with pytest.raises(ValueError, match="reader='clip'"):
         Video("a.mp4", start=0.0, end=1.0)
     assert Video("a.mp4", end=1.0, reader="clip").message_part()["video"].end == 1.0
+
+
+def test_a_cache_from_before_the_cut_fix_is_refused(tmp_path):
+    """Video records carry the cut rule in the cache identity, so answers cached when eval saw the frame at `end`
+    are not reused; image-only records keep their old identity (their caches stay valid)."""
+    write_coded_mp4(tmp_path / "clip.mp4", n=N, fps=FPS)
+    path = _records(tmp_path, "clip.mp4")
+    bench = RecordsBenchmark(RecordsBenchmark.detect(path))
+    bench.load(path, bench.spec.split)
+    assert bench.identity()["video_cut"] == "start<=t<end"
+    img = tmp_path / "img.jsonl"
+    img.write_text(json.dumps({"id": "i0", "question": "q", "answer": "1", "answer_type": "integer"}) + "\n")
+    bench = RecordsBenchmark(RecordsBenchmark.detect(img))
+    bench.load(img, bench.spec.split)
+    assert "video_cut" not in bench.identity()

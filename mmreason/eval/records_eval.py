@@ -92,10 +92,16 @@ class RecordsBenchmark(Benchmark):
         if report.skipped:
             logger.warning("%s: %d bad record(s) skipped", data_dir, len(report.skipped))
         self.skipped = [f"{e.where}: {e.reason}" for e in report.skipped]
+        self.has_video = any(r.video is not None for r in recs)
         return recs
 
     def identity(self):
-        return {"records": str(self.spec.resolved_data_dir())}
+        ident = {"records": str(self.spec.resolved_data_dir())}
+        if getattr(self, "has_video", False):
+            # Clips have been cut by the training loader (start <= t < end) since the cut-leak fix: a cache
+            # made before it holds answers that saw the frame at `end`, and is refused rather than reused.
+            ident["video_cut"] = "start<=t<end"
+        return ident
 
     def item_id(self, item):
         return item.id
