@@ -357,3 +357,47 @@ def test_ddp_timeout_reaches_the_gloo_group_without_the_watchdog(sft_base, tmp_p
     assert elapsed < 10 + 30 + 45, elapsed  # ddp_timeout + torchrun's kill grace + its monitor, loaded-machine slack
     left = [p.pid for p in psutil.process_iter(["cmdline"]) if str(out) in " ".join(p.info["cmdline"] or [])]
     assert left == [] and not psutil.pid_exists(pid)
+
+
+def test_dummy_image_forward_is_exactly_neutral(tiny_model_dir):
+    """The ZeRO-3 text-only fix (mmreason/vision_sync.py) runs the vision tower on a text-only forward and
+    changes neither the loss nor any gradient (the tower's are zeros); forwards with an image and decode steps
+    are left alone."""
+    from PIL import Image
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from mmreason.vision_sync import run_vision_on_every_forward
+
+    proc = AutoProcessor.from_pretrained(tiny_model_dir)
+    chat = [{"role": "user", "content": [{"type": "text", "text": "What is 2 + 3?"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "5"}]}]  # fmt: skip
+    text = proc.apply_chat_template(chat, tokenize=True, return_dict=True, return_tensors="pt")
+    image_chat = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Count."}]}]
+    image = proc(text=proc.apply_chat_template(image_chat, add_generation_prompt=True), images=[Image.new("RGB", (56, 56))],
+                 return_tensors="pt")  # fmt: skip
+
+    def run(hooked: bool):
+        torch.manual_seed(0)
+        model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+        calls = []
+        model.model.visual.register_forward_hook(lambda *a: calls.append(1))
+        if hooked:
+            run_vision_on_every_forward(model, proc)
+        out = model(**text, labels=text["input_ids"])
+        out.loss.backward()
+        grads = {n: p.grad for n, p in model.named_parameters()}
+        n_text = len(calls)
+        with torch.no_grad():
+            model(**image)
+            gen = model.generate(**text, max_new_tokens=4, do_sample=False)
+        return out.loss.detach(), out.logits.detach(), grads, n_text, len(calls) - n_text, gen
+
+    loss0, logits0, grads0, calls0, _, gen0 = run(False)
+    loss1, logits1, grads1, calls1, later1, gen1 = run(True)
+    assert (calls0, calls1) == (0, 1)  # the tower ran on the text-only forward only with the fix
+    assert later1 == 2  # the image forward (its own pixels, no dummy) + generation's first step only, not decoding
+    assert torch.equal(loss0, loss1) and torch.equal(logits0, logits1) and torch.equal(gen0, gen1)
+    visual = [n for n in grads1 if ".visual." in f".{n}"]
+    assert visual and all(grads0[n] is None and torch.count_nonzero(grads1[n]) == 0 for n in visual)
+    others = [n for n in grads0 if n not in visual]
+    assert others and all(torch.equal(grads0[n], grads1[n]) for n in others)
