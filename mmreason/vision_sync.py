@@ -1,4 +1,4 @@
-"""Under ZeRO-3 every rank runs the vision tower in every full forward, even on a batch without images.
+"""Under ZeRO-3 every rank calls the vision tower exactly once in every full forward, whatever its batch holds.
 
 ZeRO-3 gathers a module's parameter shards from all ranks when the module runs: a collective every rank must
 join. A batch of text-only records skips Qwen2.5-VL's vision tower, so with images on one rank and none on
@@ -12,9 +12,9 @@ partitions hold for an unused parameter anyway). Installed only under ZeRO-3 (`m
 check_distributed`): without sharded parameters nothing needs it, and a zero gradient is not neutral for a plain
 optimizer (AdamW would decay a parameter whose gradient is otherwise None).
 
+A rank whose batch holds both images and videos would call the tower twice beside a rank with one kind
+calling it once: such a forward runs its images and videos through one tower call (ms-swift does the same).
 Decode steps of generation (a non-empty KV cache) never carry pixels on any rank, so they are left alone.
-A rank whose batch holds both images and videos calls the tower twice, a rank with one kind once: that mix is
-not equalised here.
 """
 
 from __future__ import annotations
@@ -25,9 +25,6 @@ import torch
 import torch.nn as nn
 
 logger = logging.getLogger(__name__)
-
-MEDIA_KWARGS = ("pixel_values", "pixel_values_videos")
-
 
 def vision_language_model(model: nn.Module) -> nn.Module:
     """The module whose forward calls the vision tower (Qwen2.5-VL's `model.model`: `visual` is its own child),
@@ -51,17 +48,22 @@ def _decoding(kwargs: dict) -> bool:
     return cache is not None and hasattr(cache, "get_seq_length") and cache.get_seq_length() > 0
 
 
-def with_dummy_image(module: nn.Module, dummy: dict[str, torch.Tensor], args: tuple, kwargs: dict):
-    """(args, kwargs) of `module`'s forward, with the dummy image's 0 x features added to the input embeddings
-    when the call has no image and no video input and is not a decode step; unchanged otherwise."""
+def one_tower_call(module: nn.Module, dummy: dict[str, torch.Tensor], args: tuple, kwargs: dict):
+    """(args, kwargs) of `module`'s forward such that it calls the vision tower exactly once: with no image and
+    no video input, the dummy image's 0 x features are added to the input embeddings; with images and videos,
+    both go through one tower call (as ms-swift does) and reach the forward as `mm_encoder_outputs`; otherwise,
+    and on decode steps, unchanged."""
     encoded = kwargs.get("mm_encoder_outputs") or {}  # generation passes {} when it has nothing precomputed
-    if any(kwargs.get(k) is not None for k in MEDIA_KWARGS) or any(v is not None for v in encoded.values()):
-        return args, kwargs
-    if _decoding(kwargs):
+    if any(v is not None for v in encoded.values()) or _decoding(kwargs):
         return args, kwargs
     if args:  # input_ids given positionally
         kwargs = {**kwargs, "input_ids": args[0]}
         args = args[1:]
+    images, videos = kwargs.get("pixel_values"), kwargs.get("pixel_values_videos")
+    if images is not None and videos is not None:
+        return args, _images_and_videos_at_once(module, kwargs)
+    if images is not None or videos is not None:
+        return args, kwargs
     embeds = kwargs.get("inputs_embeds")
     if embeds is None:
         embeds = module.get_input_embeddings()(kwargs["input_ids"])
@@ -71,6 +73,21 @@ def with_dummy_image(module: nn.Module, dummy: dict[str, torch.Tensor], args: tu
     features = out.pooler_output if hasattr(out, "pooler_output") else out
     # input_ids stay: the placeholder masks and the 3D positions are computed from them
     return args, {**kwargs, "inputs_embeds": embeds + features.mean().to(embeds.dtype) * 0.0}
+
+
+def _images_and_videos_at_once(module: nn.Module, kwargs: dict) -> dict:
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    visual = module.visual
+    grid_i, grid_v = kwargs["image_grid_thw"], kwargs["video_grid_thw"]
+    pixels = torch.cat([kwargs["pixel_values"].type(visual.dtype), kwargs["pixel_values_videos"].type(visual.dtype)])
+    grids = torch.cat([grid_i, grid_v])
+    out = visual(pixels, grid_thw=grids)  # items attend within themselves (cu_seqlens): the same features
+    parts = torch.split(out.pooler_output, (grids.prod(-1) // visual.spatial_merge_size**2).tolist())
+    n = grid_i.size(0)
+    encoded = {"image": BaseModelOutputWithPooling(pooler_output=parts[:n]),
+               "video": BaseModelOutputWithPooling(pooler_output=parts[n:])}  # fmt: skip
+    return {**kwargs, "pixel_values": None, "pixel_values_videos": None, "mm_encoder_outputs": encoded}
 
 
 class Installed:
@@ -96,9 +113,9 @@ def run_vision_on_every_forward(model: nn.Module, processor) -> Installed:
 
     @functools.wraps(original)
     def forward(*args, **kwargs):
-        args, kwargs = with_dummy_image(inner, dummy, args, kwargs)
+        args, kwargs = one_tower_call(inner, dummy, args, kwargs)
         return original(*args, **kwargs)
 
     inner.forward = forward
-    logger.info("ZeRO-3: a forward without images or videos runs the vision tower on a dummy image (x 0)")
+    logger.info("ZeRO-3: every forward calls the vision tower once (a dummy image x 0 without images or videos)")
     return Installed(inner)

@@ -1,7 +1,8 @@
 """Multi-process training on CPU (gloo): the launch files really start 2 synchronised processes with the engine
 asked for (DDP, ZeRO-2, ZeRO-3; one node and two simulated nodes on 127.0.0.1); DDP equals the
 accumulation-equivalent single process bit for bit and ZeRO within 1e-6 of DDP; the checkpoints load in the next
-stage; the silent launches stop at the guard; a frozen rank ends the whole job within the documented bound.
+stage; the silent launches stop at the guard; a frozen or killed rank ends the whole job within the documented
+bound; a killed run resumes bit-identically; text-only records beside image records do not break ZeRO-3 (SFT, GRPO).
 
 The multi-process runs are module fixtures shared by the tests that read them (one run per configuration, the
 slow part). The first DeepSpeed run JIT-builds an op (~2.5 min cold) into ~/.cache/mmreason/torch_extensions."""
@@ -534,3 +535,32 @@ def test_killed_rank_ends_the_job_and_its_checkpoint_resumes_bit_identically(ddp
     assert a.keys() == b.keys() and [k for k in a if not torch.equal(a[k], b[k])] == []
     want = losses(ddp_run / "checkpoint-4")
     assert [s for s, _, _ in want] == [1, 2, 3, 4] and losses(resumed / "checkpoint-4") == want
+
+
+def test_images_and_videos_go_through_one_tower_call(tiny_model_dir):
+    """A forward with images and videos calls the vision tower once under the ZeRO-3 fix (beside a rank with one
+    kind, which calls it once too), with the same logits as the two calls it replaces."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from video_fixtures import coded_frames
+
+    from mmreason.video.media import set_video_pixels
+    from mmreason.vision_sync import run_vision_on_every_forward
+
+    proc = AutoProcessor.from_pretrained(tiny_model_dir)
+    set_video_pixels(proc, 56 * 56, 56 * 56)
+    chat = [{"role": "user", "content": [{"type": "image"}, {"type": "video"}, {"type": "text", "text": "Next?"}]}]
+    frames = coded_frames(4)
+    batch = proc(text=[proc.apply_chat_template(chat, add_generation_prompt=True)], images=[coded_frames(1)[0]],
+                 videos=[frames], video_metadata=[{"fps": 2.0, "total_num_frames": 4, "frames_indices": [0, 1, 2, 3]}],
+                 do_sample_frames=False, return_tensors="pt")  # fmt: skip
+    assert batch["pixel_values"].numel() and batch["pixel_values_videos"].numel()
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+    calls = []
+    model.model.visual.register_forward_hook(lambda *a: calls.append(1))
+    with torch.no_grad():
+        plain = model(**batch).logits
+        run_vision_on_every_forward(model, proc)
+        once = model(**batch).logits
+    assert calls == [1, 1, 1]  # two calls without the fix, one with it
+    print("max |logit difference| images+videos in one call vs two:", (plain - once).abs().max().item())
+    assert torch.allclose(plain, once, atol=1e-6, rtol=0)
