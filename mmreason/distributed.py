@@ -3,7 +3,9 @@
 - `check_distributed(trainer, resume)` right after the trainer is built: stops a launch that would run
   silently wrong (several processes asked for, one started; processes without gradient sync; a ZeRO-3 run that
   cannot write a loadable checkpoint; a resume on another world size), passes `ddp_timeout` to the process group
-  (transformers does not on CPU), logs world size / backend / engine and writes `<output_dir>/distributed.json`.
+  (transformers does not on CPU), under ZeRO-3 makes text-only batches run the vision tower too
+  (mmreason/vision_sync.py: else ranks with and without images pair their parameter gathers wrongly), logs
+  world size / backend / engine and writes `<output_dir>/distributed.json`.
 - `finish_distributed(trainer)` after the final save: every rank's parameter digest (they must agree), and the
   saved folder must hold weights.
 - `python -m mmreason.distributed watch [--timeout S] -- LAUNCH CMD...`: runs a launcher (torchrun /
@@ -156,6 +158,20 @@ def _resume_errors(info: dict, resume: str | None) -> list[str]:
     ]
 
 
+def _sync_vision(trainer, info: dict) -> bool:
+    """Under ZeRO-3, make every full forward run the vision tower (mmreason.vision_sync); True when installed."""
+    if info["zero_stage"] != 3 or getattr(trainer.processing_class, "image_processor", None) is None:
+        return False
+    from mmreason.vision_sync import run_vision_on_every_forward, vision_language_model
+
+    try:
+        vision_language_model(trainer.model)
+    except AttributeError:  # a text-only model: every rank takes the same path
+        return False
+    run_vision_on_every_forward(trainer.model, trainer.processing_class)
+    return True
+
+
 def check_distributed(trainer, resume: str | None = None) -> dict:
     """The start-of-stage guard (see the module docstring). Raises DistributedSetupError; returns describe()."""
     import torch.distributed as dist
@@ -164,6 +180,7 @@ def check_distributed(trainer, resume: str | None = None) -> dict:
     problems = _launch_errors(info, dict(os.environ)) + _save_errors(info, trainer) + _resume_errors(info, resume)
     if problems:
         raise DistributedSetupError(f"rank {info['rank']}: " + "; ".join(problems))
+    info["dummy_vision"] = _sync_vision(trainer, info)
     if info["backend"] is not None:
         # transformers passes ddp_timeout to the group only on GPU; without it a hung peer blocks gloo for 30 min
         dist.set_timeout(timedelta(seconds=trainer.args.ddp_timeout))

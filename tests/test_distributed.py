@@ -1,7 +1,8 @@
 """Multi-process training on CPU (gloo): the launch files really start 2 synchronised processes with the engine
 asked for (DDP, ZeRO-2, ZeRO-3; one node and two simulated nodes on 127.0.0.1); DDP equals the
 accumulation-equivalent single process bit for bit and ZeRO within 1e-6 of DDP; the checkpoints load in the next
-stage; the silent launches stop at the guard; a frozen rank ends the whole job within the documented bound.
+stage; the silent launches stop at the guard; a frozen or killed rank ends the whole job within the documented
+bound; a killed run resumes bit-identically; text-only records beside image records do not break ZeRO-3 (SFT, GRPO).
 
 The multi-process runs are module fixtures shared by the tests that read them (one run per configuration, the
 slow part). The first DeepSpeed run JIT-builds an op (~2.5 min cold) into ~/.cache/mmreason/torch_extensions."""
@@ -28,7 +29,10 @@ from mmreason.distributed import (
 
 REPO = Path(__file__).resolve().parents[1]
 ACC = REPO / "configs" / "accelerate"
+# a constant learning rate: the schedule does not depend on max_steps, so a run stopped (killed) at any step
+# resumes into the same trajectory as an uninterrupted max_steps-4 run
 SFT_ARGS = ["--per_device_train_batch_size", "4", "--max_steps", "4", "--learning_rate", "1e-4", "--seed", "0",
+            "--lr_scheduler_type", "constant",
             "--logging_steps", "1", "--save_strategy", "steps", "--save_steps", "4", "--report_to", "none",
             "--activation_checkpointing", "false", "--dataloader_num_workers", "0",
             "--ddp_timeout", "180"]  # fmt: skip  (a hung collective fails in 3 min, not 30)
@@ -126,6 +130,60 @@ def zero3_nodes_run(sft_base, tmp_path_factory):
              for n, log in zip(nodes, logs)]  # fmt: skip
     finish(*zip(procs, logs))
     return out
+
+
+@pytest.fixture(scope="module")
+def mixed_data(sft_data):
+    """Two records, one with an image and one text-only: at per-device batch 1 on 2 processes (SFT), or one
+    prompt per process (GRPO), every step gives one rank the image and the other the text."""
+    image = json.loads((sft_data / "train.jsonl").read_text().splitlines()[0])
+    image["images"] = [str(sft_data / p) for p in image["images"]]
+    text = dict(image, id="text-only-0", images=[], question="What is 2 + 3?", answer="5", answer_type="integer",
+                solution="2 + 3 = 5. \\boxed{5}", choices=None)  # fmt: skip
+    path = sft_data / "mixed.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in (image, text)))
+    return path
+
+
+MIXED_ARGS = ["--per_device_train_batch_size", "1", "--max_steps", "3", "--save_strategy", "no"]
+
+
+@pytest.fixture(scope="module")
+def zero3_mixed_run(tiny_model_dir, mixed_data, tmp_path_factory):
+    """SFT under ZeRO-3 on 2 processes, one rank with an image and the other without at every step: without
+    mmreason/vision_sync.py the ranks' parameter gathers pair wrongly (gloo aborts: "Received data size doesn't
+    match expected size"; NCCL would hang)."""
+    out = tmp_path_factory.mktemp("zero3_mixed") / "sft"
+    log = out.parent / "log.txt"
+    args = ["--model_name_or_path", tiny_model_dir, "--train_files", mixed_data, *SFT_ARGS, *MIXED_ARGS,
+            "--output_dir", out]  # fmt: skip
+    finish((launch("sft", args, log, "deepspeed_zero3_cpu.yaml", GPUS_PER_NODE=2), log), timeout=300)
+    return out
+
+
+def grpo_args(model, train_file, out) -> list:
+    return ["--model_name_or_path", model, "--train_file", train_file, "--output_dir", out,
+            "--reward_funcs", "dist_rewards.varied", "--per_device_train_batch_size", "4", "--num_generations", "4",
+            "--max_completion_length", "8", "--max_steps", "2", "--learning_rate", "1e-4", "--seed", "0",
+            "--bf16", "false", "--gradient_checkpointing", "false", "--report_to", "none", "--logging_steps", "1",
+            "--save_strategy", "no", "--eval_strategy", "no", "--max_prompt_length", "512",
+            "--dataloader_num_workers", "0"]  # fmt: skip
+
+
+def reward_module(folder: Path) -> str:
+    """A PYTHONPATH with a reward that varies inside every group (the tiny model's answers all score 0 on
+    accuracy: no gradient)."""
+    (folder / "dist_rewards.py").write_text(
+        "def varied(completions, **kw):\n    return [float(i % 4) for i in range(len(completions))]\n"
+    )
+    return f"{REPO}:{folder}"
+
+
+def eval_run(model: Path, benchmark: Path, out: Path) -> None:
+    cmd = [sys.executable, "-m", "mmreason", "eval", "run", "--model", str(model), "--benchmark", str(benchmark),
+           "--output-dir", str(out), "--max-new-tokens", "8", "--no-progress"]  # fmt: skip
+    res = subprocess.run(cmd, cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
 
 
 # ---------------------------------------------------------------- fast: the guard's rules, resume, watchdog
@@ -261,31 +319,19 @@ def test_grpo_zero2_on_two_nodes_from_the_zero3_checkpoint_then_eval(zero3_nodes
     """The issue's acceptance: launch.sh NNODES=2 trains GRPO with ZeRO-2 (ranks identical) from the previous
     stage's ZeRO-3 checkpoint, and `eval run` loads the result."""
     out = tmp_path / "grpo"
-    # a reward that varies inside every group (the tiny model's answers all score 0 on accuracy: no gradient)
-    (tmp_path / "dist_rewards.py").write_text(
-        "def varied(completions, **kw):\n    return [float(i % 4) for i in range(len(completions))]\n"
-    )
-    args = ["--model_name_or_path", zero3_nodes_run, "--train_file", sft_data / "train.jsonl", "--output_dir", out,
-            "--reward_funcs", "dist_rewards.varied", "--per_device_train_batch_size", "4", "--num_generations", "4",
-            "--max_completion_length", "8", "--max_steps", "2", "--learning_rate", "1e-4", "--seed", "0",
-            "--bf16", "false", "--gradient_checkpointing", "false", "--report_to", "none", "--logging_steps", "1",
-            "--save_strategy", "no", "--eval_strategy", "no", "--max_prompt_length", "512",
-            "--dataloader_num_workers", "0"]  # fmt: skip
+    path = reward_module(tmp_path)
+    args = grpo_args(zero3_nodes_run, sft_data / "train.jsonl", out)
     port = free_port()
     logs = [tmp_path / f"node{r}.txt" for r in (0, 1)]
     procs = [launch("grpo", args, log, "deepspeed_zero2_cpu.yaml", NNODES=2, NODE_RANK=r, MASTER_ADDR="127.0.0.1",
-                    MASTER_PORT=port, GPUS_PER_NODE=1, PYTHONPATH=f"{REPO}:{tmp_path}")
+                    MASTER_PORT=port, GPUS_PER_NODE=1, PYTHONPATH=path)
              for r, log in zip((0, 1), logs)]  # fmt: skip
     finish(*zip(procs, logs))
     got = info(out)
     assert (got["world_size"], got["num_nodes"], got["engine"]) == (2, 2, "ZeRO-2") and got["ranks_identical"]
     before, after = weights(zero3_nodes_run), weights(out)
     assert any(not torch.equal(before[k], after[k]) for k in before)  # GRPO moved the weights
-    cmd = [sys.executable, "-m", "mmreason", "eval", "run", "--model", str(out), "--benchmark",
-           str(sft_data / "test.jsonl"), "--output-dir", str(tmp_path / "eval"), "--max-new-tokens", "8",
-           "--no-progress"]  # fmt: skip
-    res = subprocess.run(cmd, cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
+    eval_run(out, sft_data / "test.jsonl", tmp_path / "eval")
 
 
 @pytest.mark.slow
@@ -357,3 +403,164 @@ def test_ddp_timeout_reaches_the_gloo_group_without_the_watchdog(sft_base, tmp_p
     assert elapsed < 10 + 30 + 45, elapsed  # ddp_timeout + torchrun's kill grace + its monitor, loaded-machine slack
     left = [p.pid for p in psutil.process_iter(["cmdline"]) if str(out) in " ".join(p.info["cmdline"] or [])]
     assert left == [] and not psutil.pid_exists(pid)
+
+
+def test_dummy_image_forward_is_exactly_neutral(tiny_model_dir):
+    """The ZeRO-3 text-only fix (mmreason/vision_sync.py) runs the vision tower on a text-only forward and
+    changes neither the loss nor any gradient (the tower's are zeros); forwards with an image and decode steps
+    are left alone."""
+    from PIL import Image
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from mmreason.vision_sync import run_vision_on_every_forward
+
+    proc = AutoProcessor.from_pretrained(tiny_model_dir)
+    chat = [{"role": "user", "content": [{"type": "text", "text": "What is 2 + 3?"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "5"}]}]  # fmt: skip
+    text = proc.apply_chat_template(chat, tokenize=True, return_dict=True, return_tensors="pt")
+    image_chat = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Count."}]}]
+    image = proc(text=proc.apply_chat_template(image_chat, add_generation_prompt=True), images=[Image.new("RGB", (56, 56))],
+                 return_tensors="pt")  # fmt: skip
+
+    def run(hooked: bool):
+        torch.manual_seed(0)
+        model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+        calls = []
+        model.model.visual.register_forward_hook(lambda *a: calls.append(1))
+        if hooked:
+            run_vision_on_every_forward(model, proc)
+        out = model(**text, labels=text["input_ids"])
+        out.loss.backward()
+        grads = {n: p.grad for n, p in model.named_parameters()}
+        n_text = len(calls)
+        with torch.no_grad():
+            model(**image)
+            gen = model.generate(**text, max_new_tokens=4, do_sample=False)
+        return out.loss.detach(), out.logits.detach(), grads, n_text, len(calls) - n_text, gen
+
+    loss0, logits0, grads0, calls0, _, gen0 = run(False)
+    loss1, logits1, grads1, calls1, later1, gen1 = run(True)
+    assert (calls0, calls1) == (0, 1)  # the tower ran on the text-only forward only with the fix
+    assert later1 == 2  # the image forward (its own pixels, no dummy) + generation's first step only, not decoding
+    assert torch.equal(loss0, loss1) and torch.equal(logits0, logits1) and torch.equal(gen0, gen1)
+    visual = [n for n in grads1 if ".visual." in f".{n}"]
+    assert visual and all(grads0[n] is None and torch.count_nonzero(grads1[n]) == 0 for n in visual)
+    others = [n for n in grads0 if n not in visual]
+    assert others and all(torch.equal(grads0[n], grads1[n]) for n in others)
+
+
+@pytest.mark.slow
+def test_zero3_text_only_beside_images_runs_and_equals_one_process(zero3_mixed_run, tiny_model_dir, mixed_data,
+                                                                   tmp_path):  # fmt: skip
+    """A rank without an image in its batch beside one with: the ZeRO-3 run finishes (the dummy image is on),
+    and equals the accumulation-equivalent single process (no dummy) within 1e-6: the fix is loss-neutral."""
+    got = info(zero3_mixed_run)
+    assert (got["world_size"], got["engine"], got["dummy_vision"]) == (2, "ZeRO-3", True) and got["ranks_identical"]
+    single = tmp_path / "single"
+    cmd = [sys.executable, "-m", "mmreason", "sft", "--model_name_or_path", str(tiny_model_dir), "--train_files",
+           str(mixed_data), *SFT_ARGS, *MIXED_ARGS, "--gradient_accumulation_steps", "2", "--output_dir", str(single)]  # fmt: skip
+    res = subprocess.run(cmd, cwd=REPO, env=env(), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert info(single)["dummy_vision"] is False
+    a, b = weights(zero3_mixed_run), weights(single)
+    assert a.keys() == b.keys() and max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
+    merger = [k for k in a if "merger" in k]
+    assert merger and any(not torch.equal(a[k], weights(tiny_model_dir)[k]) for k in merger)  # the images trained it
+
+
+@pytest.mark.slow
+def test_grpo_zero3_two_processes_mixed_records_then_eval(zero3_mixed_run, mixed_data, sft_data, tmp_path):
+    """GRPO under ZeRO-3 (TRL's default ds3_gather_for_generation: true) on 2 processes, from the ZeRO-3 SFT
+    checkpoint, one rank's prompt with an image and the other's text-only at every step; `eval run` loads it."""
+    from dataclasses import fields
+
+    from mmreason.rl.config import MMReasonGRPOConfig
+
+    assert {f.name: f.default for f in fields(MMReasonGRPOConfig)}["ds3_gather_for_generation"] is True  # this run's
+    out = tmp_path / "grpo"
+    log = tmp_path / "log.txt"
+    proc = launch("grpo", grpo_args(zero3_mixed_run, mixed_data, out), log, "deepspeed_zero3_cpu.yaml",
+                  GPUS_PER_NODE=2, PYTHONPATH=reward_module(tmp_path))  # fmt: skip
+    finish((proc, log), timeout=400)
+    got = info(out)
+    assert (got["world_size"], got["engine"], got["dummy_vision"]) == (2, "ZeRO-3", True) and got["ranks_identical"]
+    before, after = weights(zero3_mixed_run), weights(out)
+    assert before.keys() == after.keys() and any(not torch.equal(before[k], after[k]) for k in before)
+    eval_run(out, sft_data / "test.jsonl", tmp_path / "eval")
+
+
+def losses(checkpoint: Path) -> list[tuple[int, float, float]]:
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    return [(e["step"], e["loss"], e["grad_norm"]) for e in state["log_history"] if "loss" in e]
+
+
+@pytest.mark.slow
+def test_killed_rank_ends_the_job_and_its_checkpoint_resumes_bit_identically(ddp_run, sft_base, tmp_path):
+    """kill -9 of one rank of a 2-process DDP run (after its checkpoint-2) ends the job within the bound with a
+    non-zero exit and nothing left; resuming checkpoint-2 on 2 processes to step 4 ends bit-identical to the
+    uninterrupted run (parameters and the logged loss / grad-norm sequence), each rank restoring its own RNG file."""
+    import psutil
+
+    beats, killed, log = tmp_path / "beats", tmp_path / "killed", tmp_path / "killed.txt"
+    args = [*sft_base, "--output_dir", killed, "--max_steps", "100000", "--save_steps", "2"]
+    proc = launch("sft", args, log, "ddp_cpu.yaml", GPUS_PER_NODE=2, HEARTBEAT_TIMEOUT=10, MMREASON_HEARTBEAT_DIR=beats)
+    ckpt = killed / "checkpoint-2"
+    try:
+        deadline = time.monotonic() + 300
+        # rank 1 writes its RNG file with no barrier before rank 0's trainer_state.json: wait for both
+        while not ((ckpt / "trainer_state.json").is_file() and (ckpt / "rng_state_1.pth").is_file()
+                   and (beats / "rank1.beat").is_file()):  # fmt: skip
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        pid = int((beats / "rank1.beat").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+        start = time.monotonic()
+        rc = proc.wait(timeout=120)
+        elapsed = time.monotonic() - start
+    finally:
+        stop(proc)
+    print(f"kill -9 of rank 1: the job ended in {elapsed:.1f}s with exit code {rc}")
+    assert rc != 0, log.read_text()[-3000:]
+    assert elapsed < 10 + 25, elapsed  # HEARTBEAT_TIMEOUT + poll + the kill grace (torchrun is usually first)
+    left = [p.pid for p in psutil.process_iter(["cmdline"]) if str(killed) in " ".join(p.info["cmdline"] or [])]
+    assert left == [] and not psutil.pid_exists(pid)
+
+    resumed, log2 = tmp_path / "resumed", tmp_path / "resumed.txt"
+    args = [*sft_base, "--output_dir", resumed, "--resume_from_checkpoint", ckpt]
+    finish((launch("sft", args, log2, "ddp_cpu.yaml", GPUS_PER_NODE=2, TRANSFORMERS_VERBOSITY="info"), log2))
+    text = log2.read_text()
+    assert "Resuming training from checkpoint with epoch 0 and global step 2" in text, text[-3000:]
+    assert "Didn't find an RNG file" not in text
+    a, b = weights(resumed), weights(ddp_run)
+    assert a.keys() == b.keys() and [k for k in a if not torch.equal(a[k], b[k])] == []
+    want = losses(ddp_run / "checkpoint-4")
+    assert [s for s, _, _ in want] == [1, 2, 3, 4] and losses(resumed / "checkpoint-4") == want
+
+
+def test_images_and_videos_go_through_one_tower_call(tiny_model_dir):
+    """A forward with images and videos calls the vision tower once under the ZeRO-3 fix (beside a rank with one
+    kind, which calls it once too), with the same logits as the two calls it replaces."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from video_fixtures import coded_frames
+
+    from mmreason.video.media import set_video_pixels
+    from mmreason.vision_sync import run_vision_on_every_forward
+
+    proc = AutoProcessor.from_pretrained(tiny_model_dir)
+    set_video_pixels(proc, 56 * 56, 56 * 56)
+    chat = [{"role": "user", "content": [{"type": "image"}, {"type": "video"}, {"type": "text", "text": "Next?"}]}]
+    frames = coded_frames(4)
+    batch = proc(text=[proc.apply_chat_template(chat, add_generation_prompt=True)], images=[coded_frames(1)[0]],
+                 videos=[frames], video_metadata=[{"fps": 2.0, "total_num_frames": 4, "frames_indices": [0, 1, 2, 3]}],
+                 do_sample_frames=False, return_tensors="pt")  # fmt: skip
+    assert batch["pixel_values"].numel() and batch["pixel_values_videos"].numel()
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+    calls = []
+    model.model.visual.register_forward_hook(lambda *a: calls.append(1))
+    with torch.no_grad():
+        plain = model(**batch).logits
+        run_vision_on_every_forward(model, proc)
+        once = model(**batch).logits
+    assert calls == [1, 1, 1]  # two calls without the fix, one with it
+    print("max |logit difference| images+videos in one call vs two:", (plain - once).abs().max().item())
+    assert torch.allclose(plain, once, atol=1e-6, rtol=0)

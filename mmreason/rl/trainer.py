@@ -166,12 +166,32 @@ class MMReasonGRPOTrainer(GRPOTrainer):
         else:
             if inputs and "images" in inputs[0]:
                 inputs = [{**x, "images": fit_images(x["images"], self.processing_class)} for x in inputs]
-            with self._capture("_reward_capture") as box:
+            with self._capture("_reward_capture") as box, self._images_logged_on_every_rank(inputs):
                 output = super()._generate_and_score_completions(inputs)
         rewards = box[-1]
         if inputs and "source" in inputs[0]:
             self._log_rewards_by_source(mode, [x["source"] for x in inputs], rewards)
         return output, rewards
+
+    @contextmanager
+    def _images_logged_on_every_rank(self, inputs):
+        """TRL 1.16 gathers the batch's images for its completion log only on a process whose rows have an
+        image (`if images is not None and self.log_multimodal: gather_object(images)`): with text-only prompts
+        on one rank and image prompts on another, the ranks' collectives then pair wrongly (gloo: a list where
+        a string was gathered, or a size mismatch; NCCL: a hang), on every engine. With several processes the
+        gather is done here instead, on every rank, one entry per row ([] for a text-only one), which also keeps
+        the log's image column aligned with its prompt rows. (Images a tool returns are not logged then.)"""
+        if self.accelerator.num_processes == 1 or not self.log_multimodal:
+            yield
+            return
+        self.log_multimodal = False
+        try:
+            yield
+        finally:
+            self.log_multimodal = True
+        rows = gather_object([list(x.get("images") or []) for x in inputs])
+        if any(rows):
+            self._logs["images"].extend(rows)
 
     def _generate_video_round(self, inputs):
         """TRL's generation + scoring of a batch from a dataset with a `video` column. TRL sees no `images`

@@ -32,6 +32,9 @@ def freeze_vision(model: nn.Module, tower: bool = True, merger: bool = False) ->
         in_merger = id(p) in merger_ids
         if (tower and not in_merger) or (merger and in_merger):
             p.requires_grad_(False)
-    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    def numel(p):  # a ZeRO-3 partitioned parameter is an empty placeholder; ds_numel is its full size
+        return getattr(p, "ds_numel", p.numel())
+
+    frozen = sum(numel(p) for p in model.parameters() if not p.requires_grad)
+    trainable = sum(numel(p) for p in model.parameters() if p.requires_grad)
     return {"frozen": frozen, "trainable": trainable}
