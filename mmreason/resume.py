@@ -1,7 +1,9 @@
 """`resume_from_checkpoint` for the training stages (SFT and GRPO read it the same way).
 
 A checkpoint is complete once transformers has written its `trainer_state.json` — the last file
-`Trainer._save_checkpoint` writes, after the weights, optimizer, scheduler and RNG states. A job killed in
+`Trainer._save_checkpoint` writes, after the weights, optimizer, scheduler and RNG states. With several
+processes, transformers writes it on rank 0 without waiting for the other ranks' RNG files (and DeepSpeed
+shards); `CheckpointWeightsMixin` adds that barrier, so the state file still means "every rank is done". A job killed in
 the middle of a save leaves a `checkpoint-N` without a readable state file (or without weights): resuming
 moves it aside to `incomplete-checkpoint-N` with a warning and continues from the newest complete one, so
 the next identical command resumes by itself.
@@ -129,6 +131,13 @@ class CheckpointWeightsMixin:
         del state
         self._issue_warnings_after_load(result)
         return True
+
+    def _save_rng_state(self, output_dir):
+        super()._save_rng_state(output_dir)
+        # transformers writes trainer_state.json (our completeness mark) next, on rank 0 only: a rank dying before
+        # its rng_state_<rank>.pth landed would otherwise leave a checkpoint that looks complete, of a smaller world.
+        if self.args.world_size > 1:
+            self.accelerator.wait_for_everyone()
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         if not self._load_mapped(resume_from_checkpoint, self.model if model is None else model):

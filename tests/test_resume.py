@@ -161,3 +161,28 @@ def test_grpo_resume_restores_every_weight(tiny_model_dir, tmp_path):
     trainer._load_best_model()
     now = model.state_dict()
     assert [k for k in expected if not torch.equal(expected[k], now[k])] == []
+
+
+def test_every_rank_has_saved_before_rank0_marks_the_checkpoint_complete(tmp_path):
+    """The barrier sits between each rank's RNG file and rank 0's trainer_state.json (transformers has none there),
+    so a rank dying mid-save cannot leave a checkpoint that resume takes for complete."""
+    from types import SimpleNamespace
+
+    from mmreason.resume import CheckpointWeightsMixin
+
+    calls = []
+
+    class Base:
+        def _save_rng_state(self, output_dir):
+            calls.append(("rng", output_dir))
+
+    class Trainer(CheckpointWeightsMixin, Base):
+        def __init__(self, world_size):
+            self.args = SimpleNamespace(world_size=world_size)
+            self.accelerator = SimpleNamespace(wait_for_everyone=lambda: calls.append(("barrier",)))
+
+    Trainer(2)._save_rng_state("ck")
+    assert calls == [("rng", "ck"), ("barrier",)]
+    calls.clear()
+    Trainer(1)._save_rng_state("ck")
+    assert calls == [("rng", "ck")]
