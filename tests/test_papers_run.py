@@ -115,6 +115,16 @@ def test_miniature_runners_with_stubbed_stages(stubbed, capsys):
     assert "inconclusive at toy scale" in capsys.readouterr().out
 
 
+def test_mmupt_defaults_to_the_embedded_configs_step_count(stubbed):
+    tmp, calls = stubbed
+    out = tmp / "papers"
+    assert papers_main(["--out", str(out), "--claims", "mmupt", "--premise-n", "6", "--premise-g", "5"]) == 0
+    (mm,) = [c for c in calls if c[2] == "tiny_unsupervised.yaml"]
+    assert mm[3] is None  # no --max_steps override: `make grpo-unsupervised`'s own run
+    notes = " ".join(json.loads((out / "summary.json").read_text())[0]["notes"])
+    assert f"for {C.config_steps(C.UNSUPERVISED_CONFIG)} steps" in notes
+
+
 def test_unknown_claim_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="unknown claim"):
         papers_main(["--out", str(tmp_path), "--claims", "rlcs,nep"])

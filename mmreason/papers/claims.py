@@ -37,7 +37,7 @@ class Context:
             self._evals[name] = demo.evaluate(self.args, model, self.data, self.out, name)
         return self._evals[name]
 
-    def grpo(self, start: Path, dst: Path, steps: int, extra: list[str], config: Path | None = None) -> Path:
+    def grpo(self, start: Path, dst: Path, steps: int | None, extra: list[str], config: Path | None = None) -> Path:
         # the miniature's overrides first, so that the user's --grpo-arg (applied to every run) can override them
         gargs = argparse.Namespace(**{**vars(self.args), "grpo_steps": steps,
                                       "grpo_arg": list(extra) + list(self.args.grpo_arg)})
@@ -107,6 +107,12 @@ def window_line(what: str, values: list[float], expect: str, seed: int, headline
     text = (f"first {len(first)} steps {r.mean_a:.3f} → last {len(last)} steps {r.mean_b:.3f}: "
             f"{r.diff:+.3f} [95% CI {r.ci_low:+.3f}, {r.ci_high:+.3f}]")
     return Line(what, text, decide(r.diff, r.ci_low, r.ci_high, expect), headline)
+
+
+def config_steps(config: Path) -> int | None:
+    import yaml
+
+    return (yaml.safe_load(config.read_text()) or {}).get("max_steps")
 
 
 def running_mean(values: list[float], k: int) -> list[float]:
@@ -269,7 +275,7 @@ def premise(ctx: Context, samples: dict[str, list[str]], g: int) -> dict[str, di
     return out
 
 
-def mmupt(ctx: Context, steps: int, seed: int, n_questions: int, g: int, temperature: float = 0.7,
+def mmupt(ctx: Context, steps: int | None, seed: int, n_questions: int, g: int, temperature: float = 0.7,
           top_p: float = 0.99) -> ClaimResult:
     from mmreason.rl import metrics as M
     from mmreason.rl.callbacks import CLUSTER_ENTROPY, PSEUDO_LABEL_ACCURACY, CollapseWarningCallback
@@ -340,8 +346,9 @@ def mmupt(ctx: Context, steps: int, seed: int, n_questions: int, g: int, tempera
     for h in history:  # replay the log through the trainer callback
         cb.on_log(None, argparse.Namespace(global_step=h["step"], max_steps=max_steps), None, logs=h)
     c.notes += [f"collapse warning at step {s}: {m}" for s, m in cb.warnings] or ["no collapse warning fired"]
-    c.notes.append(f"{UNSUPERVISED_CONFIG.relative_to(REPO)} for {steps} steps, seed {seed}, plus the zero-weight "
-                   f"probe {PROBE} (pseudo-label accuracy per source).")
+    c.notes.append(f"{UNSUPERVISED_CONFIG.relative_to(REPO)} for {steps or config_steps(UNSUPERVISED_CONFIG)} steps, "
+                   f"seed {seed}, plus the zero-weight probe {PROBE} (pseudo-label accuracy of the plain vote per "
+                   "source, without the reward's min_support).")
     smooth = {k: (xs, running_mean(ys, 5)) for k, (xs, ys) in curves.items() if k.startswith("pseudo")}
     c.pngs.append(plot_curves(out / "mmupt.png", [
         ("pseudo-label accuracy (5-step mean)", smooth),

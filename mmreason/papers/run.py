@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--entropy-steps", type=int, default=40, help="GRPO steps of each entropy-mechanism run")
     p.add_argument("--steps-per-generation", type=int, default=2,
                    help="entropy runs: > gradient_accumulation_steps (1), so updates are off-policy and KL-Cov acts")
-    p.add_argument("--mmupt-steps", type=int, default=60, help="label-free GRPO steps (configs/grpo/tiny_unsupervised.yaml)")
+    p.add_argument("--mmupt-steps", type=int, default=None,
+                   help="label-free GRPO steps; default: max_steps of configs/grpo/tiny_unsupervised.yaml (the "
+                        "embedded default `make grpo-unsupervised` runs)")
     p.add_argument("--premise-n", type=int, default=150, help="held-out questions for the maj@G premise")
     p.add_argument("--premise-g", type=int, default=10, help="samples per question for maj@G (the config's num_generations)")
     p.add_argument("--max-new-tokens", type=int, default=64)
