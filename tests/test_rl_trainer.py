@@ -588,7 +588,7 @@ def test_a_1mb_question_is_dropped_by_characters_before_any_tokenizer_sees_it(ti
     huge = {**rows[3], "id": "huge", "question": "How many? " + "x" * 1_000_000}
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in [*rows[:4], huge, *rows[4:]]))
-    (tmp_path / "my_rewards.py").write_text(
+    (tmp_path / "huge_question_rewards.py").write_text(
         "def reward(completions, **kw):\n    return [float(i % 4) for i in range(len(completions))]\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     longest = [0]
@@ -602,8 +602,8 @@ def test_a_1mb_question_is_dropped_by_characters_before_any_tokenizer_sees_it(ti
     monkeypatch.setattr(PreTrainedTokenizerBase, "__call__", call)
     out = tmp_path / "out"
     argv = ["--model_name_or_path", str(tiny_model_dir), "--train_files", str(data), "--output_dir", str(out),
-            "--reward_funcs", "my_rewards.reward", "--per_device_train_batch_size", "4", "--num_generations", "4",
-            "--max_completion_length", "4", "--max_steps", "1", "--max_prompt_length", "300", "--bf16", "false",
+            "--reward_funcs", "huge_question_rewards.reward", "--per_device_train_batch_size", "4",
+            "--num_generations", "4", "--max_completion_length", "4", "--max_steps", "1", "--max_prompt_length", "300", "--bf16", "false",
             "--gradient_checkpointing", "false", "--report_to", "none", "--save_strategy", "no"]
     with caplog.at_level(logging.WARNING):
         assert main(argv) == 0

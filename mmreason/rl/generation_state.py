@@ -1,0 +1,51 @@
+"""The GRPO trainer's generation state in every checkpoint, so a resumed run continues the very rollouts the
+killed one was using.
+
+TRL's GRPOTrainer generates once per `steps_per_generation * num_iterations` micro-steps and serves the steps in
+between from `_buffered_inputs`, indexed by its micro-step counter `_step`. Neither is checkpointed: a run resumed
+from a checkpoint inside such a window starts `_step` at 0, generates new completions at a step where the
+uninterrupted run reuses its buffer, and from then on generates on a shifted schedule (and our Clip-Cov generator,
+seeded from `_step`, repeats its first seeds). Here both are saved beside `rng_state.pth` (before
+`trainer_state.json`, the completeness marker of mmreason.resume) and restored when transformers restores the RNG
+state on resume: the resumed run equals the uninterrupted one. The buffer is saved only inside a window (when the
+next step would use it); at a window's end the file holds the step alone."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "grpo_generation_state.pt"
+
+
+class GenerationStateMixin:
+    """GRPOTrainer mixin: `_step` and, inside a generation window, `_buffered_inputs` go into each checkpoint."""
+
+    def _generation_state_file(self, folder: str) -> str:
+        name = STATE_FILE if self.args.world_size <= 1 else STATE_FILE.replace(".pt", f"_{self.args.process_index}.pt")
+        return os.path.join(folder, name)
+
+    def _save_rng_state(self, output_dir: str) -> None:
+        super()._save_rng_state(output_dir)
+        every = self.args.steps_per_generation * self.num_iterations
+        mid_window = self._step % every != 0 and self._buffered_inputs is not None
+        torch.save({"step": self._step, "buffer": self._buffered_inputs if mid_window else None},
+                   self._generation_state_file(output_dir))
+
+    def _load_rng_state(self, checkpoint: str | None) -> None:
+        super()._load_rng_state(checkpoint)
+        if checkpoint is None:
+            return
+        path = self._generation_state_file(checkpoint)
+        if not os.path.isfile(path):
+            logger.warning("%s: no %s (a checkpoint from before it was saved): GRPO resumes at micro-step 0 and "
+                           "generates afresh, not exactly as the uninterrupted run would", checkpoint,
+                           os.path.basename(path))
+            return
+        state = torch.load(path, weights_only=True, map_location=self.accelerator.device)
+        self._step = state["step"]
+        self._buffered_inputs = state["buffer"]
