@@ -46,6 +46,12 @@ class GenerationStateMixin:
                            "generates afresh, not exactly as the uninterrupted run would", checkpoint,
                            os.path.basename(path))
             return
-        state = torch.load(path, weights_only=True, map_location=self.accelerator.device)
+        try:
+            state = torch.load(path, weights_only=True, map_location=self.accelerator.device)
+        except Exception as e:  # e.g. a buffer type the weights-only loader refuses: resume as TRL would
+            logger.warning("%s: %s does not load (%s: %s): GRPO resumes at micro-step 0 and generates afresh, not "
+                           "exactly as the uninterrupted run would", checkpoint, os.path.basename(path),
+                           type(e).__name__, str(e)[:200])
+            return
         self._step = state["step"]
         self._buffered_inputs = state["buffer"]
