@@ -603,8 +603,9 @@ def test_a_1mb_question_is_dropped_by_characters_before_any_tokenizer_sees_it(ti
     out = tmp_path / "out"
     argv = ["--model_name_or_path", str(tiny_model_dir), "--train_files", str(data), "--output_dir", str(out),
             "--reward_funcs", "huge_question_rewards.reward", "--per_device_train_batch_size", "4",
-            "--num_generations", "4", "--max_completion_length", "4", "--max_steps", "1", "--max_prompt_length", "300", "--bf16", "false",
-            "--gradient_checkpointing", "false", "--report_to", "none", "--save_strategy", "no"]
+            "--num_generations", "4", "--max_completion_length", "4", "--max_steps", "1", "--max_prompt_length",
+            "300", "--bf16", "false", "--gradient_checkpointing", "false", "--report_to", "none", "--save_strategy",
+            "no"]
     with caplog.at_level(logging.WARNING):
         assert main(argv) == 0
     assert (out / "model.safetensors").is_file()

@@ -33,8 +33,8 @@ class GenerationStateMixin:
         super()._save_rng_state(output_dir)
         every = self.args.steps_per_generation * self.num_iterations
         mid_window = self._step % every != 0 and self._buffered_inputs is not None
-        torch.save({"step": self._step, "buffer": self._buffered_inputs if mid_window else None},
-                   self._generation_state_file(output_dir))
+        buffer = _to(self._buffered_inputs, "cpu") if mid_window else None  # a device-free file
+        torch.save({"step": self._step, "buffer": buffer}, self._generation_state_file(output_dir))
 
     def _load_rng_state(self, checkpoint: str | None) -> None:
         super()._load_rng_state(checkpoint)
@@ -47,11 +47,23 @@ class GenerationStateMixin:
                            os.path.basename(path))
             return
         try:
-            state = torch.load(path, weights_only=True, map_location=self.accelerator.device)
+            state = torch.load(path, weights_only=True, map_location="cpu")
         except Exception as e:  # e.g. a buffer type the weights-only loader refuses: resume as TRL would
             logger.warning("%s: %s does not load (%s: %s): GRPO resumes at micro-step 0 and generates afresh, not "
                            "exactly as the uninterrupted run would", checkpoint, os.path.basename(path),
                            type(e).__name__, str(e)[:200])
             return
         self._step = state["step"]
-        self._buffered_inputs = state["buffer"]
+        self._buffered_inputs = _to(state["buffer"], self.accelerator.device)
+
+
+def _to(obj, device):
+    """`obj` (the buffered generation batches: lists / dicts of tensors and plain values) with its tensors on
+    `device`."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: _to(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to(v, device) for v in obj)
+    return obj
