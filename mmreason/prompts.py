@@ -14,11 +14,14 @@ import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence, TypeVar
 
 logger = logging.getLogger(__name__)
 
 PROMPT_FILE = "prompt.json"
+# Default character limit of every stage's text (SFT max_text_chars, GRPO max_prompt_chars, eval
+# --max-prompt-chars): far above any real question, far below what exhausts memory inside the tokenizer.
+MAX_TEXT_CHARS = 65536
 BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 # The user text of a record: question, lettered options for choice questions, then the instruction.
 DEFAULT_TEMPLATE = (
@@ -135,3 +138,40 @@ def resolve_prompt_spec(
                 what, model, PROMPT_FILE, {k: {"checkpoint": a, "configured": b} for k, (a, b) in diff.items()},
             )
     return spec
+
+
+def chat_chars(messages: Sequence[Mapping[str, Any]]) -> int:
+    """Characters of a chat's text: every message's string content or text parts (images count 0)."""
+    n = 0
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, str):
+            n += len(content)
+        elif isinstance(content, list):
+            n += sum(len(p.get("text") or "") for p in content if isinstance(p, Mapping))
+    return n
+
+
+T = TypeVar("T")
+
+
+def drop_long_chats(items: Sequence[T], ids: Sequence[str], chats: Sequence[Sequence[Mapping[str, Any]]],
+                    max_chars: int | None, option: str) -> tuple[list[T], list[dict[str, Any]]]:
+    """(kept items, [{"id", "chars"} dropped]): the items whose chat (`chats[i]`, `chat_chars`) is longer than
+    `max_chars` characters are dropped before anything tokenises them (a 1 MB question exhausts memory inside
+    the tokenizer, after minutes, naming no record); the drops are logged naming `option` and the record ids.
+    `max_chars` None: nothing is dropped."""
+    if max_chars is None:
+        return list(items), []
+    kept, dropped = [], []
+    for item, rid, chat in zip(items, ids, chats, strict=True):
+        n = chat_chars(chat)
+        if n > max_chars:
+            dropped.append({"id": rid, "chars": n})
+        else:
+            kept.append(item)
+    if dropped:
+        logger.warning("dropped %d of %d over %s=%d characters (before tokenisation): %s", len(dropped), len(items),
+                       option, max_chars, ", ".join(f"{d['id']} ({d['chars']} chars)" for d in dropped[:5])
+                       + (f" and {len(dropped) - 5} more" if len(dropped) > 5 else ""))
+    return kept, dropped

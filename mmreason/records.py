@@ -24,8 +24,9 @@ import logging
 import os
 import string
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from mmreason.prompts import BOXED_INSTRUCTION, PromptSpec
 
@@ -235,6 +236,23 @@ class LoadReport:
         return "\n".join(lines)
 
 
+def _counted(makers: Iterable[Callable[[], Record]], strict: bool, report: LoadReport | None) -> Iterator[Record]:
+    """The record each `make()` returns; its RecordError raises (strict) or is a counted skip in `report`."""
+    for make in makers:
+        try:
+            rec = make()
+        except RecordError as e:
+            if strict:
+                raise
+            if report is not None:
+                report.skipped.append(e)
+            logger.warning("skipping %s", e)
+            continue
+        if report is not None:
+            report.loaded += 1
+        yield rec
+
+
 def iter_records(
     path: str | os.PathLike,
     strict: bool = True,
@@ -245,36 +263,26 @@ def iter_records(
     """Yield validated records from a JSONL file. Strict: the first bad line raises
     `RecordError('file:line', reason)`. Lenient: bad lines are skipped and added to `report`."""
     path = Path(path)
-    base = path.parent
     seen: dict[str, int] = {}
+
+    def parse(lineno: int, raw: bytes) -> Record:
+        where = f"{path}:{lineno}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise RecordError(where, f"invalid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})") from None
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise RecordError(where, f"invalid JSON ({e.msg} at column {e.colno})") from None
+        rec = record_from_dict(d, where, path.parent, require_answer=require_answer, check_media=check_media)
+        if rec.id in seen:
+            raise RecordError(where, f"duplicate id {rec.id!r} (first on line {seen[rec.id]})")
+        seen[rec.id] = lineno
+        return rec
+
     with open(path, "rb") as f:  # bytes per line: a bad byte is this line's error, not the whole file's
-        for lineno, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    raise RecordError(where, f"invalid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})") from None
-                try:
-                    d = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise RecordError(where, f"invalid JSON ({e.msg} at column {e.colno})") from None
-                rec = record_from_dict(d, where, base, require_answer=require_answer, check_media=check_media)
-                if rec.id in seen:
-                    raise RecordError(where, f"duplicate id {rec.id!r} (first on line {seen[rec.id]})")
-                seen[rec.id] = lineno
-            except RecordError as e:
-                if strict:
-                    raise
-                if report is not None:
-                    report.skipped.append(e)
-                logger.warning("skipping %s", e)
-                continue
-            if report is not None:
-                report.loaded += 1
-            yield rec
+        yield from _counted((partial(parse, n, raw) for n, raw in enumerate(f, 1) if raw.strip()), strict, report)
 
 
 def iter_hf_records(
@@ -292,20 +300,12 @@ def iter_hf_records(
     if isinstance(ds, datasets.DatasetDict):
         ds = ds["train"]
     base = os.path.abspath(base)
-    for i, row in enumerate(ds):
+
+    def parse(i: int, row: dict) -> Record:
         row = {k: v for k, v in row.items() if v is not None or k in ("answer",)}
-        try:
-            rec = record_from_dict(row, f"{spec}[{i}]", base, require_answer=require_answer, check_media=check_media)
-        except RecordError as e:
-            if strict:
-                raise
-            if report is not None:
-                report.skipped.append(e)
-            logger.warning("skipping %s", e)
-            continue
-        if report is not None:
-            report.loaded += 1
-        yield rec
+        return record_from_dict(row, f"{spec}[{i}]", base, require_answer=require_answer, check_media=check_media)
+
+    yield from _counted((partial(parse, i, row) for i, row in enumerate(ds)), strict, report)
 
 
 def iter_source(

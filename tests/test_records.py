@@ -78,6 +78,24 @@ def test_one_bad_line_strict_and_lenient(folder, bad, reason):
     assert f"{path}:2" in report.summary() and reason in report.summary()
 
 
+def test_one_bad_row_of_a_hf_dataset_strict_and_lenient(folder):
+    """The Hugging Face source takes the same strict/lenient path as the JSONL one, naming `folder[row]`."""
+    from datasets import Dataset
+
+    from mmreason.records import LoadReport, iter_hf_records
+
+    hf = folder / "hf"
+    rows = [_good(0, images=["../img.png"]), _good(1, images=["../img.png"], answer="three"),
+            _good(2, images=["../img.png"])]
+    Dataset.from_list(rows).save_to_disk(str(hf))
+    with pytest.raises(RecordError) as e:
+        list(iter_hf_records(str(hf)))
+    assert e.value.where == f"{hf}[1]" and "is not an integer" in e.value.reason
+    report = LoadReport(str(hf))
+    assert [r.id for r in iter_hf_records(str(hf), strict=False, report=report)] == ["r0", "r2"]
+    assert report.loaded == 2 and [s.where for s in report.skipped] == [f"{hf}[1]"]
+
+
 def test_jpeg_named_png_is_valid(folder):
     Image.new("RGB", (32, 32), "blue").save(folder / "actually.png", format="JPEG")
     recs, report = load_records(_write(folder, [_good(0, images=["actually.png"])]))

@@ -2,6 +2,7 @@
 sampling, vLLM config wiring (without vllm), the prompt budget, resume. Rewards are local functions."""
 
 import json
+import logging
 import sys
 import warnings
 from pathlib import Path
@@ -571,6 +572,47 @@ def test_prompt_budget_drops_long_prompts_with_count(records_file, processor, ti
     assert report.longest_kept == budget and f"{report.dropped_long} prompts dropped" in report.summary()
     with pytest.raises(ValueError, match="every prompt"):
         build_grpo_dataset(records_file, processor=processor, max_prompt_length=min(lengths) - 1)
+
+
+def test_a_1mb_question_is_dropped_by_characters_before_any_tokenizer_sees_it(tiny_model_dir, records_file,
+                                                                              tmp_path, monkeypatch, caplog):
+    """Issue 16 finding 3: a 1 MB question among good records reaches GRPO's one training step as a counted drop
+    naming its id and max_prompt_chars, and no tokenizer call ever gets its text."""
+    from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+    from mmreason.rl.run import main
+
+    rows = [json.loads(line) for line in records_file.read_text().splitlines()]
+    for r in rows:
+        r["images"] = [str(records_file.parent / p) for p in r["images"]]
+    huge = {**rows[3], "id": "huge", "question": "How many? " + "x" * 1_000_000}
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in [*rows[:4], huge, *rows[4:]]))
+    (tmp_path / "huge_question_rewards.py").write_text(
+        "def reward(completions, **kw):\n    return [float(i % 4) for i in range(len(completions))]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    longest = [0]
+    orig_call = PreTrainedTokenizerBase.__call__
+
+    def call(self, text=None, *a, **kw):
+        texts = [text] if isinstance(text, str) else text if isinstance(text, (list, tuple)) else []
+        longest[0] = max([longest[0], *(len(t) for t in texts if isinstance(t, str))])
+        return orig_call(self, text, *a, **kw)
+
+    monkeypatch.setattr(PreTrainedTokenizerBase, "__call__", call)
+    out = tmp_path / "out"
+    argv = ["--model_name_or_path", str(tiny_model_dir), "--train_files", str(data), "--output_dir", str(out),
+            "--reward_funcs", "huge_question_rewards.reward", "--per_device_train_batch_size", "4",
+            "--num_generations", "4", "--max_completion_length", "4", "--max_steps", "1", "--max_prompt_length",
+            "300", "--bf16", "false", "--gradient_checkpointing", "false", "--report_to", "none", "--save_strategy",
+            "no"]
+    with caplog.at_level(logging.WARNING):
+        assert main(argv) == 0
+    assert (out / "model.safetensors").is_file()
+    summary = [r.getMessage() for r in caplog.records if "records loaded" in r.getMessage()]
+    assert summary and "1 prompts dropped over max_prompt_chars=65536 before tokenisation (huge: 100" in summary[0]
+    assert "0 prompts dropped over the prompt budget, 8 kept" in summary[0]  # not left to the token count
+    assert 0 < longest[0] < 65536  # the tokenizer ran (prompt budget, training) but never on the huge text
 
 
 def test_max_samples_is_a_seeded_subset_with_count(records_file):

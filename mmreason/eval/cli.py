@@ -17,6 +17,7 @@ import os
 import sys
 
 from mmreason.offline import offline_defaults
+from mmreason.prompts import MAX_TEXT_CHARS
 from mmreason.usage import positive_int
 
 
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--mode", help="scoring mode (default: the spec's)")
     r.add_argument("--batch-size", type=positive_int)
     r.add_argument("--max-new-tokens", type=positive_int)
-    r.add_argument("--max-prompt-chars", type=positive_int, default=65536,
+    r.add_argument("--max-prompt-chars", type=positive_int, default=MAX_TEXT_CHARS,
                    help="prompts longer than this many characters are not generated (counted in scores.json "
                         "'dropped_long', scored without a prediction): checked before tokenisation")
     r.add_argument("--temperature", type=float)

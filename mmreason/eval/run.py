@@ -18,13 +18,13 @@ from mmreason.eval.prompting import EvalPrompt, eval_prompt
 from mmreason.eval.report import write_json, write_outputs
 from mmreason.eval.spec import BenchmarkSpec
 from mmreason.generation import GenerationSettings, load_backend
+from mmreason.prompts import MAX_TEXT_CHARS, drop_long_chats
 from mmreason.records import RecordError, check_image
 from mmreason.usage import NothingUsable, UsageError, check_count, check_model_path, check_output_dir, check_output_file
 
 logger = logging.getLogger(__name__)
 
 PREDICTIONS = "predictions.jsonl"
-MAX_PROMPT_CHARS = 65536
 
 
 def _cuda() -> bool:
@@ -94,32 +94,12 @@ def check_media(bench: Benchmark, items: list[Item]) -> None:
         raise ValueError(f"{name}: {len(corrupt)} unreadable image(s), e.g. {corrupt[0]}")
 
 
-def prompt_chars(messages: list[dict[str, Any]]) -> int:
-    """Characters of a chat's text (system message and every text part)."""
-    n = 0
-    for m in messages:
-        content = m.get("content")
-        if isinstance(content, str):
-            n += len(content)
-        elif isinstance(content, list):
-            n += sum(len(p.get("text") or "") for p in content if isinstance(p, dict))
-    return n
-
-
 def drop_long(items: list[Item], max_chars: int | None) -> tuple[list[Item], list[dict[str, Any]]]:
     """(items to generate, [{"id", "chars"} dropped]): prompts longer than `max_chars` characters never reach the
     tokenizer (a 1 MB question exhausts memory there, at the same batch on every rerun). A dropped item keeps its
     place in the score, without a prediction."""
-    if max_chars is None:
-        return items, []
-    keep, dropped = [], []
-    for it in items:
-        n = prompt_chars(it.messages)
-        (dropped.append({"id": it.id, "chars": n}) if n > max_chars else keep.append(it))
-    if dropped:
-        logger.warning("dropped %d prompt(s) over max_prompt_chars=%d (not generated, scored without a prediction): "
-                       "%s", len(dropped), max_chars, ", ".join(f"{d['id']} ({d['chars']} chars)" for d in dropped[:5]))
-    return keep, dropped
+    return drop_long_chats(items, [it.id for it in items], [it.messages for it in items], max_chars,
+                           "max_prompt_chars")
 
 
 def build_items(bench: Benchmark, raw: list[Any], prompt: EvalPrompt) -> list[Item]:
@@ -138,7 +118,7 @@ def run_benchmark(model: str | os.PathLike | None, benchmark: str | os.PathLike,
                   on_batch: Callable[[int], None] | None = None, backend_obj: Any = None,
                   system_prompt: str | None = None, instruction: str | None = None,
                   min_pixels: int | None = None, max_pixels: int | None = None,
-                  max_prompt_chars: int | None = MAX_PROMPT_CHARS) -> dict[str, Any]:
+                  max_prompt_chars: int | None = MAX_TEXT_CHARS) -> dict[str, Any]:
     """Generate and score any benchmark (a name, a spec YAML, a records .jsonl) end to end; resumable through
     OUT/predictions.jsonl. `system_prompt`, `instruction`, `min_pixels`, `max_pixels` override the spec and the
     checkpoint's prompt.json (None = not given; "" = explicitly none). `backend_obj`: an already-built backend.

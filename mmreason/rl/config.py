@@ -1,7 +1,7 @@
 """`MMReasonGRPOConfig`: TRL's GRPOConfig plus the entropy-aware losses, dynamic sampling and the prompt
-budget. Every other GRPO knob (num_generations, temperature, top_p, max_completion_length, beta, epsilon,
-epsilon_high, loss_type, steps_per_generation, num_iterations, use_vllm, vllm_mode,
-vllm_gpu_memory_utilization, vllm_tensor_parallel_size, reward_weights, ...) is TRL's own field."""
+budgets (tokens and characters). Every other GRPO knob (num_generations, temperature, top_p,
+max_completion_length, beta, epsilon, epsilon_high, loss_type, steps_per_generation, num_iterations, use_vllm,
+vllm_mode, vllm_gpu_memory_utilization, vllm_tensor_parallel_size, reward_weights, ...) is TRL's own field."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from mmreason.prompts import MAX_TEXT_CHARS
 from mmreason.rl.losses import LOSSES, load_loss_plugins
+from mmreason.usage import check_count
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +25,8 @@ COV_LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
 @dataclass
 class MMReasonGRPOConfig(GRPOConfig):
     """GRPOConfig + `cov_mode` (a loss registry name: none | clip_cov | kl_cov | a plugin's) and its
-    hyper-parameters, `clip_ratio_c` (dual-clip), `dynamic_sampling`, `max_prompt_length`. With cov_mode none and
-    no dual-clip the loss is stock TRL's, bit for bit."""
+    hyper-parameters, `clip_ratio_c` (dual-clip), `dynamic_sampling`, `max_prompt_length`, `max_prompt_chars`.
+    With cov_mode none and no dual-clip the loss is stock TRL's, bit for bit."""
 
     cov_mode: str = field(
         default="none",
@@ -116,9 +118,20 @@ class MMReasonGRPOConfig(GRPOConfig):
             "counted in the log. null: no limit."
         },
     )
+    max_prompt_chars: int | None = field(
+        default=MAX_TEXT_CHARS,
+        metadata={
+            "help": "Drop (counted in the build report, naming the record id) a prompt whose text (system message, "
+            "question, choices, instruction) is longer than this many characters. Checked before anything "
+            "tokenises the prompt or decodes its video: a 1 MB question would otherwise exhaust memory inside the "
+            "tokenizer after minutes, naming no record. The same limit as SFT's max_text_chars and eval's "
+            "--max-prompt-chars. null: no limit."
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()
+        check_count(self.max_prompt_chars, "max_prompt_chars", 1)
         load_loss_plugins(self.loss_plugins)
         if self.cov_mode not in LOSSES:
             raise ValueError(

@@ -1,4 +1,4 @@
-"""Records JSONL -> the GRPO `datasets.Dataset`, and the prompt-budget filter.
+"""Records JSONL -> the GRPO `datasets.Dataset`, and the prompt filters (characters, then tokens).
 
 Columns: prompt (conversational, image / video placeholders), images (decoded lazily to PIL by `datasets`), and the
 columns TRL passes to reward functions: answer, answer_type, choices, precision, record_id, source. When some record
@@ -13,8 +13,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from mmreason.prompts import PromptSpec
+from mmreason.prompts import MAX_TEXT_CHARS, PromptSpec, drop_long_chats
 from mmreason.records import LoadReport, RecordError, iter_source, seeded_subset, to_grpo_example
+from mmreason.usage import NothingUsable, check_count
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,8 @@ class BuildReport:
     skipped_bad: int = 0  # bad lines skipped by a lenient load
     videos: int = 0  # video records kept
     skipped_bad_video: int = 0  # lenient: videos that do not open or have no frame in their cut
+    dropped_chars: list[dict] = field(default_factory=list)  # {"id", "chars"} over max_prompt_chars
+    max_prompt_chars: int | None = None
     subsampled_from: int | None = None  # pool size before the max_samples subset
     dropped_long: int = 0  # over the prompt budget
     kept: int = 0
@@ -35,12 +38,21 @@ class BuildReport:
     def summary(self) -> str:
         return (
             f"{self.path}: {self.loaded} records loaded, {self.skipped_bad} bad lines skipped, "
-            f"{self.videos} video records, {self.skipped_bad_video} bad videos skipped, "
+            f"{len(self.dropped_chars)} prompts dropped over max_prompt_chars={self.max_prompt_chars} before "
+            f"tokenisation{self._dropped_ids()}, {self.videos} video records, {self.skipped_bad_video} bad videos "
+            "skipped, "
             + (f"a random {self.kept + self.dropped_long} of {self.subsampled_from} used (max_samples), "
                if self.subsampled_from is not None else "")
             + f"{self.dropped_long} prompts "
             f"dropped over the prompt budget, {self.kept} kept (longest prompt {self.longest_kept} tokens)"
         )
+
+    def _dropped_ids(self, most: int = 5) -> str:
+        if not self.dropped_chars:
+            return ""
+        more = len(self.dropped_chars) - most
+        return (" (" + ", ".join(f"{d['id']}: {d['chars']} chars" for d in self.dropped_chars[:most])
+                + (f" and {more} more" if more > 0 else "") + ")")
 
 
 def fit_images(images: list | None, processor) -> list | None:
@@ -98,6 +110,7 @@ def build_grpo_dataset(
     paths: str | os.PathLike | list[str],
     processor=None,
     max_prompt_length: int | None = None,
+    max_prompt_chars: int | None = MAX_TEXT_CHARS,
     lenient: bool = False,
     require_answer: bool = True,
     check_media: bool = True,
@@ -107,10 +120,12 @@ def build_grpo_dataset(
     video_cfg=None,
 ):
     """Load records from `paths` (records JSONL files or Hugging Face datasets, like SFT's train_files), convert
-    with `to_grpo_example` (prompts built by `spec`, default PromptSpec()), keep a seeded random subset of
-    `max_samples` (if set; `mmreason.records.seeded_subset`), then drop over-budget prompts (all counted). Video
-    records get the `video` column; with `check_media` each video is opened and its cut counted first (a bad one
-    is an error naming file:line, or a counted skip when lenient). `video_cfg` (mmreason.video.media.VideoConfig)
+    with `to_grpo_example` (prompts built by `spec`, default PromptSpec()), drop the prompts over
+    `max_prompt_chars` characters before anything tokenises them or decodes their video, keep a seeded random
+    subset of `max_samples` (if set; `mmreason.records.seeded_subset`), then drop prompts over `max_prompt_length`
+    tokens (all counted, the dropped record ids in the report). Video records get the `video` column; with
+    `check_media` each video is opened and its cut counted first (a bad one is an error naming file:line, or a
+    counted skip when lenient). `video_cfg` (mmreason.video.media.VideoConfig)
     decodes clips for the prompt budget. Returns (datasets.Dataset, BuildReport)."""
     from datasets import Dataset, Image, List
 
@@ -120,13 +135,22 @@ def build_grpo_dataset(
     spec = spec or PromptSpec()
     path = ", ".join(paths)
     report = BuildReport(path)
+    check_count(max_prompt_chars, "max_prompt_chars", 1)
+    report.max_prompt_chars = max_prompt_chars
     rows: list[dict[str, Any]] = []
     for p in paths:
         load_report = LoadReport(p)
-        for rec in iter_source(p, strict=not lenient, require_answer=require_answer, check_media=check_media,
-                               report=load_report):
-            report.loaded += 1
-            row = to_grpo_example(rec, spec=spec)
+        loaded = list(iter_source(p, strict=not lenient, require_answer=require_answer, check_media=check_media,
+                                  report=load_report))
+        report.loaded += len(loaded)
+        report.skipped_bad += len(load_report.skipped)
+        if load_report.skipped:
+            logger.warning(load_report.summary())
+        examples = [to_grpo_example(rec, spec=spec) for rec in loaded]
+        kept, dropped = drop_long_chats(list(zip(loaded, examples)), [rec.id for rec in loaded],
+                                        [row["prompt"] for row in examples], max_prompt_chars, "max_prompt_chars")
+        report.dropped_chars += dropped
+        for rec, row in kept:
             if rec.video is not None:
                 if check_media and not _video_ok(rec, video_cfg, lenient):
                     report.skipped_bad_video += 1
@@ -134,11 +158,8 @@ def build_grpo_dataset(
                 row["video"] = video_column(rec)
                 report.videos += 1
             rows.append(row)
-        report.skipped_bad += len(load_report.skipped)
-        if load_report.skipped:
-            logger.warning(load_report.summary())
     if not rows:
-        raise ValueError(f"{path}: no usable GRPO prompts ({report.summary()})")
+        raise NothingUsable(f"{path}: no usable GRPO prompts ({report.summary()})")
     n_rows = len(rows)
     rows = seeded_subset(rows, max_samples, seed)
     if len(rows) < n_rows:

@@ -61,7 +61,8 @@ class GRPOScriptArguments(PromptArguments, VideoConfig):
             "question pool; the same meaning as in the SFT stage. When "
             "max_steps asks for more prompts than the pool holds, training makes several passes over it, so "
             "the mean reward of one pass and of a later one are measured on the same questions. The subset is drawn "
-            "before the prompt-budget filter, so the pool can end up smaller (the build report counts the drops)."
+            "after the max_prompt_chars filter and before the max_prompt_length (token) filter, so the pool can end "
+            "up smaller (the build report counts the drops)."
         },
     )
     eval_max_samples: int | None = field(
@@ -160,6 +161,7 @@ def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
     data_kwargs = dict(
         processor=processor,
         max_prompt_length=training_args.max_prompt_length,
+        max_prompt_chars=training_args.max_prompt_chars,
         lenient=script_args.lenient,
         require_answer=script_args.require_answer,
         check_media=script_args.check_media,

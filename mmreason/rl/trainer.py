@@ -10,7 +10,9 @@ extended the way trl/experimental/gmpo does (a config subclass and overridden ho
 - video: a batch from a dataset with a `video` column is encoded here (`_tokenize_prompts`,
   mmreason/rl/video.py) and its videos reach generation, the old / reference log-probs, every loss path and
   the batch split (`_get_per_token_logps_and_entropies`), which stock TRL 1.16 does not do. Image-only
-  datasets take TRL's path unchanged."""
+  datasets take TRL's path unchanged;
+- checkpoints: the generation state (micro-step, buffered rollouts) is saved and restored with the RNG state
+  (mmreason/rl/generation_state.py), so a resumed run continues exactly as the uninterrupted one."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from trl import GRPOTrainer
 from mmreason.rl import metrics as M
 from mmreason.rl.config import MMReasonGRPOConfig
 from mmreason.rl.data import fit_images
+from mmreason.rl.generation_state import GenerationStateMixin
 from mmreason.rl.losses import LossContext, covariance_stats, policy_loss
 from mmreason.rl.refill import merge_groups, refill_rows
 from mmreason.rl.video import (
@@ -63,7 +66,7 @@ def _video_parts(prompt) -> bool:
     )
 
 
-class MMReasonGRPOTrainer(GRPOTrainer):
+class MMReasonGRPOTrainer(GenerationStateMixin, GRPOTrainer):
     _tag_names = ["trl", "grpo", "mmreason"]
 
     def __init__(self, model, reward_funcs, args: MMReasonGRPOConfig | None = None, video_config=None, **kwargs):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields
 from trl import SFTConfig
 
 from mmreason.modeling import PromptArguments
+from mmreason.prompts import MAX_TEXT_CHARS
 
 _TRAINER_HAS_ACTIVATION_CHECKPOINTING = "activation_checkpointing" in {f.name for f in fields(SFTConfig)}
 
@@ -54,7 +55,7 @@ class SFTScriptArguments(PromptArguments):
         },
     )
     max_text_chars: int | None = field(
-        default=65536,
+        default=MAX_TEXT_CHARS,
         metadata={
             "help": "Drop (counted in the data report, naming the record id) an example whose text (system message, "
             "question, choices, instruction and solution) is longer than this many characters. Checked before "

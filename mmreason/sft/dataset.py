@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmreason.prompts import PromptSpec
+from mmreason.prompts import PromptSpec, drop_long_chats
 from mmreason.records import LoadReport, Record, RecordError, iter_source, seeded_subset, to_sft_example
 from mmreason.usage import NothingUsable, UsageError, check_count
 
@@ -107,29 +107,16 @@ def load_sft_records(
     return out, report
 
 
-def example_chars(example: dict) -> int:
-    """Characters of an SFT example's text (every message's text parts)."""
-    return sum(len(part.get("text") or "") for m in example["messages"] for part in m["content"]
-               if isinstance(part, dict))
-
-
 def drop_long(examples: list[dict], ids: list[str], max_chars: int | None, report: DataReport) -> list[dict]:
     """Drop examples over `max_chars` characters (before tokenisation), counted in `report` with their ids."""
     report.max_text_chars = max_chars
     if max_chars is None:
         return examples
     check_count(max_chars, "max_text_chars", 1)
-    keep = []
-    for ex, rid in zip(examples, ids):
-        n = example_chars(ex)
-        if n > max_chars:
-            report.dropped_long.append({"id": rid, "chars": n})
-        else:
-            keep.append(ex)
+    keep, report.dropped_long = drop_long_chats(examples, ids, [ex["messages"] for ex in examples], max_chars,
+                                                "max_text_chars")
     if report.dropped_long:
         report.loaded = len(keep)
-        logger.warning("dropped %d example(s) over max_text_chars=%d: %s", len(report.dropped_long), max_chars,
-                       ", ".join(f"{d['id']} ({d['chars']} chars)" for d in report.dropped_long[:5]))
     if not keep:
         raise NothingUsable(f"every training example is longer than max_text_chars={max_chars}: {report.summary()}")
     return keep

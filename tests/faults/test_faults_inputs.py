@@ -105,7 +105,8 @@ def test_grpo_data(corpus, case, processor, fault_log):
         assert report.skipped_bad == 1 and report.kept == len(ds) == N_GOOD
         outcome = "error+skip"
     elif case.long:
-        assert report.dropped_long == 1 and report.reasons[0].startswith("bad: ") and len(ds) == N_GOOD
+        assert [d["id"] for d in report.dropped_chars] == ["bad"] and len(ds) == N_GOOD
+        assert report.dropped_long == 0 and "1 prompts dropped over max_prompt_chars=65536" in report.summary()
         outcome = "dropped_long"
     else:
         assert report.kept == N_GOOD + 1 and report.skipped_bad == 0

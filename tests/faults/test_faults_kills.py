@@ -1,7 +1,8 @@
-"""Fault injection (b): SIGKILL at seeded random points — inside an SFT checkpoint save or between steps, inside
-the data builder's ledger/records append, inside the eval prediction-cache append — then the same command again:
-nothing lost, nothing duplicated, the step/item sequence continuous, and the result equal to the uninterrupted
-run (SFT weights and losses bit for bit, the data builder's records and ledger, the eval predictions). The killed
+"""Fault injection (b): SIGKILL at seeded random points — inside an SFT or GRPO checkpoint save or between steps,
+inside the data builder's ledger/records append, inside the eval prediction-cache append — then the same command
+again: nothing lost, nothing duplicated, the step/item sequence continuous, and the result equal to the
+uninterrupted run (SFT and GRPO weights, losses and rewards bit for bit, the data builder's records and ledger, the
+eval predictions). The killed
 run is a real subprocess of the real CLI (tests/faults/killer.py patches the library's write calls; the product
 has no test hook)."""
 
@@ -99,6 +100,73 @@ def test_sft_killed_resumes_by_itself(tiny_model_dir, sft_data, sft_uninterrupte
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     fault_log.record("kill", f"sft {site} #{nth}", "survived", resumed_from=Path(start).name if start else None,
                      lost=lost, duplicated=duplicated, kind="sft")
+
+
+# ---------------------------------------------------------------- GRPO
+
+GRPO_STEPS = 4
+# model.safetensors, training_args.bin, optimizer.pt, scheduler.pt, rng_state.pth, grpo_generation_state.pt
+GRPO_SAVE_EVENTS = 6
+
+
+def _grpo_argv(model, data, out):
+    """steps_per_generation 2: each rollout serves two steps, so a resume from an odd checkpoint lands inside a
+    generation window (the buffered rollouts must come from the checkpoint). The reward is a function of the
+    completion tokens (grpo_rewards.py): equal weights at the end mean equal generations on the way."""
+    return ["--model_name_or_path", str(model), "--train_files", str(data / "train.jsonl"), "--output_dir", str(out),
+            "--reward_funcs", "grpo_rewards.token_sum", "--per_device_train_batch_size", "4", "--num_generations",
+            "4", "--steps_per_generation", "2", "--max_completion_length", "6", "--max_steps", str(GRPO_STEPS),
+            "--learning_rate", "1e-2", "--save_strategy", "steps", "--save_steps", "1", "--logging_steps", "1",
+            "--bf16", "false", "--gradient_checkpointing", "false", "--seed", "0", "--resume_from_checkpoint",
+            "true", "--report_to", "none"]
+
+
+def _grpo_logs(out: Path) -> list[dict]:
+    state = json.loads((out / "trainer_state.json").read_text())
+    return [h for h in state["log_history"] if "loss" in h]
+
+
+def _grpo_kill_points():
+    points = [("save", random.Random(seed).randint(1, GRPO_STEPS * GRPO_SAVE_EVENTS)) for seed in SEEDS]
+    points.append(("step", random.Random(SEEDS[0]).choice([2, 4])))  # resumes inside a generation window
+    return points
+
+
+@pytest.fixture(scope="module")
+def grpo_uninterrupted(tiny_model_dir, sft_data, tmp_path_factory):
+    from mmreason.rl.run import main as grpo_main
+
+    out = tmp_path_factory.mktemp("grpo_whole") / "out"
+    assert grpo_main(_grpo_argv(tiny_model_dir, sft_data, out)) == 0
+    return out
+
+
+@pytest.mark.parametrize("site,nth", _grpo_kill_points())
+def test_grpo_killed_resumes_by_itself(tiny_model_dir, sft_data, grpo_uninterrupted, tmp_path, site, nth,
+                                       fault_log):
+    from mmreason.resume import last_complete_checkpoint
+    from mmreason.rl.run import main as grpo_main
+
+    out = tmp_path / "killed"
+    killed(site, nth, ["grpo", *_grpo_argv(tiny_model_dir, sft_data, out)])
+    # a kill inside the k-th save leaves checkpoint-k torn; one before step k leaves checkpoint-(k-1) the newest
+    last_good = (nth - 1) // GRPO_SAVE_EVENTS if site == "save" else nth - 1
+    start = last_complete_checkpoint(out)  # what the rerun resumes from (torn ones are moved aside, as it would)
+    assert (Path(start).name if start else None) == (f"checkpoint-{last_good}" if last_good else None)
+    assert grpo_main(_grpo_argv(tiny_model_dir, sft_data, out)) == 0  # the same command again
+    logs, whole = _grpo_logs(out), _grpo_logs(grpo_uninterrupted)
+    steps = [h["step"] for h in logs]
+    lost = len(set(range(1, GRPO_STEPS + 1)) - set(steps))
+    duplicated = sum(n - 1 for n in Counter(steps).values())
+    assert steps == list(range(1, GRPO_STEPS + 1))
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == [f"checkpoint-{i}" for i in range(1, GRPO_STEPS + 1)]
+    # deterministic on CPU: the same rollouts (rewards), losses and final weights as the uninterrupted run
+    keys = ("loss", "reward", "completions/mean_length")
+    assert [[h.get(k) for k in keys] for h in logs] == [[h.get(k) for k in keys] for h in whole]
+    a, b = load_file(out / "model.safetensors"), load_file(grpo_uninterrupted / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    fault_log.record("kill", f"grpo {site} #{nth}", "survived", resumed_from=Path(start).name if start else None,
+                     lost=lost, duplicated=duplicated, kind="grpo")
 
 
 # ---------------------------------------------------------------- data build

@@ -1,0 +1,62 @@
+"""GRPO checkpoints carry TRL's micro-step and, inside a generation window, the buffered rollouts
+(mmreason/rl/generation_state.py); the end-to-end proof is the GRPO kill test in tests/faults/test_faults_kills.py."""
+
+import logging
+from types import SimpleNamespace
+
+import torch
+
+from mmreason.rl.generation_state import GenerationStateMixin
+
+
+class Base:
+    def _save_rng_state(self, output_dir):
+        pass
+
+    def _load_rng_state(self, checkpoint):
+        pass
+
+
+class Trainer(GenerationStateMixin, Base):
+    def __init__(self, world_size=1, rank=0, steps_per_generation=2, num_iterations=1):
+        self.args = SimpleNamespace(world_size=world_size, process_index=rank,
+                                    steps_per_generation=steps_per_generation)
+        self.num_iterations = num_iterations
+        # what accelerate reports for a CPU process of a distributed run: torch.load's map_location rejects it
+        self.accelerator = SimpleNamespace(device=torch.device("cpu", rank))
+        self._step, self._buffered_inputs = 0, None
+
+
+def batches():
+    return [{"completion_ids": torch.arange(6).view(2, 3), "num_images": [1, 1],
+             "num_items_in_batch": torch.tensor(4.0)},
+            {"completion_ids": torch.arange(6, 12).view(2, 3), "num_images": [1, 0], "num_items_in_batch": None}]
+
+
+def test_a_resume_inside_a_generation_window_gets_the_rollouts_back(tmp_path):
+    for world_size, rank, name in ((1, 0, "grpo_generation_state.pt"), (2, 1, "grpo_generation_state_1.pt")):
+        killed = Trainer(world_size, rank)
+        killed._step, killed._buffered_inputs = 3, batches()  # step 3 of a 2-step window: the next step reuses it
+        killed._save_rng_state(str(tmp_path))
+        assert (tmp_path / name).is_file()
+        resumed = Trainer(world_size, rank)
+        resumed._load_rng_state(str(tmp_path))
+        assert resumed._step == 3 and len(resumed._buffered_inputs) == 2
+        for got, want in zip(resumed._buffered_inputs, batches()):
+            assert got.keys() == want.keys() and torch.equal(got["completion_ids"], want["completion_ids"])
+            assert got["num_images"] == want["num_images"]
+
+
+def test_at_a_window_end_only_the_step_is_saved(tmp_path):
+    t = Trainer(steps_per_generation=2, num_iterations=2)
+    t._step, t._buffered_inputs = 4, batches()  # 4 % (2 * 2) == 0: the next step generates afresh
+    t._save_rng_state(str(tmp_path))
+    state = torch.load(tmp_path / "grpo_generation_state.pt", weights_only=True)
+    assert state == {"step": 4, "buffer": None}
+
+
+def test_a_checkpoint_without_the_file_resumes_as_trl_does_with_a_warning(tmp_path, caplog):
+    t = Trainer()
+    with caplog.at_level(logging.WARNING):
+        t._load_rng_state(str(tmp_path))
+    assert t._step == 0 and t._buffered_inputs is None and "no grpo_generation_state.pt" in caplog.text
