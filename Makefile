@@ -64,8 +64,9 @@ nep-demo: setup
 test: setup
 	$(PY) -m pytest -q -x --durations=15
 
+# ARGS: bench names (bench_grpo ...) and/or --profile
 bench: setup
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(ARGS)
 
 # The CPU suite under requirements/gpu.txt's versions (transformers, trl, peft, accelerate, datasets, ...):
 # a second cached venv with that set minus what needs CUDA (vllm, torchaudio); torch/torchvision are the

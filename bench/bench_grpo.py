@@ -1,13 +1,22 @@
 """GRPO step time and peak memory: our trainer with Clip-Cov and with KL-Cov (entropy and covariance logging
-on) against stock TRL GRPOTrainer, same model, same batch, same seed, measured in one run. Two models: the
-tiny Qwen2.5-VL, and the same with the real Qwen vocabulary (151,936 rows; the small tokenizer's ids fit).
+on) against stock TRL GRPOTrainer, same model, same data, same seed. Two models: the tiny Qwen2.5-VL, and the
+same with the real Qwen vocabulary (151,936 rows; the small tokenizer's ids fit). Completions are forced to full
+length (min_new_tokens = max_completion_length) so every trainer does the same work. Goal: ratio <= 1.05.
 
-Each trainer runs in its own single-threaded subprocess (so peak RSS is per run): warm-up steps, then
-timed steps; completions are forced to full length (min_new_tokens) so every run does the same work. Modes
-run in interleaved rounds and the fastest run of each counts (other jobs on a shared machine only ever slow
-a run down). Step time is printed as wall time and as the process's CPU time: a worker is single-threaded,
-so CPU time is the same work minus time the machine gave to other jobs (the steadier number on a shared
-machine). Goal: ratio <= 1.05."""
+Three measurements per model, printed side by side:
+- whole training steps, interleaved in one process (bench/interleave.py): the three trainers' real train()
+  loops take turns one generation cycle (steps_per_generation = 2 steps) at a time, in rotated order, each on
+  its own copy of the same checkpoint with its own RNG; the ratio of each round (ours / stock on neighbouring
+  cycles) cancels the machine's load drift. Rounds run until the 95% interval of the median ratio is within
+  +-2% (or the round / time cap: the output says which). Timed as thread CPU time (the work, steady on a
+  shared machine) and as wall time;
+- the two hooks our trainer overrides (loss + backward, generate + score), interleaved call by call on one
+  batch;
+- peak memory: one separate process per trainer (its RSS high-water mark), with its whole-step time for
+  reference (separate processes cannot resolve a few per cent here: identical runs differ by 10%).
+
+`make bench ARGS=--profile` (or BENCH_PROFILE=1) also prints a cProfile of the interleaved
+whole steps, ours vs stock: top functions by self time and the largest differences."""
 
 from __future__ import annotations
 
@@ -22,14 +31,18 @@ from pathlib import Path
 QWEN_VOCAB = 151_936
 MODES = ("stock", "clip_cov", "kl_cov")
 LOSS_REPS = int(os.environ.get("BENCH_GRPO_LOSS_REPS", "40"))
-# per model: prompts x completions per step, completion length, warm-up and timed steps (even: whole
-# generation cycles of steps_per_generation=2), interleaved rounds. The big-vocabulary runs are ~50x slower
-# per token on CPU. A tiny-vocab step is ~0.2 s, so a few steps were noise: 6 steps x 2 rounds gave ratios
-# from 0.83 to 1.39 for the same code; 20 steps x 3 rounds is what makes the ratio repeatable.
+CYCLE = 2  # steps_per_generation: a generation cycle is one generating step and one from the buffer
+GOAL = 0.02  # stop the interleaved rounds once the 95% interval of the median ratio is within +-2%
+# per model: prompts x completions per step, completion length; interleaved whole steps: warm-up rounds (not
+# counted), at least min_rounds, at most max_rounds or budget_s seconds; separate processes (peak memory):
+# warm-up and timed steps (whole cycles). A Qwen-vocabulary cycle is ~4 s of CPU here, a tiny one ~0.2 s.
+# BENCH_GRPO_BUDGET=x scales both time budgets (e.g. 3 for a longer, tighter run on a quiet machine).
+_budget = float(os.environ.get("BENCH_GRPO_BUDGET", "1"))
 SHAPES = {
-    "tiny vocab": dict(batch=8, length=24, warmup=2, steps=int(os.environ.get("BENCH_GRPO_STEPS", "20")),
-                       rounds=int(os.environ.get("BENCH_GRPO_ROUNDS", "3"))),
-    f"Qwen vocab {QWEN_VOCAB}": dict(batch=4, length=8, warmup=1, steps=4, rounds=2),
+    "tiny vocab": dict(batch=8, length=24, warmup_rounds=1, min_rounds=10, max_rounds=200, budget_s=90 * _budget,
+                       warmup=2, steps=6),
+    f"Qwen vocab {QWEN_VOCAB}": dict(batch=4, length=8, warmup_rounds=1, min_rounds=6, max_rounds=100,
+                                     budget_s=240 * _budget, warmup=2, steps=2),
 }
 
 
@@ -163,7 +176,97 @@ def loss_worker(spec: dict) -> dict:
             "gen": {m: statistics.median(v) for m, v in gen.items()}, "gen_reps": len(gen["stock"])}
 
 
-def _run(spec: dict) -> dict:
+def interleaved_worker(spec: dict) -> dict:
+    """Whole training steps of the three trainers interleaved in this process (bench/interleave.py), until the
+    95% interval of every median ratio (ours / stock, CPU time per round) is within GOAL, or the round or time
+    cap. With spec["profile"], a second, short interleaved run under cProfile (one profiler per trainer
+    thread) gives each trainer's self time per function."""
+    import time
+
+    from bench.interleave import train_interleaved
+
+    shape = SHAPES[spec["label"]]
+    skip, t_start, reason = shape["warmup_rounds"], time.perf_counter(), []
+    max_steps = CYCLE * (skip + shape["max_rounds"] + 1)
+
+    def make(tag: str) -> dict:
+        return {m: _trainer(dict(spec, out=f"{spec['out']}_{tag}_{m}"), m, max_steps=max_steps, logging_steps=1,
+                            learning_rate=1e-4) for m in MODES}
+
+    def should_stop(cycles: dict) -> bool:
+        n = len(cycles["stock"]) - skip
+        if n < shape["min_rounds"]:
+            return False
+        widths = [_interval(cycles[m][skip:], cycles["stock"][skip:], "cpu_s")[3] for m in MODES[1:]]
+        if max(widths) <= GOAL:
+            reason.append(f"95% interval within ±{GOAL:.0%}")
+        elif n >= shape["max_rounds"]:
+            reason.append(f"round cap {shape['max_rounds']}")
+        elif time.perf_counter() - t_start > shape["budget_s"]:
+            reason.append(f"time budget {shape['budget_s']:.0f} s")
+        return bool(reason)
+
+    cycles = train_interleaved(make("time"), CYCLE, seed=0, should_stop=should_stop)
+    out = {m: {"cpu_s": [c.cpu_s for c in cs[skip:]], "wall_s": [c.wall_s for c in cs[skip:]]}
+           for m, cs in cycles.items()}
+    result = {"cycles": out, "stopped": reason[0] if reason else f"max_steps {max_steps}",
+              "elapsed_s": time.perf_counter() - t_start}
+    if spec.get("profile"):
+        result["profile"] = _profile(make("profile"), skip, rounds=spec.get("profile_rounds", 3))
+    return result
+
+
+def _profile(trainers: dict, skip: int, rounds: int) -> dict:
+    """{mode: {function: [self seconds per cycle, calls per cycle]}} over `rounds` cycles after `skip`."""
+    import cProfile
+    import pstats
+
+    from bench.interleave import train_interleaved
+
+    profs = {m: cProfile.Profile() for m in trainers}
+    turns = dict.fromkeys(trainers, 0)
+
+    def acquire(m):
+        turns[m] += 1
+        if turns[m] > skip:
+            profs[m].enable()
+
+    def release(m):
+        profs[m].disable()
+
+    cycles = train_interleaved(trainers, CYCLE, seed=0, should_stop=lambda c: len(c["stock"]) >= skip + rounds,
+                               on_acquire=acquire, on_release=release)
+    n = max(1, len(cycles["stock"]) - skip)
+    out = {}
+    for m, prof in profs.items():
+        st = pstats.Stats(prof).stats  # {(file, line, name): (cc, ncalls, tottime, cumtime, callers)}
+        out[m] = {_func_name(k): [v[2] / n, v[1] / n] for k, v in st.items()}
+    return out
+
+
+def _func_name(key) -> str:
+    file, line, name = key
+    if file == "~":
+        return name
+    parts = Path(file).parts
+    for anchor in ("site-packages", "mmreason", "bench"):
+        if anchor in parts:
+            i = parts.index(anchor)
+            file = "/".join(parts[i + 1 if anchor == "site-packages" else i:])
+            break
+    return f"{file}:{line}({name})"
+
+
+def _interval(ours: list, base: list, key: str) -> tuple[float, float, float, float]:
+    """Per-round ratios ours / stock -> (median, lo, hi, relative half-width of the 95% interval)."""
+    from bench.interleave import median_ci
+
+    get = (lambda c: c[key]) if isinstance(ours[0], dict) else (lambda c: getattr(c, key))
+    med, lo, hi = median_ci([get(o) / get(b) for o, b in zip(ours, base)])
+    return med, lo, hi, max(med - lo, hi - med) / med
+
+
+def _run(spec: dict, flag: str) -> dict:
     # One thread per worker: on a shared 2-core machine, OpenMP threads of concurrent jobs spin against each
     # other and make small-op timings swing 10x; a single thread is much less sensitive.
     env = dict(os.environ, MMREASON_OFFLINE="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
@@ -171,70 +274,114 @@ def _run(spec: dict) -> dict:
                OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    flag = "--loss-worker" if "reps" in spec else "--worker"
     res = subprocess.run([sys.executable, "-m", "bench.bench_grpo", flag, json.dumps(spec)], cwd=root,
                          env=env, capture_output=True, text=True)
     lines = [l for l in res.stdout.splitlines() if l.startswith("RESULT ")]
     if res.returncode != 0 or not lines:
-        raise RuntimeError(f"worker {spec.get('mode', 'loss')} failed:\n{res.stderr[-3000:]}")
+        raise RuntimeError(f"worker {flag} {spec.get('mode', '')} failed:\n{res.stderr[-3000:]}")
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def _spread(rs: list[dict], key: str) -> str:
-    return "–".join(f"{x:.3f}" for x in sorted({min(r[key] for r in rs), max(r[key] for r in rs)}))
+WORKERS = {"--worker": worker, "--loss-worker": loss_worker, "--interleaved-worker": interleaved_worker}
 
 
-def main() -> None:
+def _fmt_ratio(med: float, lo: float, hi: float) -> str:
+    return f"{med:.3f} [{lo:.3f}–{hi:.3f}]"
+
+
+def _print_profile(label: str, prof: dict, top: int = 15) -> None:
+    base = prof["stock"]
+    total = {m: sum(v[0] for v in p.values()) for m, p in prof.items()}
+    print(f"\ngrpo profile [{label}]: cProfile self time per 2-step cycle (ms), interleaved in one process; "
+          f"total: " + ", ".join(f"{m} {1e3 * t:.0f} ms" for m, t in total.items()))
+    print(f"  {'stock':>8} {'clip_cov':>8} {'kl_cov':>8}  function (top {top} by stock self time)")
+    for name, (t, _) in sorted(base.items(), key=lambda kv: -kv[1][0])[:top]:
+        row = [prof[m].get(name, [0.0, 0])[0] for m in MODES]
+        print(f"  {1e3 * row[0]:8.1f} {1e3 * row[1]:8.1f} {1e3 * row[2]:8.1f}  {name}")
+    for mode in MODES[1:]:
+        names = set(base) | set(prof[mode])
+        diff = sorted(names, key=lambda k: -abs(prof[mode].get(k, [0.0])[0] - base.get(k, [0.0])[0]))[:top]
+        print(f"  largest differences, {mode} - stock (ms per cycle; calls per cycle ours / stock):")
+        for name in diff:
+            o, b = prof[mode].get(name, [0.0, 0]), base.get(name, [0.0, 0])
+            print(f"  {1e3 * (o[0] - b[0]):+8.1f}  {o[1]:.0f} / {b[1]:.0f}  {name}")
+
+
+def main(profile: bool = False) -> None:
     from mmreason.offline import offline_defaults
 
     offline_defaults()
+    profile = profile or os.environ.get("BENCH_PROFILE", "") not in ("", "0")
+    table: dict[str, dict[str, str]] = {}
     with tempfile.TemporaryDirectory(prefix="bench_grpo_") as tmp:
         paths = _build(Path(tmp))
         for label in (k for k in paths if k != "data"):
-            runs: dict[str, list[dict]] = {m: [] for m in MODES}
-            rounds = SHAPES[label]["rounds"]
-            for _ in range(rounds):  # interleaved rounds; the fastest of each mode is the least disturbed
-                for mode in MODES:
-                    spec = {"model": str(paths[label]), "data": str(paths["data"]), "mode": mode, "label": label,
-                            "out": str(Path(tmp) / f"out_{mode}")}
-                    runs[mode].append(_run(spec))
-            # lowest of the rounds for every mode alike: other jobs only slow runs down, and the allocator's
-            # high-water mark varies by tens of MB from run to run with the same work
-            results = {m: {k: min(r[k] for r in rs) for k in rs[0]} for m, rs in runs.items()}
-            base = results["stock"]
-            print(f"grpo [{label}] stock TRL: {base['step_s']:.3f} s/step (lowest of {rounds} runs of {SHAPES[label]['steps']} steps, batch {SHAPES[label]['batch']} x {SHAPES[label]['length']} tokens), "
-                  f"peak RSS {base['peak_rss_mb']:.0f} MB (+{base['train_peak_mb']:.0f} MB during training)")
-            for mode in ("clip_cov", "kl_cov"):
-                r = results[mode]
-                print(f"grpo step time [{label}] {mode}: ours {r['step_s']:.3f} s, baseline {base['step_s']:.3f} s, "
-                      f"ratio {r['step_s'] / base['step_s']:.3f}  [wall; runs: ours {_spread(runs[mode], 'step_s')}, "
-                      f"baseline {_spread(runs['stock'], 'step_s')}]")
-                print(f"grpo step CPU time [{label}] {mode}: ours {r['cpu_s']:.3f} s, baseline {base['cpu_s']:.3f} s, "
-                      f"ratio {r['cpu_s'] / base['cpu_s']:.3f}  [runs: ours {_spread(runs[mode], 'cpu_s')}, "
-                      f"baseline {_spread(runs['stock'], 'cpu_s')}]")
-                print(f"grpo peak memory [{label}] {mode}: ours {r['peak_rss_mb']:.0f} MB, baseline "
-                      f"{base['peak_rss_mb']:.0f} MB, ratio {r['peak_rss_mb'] / base['peak_rss_mb']:.3f} "
-                      f"(training increment: ours {r['train_peak_mb']:.0f} MB, baseline {base['train_peak_mb']:.0f} MB)")
+            shape = SHAPES[label]
+            spec = {"model": str(paths[label]), "data": str(paths["data"]), "label": label}
+            print(f"grpo [{label}]: batch {shape['batch']} completions x {shape['length']} tokens per step, "
+                  f"generation every {CYCLE} steps, one torch thread", flush=True)
+            inter = _run(dict(spec, out=str(Path(tmp) / "out_inter"), profile=profile), "--interleaved-worker")
+            cyc = inter["cycles"]
+            n = len(cyc["stock"])
+            print(f"grpo whole steps interleaved [{label}]: {n} rounds of one {CYCLE}-step cycle per trainer "
+                  f"({inter['elapsed_s']:.0f} s; stopped: {inter['stopped']})")
             reps = LOSS_REPS if label == "tiny vocab" else max(5, LOSS_REPS // 4)
-            loss = _run({"model": str(paths[label]), "data": str(paths["data"]), "label": label, "reps": reps,
-                         "out": str(Path(tmp) / "out_loss")})
-            for mode in ("clip_cov", "kl_cov"):
-                lo, ge = loss["loss"], loss["gen"]
-                print(f"grpo loss+backward [{label}] {mode}: ours {1e3 * lo[mode]:.1f} ms, baseline "
+            hooks = _run(dict(spec, reps=reps, out=str(Path(tmp) / "out_loss")), "--loss-worker")
+            sep = {m: _run(dict(spec, mode=m, out=str(Path(tmp) / f"out_{m}")), "--worker") for m in MODES}
+            row = table.setdefault(label, {})
+            stock_cpu = statistics.median(cyc["stock"]["cpu_s"]) / CYCLE
+            for mode in MODES[1:]:
+                ours = [dict(cpu_s=c, wall_s=w) for c, w in zip(cyc[mode]["cpu_s"], cyc[mode]["wall_s"])]
+                base = [dict(cpu_s=c, wall_s=w) for c, w in zip(cyc["stock"]["cpu_s"], cyc["stock"]["wall_s"])]
+                c_med, c_lo, c_hi, c_w = _interval(ours, base, "cpu_s")
+                w_med, w_lo, w_hi, w_w = _interval(ours, base, "wall_s")
+                ours_cpu = statistics.median(cyc[mode]["cpu_s"]) / CYCLE
+                verdict = "within" if c_w <= GOAL else "NOT within"
+                print(f"grpo whole step, interleaved [{label}] {mode}: ours {ours_cpu:.3f} s, stock {stock_cpu:.3f} s "
+                      f"CPU per step (medians), ratio {_fmt_ratio(c_med, c_lo, c_hi)} = ±{c_w:.1%} ({verdict} "
+                      f"±{GOAL:.0%}; median of {n} per-round ratios, [95% interval]); wall ratio "
+                      f"{_fmt_ratio(w_med, w_lo, w_hi)}")
+                lo, ge = hooks["loss"], hooks["gen"]
+                print(f"grpo loss+backward [{label}] {mode}: ours {1e3 * lo[mode]:.1f} ms, stock "
                       f"{1e3 * lo['stock']:.1f} ms, ratio {lo[mode] / lo['stock']:.3f}  [median of {reps} "
                       f"interleaved calls on one rollout batch, CPU time]")
-                print(f"grpo generate+score [{label}] {mode}: ours {1e3 * ge[mode]:.1f} ms, baseline "
-                      f"{1e3 * ge['stock']:.1f} ms, ratio {ge[mode] / ge['stock']:.3f}  [median of {loss['gen_reps']} "
-                      f"interleaved calls on one prompt batch, CPU time]")
+                print(f"grpo generate+score [{label}] {mode}: ours {1e3 * ge[mode]:.1f} ms, stock "
+                      f"{1e3 * ge['stock']:.1f} ms, ratio {ge[mode] / ge['stock']:.3f}  [median of "
+                      f"{hooks['gen_reps']} interleaved calls on one prompt batch, CPU time]")
+                r, b = sep[mode], sep["stock"]
+                print(f"grpo whole step, separate processes [{label}] {mode}: ours {r['cpu_s']:.3f} s, stock "
+                      f"{b['cpu_s']:.3f} s CPU per step, ratio {r['cpu_s'] / b['cpu_s']:.3f}; wall ratio "
+                      f"{r['step_s'] / b['step_s']:.3f}  [one process each, {shape['steps']} steps: for reference]")
+                print(f"grpo peak memory [{label}] {mode}: ours {r['peak_rss_mb']:.0f} MB, stock "
+                      f"{b['peak_rss_mb']:.0f} MB, ratio {r['peak_rss_mb'] / b['peak_rss_mb']:.3f} (training "
+                      f"increment: ours {r['train_peak_mb']:.0f} MB, stock {b['train_peak_mb']:.0f} MB)")
+                cells = {
+                    "whole step, interleaved, CPU time (median ratio [95% interval])": _fmt_ratio(c_med, c_lo, c_hi),
+                    "whole step, interleaved, wall time": _fmt_ratio(w_med, w_lo, w_hi),
+                    "loss + backward (interleaved calls, same batch)": f"{lo[mode] / lo['stock']:.3f}",
+                    "generate + score (interleaved calls, same prompts)": f"{ge[mode] / ge['stock']:.3f}",
+                    "whole step, separate processes (one run each, CPU)": f"{r['cpu_s'] / b['cpu_s']:.3f}",
+                    "peak memory (separate processes)": f"{r['peak_rss_mb'] / b['peak_rss_mb']:.3f}",
+                }
+                for k, v in cells.items():
+                    row.setdefault(k, []).append(v)
+            if profile:
+                _print_profile(label, inter["profile"])
             sys.stdout.flush()
+    labels = list(table)
+    print("\nREADME table (ours ÷ stock TRL, Clip-Cov / KL-Cov):")
+    print("| GRPO, ours ÷ stock TRL, Clip-Cov / KL-Cov | " + " | ".join(labels) + " |")
+    print("|---" * (len(labels) + 1) + "|")
+    for key in table[labels[0]]:
+        print(f"| {key} | " + " | ".join(" / ".join(table[l][key]) for l in labels) + " |")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] in ("--worker", "--loss-worker"):
+    if len(sys.argv) == 3 and sys.argv[1] in WORKERS:
         import logging
 
         logging.disable(logging.WARNING)
-        out = (worker if sys.argv[1] == "--worker" else loss_worker)(json.loads(sys.argv[2]))
+        out = WORKERS[sys.argv[1]](json.loads(sys.argv[2]))
         print("RESULT " + json.dumps(out), flush=True)
     else:
-        main()
+        main(profile="--profile" in sys.argv[1:])

@@ -1,4 +1,5 @@
-"""`make bench`: run every bench/bench_*.py (or those named on the command line) in turn.
+"""`make bench`: run every bench/bench_*.py (or those named on the command line) in turn;
+`make bench ARGS="--profile [bench_grpo]"` also prints the profiles the benches offer.
 
 Benchmarks measure speed and memory side by side in one run and print ratios;
 they are not tests and assert nothing about absolute times."""
@@ -18,6 +19,13 @@ def main(argv: list[str]) -> int:
     from mmreason.offline import offline_defaults
 
     offline_defaults()
+    if "--profile" in argv:  # benches that can profile themselves print a profile too (bench_grpo)
+        os.environ["BENCH_PROFILE"] = "1"
+    unknown = [a for a in argv if a.startswith("-") and a != "--profile"]
+    if unknown:
+        print(f"unknown option(s) {unknown}; usage: python -m bench.run [--profile] [bench_name ...]")
+        return 2
+    argv = [a for a in argv if not a.startswith("-")]
     names = argv or sorted(p.stem for p in Path(__file__).parent.glob("bench_*.py"))
     failed = []
     for name in names:
