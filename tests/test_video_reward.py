@@ -46,9 +46,49 @@ def test_rows_and_registry():
 
 
 def test_official_rule_is_futurebench_reasoning_rule():
+    """One rule in one place: the reward's official mode and FutureBench's reasoning mode are the same function."""
     from mmreason.eval.futurebench import official_reasoning_letter
     from mmreason.rewards.answer_tag import official_letter
 
+    assert official_letter is official_reasoning_letter
     for text in ["<answer>Based on it, C</answer>", "<answer>\nD\n</answer>", "C", "<answer>" + "word " * 12 + "</answer>",
                  "<answer>(a)</answer>", "<think>A</think><answer>none</answer>"]:
         assert official_letter(text) == official_reasoning_letter(text), text
+
+
+@pytest.mark.parametrize(
+    "completion, reward",
+    [
+        ("C", 1.0),
+        ("C.", 1.0),
+        (" (C) it stops", 1.0),
+        ("The answer is C", 1.0),  # an official prefix, removed
+        ("Best option: C", 0.0),  # the official list's missing comma: never removed, the "B" of "Best" counts
+        ("Based on the clip, C", 0.0),  # the "B" of "Based"
+        ("Clearly", 1.0),  # the "C" of "Clearly"
+        ("c", 0.0),  # lower case: no capital A-D
+        ("<think>x</think><answer>A</answer>", 0.0),  # tags mean nothing here: the first capital A-D anywhere
+        ("the ball stops at the wall and then stays there for a while longer", 0.0),  # > 10 words, no A-D
+        ("", 0.0),
+        ("D", 0.0),
+    ],
+)
+def test_futurebench_mode(completion, reward):
+    """Mode 'futurebench' reads a bare-letter completion as FutureBench's eval does (its quirks included) and
+    agrees with the benchmark's own scoring of the same response, item by item."""
+    from mmreason.eval.futurebench import score
+
+    kw = dict(answer=["C"], answer_type=["choice"], choices=[CHOICES])
+    got = answer_letter(None, [[{"role": "assistant", "content": completion}]], mode="futurebench", **kw)
+    assert got == [reward]
+    doc = {"id": "x", "question_type": "hop1",
+           "qa": {"Question": "q", "Options": dict(zip("ABCD", CHOICES)), "Answer": "C"}}
+    assert score({"x": completion}, [doc])["per_item"]["x"]["correct"] == (reward == 1.0)
+
+
+def test_futurebench_mode_rows():
+    out = answer_letter(None, ["B", "B", "B", "B"], mode="futurebench", answer=["b", "B", None, "B"],
+                        answer_type=["choice", "choice", "choice", "text"], choices=[CHOICES, CHOICES, CHOICES, None])
+    assert out == [1.0, 1.0, None, None]  # the gold is upper-cased as FutureBench does; non-MCQ rows: None
+    f = build_reward_funcs(["answer_letter"], num_generations=2, options={"answer_letter": {"mode": "futurebench"}})[0]
+    assert f(None, ["Clearly"], answer=["C"], answer_type=["choice"], choices=[CHOICES]) == [1.0]

@@ -8,7 +8,8 @@ sail-sg/Video-Next-Event-Prediction, reimplemented (pure functions, no model her
   choices directly." (so the user text starts with "\\n" and has a blank line before the instruction);
   system "You are a helpful assistant."; video at 2 fps, <= 32 frames, min_pixels 3136,
   total_pixels 1605632 (`mmreason.video.media.FUTUREBENCH_VIDEO`); greedy, 16 new tokens.
-- extraction (`extract_characters_regex`), quirks kept in mode 'official':
+- extraction (`extract_characters_regex`; the functions are in `mmreason.verify.letters`), quirks kept in
+  mode 'official':
   * the prefixes are removed with str.replace *anywhere* in the response, case-sensitively, in order;
   * two missing commas in the official list join "The best option is" + "The correct option is" and
     "Best answer:" + "Best option:" into single strings, so "The correct option is", "The best option
@@ -35,12 +36,15 @@ that option; unknown question types are scored under their own name).
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from mmreason.eval.benchmark import Benchmark, ScoreOptions, Video, register
 from mmreason.eval.report import table
+# The extraction rules live in verify/letters.py, shared with the answer_letter reward (mode 'futurebench').
+from mmreason.verify.letters import answer_tag_letter as official_reasoning_letter
+from mmreason.verify.letters import corrected_letter
+from mmreason.verify.letters import futurebench_letter as official_letter
 
 MODES = ("official", "official-reasoning", "corrected")
 HOPS = ("hop1", "hop2", "hop3", "hop5")
@@ -61,27 +65,6 @@ DEFAULT_PRE_PROMPT = (
 DEFAULT_POST_PROMPT = "The best answer is:"
 GENERATION = {"max_new_tokens": 16, "temperature": 0.0, "top_p": 1.0, "num_beams": 1, "do_sample": False}
 REASONING_GENERATION = {"max_new_tokens": 2048}
-
-# The official list as Python evaluates it (adjacent string literals concatenate).
-OFFICIAL_PREFIXES = (
-    "The best answer is",
-    "The correct answer is",
-    "The answer is",
-    "The answer",
-    "The best option is" "The correct option is",
-    "Best answer:" "Best option:",
-)
-CORRECTED_PREFIXES = (
-    "The best answer is",
-    "The correct answer is",
-    "The answer is",
-    "The answer",
-    "The best option is",
-    "The correct option is",
-    "Best answer:",
-    "Best option:",
-    "Answer:",
-)
 
 
 class FutureBenchError(ValueError):
@@ -141,66 +124,6 @@ def official_video_inputs(doc: dict[str, Any], video_root: str | Path):
 
 
 # ---------------------------------------------------------------- extraction
-
-
-def official_letter(response: Any) -> str:
-    """`extract_characters_regex`, bug for bug."""
-    if not isinstance(response, str):
-        return ""
-    s = response.strip()
-    for prefix in OFFICIAL_PREFIXES:
-        s = s.replace(prefix, "")
-    if len(s.split()) > 10 and not re.search("[ABCD]", s):
-        return ""
-    m = re.search(r"[ABCD]", s)
-    return m[0] if m else ""
-
-
-def official_reasoning_letter(response: Any) -> str:
-    """`extract_thinking_answer_regex`, bug for bug: first A-D inside the first <answer>...</answer>."""
-    if not isinstance(response, str):
-        return ""
-    m = re.search(r"<answer>\s*(.*?)\s*</answer>", response.strip(), re.DOTALL)
-    if not m:
-        return ""
-    ans = m.group(1).strip()
-    if len(ans.split()) > 10 and not re.search("[ABCD]", ans):
-        return ""
-    m = re.search(r"[ABCD]", ans)
-    return m[0] if m else ""
-
-
-_STANDALONE = re.compile(r"(?<![A-Za-z0-9])\(?([ABCD])\)?(?![A-Za-z0-9])")
-_MARKED = re.compile(r"(?<![A-Za-z0-9])(?:\(([ABCD])\)|([ABCD])[.):](?![A-Za-z0-9]))")
-
-
-def corrected_letter(response: Any, options: dict[str, str] | None = None) -> str:
-    """NON-OFFICIAL extraction (see the module docstring)."""
-    if not isinstance(response, str):
-        return ""
-    s = response.strip()
-    m = re.search(r"<answer>\s*(.*?)\s*</answer>", s, re.DOTALL)
-    if m:
-        s = m.group(1).strip()
-    changed = True
-    while changed:
-        changed = False
-        for prefix in CORRECTED_PREFIXES:
-            if s.lower().startswith(prefix.lower()):
-                s = s[len(prefix):].lstrip(" :\t\n")
-                changed = True
-    if re.fullmatch(r"\(?([ABCDabcd])\)?[.:)]?", s):
-        return re.sub(r"[^A-Da-d]", "", s).upper()
-    # a letter with an explicit marker ("(B)", "B.", "B)", "B:") first, then any standalone capital A-D
-    m = _MARKED.search(s) or _STANDALONE.search(s)
-    if m:
-        return next(g for g in m.groups() if g)
-    if options:
-        norm = s.strip().rstrip(".").strip().lower()
-        for letter, text in options.items():
-            if norm and norm == str(text).strip().rstrip(".").strip().lower():
-                return letter
-    return ""
 
 
 def extract(response: Any, mode: str, doc: dict[str, Any] | None = None) -> str:

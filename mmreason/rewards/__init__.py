@@ -5,7 +5,7 @@ r"""GRPO rewards, picked by name: `build_reward_funcs(["accuracy", "format"], nu
 | accuracy | last `\boxed{}` matches gold (math-verify in a timed process pool); 0 if several boxes (`single_box`) | verifiable |
 | format | 1.0 (`scale`) for one `\boxed{}` ending a non-empty reasoning; weight it small via `reward_weights` | verifiable |
 | mcq_letter | boxed option letter equals the gold letter (multiple choice only) | verifiable |
-| answer_letter | the option letter in `<answer>` tags equals the gold (strict; `mode: official` = NEP paper) | answer_tag |
+| answer_letter | the option letter in `<answer>` tags equals the gold (strict; `mode: official` = NEP paper; `mode: futurebench` = FutureBench's bare-letter extraction) | answer_tag |
 | majority_vote | MM-UPT: 1 if in the group's largest answer cluster (no labels needed) | vote |
 """
 
