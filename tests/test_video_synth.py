@@ -76,6 +76,42 @@ def test_letters_balanced_and_splits_disjoint(synth_dir):
     assert set(hops) <= {"hop1", "hop2", "hop3"} and len(hops) >= 2
 
 
+def test_mcq_variants_balanced_and_same_gold_text(tmp_path):
+    """--mcq-variants 4: every train MCQ four times, options rotated; each variant's gold letter points at the same
+    option text, the letters are exactly balanced per family, the test split stays one MCQ per scene."""
+    from mmreason.video.synth import mcq_variants
+
+    generate(str(tmp_path), n=8, n_test=4, seed=5, mcq_variants_k=4)
+    train, _ = load_records(tmp_path / "train_mcq.jsonl")
+    test, _ = load_records(tmp_path / "test_mcq.jsonl")
+    assert len(train) == 4 * 8 and len(test) == 4 and len({r.id for r in train}) == len(train)
+    by_scene = collections.defaultdict(list)
+    for r in train:
+        by_scene[r.metadata["scene_hash"]].append(r)
+    for variants in by_scene.values():
+        assert len(variants) == 4 and sorted(r.answer for r in variants) == list("ABCD")
+        assert len({r.gold_text() for r in variants}) == 1  # the same option text under four letters
+        assert len({frozenset(r.choices) for r in variants}) == 1
+        for r in variants:
+            assert r.solution.endswith(f"<answer>\n{r.answer}\n</answer>")
+    for fam in ("ball", "sequence"):
+        letters = collections.Counter(r.answer for r in train if r.metadata["family"] == fam)
+        assert set(letters.values()) == {len(train) // 8}, letters
+    with pytest.raises(ValueError):
+        mcq_variants(train[0], 5, "r")
+    with pytest.raises(ValueError):
+        generate(str(tmp_path / "bad"), n=2, n_test=1, mcq_variants_k=0)
+
+
+def test_option_order_is_not_a_shortcut(synth_dir):
+    """The distractors around the answer are not in one fixed order: with a fixed order (e.g. sorted), the answer is
+    the one option out of place and a model could read it off the text."""
+    recs = load_records(synth_dir / "train_mcq.jsonl")[0] + load_records(synth_dir / "test_mcq.jsonl")[0]
+    ball = [r for r in recs if r.metadata["family"] == "ball"]
+    others = [[c for c in r.choices if c != r.gold_text()] for r in ball]
+    assert len(ball) >= 8 and len({tuple(o) for o in others}) > 4  # a fixed order gives one per outcome: 4
+
+
 def test_strategy_formats(synth_dir):
     sft, _ = load_records(synth_dir / "train_sft.jsonl")
     assert all(r.question in SFT_QUESTION_POOL and r.solution == r.answer for r in sft)

@@ -1,13 +1,16 @@
 """`mmreason nep synth`: synthetic verifiable video tasks with a known future.
 
     mmreason nep synth --out DIR --n N [--n-test M] [--seed S] [--families ball,sequence]
-                       [--size 56] [--video-format mp4|frames|both]
+                       [--size 56] [--video-format mp4|frames|both] [--mcq-variants K]
 
 For each scene (families in `synth_scenes.py`) one clip holds the past and the future; records
 point at its past part by time (`video: {path, start: 0, end: t_split}`: the cut is made when the
 clip is loaded, nothing is re-encoded). Per split (`train` N scenes, `test` M, default max(1, N//5)):
 
-  <split>_mcq.jsonl      4-option MCQ (answer_type choice); the answer letters cycle A, B, C, D
+  <split>_mcq.jsonl      4-option MCQ (answer_type choice); the answer letters cycle A, B, C, D per family,
+                         the distractors around the answer in an order drawn per record (a fixed order let
+                         the answer be read off the option order); with --mcq-variants K each train MCQ is
+                         written K times, its options rotated so the gold letter moves one place each time
   <split>_sft.jsonl      NEP SFT: "what happens next" question -> caption of the future part
   <split>_distill.jsonl  NEP Distill: <think> templated reasoning </think><answer> future </answer>
   <split>_cft.jsonl      NEP CFT: critique of a right (1 in 3) or wrong (2 in 3) templated solution
@@ -25,6 +28,7 @@ are unique within a split. The same arguments give the same files.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import random
@@ -67,12 +71,31 @@ def sample_scenes(split: str, n: int, seed: int, families: list[str]) -> list[tu
 
 
 def mcq_record(rid: str, r: Rendered, video: Video, letter_index: int, meta: dict) -> Record:
+    """The gold option goes at `letter_index % 4`; the distractors around it in an order drawn per record (in a
+    fixed order the answer would be the one option out of place: a text-only shortcut)."""
     letter = LETTERS[letter_index % 4]
     choices = list(r.distractors[:3])
+    random.Random(f"{rid}:options").shuffle(choices)
     choices.insert(letter_index % 4, r.answer_text)
     return Record(id=rid, question=r.question, answer=letter, answer_type="choice", choices=choices,
                   solution=think_answer(r.reasoning, letter), video=video, source=f"synth-video/{meta['family']}",
                   metadata={"strategy": "mcq", "question_type": r.hop, **meta})
+
+
+def mcq_variants(rec: Record, k: int, reasoning: str) -> list[Record]:
+    """`rec` and k - 1 copies with its options rotated by 1..k-1 places: the same option texts in the same cyclic
+    order, the gold letter moved from L to L+1, L+2, ... (k = 4: the gold text under each of A-D once). The
+    first is `rec` itself; the copies' ids end in -v1, -v2, ...; their solutions are `reasoning` and the new letter."""
+    if not 1 <= k <= len(rec.choices or []):
+        raise ValueError(f"mcq variants must be between 1 and the number of options ({len(rec.choices or [])}), got {k}")
+    out = [rec]
+    g = LETTERS.index(rec.answer)
+    for v in range(1, k):
+        choices = rec.choices[-v:] + rec.choices[:-v]
+        letter = LETTERS[(g + v) % len(choices)]
+        out.append(dataclasses.replace(rec, id=f"{rec.id}-v{v}", answer=letter, choices=choices,
+                                       solution=think_answer(reasoning, letter), metadata={**rec.metadata, "mcq_variant": v}))
+    return out
 
 
 def scene_records(rid: str, r: Rendered, video: Video, index: int, meta: dict) -> dict[str, Record]:
@@ -106,13 +129,15 @@ def futurebench_entry(rec: Record, video_path: str) -> dict:
 
 
 def generate(out: str, n: int, n_test: int | None = None, seed: int = 0, families: list[str] | None = None,
-             size: int = 56, video_format: str = "mp4") -> dict:
+             size: int = 56, video_format: str = "mp4", mcq_variants_k: int = 1) -> dict:
     families = families or list(FAMILIES)
     bad = [f for f in families if f not in FAMILIES]
     if bad:
         raise ValueError(f"unknown families {bad}; known: {sorted(FAMILIES)}")
     if video_format not in ("mp4", "frames", "both"):
         raise ValueError("video_format must be mp4, frames or both")
+    if not 1 <= mcq_variants_k <= 4:
+        raise ValueError(f"mcq variants must be between 1 and 4, got {mcq_variants_k}")
     if size % 28 or size < 56:
         raise ValueError("size must be a multiple of 28, at least 56 (one LLM token per 28x28 pixels)")
     out_dir = Path(out)
@@ -140,7 +165,8 @@ def generate(out: str, n: int, n_test: int | None = None, seed: int = 0, familie
             if video_format == "both":
                 meta["frame_list"] = rel_frames
             for kind, rec in scene_records(rid, r, video, j, meta).items():
-                recs[kind].append(rec)
+                many = kind == "mcq" and split == "train" and mcq_variants_k > 1
+                recs[kind].extend(mcq_variants(rec, mcq_variants_k, r.reasoning) if many else [rec])
             if split == "test":  # FutureBench layout: pre-cut past clips under video_dataset/
                 write_mp4(r.frames[: r.n_past], out_dir / f"videos/{rid}.past.mp4", FPS)
                 fb.append(futurebench_entry(recs["mcq"][-1], f"video_dataset/videos/{rid}.past.mp4"))
@@ -163,9 +189,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--families", default=",".join(FAMILIES), help=f"comma list of {sorted(FAMILIES)}")
     ap.add_argument("--size", type=int, default=56, help="frame edge in pixels (multiple of 28)")
     ap.add_argument("--video-format", default="mp4", choices=("mp4", "frames", "both"))
+    ap.add_argument("--mcq-variants", type=int, default=1,
+                    help="write each train MCQ K times (1-4), its options rotated so the gold letter moves A->B->C->D")
     a = ap.parse_args(argv)
     try:
-        counts = generate(a.out, a.n, a.n_test, a.seed, [f for f in a.families.split(",") if f], a.size, a.video_format)
+        counts = generate(a.out, a.n, a.n_test, a.seed, [f for f in a.families.split(",") if f], a.size, a.video_format,
+                          a.mcq_variants)
     except (ValueError, RuntimeError) as e:
         print(f"mmreason nep synth: error: {e}")
         return 2
