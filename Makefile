@@ -57,7 +57,8 @@ demo: setup
 papers: setup
 	$(MM) papers --out runs/papers $(ARGS)
 
-# Video next-event prediction on CPU: tiny model -> video SFT on synthetic NEP clips -> FutureBench-style eval.
+# Video next-event prediction on CPU: tiny model -> video SFT on synthetic NEP clips -> video GRPO -> FutureBench-style
+# eval (per-hop table, paired tests, blanked-frames control).
 nep-demo: setup
 	$(MM) nep demo --out $(or $(NEP_RUNS),runs/nep-demo) $(ARGS)
 

@@ -1,5 +1,6 @@
-"""`mmreason nep demo` end to end with a handful of clips and steps: base and SFT rows per hop from the real
-eval pipeline, the FutureBench-format SFT records, the table and summary files, reuse of finished stages."""
+"""`mmreason nep demo`: the table / paired-test writer on fixed inputs (fast), and the whole demo end to end with a
+handful of clips and steps (slow): base, SFT and SFT+GRPO rows per hop from the real eval pipeline, the
+blanked-frames control, the FutureBench-format records, the GRPO stage's inherited prompt, reuse of finished stages."""
 
 import json
 
@@ -7,27 +8,82 @@ import pytest
 
 from mmreason.records import load_records
 from mmreason.video.demo import main as demo_main
+from mmreason.video.demo import report
+
+
+def _scores(correct: dict[str, bool], hops: dict[str, str]) -> dict:
+    """A scores.json as the futurebench plugin writes it, from per-item correctness."""
+    per_hop_counts = {h: {"correct": 0, "total": 0} for h in ("hop1", "hop2", "hop3", "hop5")}
+    for i, ok in correct.items():
+        per_hop_counts[hops[i]]["total"] += 1
+        per_hop_counts[hops[i]]["correct"] += ok
+    pct = {h: 100 * c["correct"] / c["total"] if c["total"] else 0 for h, c in per_hop_counts.items()}
+    n, k = len(correct), sum(correct.values())
+    return {"overall": 100 * k / n, "per_hop": pct, "per_hop_counts": per_hop_counts, "total": n, "correct": k,
+            "per_item": {i: {"correct": ok} for i, ok in correct.items()}}
+
+
+def test_report_table_and_paired_tests(tmp_path):
+    ids = [f"q{i:02d}" for i in range(20)]
+    hops = {i: ("hop1" if n < 12 else "hop2") for n, i in enumerate(ids)}
+    base = _scores({i: n % 4 == 0 for n, i in enumerate(ids)}, hops)  # 5 right: q00 q04 q08 q12 q16
+    sft = _scores({i: n < 15 for n, i in enumerate(ids)}, hops)  # 15 right; only base: q16; only SFT: 11 items
+    grpo = _scores({i: n < 15 for n, i in enumerate(ids)}, hops)  # the same items as SFT
+    blank = _scores({i: n % 5 == 1 for n, i in enumerate(ids)}, hops)  # q01 q06 q11 q16
+    text, summary = report([("base", base), ("SFT", sft), ("SFT+GRPO", grpo)], [("SFT, frames blanked", blank)],
+                           123.4, {"SFT": 60.0, "GRPO": 30.0}, tmp_path)
+    lines = text.splitlines()
+    assert "| model | hop1 (n=12) | hop2 (n=8) | overall (n=20) |" in lines  # hop3/hop5 have no items: no column
+    assert "| base | 25.0 | 25.0 | 25.0 ± 9.7 |" in lines
+    assert "| SFT | 100.0 | 37.5 | 75.0 ± 9.7 |" in lines
+    assert "| SFT, frames blanked | 25.0 | 12.5 | 20.0 ± 8.9 |" in lines
+    sft_vs_base = summary["paired"]["SFT vs base"]
+    assert (sft_vs_base["b_only_a"], sft_vs_base["c_only_b"], sft_vs_base["n"]) == (1, 11, 20)
+    assert sft_vs_base["diff"] == pytest.approx(0.5) and sft_vs_base["p_mcnemar"] == pytest.approx(2 * 13 / 4096)
+    assert sft_vs_base["ci_low"] > 0
+    g = summary["paired"]["SFT+GRPO vs SFT"]
+    assert (g["diff"], g["b_only_a"], g["c_only_b"], g["p_mcnemar"]) == (0.0, 0, 0, 1.0)
+    assert any(line.startswith("- SFT vs base: +50.0 points") and "1 / 11" in line and "p = 0.00635" in line
+               for line in lines)
+    assert "wall time 123 s on this machine (SFT 60 s, GRPO 30 s)" in text
+    assert summary["rows"]["SFT"]["correct"] == 15 and summary["blank_frames"]["SFT, frames blanked"]["correct"] == 4
+    assert "per_item" not in summary["rows"]["base"]
+    # the two evals must have scored the same items
+    other = _scores({i: True for i in ids[:-1]}, hops)
+    with pytest.raises(ValueError, match="different items"):
+        report([("base", base), ("SFT", other)], [], 1.0, {}, tmp_path)
 
 
 @pytest.mark.slow
 def test_nep_demo_small(tmp_path, capsys):
     out = tmp_path / "demo"
-    argv = ["--out", str(out), "--n-train", "6", "--n-test", "4", "--sft-steps", "2", "--eval-batch-size", "4"]
+    argv = ["--out", str(out), "--n-train", "6", "--n-test", "4", "--sft-steps", "2", "--grpo-steps", "1",
+            "--eval-batch-size", "4", "--mcq-variants", "2", "--grpo-arg=--per_device_train_batch_size=4",
+            "--grpo-arg=--num_generations=2"]
     assert demo_main(argv) == 0
     summary = json.loads((out / "nep_demo_summary.json").read_text())
-    assert set(summary["rows"]) == {"base", "SFT"}
-    for row in summary["rows"].values():
+    assert list(summary["rows"]) == ["base", "SFT", "SFT+GRPO"]
+    assert list(summary["blank_frames"]) == ["SFT, frames blanked", "SFT+GRPO, frames blanked"]
+    for row in [*summary["rows"].values(), *summary["blank_frames"].values()]:
         assert row["total"] == 4 and row["correct"] == round(row["overall"] * 4 / 100)
         assert sum(c["total"] for c in row["per_hop_counts"].values()) == 4
+    assert set(summary["paired"]) == {"SFT vs base", "SFT+GRPO vs SFT"}
+    assert all(p["n"] == 4 and p["p_mcnemar"] is not None for p in summary["paired"].values())
     table = (out / "nep_demo_table.md").read_text()
-    assert "| base |" in table and "| SFT |" in table and "wall time" in table
+    assert "| base |" in table and "| SFT |" in table and "| SFT+GRPO |" in table and "wall time" in table
+    assert "SFT vs base:" in table and "McNemar" in table
     fb, _ = load_records(out / "data" / "train_fb_mcq.jsonl")
     mcq, _ = load_records(out / "data" / "train_mcq.jsonl")
-    assert len(fb) == len(mcq) and fb[0].solution == mcq[0].answer and fb[0].question.startswith("\n")
+    assert len(fb) == len(mcq) == 12 and fb[0].solution == mcq[0].answer and fb[0].question.startswith("\n")
+    assert fb[0].answer_type == "choice" and fb[0].choices == mcq[0].choices
     assert fb[0].question.endswith("\nAnswer with the option's letter from the given choices directly.")
-    assert json.loads((out / "sft" / "prompt.json").read_text())["instruction"] is None
-    mtime = (out / "sft" / "model.safetensors").stat().st_mtime_ns
+    sft_prompt = json.loads((out / "sft" / "prompt.json").read_text())
+    assert sft_prompt["instruction"] is None and sft_prompt["system"] == "You are a helpful assistant."
+    assert json.loads((out / "grpo" / "prompt.json").read_text()) == sft_prompt  # GRPO prompts = the eval's
+    blank = json.loads((out / "data" / "blank" / "test_futurebench.json").read_text())
+    assert blank == json.loads((out / "data" / "test_futurebench.json").read_text())
+    mtime = (out / "grpo" / "model.safetensors").stat().st_mtime_ns
     assert demo_main(argv) == 0  # finished stages are reused
-    assert (out / "sft" / "model.safetensors").stat().st_mtime_ns == mtime
+    assert (out / "grpo" / "model.safetensors").stat().st_mtime_ns == mtime
     with pytest.raises(SystemExit, match="other settings"):
         demo_main(argv[:2] + ["--n-train", "7"] + argv[4:])

@@ -112,6 +112,20 @@ def test_option_order_is_not_a_shortcut(synth_dir):
     assert len(ball) >= 8 and len({tuple(o) for o in others}) > 4  # a fixed order gives one per outcome: 4
 
 
+def test_sorted_option_order(tmp_path):
+    """option_order 'sorted': options in alphabetical order and the gold letter where the answer falls; every ball
+    MCQ has the same four lines in the same order, so its letter names the outcome (and the test file agrees)."""
+    generate(str(tmp_path), n=8, n_test=4, seed=5, option_order="sorted")
+    recs = load_records(tmp_path / "train_mcq.jsonl")[0] + load_records(tmp_path / "test_mcq.jsonl")[0]
+    for r in recs:
+        assert r.choices == sorted(r.choices) and r.choices[ord(r.answer) - 65] == r.gold_text()
+    ball = [r for r in recs if r.metadata["family"] == "ball"]
+    assert len({tuple(r.choices) for r in ball}) == 1
+    assert len({(r.gold_text(), r.answer) for r in ball}) == len({r.gold_text() for r in ball})
+    fb = json.loads((tmp_path / "test_futurebench.json").read_text())
+    assert all(list(e["qa"]["Options"].values()) == sorted(e["qa"]["Options"].values()) for e in fb)
+
+
 def test_strategy_formats(synth_dir):
     sft, _ = load_records(synth_dir / "train_sft.jsonl")
     assert all(r.question in SFT_QUESTION_POOL and r.solution == r.answer for r in sft)

@@ -11,7 +11,7 @@ from mmreason.subcommands import dispatch
 SUBCOMMANDS = {
     "synth": ("mmreason.video.synth", "main", "render synthetic video tasks with a known future to records"),
     "build": ("mmreason.video.nep", "main", "NEP records (sft|cft|distill|mix|mcq) from V1-33K's json + past clips"),
-    "demo": ("mmreason.video.demo", "main", "tiny model -> video SFT -> FutureBench-style eval, a per-hop table"),
+    "demo": ("mmreason.video.demo", "main", "tiny model -> video SFT -> video GRPO -> FutureBench-style eval, a per-hop table"),
 }
 
 

@@ -70,13 +70,19 @@ def sample_scenes(split: str, n: int, seed: int, families: list[str]) -> list[tu
     return out
 
 
-def mcq_record(rid: str, r: Rendered, video: Video, letter_index: int, meta: dict) -> Record:
-    """The gold option goes at `letter_index % 4`; the distractors around it in an order drawn per record (in a
-    fixed order the answer would be the one option out of place: a text-only shortcut)."""
-    letter = LETTERS[letter_index % 4]
-    choices = list(r.distractors[:3])
-    random.Random(f"{rid}:options").shuffle(choices)
-    choices.insert(letter_index % 4, r.answer_text)
+def mcq_record(rid: str, r: Rendered, video: Video, letter_index: int, meta: dict, option_order: str = "drawn") -> Record:
+    """option_order 'drawn': the gold option goes at `letter_index % 4`, the distractors around it in an order drawn
+    per record (in a fixed order the answer would be the one option out of place: a text-only shortcut).
+    'sorted': the four options in alphabetical order, the gold wherever it falls (a ball clip's options are then
+    always the same four lines in the same order, so its letter names the outcome)."""
+    if option_order == "sorted":
+        choices = sorted([*r.distractors[:3], r.answer_text])
+        letter = LETTERS[choices.index(r.answer_text)]
+    else:
+        letter = LETTERS[letter_index % 4]
+        choices = list(r.distractors[:3])
+        random.Random(f"{rid}:options").shuffle(choices)
+        choices.insert(letter_index % 4, r.answer_text)
     return Record(id=rid, question=r.question, answer=letter, answer_type="choice", choices=choices,
                   solution=think_answer(r.reasoning, letter), video=video, source=f"synth-video/{meta['family']}",
                   metadata={"strategy": "mcq", "question_type": r.hop, **meta})
@@ -98,7 +104,8 @@ def mcq_variants(rec: Record, k: int, reasoning: str) -> list[Record]:
     return out
 
 
-def scene_records(rid: str, r: Rendered, video: Video, index: int, meta: dict) -> dict[str, Record]:
+def scene_records(rid: str, r: Rendered, video: Video, index: int, meta: dict,
+                  option_order: str = "drawn") -> dict[str, Record]:
     rng = random.Random(rid)
     right = index % 3 == 0  # CFT: right : wrong = 1 : 2
     prediction, reasoning = (r.future_caption, r.reasoning) if right else (r.wrong_prediction, r.wrong_reasoning)
@@ -110,7 +117,7 @@ def scene_records(rid: str, r: Rendered, video: Video, index: int, meta: dict) -
     assert conclusion_label(conclusion) == conclusion
     src = f"synth-video/{meta['family']}"
     return {
-        "mcq": mcq_record(f"{rid}-mcq", r, video, index, meta),
+        "mcq": mcq_record(f"{rid}-mcq", r, video, index, meta, option_order),
         "sft": sft_record(f"{rid}-sft", video, r.future_caption, rng, source=src, metadata=dict(meta)),
         "distill": distill_record(f"{rid}-distill", video, r.reasoning, r.future_caption, rng, source=src,
                                   metadata=dict(meta)),
@@ -129,9 +136,14 @@ def futurebench_entry(rec: Record, video_path: str) -> dict:
 
 
 def generate(out: str, n: int, n_test: int | None = None, seed: int = 0, families: list[str] | None = None,
-             size: int = 56, video_format: str = "mp4", mcq_variants_k: int = 1) -> dict:
+             size: int = 56, video_format: str = "mp4", mcq_variants_k: int = 1,
+             train_families: list[str] | None = None, option_order: str = "drawn") -> dict:
+    """`families`: the families taken in turn, scene by scene (a name given twice gets twice the scenes);
+    `train_families`: the train split's own list (default: `families`), e.g. a ball-heavy train set beside an
+    even test set."""
     families = families or list(FAMILIES)
-    bad = [f for f in families if f not in FAMILIES]
+    train_families = train_families or families
+    bad = [f for f in families + train_families if f not in FAMILIES]
     if bad:
         raise ValueError(f"unknown families {bad}; known: {sorted(FAMILIES)}")
     if video_format not in ("mp4", "frames", "both"):
@@ -147,7 +159,8 @@ def generate(out: str, n: int, n_test: int | None = None, seed: int = 0, familie
         recs: dict[str, list[Record]] = {k: [] for k in ("mcq", "sft", "distill", "cft")}
         fb = []
         per_family: dict[str, int] = {}
-        for i, (fam, scene) in enumerate(sample_scenes(split, count, seed, families)):
+        split_families = train_families if split == "train" else families
+        for i, (fam, scene) in enumerate(sample_scenes(split, count, seed, split_families)):
             j = per_family[fam] = per_family.get(fam, -1) + 1  # letters and CFT verdicts cycle per family
             key = scene_key(fam, scene)
             rid = f"{split}-{fam}-{i:05d}"
@@ -164,7 +177,7 @@ def generate(out: str, n: int, n_test: int | None = None, seed: int = 0, familie
                     "future_end": len(r.frames) / FPS, "scene_hash": hashlib.sha256(key.encode()).hexdigest()[:16]}
             if video_format == "both":
                 meta["frame_list"] = rel_frames
-            for kind, rec in scene_records(rid, r, video, j, meta).items():
+            for kind, rec in scene_records(rid, r, video, j, meta, option_order).items():
                 many = kind == "mcq" and split == "train" and mcq_variants_k > 1
                 recs[kind].extend(mcq_variants(rec, mcq_variants_k, r.reasoning) if many else [rec])
             if split == "test":  # FutureBench layout: pre-cut past clips under video_dataset/
