@@ -81,8 +81,6 @@ class _Baton:
     def wait(self, name: str) -> None:
         with self.cond:
             self.cond.wait_for(lambda: self.turn == name)
-        if self.on_acquire:
-            self.on_acquire(name)
 
     def pass_on(self, name: str, finished: bool = False) -> None:
         if self.on_release:
@@ -133,6 +131,8 @@ class _CycleCallback(TrainerCallback):
             set_seed(self.seed)  # every trainer starts its loop from the same RNG state
         else:
             _load_rng(self.r.rng)
+        if self.baton.on_acquire:  # after the reset, which is neither timed nor profiled
+            self.baton.on_acquire(self.r.name)
         self.stopping = self.baton.stop  # then: one more (untimed) step, and stop
         self.t0 = (time.perf_counter(), time.thread_time(), *_thread_usage())
 
