@@ -142,3 +142,30 @@ def test_interleaving_alternates_trainers_and_keeps_each_rng(tiny_model_dir, tmp
     assert len(cycles["a"]) == len(cycles["b"]) == 2  # the last cycle holds the end of train(): not counted
     assert median_ci([1.0, 2.0, 3.0]) == (2.0, 1.0, 3.0)
     assert median_ci([float(x) for x in range(1, 21)]) == (10.5, 6.0, 15.0)  # the textbook ranks for n = 20
+
+
+def test_report_ratios_user_time_and_own_share(capsys):
+    """The printed ratios on fixed cycles: ours 10% slower in user time with the same kernel time, A/A equal."""
+    import bench.bench_grpo as B
+
+    rounds = 7
+    base = [1.0 + 0.1 * i for i in range(rounds)]  # the machine drifts; the per-round ratio does not
+
+    def cycles(user_scale):
+        return {"cpu_s": [b * user_scale + 0.5 for b in base], "wall_s": [b * user_scale + 0.6 for b in base],
+                "sys_s": [0.5] * rounds, "minflt": [1000] * rounds}
+
+    inter = {"cycles": {"stock": cycles(1.0), "stock_aa": cycles(1.0), "clip_cov": cycles(1.1), "kl_cov": cycles(1.0)},
+             "stopped": "round cap 7", "elapsed_s": 1.0,
+             "profile": {m: {"own_s": 0.0 if m.startswith("stock") else 0.01, "total_s": 2.0, "functions": {}}
+                         for m in B.TRAINERS}}
+    hooks = {"loss": dict.fromkeys(B.MODES, 1.0), "gen": dict.fromkeys(B.MODES, 2.0), "gen_reps": 1}
+    sep = {m: {"cpu_s": 1.0, "step_s": 1.0, "peak_rss_mb": 100.0, "train_peak_mb": 10.0} for m in B.MODES}
+    row = B.report("tiny vocab", inter, hooks, sep, reps=3)
+    user = row["the same, user time only (without the kernel's page faults)"]
+    assert user == ["1.100 [1.100–1.100]", "1.000 [1.000–1.000]"]
+    assert row["A/A control: stock ÷ stock, same run, CPU time"] == ["1.000 [1.000–1.000]"] * 2
+    assert row["mmreason's own code, share of the step (profile; upper bound)"] == ["0.50%", "0.50%"]
+    cpu = [float(c.split()[0]) for c in row["whole step, interleaved, CPU time (median ratio [95% interval])"]]
+    assert 1.05 < cpu[0] < 1.1 and cpu[1] == 1.0  # the kernel's share dilutes the CPU-time ratio
+    assert "7 rounds" in capsys.readouterr().out
