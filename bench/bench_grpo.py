@@ -3,20 +3,25 @@ on) against stock TRL GRPOTrainer, same model, same data, same seed. Two models:
 same with the real Qwen vocabulary (151,936 rows; the small tokenizer's ids fit). Completions are forced to full
 length (min_new_tokens = max_completion_length) so every trainer does the same work. Goal: ratio <= 1.05.
 
-Three measurements per model, printed side by side:
-- whole training steps, interleaved in one process (bench/interleave.py): the three trainers' real train()
-  loops take turns one generation cycle (steps_per_generation = 2 steps) at a time, in rotated order, each on
-  its own copy of the same checkpoint with its own RNG; the ratio of each round (ours / stock on neighbouring
-  cycles) cancels the machine's load drift. Rounds run until the 95% interval of the median ratio is within
-  +-2% (or the round / time cap: the output says which). Timed as thread CPU time (the work, steady on a
-  shared machine) and as wall time;
+Measurements per model, printed side by side:
+- whole training steps, interleaved in one process (bench/interleave.py): stock TRL, a second stock TRL (the A/A
+  control: how far two copies of the same code differ here) and ours take turns one generation cycle
+  (steps_per_generation = 2 steps) at a time, in rotated order. Every cycle starts (untimed) from the same
+  checkpoint weights with a fresh optimizer state and the RNG seeded by the round, so within a round every
+  trainer does the same work — same prompts, same sampled completions, same forced lengths — and differs only in
+  its code. The ratio of each round (ours / stock on neighbouring cycles) cancels the machine's drift; rounds run
+  until the 95% interval of the median ratio is within +-2% (or the round / time cap: the output says which).
+  Timed as thread CPU time, split into user and kernel time (page faults), and as wall time;
+- mmreason's own code per step, from a short cProfile of the same interleaved steps: the self time of our
+  functions and the torch ops they call, as a share of the step — the overhead measured as work, which the
+  machine's noise does not move (an upper bound: cProfile slows Python code more than torch kernels);
 - the two hooks our trainer overrides (loss + backward, generate + score), interleaved call by call on one
   batch;
 - peak memory: one separate process per trainer (its RSS high-water mark), with its whole-step time for
   reference (separate processes cannot resolve a few per cent here: identical runs differ by 10%).
 
-`make bench ARGS=--profile` (or BENCH_PROFILE=1) also prints a cProfile of the interleaved
-whole steps, ours vs stock: top functions by self time and the largest differences."""
+`make bench ARGS=--profile` (or BENCH_PROFILE=1) also prints the profile's tables: top functions by self time
+and the largest differences ours - stock."""
 
 from __future__ import annotations
 
@@ -30,19 +35,22 @@ from pathlib import Path
 
 QWEN_VOCAB = 151_936
 MODES = ("stock", "clip_cov", "kl_cov")
+# the interleaved run: name -> mode; stock_aa is a second stock TRL, whose ratio to stock is the noise floor
+TRAINERS = {"stock": "stock", "stock_aa": "stock", "clip_cov": "clip_cov", "kl_cov": "kl_cov"}
 LOSS_REPS = int(os.environ.get("BENCH_GRPO_LOSS_REPS", "40"))
 CYCLE = 2  # steps_per_generation: a generation cycle is one generating step and one from the buffer
 GOAL = 0.02  # stop the interleaved rounds once the 95% interval of the median ratio is within +-2%
 # per model: prompts x completions per step, completion length; interleaved whole steps: warm-up rounds (not
 # counted), at least min_rounds, at most max_rounds or budget_s seconds; separate processes (peak memory):
-# warm-up and timed steps (whole cycles). A Qwen-vocabulary cycle is ~4 s of CPU here, a tiny one ~0.2 s.
+# warm-up and timed steps (whole cycles). A Qwen-vocabulary cycle is ~6.5 s of CPU here (over half of it kernel
+# time: page faults), a tiny one ~0.3 s; a round runs the 4 trainers.
 # BENCH_GRPO_BUDGET=x scales both time budgets (e.g. 3 for a longer, tighter run on a quiet machine).
 _budget = float(os.environ.get("BENCH_GRPO_BUDGET", "1"))
 SHAPES = {
     "tiny vocab": dict(batch=8, length=24, warmup_rounds=1, min_rounds=10, max_rounds=200, budget_s=90 * _budget,
                        warmup=2, steps=6),
-    f"Qwen vocab {QWEN_VOCAB}": dict(batch=4, length=8, warmup_rounds=1, min_rounds=6, max_rounds=100,
-                                     budget_s=240 * _budget, warmup=2, steps=2),
+    f"Qwen vocab {QWEN_VOCAB}": dict(batch=4, length=8, warmup_rounds=1, min_rounds=8, max_rounds=100,
+                                     budget_s=600 * _budget, warmup=2, steps=2),
 }
 
 
@@ -177,10 +185,13 @@ def loss_worker(spec: dict) -> dict:
 
 
 def interleaved_worker(spec: dict) -> dict:
-    """Whole training steps of the three trainers interleaved in this process (bench/interleave.py), until the
-    95% interval of every median ratio (ours / stock, CPU time per round) is within GOAL, or the round or time
-    cap. With spec["profile"], a second, short interleaved run under cProfile (one profiler per trainer
-    thread) gives each trainer's self time per function."""
+    """Whole training steps of stock TRL, a second stock TRL (the A/A control: the noise floor of the comparison)
+    and ours (Clip-Cov, KL-Cov) interleaved in this process (bench/interleave.py) with `reset`: every cycle starts
+    from the checkpoint's weights and a fresh optimizer state, RNG seeded by the round, so in a round the
+    trainers do the same work (same prompts, same sampled completions) and differ only in their code. Rounds run
+    until the 95% interval of every median ratio (ours / stock, CPU time per round) is within GOAL, or the round
+    or time cap. Then a short interleaved run under cProfile (one profiler per trainer thread) gives each
+    trainer's self time per function and the time spent in mmreason's own code."""
     import time
 
     from bench.interleave import train_interleaved
@@ -190,8 +201,8 @@ def interleaved_worker(spec: dict) -> dict:
     max_steps = CYCLE * (skip + shape["max_rounds"] + 1)
 
     def make(tag: str) -> dict:
-        return {m: _trainer(dict(spec, out=f"{spec['out']}_{tag}_{m}"), m, max_steps=max_steps, logging_steps=1,
-                            learning_rate=1e-4) for m in MODES}
+        return {name: _trainer(dict(spec, out=f"{spec['out']}_{tag}_{name}"), mode, max_steps=max_steps,
+                               logging_steps=1, learning_rate=1e-4) for name, mode in TRAINERS.items()}
 
     def should_stop(cycles: dict) -> bool:
         n = len(cycles["stock"]) - skip
@@ -206,18 +217,18 @@ def interleaved_worker(spec: dict) -> dict:
             reason.append(f"time budget {shape['budget_s']:.0f} s")
         return bool(reason)
 
-    cycles = train_interleaved(make("time"), CYCLE, seed=0, should_stop=should_stop)
-    out = {m: {"cpu_s": [c.cpu_s for c in cs[skip:]], "wall_s": [c.wall_s for c in cs[skip:]]}
+    cycles = train_interleaved(make("time"), CYCLE, seed=0, should_stop=should_stop, reset=True)
+    out = {m: {k: [getattr(c, k) for c in cs[skip:]] for k in ("cpu_s", "wall_s", "sys_s", "minflt")}
            for m, cs in cycles.items()}
     result = {"cycles": out, "stopped": reason[0] if reason else f"max_steps {max_steps}",
               "elapsed_s": time.perf_counter() - t_start}
-    if spec.get("profile"):
-        result["profile"] = _profile(make("profile"), skip, rounds=spec.get("profile_rounds", 3))
+    result["profile"] = _profile(make("profile"), skip, rounds=spec.get("profile_rounds", 3))
     return result
 
 
 def _profile(trainers: dict, skip: int, rounds: int) -> dict:
-    """{mode: {function: [self seconds per cycle, calls per cycle]}} over `rounds` cycles after `skip`."""
+    """{trainer: {"functions": {function: [self seconds per cycle, calls per cycle]}, "own_s": seconds per
+    cycle in mmreason's code, "total_s": profiled seconds per cycle}} over `rounds` cycles after `skip`."""
     import cProfile
     import pstats
 
@@ -235,13 +246,43 @@ def _profile(trainers: dict, skip: int, rounds: int) -> dict:
         profs[m].disable()
 
     cycles = train_interleaved(trainers, CYCLE, seed=0, should_stop=lambda c: len(c["stock"]) >= skip + rounds,
-                               on_acquire=acquire, on_release=release)
+                               on_acquire=acquire, on_release=release, reset=True)
     n = max(1, len(cycles["stock"]) - skip)
     out = {}
     for m, prof in profs.items():
         st = pstats.Stats(prof).stats  # {(file, line, name): (cc, ncalls, tottime, cumtime, callers)}
-        out[m] = {_func_name(k): [v[2] / n, v[1] / n] for k, v in st.items()}
+        out[m] = {"functions": {_func_name(k): [v[2] / n, v[1] / n] for k, v in st.items()},
+                  "own_s": own_time(st) / n, "total_s": sum(v[2] for v in st.values()) / n}
     return out
+
+
+_PACKAGE = str(Path(__file__).resolve().parents[1] / "mmreason") + os.sep
+
+
+def _ours(key) -> bool:
+    """A function of the mmreason package (this checkout's, or an installed copy's; not ~/.cache/mmreason/venv)."""
+    return key[0].startswith(_PACKAGE) or f"site-packages{os.sep}mmreason{os.sep}" in key[0]
+
+
+def _shared(key) -> bool:
+    """Code stock TRL runs as well: TRL and transformers (the model, generation, the trainer loop). Accelerate
+    is not: our logging's reductions through it are our cost."""
+    return any(f"site-packages{os.sep}{pkg}{os.sep}" in key[0] for pkg in ("trl", "transformers"))
+
+
+def own_time(stats: dict) -> float:
+    """Seconds spent in mmreason's code from a pstats table: the self time of its
+    functions, plus everything they call directly that is not shared with stock TRL (torch ops, the standard
+    library), with all below it. Calls from our code back into TRL (`super()` hooks: generation, the model's
+    log-prob pass) are left out, since stock runs them too. An upper bound of our overhead: it does not subtract
+    the loss arithmetic of TRL's `_compute_loss` that ours replaces."""
+    total = 0.0
+    for key, (_, _, tottime, _, callers) in stats.items():
+        if _ours(key):
+            total += tottime
+        elif not _shared(key):
+            total += sum(ct for caller, (_, _, _, ct) in callers.items() if _ours(caller))
+    return total
 
 
 def _func_name(key) -> str:
@@ -290,21 +331,87 @@ def _fmt_ratio(med: float, lo: float, hi: float) -> str:
 
 
 def _print_profile(label: str, prof: dict, top: int = 15) -> None:
-    base = prof["stock"]
-    total = {m: sum(v[0] for v in p.values()) for m, p in prof.items()}
-    print(f"\ngrpo profile [{label}]: cProfile self time per 2-step cycle (ms), interleaved in one process; "
-          f"total: " + ", ".join(f"{m} {1e3 * t:.0f} ms" for m, t in total.items()))
-    print(f"  {'stock':>8} {'clip_cov':>8} {'kl_cov':>8}  function (top {top} by stock self time)")
-    for name, (t, _) in sorted(base.items(), key=lambda kv: -kv[1][0])[:top]:
-        row = [prof[m].get(name, [0.0, 0])[0] for m in MODES]
-        print(f"  {1e3 * row[0]:8.1f} {1e3 * row[1]:8.1f} {1e3 * row[2]:8.1f}  {name}")
+    fn = {m: p["functions"] for m, p in prof.items()}
+    base = fn["stock"]
+    print(f"\ngrpo profile [{label}]: cProfile self time per {CYCLE}-step cycle (ms), interleaved in one process; "
+          f"total: " + ", ".join(f"{m} {1e3 * p['total_s']:.0f} ms" for m, p in prof.items()))
+    print("  " + " ".join(f"{m:>8}" for m in TRAINERS) + f"  function (top {top} by stock self time)")
+    for name, _ in sorted(base.items(), key=lambda kv: -kv[1][0])[:top]:
+        print("  " + " ".join(f"{1e3 * fn[m].get(name, [0.0, 0])[0]:8.1f}" for m in TRAINERS) + f"  {name}")
     for mode in MODES[1:]:
-        names = set(base) | set(prof[mode])
-        diff = sorted(names, key=lambda k: -abs(prof[mode].get(k, [0.0])[0] - base.get(k, [0.0])[0]))[:top]
+        names = set(base) | set(fn[mode])
+        diff = sorted(names, key=lambda k: -abs(fn[mode].get(k, [0.0])[0] - base.get(k, [0.0])[0]))[:top]
         print(f"  largest differences, {mode} - stock (ms per cycle; calls per cycle ours / stock):")
         for name in diff:
-            o, b = prof[mode].get(name, [0.0, 0]), base.get(name, [0.0, 0])
+            o, b = fn[mode].get(name, [0.0, 0]), base.get(name, [0.0, 0])
             print(f"  {1e3 * (o[0] - b[0]):+8.1f}  {o[1]:.0f} / {b[1]:.0f}  {name}")
+
+
+def _cycles(cyc: dict, name: str) -> list[dict]:
+    """One dict per cycle, with user_s = cpu_s - sys_s (the computation, without the kernel's page faults)."""
+    return [dict(c, user_s=c["cpu_s"] - c["sys_s"]) for c in (dict(zip(cyc[name], v)) for v in zip(*cyc[name].values()))]
+
+
+def report(label: str, inter: dict, hooks: dict, sep: dict, reps: int) -> dict[str, list[str]]:
+    """Print one vocabulary's lines; returns {README table row: [Clip-Cov cell, KL-Cov cell]}."""
+    cyc, prof = inter["cycles"], inter["profile"]
+    n = len(cyc["stock"]["cpu_s"])
+    base = _cycles(cyc, "stock")
+    med = {m: statistics.median(cyc[m]["cpu_s"]) / CYCLE for m in TRAINERS}
+    kernel = {m: statistics.median(cyc[m]["sys_s"]) / CYCLE for m in TRAINERS}
+    faults = {m: statistics.median(cyc[m]["minflt"]) / CYCLE for m in TRAINERS}
+    print(f"grpo whole steps interleaved [{label}]: {n} rounds of one {CYCLE}-step cycle per trainer, every cycle "
+          f"from the same weights, prompts and samples ({inter['elapsed_s']:.0f} s; stopped: {inter['stopped']})")
+    for m in TRAINERS:
+        print(f"  {m:9s} CPU per step {med[m]:.3f} s, of which kernel {kernel[m]:.3f} s "
+              f"({kernel[m] / med[m]:.0%}; {faults[m]:,.0f} page faults)")
+    aa = _interval(_cycles(cyc, "stock_aa"), base, "cpu_s")
+    aa_user = _interval(_cycles(cyc, "stock_aa"), base, "user_s")
+    print(f"grpo whole step, interleaved [{label}] A/A control (stock / stock, the same code): ratio "
+          f"{_fmt_ratio(*aa[:3])} = ±{aa[3]:.1%}; user time only {_fmt_ratio(*aa_user[:3])} = ±{aa_user[3]:.1%}: "
+          f"the noise floor of this comparison")
+    row: dict[str, list[str]] = {}
+    for mode in MODES[1:]:
+        ours = _cycles(cyc, mode)
+        c_med, c_lo, c_hi, c_w = _interval(ours, base, "cpu_s")
+        w_med, w_lo, w_hi, _ = _interval(ours, base, "wall_s")
+        u_med, u_lo, u_hi, u_w = _interval(ours, base, "user_s")
+        verdict = "within" if c_w <= GOAL else "NOT within"
+        print(f"grpo whole step, interleaved [{label}] {mode}: ours {med[mode]:.3f} s, stock {med['stock']:.3f} s CPU "
+              f"per step (medians), ratio {_fmt_ratio(c_med, c_lo, c_hi)} = ±{c_w:.1%} ({verdict} ±{GOAL:.0%}; "
+              f"median of {n} per-round ratios, [95% interval]); user time only {_fmt_ratio(u_med, u_lo, u_hi)} = "
+              f"±{u_w:.1%}; wall ratio {_fmt_ratio(w_med, w_lo, w_hi)}")
+        p = prof[mode]
+        print(f"grpo own code [{label}] {mode}: {1e3 * p['own_s'] / CYCLE:.1f} ms per step in mmreason's code and the "
+              f"torch ops it calls, {p['own_s'] / p['total_s']:.2%} of the profiled step (stock's self time "
+              f"{1e3 * prof['stock']['total_s'] / CYCLE:.0f} ms, ours {1e3 * p['total_s'] / CYCLE:.0f} ms): an upper "
+              f"bound of our overhead, measured as work, not as a ratio of noisy times")
+        lo, ge = hooks["loss"], hooks["gen"]
+        print(f"grpo loss+backward [{label}] {mode}: ours {1e3 * lo[mode]:.1f} ms, stock {1e3 * lo['stock']:.1f} ms, "
+              f"ratio {lo[mode] / lo['stock']:.3f}  [median of {reps} interleaved calls on one rollout batch, CPU time]")
+        print(f"grpo generate+score [{label}] {mode}: ours {1e3 * ge[mode]:.1f} ms, stock {1e3 * ge['stock']:.1f} ms, "
+              f"ratio {ge[mode] / ge['stock']:.3f}  [median of {hooks['gen_reps']} interleaved calls on one prompt "
+              f"batch, CPU time]")
+        r, b = sep[mode], sep["stock"]
+        print(f"grpo whole step, separate processes [{label}] {mode}: ours {r['cpu_s']:.3f} s, stock {b['cpu_s']:.3f} s "
+              f"CPU per step, ratio {r['cpu_s'] / b['cpu_s']:.3f}; wall ratio {r['step_s'] / b['step_s']:.3f}  "
+              f"[one process each, {SHAPES[label]['steps']} steps: for reference]")
+        print(f"grpo peak memory [{label}] {mode}: ours {r['peak_rss_mb']:.0f} MB, stock {b['peak_rss_mb']:.0f} MB, "
+              f"ratio {r['peak_rss_mb'] / b['peak_rss_mb']:.3f} (training increment: ours {r['train_peak_mb']:.0f} MB, "
+              f"stock {b['train_peak_mb']:.0f} MB)")
+        cells = {
+            "whole step, interleaved, CPU time (median ratio [95% interval])": _fmt_ratio(c_med, c_lo, c_hi),
+            "the same, user time only (without the kernel's page faults)": _fmt_ratio(u_med, u_lo, u_hi),
+            "A/A control: stock ÷ stock, same run, CPU time": _fmt_ratio(*aa[:3]),
+            "mmreason's own code, share of the step (profile; upper bound)": f"{p['own_s'] / p['total_s']:.2%}",
+            "loss + backward (interleaved calls, same batch)": f"{lo[mode] / lo['stock']:.3f}",
+            "generate + score (interleaved calls, same prompts)": f"{ge[mode] / ge['stock']:.3f}",
+            "whole step, separate processes (one run each, CPU)": f"{r['cpu_s'] / b['cpu_s']:.3f}",
+            "peak memory (separate processes)": f"{r['peak_rss_mb'] / b['peak_rss_mb']:.3f}",
+        }
+        for k, v in cells.items():
+            row.setdefault(k, []).append(v)
+    return row
 
 
 def main(profile: bool = False) -> None:
@@ -312,7 +419,7 @@ def main(profile: bool = False) -> None:
 
     offline_defaults()
     profile = profile or os.environ.get("BENCH_PROFILE", "") not in ("", "0")
-    table: dict[str, dict[str, str]] = {}
+    table: dict[str, dict[str, list[str]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench_grpo_") as tmp:
         paths = _build(Path(tmp))
         for label in (k for k in paths if k != "data"):
@@ -320,51 +427,17 @@ def main(profile: bool = False) -> None:
             spec = {"model": str(paths[label]), "data": str(paths["data"]), "label": label}
             print(f"grpo [{label}]: batch {shape['batch']} completions x {shape['length']} tokens per step, "
                   f"generation every {CYCLE} steps, one torch thread", flush=True)
-            inter = _run(dict(spec, out=str(Path(tmp) / "out_inter"), profile=profile), "--interleaved-worker")
-            cyc = inter["cycles"]
-            n = len(cyc["stock"])
-            print(f"grpo whole steps interleaved [{label}]: {n} rounds of one {CYCLE}-step cycle per trainer "
-                  f"({inter['elapsed_s']:.0f} s; stopped: {inter['stopped']})")
+            inter = _run(dict(spec, out=str(Path(tmp) / "out_inter")), "--interleaved-worker")
             reps = LOSS_REPS if label == "tiny vocab" else max(5, LOSS_REPS // 4)
             hooks = _run(dict(spec, reps=reps, out=str(Path(tmp) / "out_loss")), "--loss-worker")
             sep = {m: _run(dict(spec, mode=m, out=str(Path(tmp) / f"out_{m}")), "--worker") for m in MODES}
-            row = table.setdefault(label, {})
-            stock_cpu = statistics.median(cyc["stock"]["cpu_s"]) / CYCLE
-            for mode in MODES[1:]:
-                ours = [dict(cpu_s=c, wall_s=w) for c, w in zip(cyc[mode]["cpu_s"], cyc[mode]["wall_s"])]
-                base = [dict(cpu_s=c, wall_s=w) for c, w in zip(cyc["stock"]["cpu_s"], cyc["stock"]["wall_s"])]
-                c_med, c_lo, c_hi, c_w = _interval(ours, base, "cpu_s")
-                w_med, w_lo, w_hi, w_w = _interval(ours, base, "wall_s")
-                ours_cpu = statistics.median(cyc[mode]["cpu_s"]) / CYCLE
-                verdict = "within" if c_w <= GOAL else "NOT within"
-                print(f"grpo whole step, interleaved [{label}] {mode}: ours {ours_cpu:.3f} s, stock {stock_cpu:.3f} s "
-                      f"CPU per step (medians), ratio {_fmt_ratio(c_med, c_lo, c_hi)} = ±{c_w:.1%} ({verdict} "
-                      f"±{GOAL:.0%}; median of {n} per-round ratios, [95% interval]); wall ratio "
-                      f"{_fmt_ratio(w_med, w_lo, w_hi)}")
-                lo, ge = hooks["loss"], hooks["gen"]
-                print(f"grpo loss+backward [{label}] {mode}: ours {1e3 * lo[mode]:.1f} ms, stock "
-                      f"{1e3 * lo['stock']:.1f} ms, ratio {lo[mode] / lo['stock']:.3f}  [median of {reps} "
-                      f"interleaved calls on one rollout batch, CPU time]")
-                print(f"grpo generate+score [{label}] {mode}: ours {1e3 * ge[mode]:.1f} ms, stock "
-                      f"{1e3 * ge['stock']:.1f} ms, ratio {ge[mode] / ge['stock']:.3f}  [median of "
-                      f"{hooks['gen_reps']} interleaved calls on one prompt batch, CPU time]")
-                r, b = sep[mode], sep["stock"]
-                print(f"grpo whole step, separate processes [{label}] {mode}: ours {r['cpu_s']:.3f} s, stock "
-                      f"{b['cpu_s']:.3f} s CPU per step, ratio {r['cpu_s'] / b['cpu_s']:.3f}; wall ratio "
-                      f"{r['step_s'] / b['step_s']:.3f}  [one process each, {shape['steps']} steps: for reference]")
-                print(f"grpo peak memory [{label}] {mode}: ours {r['peak_rss_mb']:.0f} MB, stock "
-                      f"{b['peak_rss_mb']:.0f} MB, ratio {r['peak_rss_mb'] / b['peak_rss_mb']:.3f} (training "
-                      f"increment: ours {r['train_peak_mb']:.0f} MB, stock {b['train_peak_mb']:.0f} MB)")
-                cells = {
-                    "whole step, interleaved, CPU time (median ratio [95% interval])": _fmt_ratio(c_med, c_lo, c_hi),
-                    "whole step, interleaved, wall time": _fmt_ratio(w_med, w_lo, w_hi),
-                    "loss + backward (interleaved calls, same batch)": f"{lo[mode] / lo['stock']:.3f}",
-                    "generate + score (interleaved calls, same prompts)": f"{ge[mode] / ge['stock']:.3f}",
-                    "whole step, separate processes (one run each, CPU)": f"{r['cpu_s'] / b['cpu_s']:.3f}",
-                    "peak memory (separate processes)": f"{r['peak_rss_mb'] / b['peak_rss_mb']:.3f}",
-                }
-                for k, v in cells.items():
-                    row.setdefault(k, []).append(v)
+            table[label] = report(label, inter, hooks, sep, reps)
+            raw = Path("runs/bench") / f"grpo_{label.replace(' ', '_')}.json"
+            raw.parent.mkdir(parents=True, exist_ok=True)
+            raw.write_text(json.dumps({"interleaved": {k: v for k, v in inter.items() if k != "profile"},
+                                       "own_s": {m: p["own_s"] for m, p in inter["profile"].items()},
+                                       "hooks": hooks, "separate": sep}, indent=1))
+            print(f"(raw numbers: {raw})")
             if profile:
                 _print_profile(label, inter["profile"])
             sys.stdout.flush()

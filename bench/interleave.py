@@ -12,8 +12,10 @@ ratio of one round repeatable on a shared machine where whole separate runs diff
 
 from __future__ import annotations
 
+import copy
 import math
 import random
+import resource
 import statistics
 import threading
 import time
@@ -28,6 +30,14 @@ from transformers import TrainerCallback, set_seed
 class Cycle:
     wall_s: float
     cpu_s: float
+    sys_s: float = 0.0  # the part of cpu_s spent in the kernel (page faults, mostly)
+    minflt: int = 0  # minor page faults: fresh pages the kernel zero-filled for the allocator
+
+
+def _thread_usage() -> tuple[float, int]:
+    """This thread's kernel CPU time and minor page faults so far."""
+    ru = resource.getrusage(resource.RUSAGE_THREAD)
+    return ru.ru_stime, ru.ru_minflt
 
 
 @dataclass
@@ -71,8 +81,6 @@ class _Baton:
     def wait(self, name: str) -> None:
         with self.cond:
             self.cond.wait_for(lambda: self.turn == name)
-        if self.on_acquire:
-            self.on_acquire(name)
 
     def pass_on(self, name: str, finished: bool = False) -> None:
         if self.on_release:
@@ -94,23 +102,44 @@ def _load_rng(state) -> None:
     np.random.set_state(state[2])
 
 
+def _snapshot(trainer) -> tuple[dict, dict]:
+    return ({k: v.detach().clone() for k, v in trainer.model.state_dict().items()},
+            copy.deepcopy(trainer.optimizer.state_dict()))
+
+
+def _restore(trainer, snap: tuple[dict, dict]) -> None:
+    trainer.model.load_state_dict(snap[0])
+    trainer.optimizer.load_state_dict(copy.deepcopy(snap[1]))
+
+
 class _CycleCallback(TrainerCallback):
-    def __init__(self, runner: _Runner, baton: _Baton, cycle_steps: int, seed: int):
-        self.r, self.baton, self.k, self.seed = runner, baton, cycle_steps, seed
-        self.t0 = (0.0, 0.0)
+    def __init__(self, runner: _Runner, baton: _Baton, cycle_steps: int, seed: int, reset: bool = False):
+        self.r, self.baton, self.k, self.seed, self.reset = runner, baton, cycle_steps, seed, reset
+        self.t0 = (0.0, 0.0, 0.0, 0)
         self.stopping = False
+        self.snap = None
 
     def _start(self) -> None:
         self.baton.wait(self.r.name)
-        if self.r.rng is None:
+        if self.reset:  # every cycle from the trainer's starting weights and optimizer state, RNG seeded by round
+            if self.snap is None:
+                self.snap = _snapshot(self.r.trainer)
+            else:
+                _restore(self.r.trainer, self.snap)
+            set_seed(self.seed + len(self.r.cycles))
+        elif self.r.rng is None:
             set_seed(self.seed)  # every trainer starts its loop from the same RNG state
         else:
             _load_rng(self.r.rng)
+        if self.baton.on_acquire:  # after the reset, which is neither timed nor profiled
+            self.baton.on_acquire(self.r.name)
         self.stopping = self.baton.stop  # then: one more (untimed) step, and stop
-        self.t0 = (time.perf_counter(), time.thread_time())
+        self.t0 = (time.perf_counter(), time.thread_time(), *_thread_usage())
 
     def _stop(self) -> None:
-        self.r.cycles.append(Cycle(time.perf_counter() - self.t0[0], time.thread_time() - self.t0[1]))
+        sys_s, minflt = _thread_usage()
+        self.r.cycles.append(Cycle(time.perf_counter() - self.t0[0], time.thread_time() - self.t0[1],
+                                   sys_s - self.t0[2], minflt - self.t0[3]))
         self.r.rng = _save_rng()
         self.baton.pass_on(self.r.name)
 
@@ -133,15 +162,20 @@ class _CycleCallback(TrainerCallback):
 
 
 def train_interleaved(trainers: dict, cycle_steps: int, seed: int = 0, should_stop=None, on_acquire=None,
-                      on_release=None) -> dict[str, list[Cycle]]:
+                      on_release=None, reset: bool = False) -> dict[str, list[Cycle]]:
     """Run every trainer's `train()` interleaved cycle by cycle, until its max_steps or until
     `should_stop({name: [Cycle, ...]})`, asked after every round, says so. Returns {name: [Cycle, ...]}, the
     complete cycles in training order, as many for every trainer. `on_acquire(name)` / `on_release(name)` run in
-    the trainer's thread when it gets / hands over the baton (e.g. a per-thread profiler)."""
+    the trainer's thread when it gets / hands over the baton (e.g. a per-thread profiler).
+
+    `reset`: every cycle starts (untimed) from the trainer's weights and optimizer state at the start of
+    `train()`, with the RNG seeded by the round (`seed + round`): trainers loaded from the same checkpoint then
+    do the same work in a round (same weights, same prompts, same sampled completions) and differ only in their
+    code. Without it each trains on as it would alone, and the weights drift apart as their losses differ."""
     runners = {n: _Runner(n, t) for n, t in trainers.items()}
     baton = _Baton(runners, should_stop, on_acquire, on_release)
     for r in runners.values():
-        r.trainer.add_callback(_CycleCallback(r, baton, cycle_steps, seed))
+        r.trainer.add_callback(_CycleCallback(r, baton, cycle_steps, seed, reset))
 
     def run(r: _Runner) -> None:
         try:

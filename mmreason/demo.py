@@ -1,7 +1,8 @@
 """`mmreason demo`: the embedded end-to-end pipeline on CPU.
 
 tiny Qwen2.5-VL (offline) -> synthetic train/test -> eval base -> cold-start SFT -> eval
--> GRPO from SFT -> eval [-> GRPO from base: the RL-only row] -> accuracy table.
+-> GRPO from SFT -> eval [-> GRPO from base: the RL-only row] -> accuracy table, and under it the paired
+tests (McNemar, paired bootstrap) of SFT vs base and SFT + GRPO vs SFT [GRPO only vs base], overall and per task.
 
 Every stage is the real one (`mmreason sft` / `mmreason grpo` / `mmreason eval run`), run
 in-process with the repo's demo configs plus overrides. Finished stages are reused on rerun
@@ -22,6 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SFT_CONFIG = REPO / "configs" / "sft" / "tiny_demo.yaml"
 GRPO_CONFIG = REPO / "configs" / "grpo" / "tiny_demo.yaml"
+# the rows of the accuracy table
+BASE, SFT, SFT_GRPO, RL_ONLY = "base", "SFT (cold start)", "SFT + GRPO", "GRPO only (no cold start)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -210,6 +213,29 @@ def table(rows: list[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+PAIRED_HEAD = ("Paired tests on the same held-out questions (B − A; exact McNemar p on the questions only one of the "
+               "two got right, seeded paired bootstrap 95% CI of 2,000 resamples; per task below each overall row):")
+
+
+def paired_section(rows: list[tuple[str, dict]], pairs: list[tuple[str, str]], groups: dict[str, str] | None,
+                   seed: int = 0) -> tuple[list[str], list[dict]]:
+    """The markdown table and JSON rows of paired tests `B vs A` for each (A, B) in `pairs` (row names), overall
+    and per group (item id -> task), from the evals' per-item correctness (`mmreason.papers.paired`)."""
+    from mmreason.papers.paired import compare_items, item_scores, paired_json, paired_table
+
+    by_name = dict(rows)
+    comparisons = [(a, b, compare_items(item_scores(by_name[a], a), item_scores(by_name[b], b), groups, seed, (a, b)))
+                   for a, b in pairs]
+    return [PAIRED_HEAD, "", *paired_table(comparisons)], paired_json(comparisons)
+
+
+def record_sources(path: Path) -> dict[str, str]:
+    from mmreason.records import load_records
+
+    recs, _ = load_records(path, strict=False)
+    return {r.id: r.source or "unknown" for r in recs}
+
+
 def main(argv: list[str] | None = None) -> int:
     from mmreason.offline import offline_defaults
 
@@ -233,19 +259,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.prepare_only:
         print(f"embedded default ready: model {base}, data {data}")
         return 0
-    rows = [("base", evaluate(args, base, data, out, "base"))]
+    rows = [(BASE, evaluate(args, base, data, out, "base"))]
     sft = run_sft(args, base, data, out)
-    rows.append(("SFT (cold start)", evaluate(args, sft, data, out, "sft")))
+    rows.append((SFT, evaluate(args, sft, data, out, "sft")))
     grpo = run_grpo(args, sft, data, out / "grpo")
-    rows.append(("SFT + GRPO", evaluate(args, grpo, data, out, "sft_grpo")))
+    rows.append((SFT_GRPO, evaluate(args, grpo, data, out, "sft_grpo")))
+    pairs = [(BASE, SFT), (SFT, SFT_GRPO)]
     if args.rl_only:
         rl = run_grpo(args, base, data, out / "grpo_from_base")
-        rows.append(("GRPO only (no cold start)", evaluate(args, rl, data, out, "grpo_only")))
+        rows.append((RL_ONLY, evaluate(args, rl, data, out, "grpo_only")))
+        pairs.append((BASE, RL_ONLY))
+    paired, paired_rows = paired_section(rows, pairs, record_sources(data / "test.jsonl"), args.seed)
 
     trend_lines, trend = reward_lines(grpo)
     law, fit = law_lines(grpo)
-    md = [f"# mmreason demo ({time.time() - t0:.0f} s)", "", table(rows), "", *trend_lines, "", *law]
+    md = [f"# mmreason demo ({time.time() - t0:.0f} s)", "", table(rows), "", *paired, "", *trend_lines, "", *law]
     summary = {name: {k: s[k] for k in ("accuracy", "correct", "total", "per_source") if k in s} for name, s in rows}
+    summary["paired"] = paired_rows
     summary["grpo_reward_trend"] = trend
     summary["grpo_entropy_law"] = fit
     summary["seconds"] = round(time.time() - t0, 1)

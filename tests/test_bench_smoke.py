@@ -2,6 +2,9 @@
 Times are not checked (no timed tests); only that every mode ran and reported, and that the interleaving
 really alternates the trainers and hands each its own RNG."""
 
+import pytest
+
+
 def test_grpo_bench_workers_run_every_mode(tiny_model_dir, tmp_path, monkeypatch):
     import bench.bench_grpo as B
 
@@ -16,15 +19,84 @@ def test_grpo_bench_workers_run_every_mode(tiny_model_dir, tmp_path, monkeypatch
     for part in ("loss", "gen"):
         assert set(r[part]) == {"stock", "clip_cov", "kl_cov"} and all(v > 0 for v in r[part].values())
     assert r["gen_reps"] == 1  # reps 2..5: generation timed on every 4th
-    r = B.interleaved_worker(dict(spec, out=str(tmp_path / "inter"), profile=True, profile_rounds=1))
+    r = B.interleaved_worker(dict(spec, out=str(tmp_path / "inter"), profile_rounds=1))
     assert r["stopped"] in ("round cap 2", "95% interval within ±2%")
-    for mode in B.MODES:
-        assert len(r["cycles"][mode]["cpu_s"]) == 2 and all(t > 0 for t in r["cycles"][mode]["cpu_s"])
+    for name, mode in B.TRAINERS.items():
+        cyc = r["cycles"][name]
+        assert len(cyc["cpu_s"]) == 2 and all(t > 0 for t in cyc["cpu_s"])
+        assert all(0 <= k <= c for k, c in zip(cyc["sys_s"], cyc["cpu_s"])) and all(f >= 0 for f in cyc["minflt"])
         # the profile saw the trainer's own loss: ours calls the registry's, stock TRL does not
-        called = {name for name, (t, calls) in r["profile"][mode].items() if calls > 0}
+        prof = r["profile"][name]
+        called = {n for n, (t, calls) in prof["functions"].items() if calls > 0}
         assert any("kl_cov_loss" in n for n in called) == (mode == "kl_cov")
         assert any("_compute_registry_loss" in n for n in called) == (mode != "stock")
         assert any("trl/trainer/grpo_trainer.py" in n and "_generate_and_score_completions" in n for n in called)
+        # stock runs no mmreason code; ours does, a small part of the step
+        assert (prof["own_s"] > 0) == (mode != "stock") and prof["own_s"] < prof["total_s"]
+
+
+def test_own_time_counts_our_code_and_what_it_calls_not_trl():
+    """own_time: our functions' self time, plus the non-TRL calls they make (with all below them); TRL /
+    transformers functions called from our code (super() hooks) and torch ops called from TRL are left out."""
+    from bench.bench_grpo import own_time
+
+    ours = ("/x/site-packages/mmreason/rl/trainer.py", 10, "_compute_registry_loss")
+    ours2 = ("/x/site-packages/mmreason/rl/losses.py", 5, "kl_cov_loss")
+    trl = ("/x/site-packages/trl/trainer/grpo_trainer.py", 1, "_get_per_token_logps_and_entropies")
+    topk = ("~", 0, "<built-in method torch.topk>")
+    exp = ("~", 0, "<built-in method torch.exp>")
+    stats = {  # (cc, ncalls, tottime, cumtime, {caller: (cc, ncalls, tottime, cumtime)})
+        ours: (1, 1, 0.010, 5.0, {}),
+        ours2: (1, 1, 0.002, 0.005, {ours: (1, 1, 0.002, 0.005)}),
+        trl: (1, 1, 0.5, 4.9, {ours: (1, 1, 0.5, 4.9)}),  # the shared model pass: not ours
+        topk: (2, 2, 0.004, 0.004, {ours2: (1, 1, 0.003, 0.003), trl: (1, 1, 0.001, 0.001)}),
+        exp: (3, 3, 0.9, 0.9, {trl: (3, 3, 0.9, 0.9)}),
+    }
+    assert own_time(stats) == pytest.approx(0.010 + 0.002 + 0.003)
+    assert own_time({trl: stats[trl], exp: stats[exp]}) == 0.0
+
+
+def test_reset_mode_restarts_every_cycle_from_the_same_weights(tiny_model_dir, tmp_path, monkeypatch):
+    """reset=True: each cycle starts from the trainer's starting weights and optimizer state with the RNG seeded by
+    the round, so two trainers of the same code do identical work per round, and a round's first loss is the
+    loss of the starting weights on that round's prompts, not of weights trained by the rounds before."""
+    import torch
+
+    import bench.bench_grpo as B
+    import bench.interleave as I
+    from bench.interleave import train_interleaved
+
+    data = B.write_records(tmp_path / "data", n=8)
+    monkeypatch.setitem(B.SHAPES, "tiny vocab", dict(B.SHAPES["tiny vocab"], batch=4, length=4))
+    spec = {"model": str(tiny_model_dir), "data": str(data), "label": "tiny vocab"}
+
+    def make(name):
+        return B._trainer(dict(spec, out=str(tmp_path / name)), "stock", max_steps=8, logging_steps=1,
+                          learning_rate=1e-2, temperature=1.5)
+
+    start = {k: v.clone() for k, v in make("probe").model.state_dict().items()}
+    restored = []
+    real_restore = I._restore
+
+    def checked_restore(trainer, snap):
+        real_restore(trainer, snap)
+        weights = trainer.model.state_dict()
+        restored.append(all(torch.equal(weights[k], start[k]) for k in start))
+        assert not trainer.optimizer.state_dict()["state"]  # Adam's moments start empty again
+
+    monkeypatch.setattr(I, "_restore", checked_restore)
+    a, b = make("a"), make("b")
+    train_interleaved({"a": a, "b": b}, 2, reset=True)
+    drift = make("drift")
+    train_interleaved({"drift": drift}, 2)
+
+    def losses(t):
+        return [h["loss"] for h in t.state.log_history if "loss" in h]
+
+    assert restored == [True] * 6  # 2 trainers x 3 cycles after the first (the 4th holds the end of train())
+    assert losses(a) == losses(b) and len(losses(a)) == 8
+    assert losses(a)[:2] == losses(drift)[:2]  # round 0: same start, same seed
+    assert losses(a)[2:] != losses(drift)[2:]  # later rounds: reset weights vs weights trained on
 
 
 def test_interleaving_alternates_trainers_and_keeps_each_rng(tiny_model_dir, tmp_path, monkeypatch):
@@ -70,3 +142,30 @@ def test_interleaving_alternates_trainers_and_keeps_each_rng(tiny_model_dir, tmp
     assert len(cycles["a"]) == len(cycles["b"]) == 2  # the last cycle holds the end of train(): not counted
     assert median_ci([1.0, 2.0, 3.0]) == (2.0, 1.0, 3.0)
     assert median_ci([float(x) for x in range(1, 21)]) == (10.5, 6.0, 15.0)  # the textbook ranks for n = 20
+
+
+def test_report_ratios_user_time_and_own_share(capsys):
+    """The printed ratios on fixed cycles: ours 10% slower in user time with the same kernel time, A/A equal."""
+    import bench.bench_grpo as B
+
+    rounds = 7
+    base = [1.0 + 0.1 * i for i in range(rounds)]  # the machine drifts; the per-round ratio does not
+
+    def cycles(user_scale):
+        return {"cpu_s": [b * user_scale + 0.5 for b in base], "wall_s": [b * user_scale + 0.6 for b in base],
+                "sys_s": [0.5] * rounds, "minflt": [1000] * rounds}
+
+    inter = {"cycles": {"stock": cycles(1.0), "stock_aa": cycles(1.0), "clip_cov": cycles(1.1), "kl_cov": cycles(1.0)},
+             "stopped": "round cap 7", "elapsed_s": 1.0,
+             "profile": {m: {"own_s": 0.0 if m.startswith("stock") else 0.01, "total_s": 2.0, "functions": {}}
+                         for m in B.TRAINERS}}
+    hooks = {"loss": dict.fromkeys(B.MODES, 1.0), "gen": dict.fromkeys(B.MODES, 2.0), "gen_reps": 1}
+    sep = {m: {"cpu_s": 1.0, "step_s": 1.0, "peak_rss_mb": 100.0, "train_peak_mb": 10.0} for m in B.MODES}
+    row = B.report("tiny vocab", inter, hooks, sep, reps=3)
+    user = row["the same, user time only (without the kernel's page faults)"]
+    assert user == ["1.100 [1.100–1.100]", "1.000 [1.000–1.000]"]
+    assert row["A/A control: stock ÷ stock, same run, CPU time"] == ["1.000 [1.000–1.000]"] * 2
+    assert row["mmreason's own code, share of the step (profile; upper bound)"] == ["0.50%", "0.50%"]
+    cpu = [float(c.split()[0]) for c in row["whole step, interleaved, CPU time (median ratio [95% interval])"]]
+    assert 1.05 < cpu[0] < 1.1 and cpu[1] == 1.0  # the kernel's share dilutes the CPU-time ratio
+    assert "7 rounds" in capsys.readouterr().out

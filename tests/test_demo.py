@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from mmreason.demo import main as demo_main
 
 
@@ -26,6 +28,11 @@ def test_demo_pipeline_tiny_budget(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| SFT + GRPO |" in printed and "/ 8 |" in printed and "| mean over sources |" in printed
     assert "| synth/bars | synth/color |" in printed
+    # the paired tests under the table: SFT vs base and SFT + GRPO vs SFT, overall then per task
+    pairs = [(r["a"], r["b"], r["group"]) for r in summary["paired"]]
+    assert pairs == [(a, b, g) for a, b in (("base", "SFT (cold start)"), ("SFT (cold start)", "SFT + GRPO"))
+                     for g in ("all", "synth/bars", "synth/color")]
+    assert all(r["n"] == 8 for r in summary["paired"][::3]) and "| SFT + GRPO vs SFT (cold start) | all (n = 8) |" in printed
     # the fixed held-out questions were scored at the start of GRPO (eval_on_start), per source too
     evals = trend["eval"]
     assert evals["batch"][0] == [0, 1] and all(0 <= v <= 1 for v in evals["batch"][1])  # start and end
@@ -58,3 +65,38 @@ def test_prepare_only_builds_the_embedded_default(tmp_path):
 
     with pytest.raises(SystemExit, match="n_train"):
         demo_main(["--out", str(out), "--size", "tiny", "--n-train", "12", "--n-test", "4", "--prepare-only"])
+
+
+def test_paired_section_on_fixed_evals():
+    """The demo's paired tests under its accuracy table: each pair overall then per task, from per-item results."""
+    from mmreason.demo import BASE, RL_ONLY, SFT, SFT_GRPO, paired_section
+
+    ids = [f"{t}{k}" for t in ("bars", "color") for k in range(20)]
+
+    def ev(right):
+        return {"per_item": {i: {"prediction": "x", "correct": i in right} for i in ids}}
+
+    base = ev(set())
+    sft = ev({f"bars{k}" for k in range(15)} | {"color0", "color1"})  # 17 / 40
+    grpo = ev({f"bars{k}" for k in range(1, 20)} | {"color1"})  # bars +4 (5 vs 1), colour -1 (0 vs 1)
+    rows = [(BASE, base), (SFT, sft), (SFT_GRPO, grpo), (RL_ONLY, base)]
+    groups = {i: "synth/" + i.rstrip("0123456789") for i in ids}
+    md, js = paired_section(rows, [(BASE, SFT), (SFT, SFT_GRPO), (BASE, RL_ONLY)], groups, seed=0)
+    table = [ln for ln in md if ln.startswith("| ") and "---" not in ln][1:]
+    assert [ln.split(" | ")[:2] for ln in table] == [
+        [f"| {b} vs {a}", g] for a, b in ((BASE, SFT), (SFT, SFT_GRPO), (BASE, RL_ONLY))
+        for g in ("all (n = 40)", "synth/bars (n = 20)", "synth/color (n = 20)")]
+    # exact McNemar on the discordant counts: 0 vs 17 -> 2 / 2^17; 2 vs 5 -> 2 * (1 + 7 + 21) / 2^7; 1 vs 5 -> 2 * 7 / 64
+    assert table[0].endswith("| 0.0% → 42.5% | +42.5 [+27.5, +57.5] | 1.53e-05 (0 / 17) | SFT (cold start) better, beyond noise |")
+    assert " | 42.5% → 50.0% | +7.5 [" in table[3] and table[3].endswith("| 0.453 (2 / 5) | within noise |")
+    assert " | 75.0% → 95.0% | +20.0 [" in table[4] and table[4].endswith("| 0.219 (1 / 5) | within noise |")
+    assert table[5].endswith("| 1 (1 / 0) | within noise |") and table[2].endswith("| 0.5 (0 / 2) | within noise |")
+    assert table[6].endswith("| 0.0% → 0.0% | +0.0 [+0.0, +0.0] | 1 (0 / 0) | within noise |")
+    row = js[3]
+    assert {k: row[k] for k in ("a", "b", "group", "n", "b_only_a", "c_only_b", "reading")} == {
+        "a": SFT, "b": SFT_GRPO, "group": "all", "n": 40, "b_only_a": 2, "c_only_b": 5, "reading": "within noise"}
+    assert row["p_mcnemar"] == pytest.approx(58 / 128) and row["diff"] == pytest.approx(0.075)
+    assert row["ci_low"] < 0 < row["diff"] < row["ci_high"]
+    # a pair whose evals cover different questions is refused, naming both rows
+    with pytest.raises(ValueError, match="base and SFT"):
+        paired_section([(BASE, base), (SFT, {"per_item": dict(list(sft["per_item"].items())[1:])})], [(BASE, SFT)], groups)

@@ -80,6 +80,24 @@ def finish(*runs: tuple[subprocess.Popen, Path], timeout: float = 600) -> None:
         stop(*(proc for proc, _ in runs))
 
 
+def signal_rank1(proc: subprocess.Popen, log: Path, beats: Path, ready, sig: int, timeout: float) -> tuple[int, float, int]:
+    """Wait (at most 300 s, the job still running) until `ready()` and rank 1's heartbeat file exist, send `sig` to
+    rank 1's pid, wait for the job to end -> (exit code, seconds from the signal to the end, rank 1's pid). The
+    job is ended in any case."""
+    try:
+        deadline = time.monotonic() + 300
+        while not ((beats / "rank1.beat").is_file() and ready()):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        pid = int((beats / "rank1.beat").read_text().split()[0])
+        os.kill(pid, sig)
+        start = time.monotonic()
+        rc = proc.wait(timeout=timeout)
+        return rc, time.monotonic() - start, pid
+    finally:
+        stop(proc)
+
+
 def weights(folder: Path) -> dict:
     return load_file(folder / "model.safetensors")
 
@@ -352,19 +370,7 @@ def test_frozen_rank_ends_the_job_within_the_bound(sft_base, tmp_path):
     args = [*sft_base, "--output_dir", out, "--max_steps", "100000", "--save_strategy", "no"]
     proc = launch("sft", args, log, "ddp_cpu.yaml", GPUS_PER_NODE=2, HEARTBEAT_TIMEOUT=10,
                   MMREASON_HEARTBEAT_DIR=beats)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 300
-        while not (beats / "rank1.beat").is_file() or not (beats / "rank0.beat").is_file():
-            assert proc.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "ranks never started beating"
-            time.sleep(0.5)
-        pid = int((beats / "rank1.beat").read_text().split()[0])
-        os.kill(pid, signal.SIGSTOP)
-        start = time.monotonic()
-        rc = proc.wait(timeout=120)
-    finally:
-        stop(proc)
-    elapsed = time.monotonic() - start
+    rc, elapsed, pid = signal_rank1(proc, log, beats, (beats / "rank0.beat").is_file, signal.SIGSTOP, timeout=120)
     assert rc == 124, log.read_text()[-3000:]
     assert elapsed < 10 + 25, elapsed  # HEARTBEAT_TIMEOUT + poll + the kill grace, with slack for a loaded machine
     assert "rank1 silent for" in log.read_text()
@@ -384,19 +390,14 @@ def test_ddp_timeout_reaches_the_gloo_group_without_the_watchdog(sft_base, tmp_p
            "--max_steps", "100000", "--save_strategy", "no", "--use_cpu", "true", "--ddp_timeout", "10"]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=REPO, env=env(MMREASON_HEARTBEAT_DIR=beats), stdout=log.open("w"),
                             stderr=subprocess.STDOUT)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 300
-        while not (beats / "rank1.beat").is_file():  # beats are written whenever the variable is set
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.5)
-        time.sleep(2)  # into the training loop
-        pid = int((beats / "rank1.beat").read_text().split()[0])
-        os.kill(pid, signal.SIGSTOP)
-        start = time.monotonic()
-        rc = proc.wait(timeout=150)
-        elapsed = time.monotonic() - start
-    finally:
-        stop(proc)
+    # beats are written whenever the variable is set: 2 s after rank 1's first beat it is in the training loop
+    first_beat: list[float] = []
+
+    def in_loop() -> bool:
+        first_beat[:] = first_beat or [time.monotonic()]
+        return time.monotonic() - first_beat[0] >= 2
+
+    rc, elapsed, pid = signal_rank1(proc, log, beats, in_loop, signal.SIGSTOP, timeout=150)
     text = log.read_text()
     # gloo words it either way, depending on where the survivor waits (a send, or a pair it reads from)
     assert rc != 0 and ("Timed out waiting 10000ms" in text or "Application timeout" in text), text[-3000:]
@@ -505,20 +506,10 @@ def test_killed_rank_ends_the_job_and_its_checkpoint_resumes_bit_identically(ddp
     args = [*sft_base, "--output_dir", killed, "--max_steps", "100000", "--save_steps", "2"]
     proc = launch("sft", args, log, "ddp_cpu.yaml", GPUS_PER_NODE=2, HEARTBEAT_TIMEOUT=10, MMREASON_HEARTBEAT_DIR=beats)
     ckpt = killed / "checkpoint-2"
-    try:
-        deadline = time.monotonic() + 300
-        # rank 1 writes its RNG file with no barrier before rank 0's trainer_state.json: wait for both
-        while not ((ckpt / "trainer_state.json").is_file() and (ckpt / "rng_state_1.pth").is_file()
-                   and (beats / "rank1.beat").is_file()):  # fmt: skip
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.2)
-        pid = int((beats / "rank1.beat").read_text().split()[0])
-        os.kill(pid, signal.SIGKILL)
-        start = time.monotonic()
-        rc = proc.wait(timeout=120)
-        elapsed = time.monotonic() - start
-    finally:
-        stop(proc)
+    # the checkpoint is complete once trainer_state.json is there (resume.py's barrier comes after every rank's
+    # RNG file); the RNG file is checked as well, so the test still holds if that barrier were removed
+    complete = lambda: (ckpt / "trainer_state.json").is_file() and (ckpt / "rng_state_1.pth").is_file()  # noqa: E731
+    rc, elapsed, pid = signal_rank1(proc, log, beats, complete, signal.SIGKILL, timeout=120)
     print(f"kill -9 of rank 1: the job ended in {elapsed:.1f}s with exit code {rc}")
     assert rc != 0, log.read_text()[-3000:]
     assert elapsed < 10 + 25, elapsed  # HEARTBEAT_TIMEOUT + poll + the kill grace (torchrun is usually first)

@@ -105,3 +105,43 @@ def test_combine():
     assert combine([r, i]).label == INCONCLUSIVE
     assert combine([r, i, n]).label == NOT_REPRODUCED
     assert combine([]).label == INCONCLUSIVE
+
+
+# ---------------------------------------------------------------- paired comparison of two evals (papers.paired)
+
+
+def test_compare_items_overall_and_per_group_and_readings():
+    from mmreason.papers.paired import compare_items, paired_table
+
+    # group x: B fixes 12 of A's misses and breaks none (+12 of 30); group y: 2 vs 2 discordant (0)
+    a = {f"x{k}": float(k < 10) for k in range(30)} | {f"y{k}": float(k < 15) for k in range(30)}
+    b = {f"x{k}": float(k < 22) for k in range(30)} | {f"y{k}": float(2 <= k < 17) for k in range(30)}
+    groups = {i: i[0] for i in a}
+    rows = compare_items(a, b, groups, seed=0)
+    assert [g for g, _ in rows] == ["all", "x", "y"]
+    (_, al), (_, x), (_, y) = rows
+    assert (al.n, al.b_only_a, al.c_only_b) == (60, 2, 14) and al.diff == pytest.approx(12 / 60)
+    assert (x.b_only_a, x.c_only_b, x.p_mcnemar) == (0, 12, pytest.approx(2 / 2**12))
+    assert (y.b_only_a, y.c_only_b, y.p_mcnemar, y.diff) == (2, 2, 1.0, 0.0)
+    md = paired_table([("A", "B", rows)])
+    assert md[2].startswith("| B vs A | all (n = 60) | 41.7% → 61.7% | +20.0 [")
+    assert md[2].endswith("| 0.00418 (2 / 14) | B better, beyond noise |")
+    assert md[3].endswith("| B better, beyond noise |") and md[4].endswith("| 1 (2 / 2) | within noise |")
+    # swapped: the same evidence the other way
+    assert paired_table([("B", "A", compare_items(b, a, groups))])[2].endswith("| A worse, beyond noise |")
+    # one group, or no grouping: the overall row only
+    assert [g for g, _ in compare_items(a, b, {i: "x" for i in a})] == ["all"]
+    assert [g for g, _ in compare_items(a, b)] == ["all"]
+
+
+def test_compare_items_refuses_different_item_sets():
+    from mmreason.papers.paired import compare_items, item_scores
+
+    with pytest.raises(ValueError, match=r"SFT and GRPO scored different items \(3 vs 3\): 1 only in SFT \(c\), "
+                                         r"1 only in GRPO \(d\)"):
+        compare_items({"a": 1, "b": 0, "c": 1}, {"a": 1, "b": 1, "d": 0}, names=("SFT", "GRPO"))
+    assert item_scores({"per_item": {"1": {"correct": True}, "2": {"correct": False}}}) == {"1": 1.0, "2": 0.0}
+    with pytest.raises(ValueError, match="no per_item"):
+        item_scores({"accuracy": 0.5})
+    with pytest.raises(ValueError, match="no numeric 'correct'"):
+        item_scores({"per_item": {"1": {"prediction": "A"}}})

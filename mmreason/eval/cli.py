@@ -1,4 +1,4 @@
-"""`mmreason eval run | score`.
+"""`mmreason eval run | score | compare`.
 
   mmreason eval run --model PATH --benchmark mathvista|wemath|SPEC.yaml|RECORDS.jsonl --output-dir OUT
                     [--backend hf|vllm] [--limit N] [--data-dir D] [--mode M] [--batch-size B]
@@ -6,6 +6,9 @@
                     [--judge-model ID --judge-base-url URL]
   mmreason eval score --benchmark mathvista|wemath|SPEC.yaml|RECORDS.jsonl --predictions P --output S
                       [--annotations A] [--mode M]
+  mmreason eval compare A B [--labels LA LB] [--seed N] [--json OUT]
+      A, B: two scores.json (or eval output folders) of the same items; prints B − A paired: exact McNemar p
+      and a paired bootstrap 95% CI, overall and per source (records evals)
 """
 
 from __future__ import annotations
@@ -36,6 +39,21 @@ def _add_judge(p: argparse.ArgumentParser) -> None:
     p.add_argument("--judge-base-url", help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL)")
     p.add_argument("--judge-api-key-env", default="OPENAI_API_KEY",
                    help="environment variable holding the API key (keys never go on the command line or in logs)")
+
+
+def _compare(args) -> int:
+    from mmreason.eval.compare import compare_files
+
+    try:
+        md, rows = compare_files(args.a, args.b, tuple(args.labels) if args.labels else None, args.seed,
+                                 by_group=not args.no_groups)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"mmreason eval compare: {e}") from None
+    print("\n".join(md))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(rows, f, indent=1)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--breakdown-from-predictions", action="store_true",
                    help="MathVista: take breakdown fields from the prediction records (official scorer behaviour)")
     _add_judge(s)
+    c = sub.add_parser("compare", help="paired test of two evals of the same items (McNemar, paired bootstrap)")
+    c.add_argument("a", help="scores.json (or its eval output folder) of model A, e.g. the starting checkpoint")
+    c.add_argument("b", help="scores.json (or folder) of model B; differences are B - A")
+    c.add_argument("--labels", nargs=2, metavar=("LA", "LB"), help="names of A and B in the table (default: the paths)")
+    c.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    c.add_argument("--no-groups", action="store_true", help="overall only (no per-source rows)")
+    c.add_argument("--json", help="also write the rows as JSON here")
     return ap
 
 
@@ -81,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     offline_defaults()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    if args.cmd == "compare":
+        return _compare(args)
     from mmreason.eval.run import run_benchmark, score_file
 
     if args.cmd == "run":

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from mmreason import demo
+from mmreason.papers.paired import ALL, compare_items, describe, item_scores, pct
 from mmreason.papers.stats import binomial_se, paired_compare, unpaired_compare
 from mmreason.papers.summary import ClaimResult, Line, plot_accuracy_bars, plot_curves
 from mmreason.papers.verdict import decide, decide_paired
@@ -51,37 +52,13 @@ class Context:
 # ---------------------------------------------------------------- shared helpers
 
 
-def pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
-
-
-def describe(res, label_a: str, label_b: str) -> str:
-    """'A 60.0% -> B 63.7%: +3.7 pts [95% CI +0.3, +7.0], McNemar p = 0.04 (3 vs 14), n = 300'."""
-    test = (f", McNemar p = {res.p_mcnemar:.3g} ({res.b_only_a} only {label_a} vs {res.c_only_b} only {label_b})"
-            if res.p_mcnemar is not None else "")
-    return (f"{label_a} {pct(res.mean_a)} → {label_b} {pct(res.mean_b)}: {100 * res.diff:+.1f} pts "
-            f"[95% CI {100 * res.ci_low:+.1f}, {100 * res.ci_high:+.1f}]{test}, n = {res.n}")
-
-
-def correct_vector(scores: dict, ids: list[str]) -> list[float]:
-    return [float(scores["per_item"][i]["correct"]) for i in ids]
-
-
 def compare_models(ctx: Context, sa: dict, sb: dict, label_a: str, label_b: str, what: str, seed: int,
                    expect: str = "increase", headline: bool = True) -> list[Line]:
     """One headline line over all held-out items and one detail line per source, each paired."""
-    ids = [i for i in sa["per_item"] if i in sb["per_item"]]
-    lines = []
-    res = paired_compare(correct_vector(sa, ids), correct_vector(sb, ids), seed=seed)
-    lines.append(Line(what, describe(res, label_a, label_b), decide_paired(res, expect), headline))
-    by_src: dict[str, list[str]] = {}
-    for i in ids:
-        by_src.setdefault(ctx.source(i), []).append(i)
-    if len(by_src) > 1:
-        for src, sids in sorted(by_src.items()):
-            r = paired_compare(correct_vector(sa, sids), correct_vector(sb, sids), seed=seed)
-            lines.append(Line(f"{what} — {src}", describe(r, label_a, label_b), decide_paired(r, expect), False))
-    return lines
+    rows = compare_items(item_scores(sa, label_a), item_scores(sb, label_b),
+                         {i: ctx.source(i) for i in sa["per_item"]}, seed, (label_a, label_b))
+    return [Line(what if g == ALL else f"{what} — {g}", describe(r, label_a, label_b), decide_paired(r, expect),
+                 headline and g == ALL) for g, r in rows]
 
 
 def windows(values: list[float], fraction: float = 0.25) -> tuple[list[float], list[float]]:
