@@ -37,17 +37,23 @@ def test_report_table_and_paired_tests(tmp_path):
     assert "| base | 25.0 | 25.0 | 25.0 ± 9.7 |" in lines
     assert "| SFT | 100.0 | 37.5 | 75.0 ± 9.7 |" in lines
     assert "| SFT, frames blanked | 25.0 | 12.5 | 20.0 ± 8.9 |" in lines
-    sft_vs_base = summary["paired"]["SFT vs base"]
+    paired = {(r["b"], r["a"], r["group"]): r for r in summary["paired"]}
+    assert set(paired) == {("SFT", "base", "all"), ("SFT+GRPO", "SFT", "all")}  # no groups given: overall only
+    sft_vs_base = paired[("SFT", "base", "all")]
     assert (sft_vs_base["b_only_a"], sft_vs_base["c_only_b"], sft_vs_base["n"]) == (1, 11, 20)
     assert sft_vs_base["diff"] == pytest.approx(0.5) and sft_vs_base["p_mcnemar"] == pytest.approx(2 * 13 / 4096)
-    assert sft_vs_base["ci_low"] > 0
-    g = summary["paired"]["SFT+GRPO vs SFT"]
+    assert sft_vs_base["ci_low"] > 0 and sft_vs_base["reading"] == "SFT better, beyond noise"
+    g = paired[("SFT+GRPO", "SFT", "all")]
     assert (g["diff"], g["b_only_a"], g["c_only_b"], g["p_mcnemar"]) == (0.0, 0, 0, 1.0)
-    assert any(line.startswith("- SFT vs base: +50.0 points") and "1 / 11" in line and "p = 0.00635" in line
+    assert any(line.startswith("| SFT vs base | all (n = 20) | 25.0% → 75.0% | +50.0 [") and "0.00635 (1 / 11)" in line
                for line in lines)
     assert "wall time 123 s on this machine (SFT 60 s, GRPO 30 s)" in text
     assert summary["rows"]["SFT"]["correct"] == 15 and summary["blank_frames"]["SFT, frames blanked"]["correct"] == 4
     assert "per_item" not in summary["rows"]["base"]
+    # per group (item id -> family): a row per group under the overall one
+    fam = {i: ("ball" if n % 2 else "sequence") for n, i in enumerate(ids)}
+    _, by_family = report([("base", base), ("SFT", sft)], [], 1.0, {}, tmp_path, fam)
+    assert [(r["group"], r["n"]) for r in by_family["paired"]] == [("all", 20), ("ball", 10), ("sequence", 10)]
     # the two evals must have scored the same items
     other = _scores({i: True for i in ids[:-1]}, hops)
     with pytest.raises(ValueError, match="different items"):
@@ -67,11 +73,12 @@ def test_nep_demo_small(tmp_path, capsys):
     for row in [*summary["rows"].values(), *summary["blank_frames"].values()]:
         assert row["total"] == 4 and row["correct"] == round(row["overall"] * 4 / 100)
         assert sum(c["total"] for c in row["per_hop_counts"].values()) == 4
-    assert set(summary["paired"]) == {"SFT vs base", "SFT+GRPO vs SFT"}
-    assert all(p["n"] == 4 and p["p_mcnemar"] is not None for p in summary["paired"].values())
+    assert {(p["b"], p["a"]) for p in summary["paired"]} == {("SFT", "base"), ("SFT+GRPO", "SFT")}
+    assert all(p["p_mcnemar"] is not None for p in summary["paired"])
+    assert {p["n"] for p in summary["paired"] if p["group"] == "all"} == {4}
     table = (out / "nep_demo_table.md").read_text()
     assert "| base |" in table and "| SFT |" in table and "| SFT+GRPO |" in table and "wall time" in table
-    assert "SFT vs base:" in table and "McNemar" in table
+    assert "| SFT vs base | all (n = 4) |" in table and "McNemar" in table
     fb, _ = load_records(out / "data" / "train_fb_mcq.jsonl")
     mcq, _ = load_records(out / "data" / "train_mcq.jsonl")
     assert len(fb) == len(mcq) == 12 and fb[0].solution == mcq[0].answer and fb[0].question.startswith("\n")

@@ -36,8 +36,8 @@ FRAME_SIZE = 56
 # --sft-data: the train files of each choice
 SFT_DATA = {"mcq": ["train_fb_mcq.jsonl"], "sft+mcq": ["train_fb_mcq.jsonl", "train_sft.jsonl"],
             "mix+mcq": ["train_fb_mcq.jsonl", "train_mix.jsonl"]}
-# (row, the row it is compared with) of the paired tests under the table
-PAIRS = (("SFT", "base"), ("SFT+GRPO", "SFT"))
+# (A, B) of the paired tests `B vs A` under the table
+PAIRS = (("base", "SFT"), ("SFT", "SFT+GRPO"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -208,39 +208,17 @@ def table(rows: list[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
-def paired_tests(rows: dict[str, dict], pairs=PAIRS) -> dict[str, dict]:
-    """{"B vs A": paired_compare(A, B).as_dict()} for each (B, A) in `pairs` with both rows present: per-item
-    correctness on the same held-out ids (sorted), diff = B - A as a fraction; McNemar exact + paired bootstrap."""
-    from mmreason.papers.stats import paired_compare
-
-    out = {}
-    for b, a in pairs:
-        if a in rows and b in rows:
-            ia, ib = rows[a]["per_item"], rows[b]["per_item"]
-            if set(ia) != set(ib):
-                raise ValueError(f"paired test {b} vs {a}: the two evals scored different items")
-            ids = sorted(ia)
-            out[f"{b} vs {a}"] = paired_compare([ia[i]["correct"] for i in ids], [ib[i]["correct"] for i in ids]).as_dict()
-    return out
-
-
-def pairs_text(pairs: dict[str, dict]) -> str:
-    lines = []
-    for name, r in pairs.items():
-        lines.append(f"- {name}: {100 * r['diff']:+.1f} points (95% paired bootstrap CI {100 * r['ci_low']:+.1f} to "
-                     f"{100 * r['ci_high']:+.1f}); items right only in the first / only in the second: "
-                     f"{r['b_only_a']} / {r['c_only_b']}, exact McNemar p = {r['p_mcnemar']:.3g} (n={r['n']})")
-    return "\n".join(lines)
-
-
 def report(rows: list[tuple[str, dict]], blank: list[tuple[str, dict]], wall: float, stage_seconds: dict,
-           out: Path) -> tuple[str, dict]:
-    """The table text (rows, paired tests, blanked-frames control, wall time) and the summary dict; pure."""
+           out: Path, groups: dict[str, str] | None = None, seed: int = 0) -> tuple[str, dict]:
+    """The table text (rows, paired tests overall and per group of `groups` (item id -> family), blanked-frames
+    control, wall time) and the summary dict; pure. The paired tests are `mmreason demo`'s (`paired_section`)."""
+    from mmreason.demo import paired_section
+
     keep = ("overall", "per_hop", "per_hop_counts", "total", "correct")
-    pairs = paired_tests(dict(rows))
+    names = [n for n, _ in rows]
+    paired_md, paired_rows = paired_section(rows, [(a, b) for a, b in PAIRS if a in names and b in names], groups, seed)
     parts = ["FutureBench-style accuracy (%, official letter extraction) on the held-out synthetic clips "
-             "(± one standard error; a uniform guess scores 25%):", "", table(rows), "", "Paired tests on the same held-out items:",
-             "", pairs_text(pairs) or "- (none)"]
+             "(± one standard error; a uniform guess scores 25%):", "", table(rows), "", *paired_md]
     if blank:
         parts += ["", "Control: the same items with every past-clip frame blanked (what the model scores without "
                   "seeing the clip):", "", table(blank)]
@@ -248,7 +226,7 @@ def report(rows: list[tuple[str, dict]], blank: list[tuple[str, dict]], wall: fl
     parts += ["", f"wall time {wall:.0f} s on this machine ({times}); run folder {out}"]
     summary = {"rows": {n: {k: s[k] for k in keep} for n, s in rows},
                "blank_frames": {n: {k: s[k] for k in keep} for n, s in blank},
-               "paired": pairs, "wall_seconds": round(wall, 1),
+               "paired": paired_rows, "wall_seconds": round(wall, 1),
                "stage_seconds": {k: round(v, 1) for k, v in stage_seconds.items()}}
     return "\n".join(parts), summary
 
@@ -279,7 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("SFT+GRPO", evaluate(args, grpo, held_out, out, "grpo")))
         if args.blank_control:
             blank.append(("SFT+GRPO, frames blanked", evaluate(args, grpo, blanked, out, "grpo_blank")))
-    text, summary = report(rows, blank, time.time() - t0, seconds, out)
+    from mmreason.records import load_records
+
+    families = {r.id: r.metadata["family"] for r in load_records(data / "test_mcq.jsonl")[0]}
+    text, summary = report(rows, blank, time.time() - t0, seconds, out, families, args.seed)
     (out / "nep_demo_table.md").write_text(text + "\n")
     (out / "nep_demo_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print("\n" + text)
