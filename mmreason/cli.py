@@ -1,6 +1,6 @@
-"""`mmreason` command line: each sub-command lives in its capability's module and is
-imported only when called, so `mmreason --help` stays fast and optional parts
-(vLLM, DeepSpeed) are never imported unless used."""
+"""`mmreason` command line: each command (and each sub-command of `data` and `nep`) lives in its capability's
+module and is imported only when called, so `mmreason --help` stays fast and optional parts (vLLM, DeepSpeed)
+are never imported unless used."""
 
 from __future__ import annotations
 
@@ -10,17 +10,32 @@ import sys
 import traceback
 from pathlib import Path
 
-# command -> (module, function taking argv, one-line help)
+from mmreason.errors import RecordError
+from mmreason.offline import offline_defaults
+from mmreason.usage import NothingUsable, UsageError
+
+# `mmreason data synth|build`, `mmreason nep synth|build|demo`: name -> (module, function taking argv, one-line help)
+DATA = {
+    "synth": ("mmreason.data.synth", "main", "render synthetic verifiable visual tasks to records"),
+    "build": ("mmreason.data.build", "main", "build a cold-start CoT set from a recipe and a teacher"),
+}
+NEP = {
+    "synth": ("mmreason.video.synth", "main", "render synthetic video tasks with a known future to records"),
+    "build": ("mmreason.video.nep", "main", "NEP records (sft|cft|distill|mix|mcq) from V1-33K's json + past clips"),
+    "demo": ("mmreason.demos.nep", "main", "tiny model -> video SFT -> video GRPO -> FutureBench-style eval, a per-hop table"),
+}
+# command -> (module, function taking argv, one-line help), or (sub-command table, None, help)
 COMMANDS = {
-    "tiny-model": ("mmreason.tiny_cli", "main", "write an offline tiny Qwen2.5-VL checkpoint folder"),
-    "data": ("mmreason.data.cli", "main", "synthetic tasks (synth) and cold-start CoT sets (build)"),
-    "nep": ("mmreason.video.cli", "main", "video next-event prediction: synthetic clips (synth), V1-33K records (build), the CPU demo (demo)"),
+    "tiny-model": ("mmreason.tiny", "main", "write an offline tiny Qwen2.5-VL checkpoint folder"),
+    "data": (DATA, None, "synthetic tasks (synth) and cold-start CoT sets (build)"),
+    "nep": (NEP, None, "video next-event prediction: synthetic clips (synth), V1-33K records (build), the CPU demo "
+                       "(demo); FutureBench generation and scoring are the `futurebench` plugin of `mmreason eval`"),
     "sft": ("mmreason.sft.run", "main", "cold-start SFT stage (TRL SFTTrainer)"),
     "grpo": ("mmreason.rl.run", "main", "GRPO stage with verifiable rewards and entropy-aware losses"),
     "export": ("mmreason.export", "main", "consolidate a sharded DeepSpeed checkpoint into a loadable HF folder"),
     "eval": ("mmreason.eval.cli", "main", "generate and score: synthetic records, MathVista, We-Math, FutureBench"),
     "plot": ("mmreason.rl.plot", "main", "entropy / reward / covariance curves and the entropy-performance fit"),
-    "demo": ("mmreason.demo", "main", "the embedded end-to-end demo (tiny model, synthetic tasks, CPU)"),
+    "demo": ("mmreason.demos.image", "main", "the embedded end-to-end demo (tiny model, synthetic tasks, CPU)"),
     "papers": ("mmreason.papers.run", "main", "each paper's headline claim as a miniature with paired tests and verdicts"),
     "env": ("mmreason.env", "main", "print versions and hardware facts"),
 }
@@ -34,6 +49,13 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+def subcommand_usage(command: str, subcommands: dict[str, tuple[str, str, str]]) -> str:
+    width = max(map(len, subcommands))
+    lines = [f"usage: mmreason {command} {{{'|'.join(subcommands)}}} [args...]"]
+    lines += [f"  {name:<{width + 2}}{h}" for name, (_, _, h) in subcommands.items()]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -44,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mmreason: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module, func, _ = COMMANDS[name]
+    if isinstance(module, dict):
+        if not rest or rest[0] in ("-h", "--help") or rest[0] not in module:
+            print(subcommand_usage(name, module))
+            return 0 if rest and rest[0] in ("-h", "--help") else 2
+        (module, func, _), rest = module[rest[0]], rest[1:]
+        offline_defaults()
     try:
         result = getattr(importlib.import_module(module), func)(rest)
     except Exception as e:
@@ -63,7 +91,7 @@ _LIBRARY_USAGE = ("Some keys are not used by the HfArgumentParser", "Repo id mus
 def _ours(e: BaseException) -> bool:
     """A usage mistake or bad input this project detected (our error types, or an OSError/ValueError raised in
     our own code): one line. Anything else (a bug, a library failing mid-work) keeps its traceback."""
-    from mmreason.records import RecordError
+    from mmreason.errors import RecordError
     from mmreason.usage import NothingUsable, UsageError
 
     if isinstance(e, (UsageError, NothingUsable, RecordError)):

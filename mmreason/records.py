@@ -28,6 +28,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
+from mmreason.errors import RecordError
+from mmreason.media.images import gate_image
 from mmreason.prompts import BOXED_INSTRUCTION, PromptSpec
 
 logger = logging.getLogger(__name__)
@@ -35,15 +37,6 @@ logger = logging.getLogger(__name__)
 ANSWER_TYPES = ("integer", "float", "text", "choice", "list")
 BOXED_SUFFIX = BOXED_INSTRUCTION
 LETTERS = string.ascii_uppercase
-
-
-class RecordError(ValueError):
-    """A bad record: `where` is `file:line` (or a record id), `reason` says what is wrong."""
-
-    def __init__(self, where: str, reason: str):
-        super().__init__(f"{where}: {reason}")
-        self.where = where
-        self.reason = reason
 
 
 @dataclass
@@ -214,11 +207,9 @@ def _check_answer(where: str, answer: str, answer_type: str, choices: list | Non
 
 def check_image(path: Path, where: str) -> Path:
     """The path a stage should feed the model for this image — itself, or an 8-bit RGB copy the image gate
-    (`mmreason.images`) made of a 16-bit, float, CMYK, transparent, rotated, TIFF/BMP... image. Raises
+    (`mmreason.media.images`) made of a 16-bit, float, CMYK, transparent, rotated, TIFF/BMP... image. Raises
     `RecordError` for anything unusable (missing, unreadable, a decompression bomb, an extreme aspect ratio).
     The format is taken from the bytes, not the suffix: a JPEG named .png (as in We-Math) is valid."""
-    from mmreason.images import gate_image
-
     return gate_image(path, where)
 
 

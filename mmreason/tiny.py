@@ -9,11 +9,14 @@ pre-tokenizer and wrapped as `Qwen2Tokenizer`, the official chat template, and
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+from mmreason.offline import offline_defaults
 
 # All Qwen2.5-VL special tokens, in the official order (ids follow the BPE vocab).
 SPECIAL_TOKENS = [
@@ -229,3 +232,16 @@ def build_tiny_model(out_dir: str | os.PathLike, size: str = "tiny", seed: int =
     model.save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)
     return out
+
+
+def main(argv: list[str]) -> int:
+    """`mmreason tiny-model OUT_DIR [--size tiny|small] [--seed S]`."""
+    p = argparse.ArgumentParser(prog="mmreason tiny-model", description=main.__doc__)
+    p.add_argument("out_dir", help="folder to write the checkpoint to")
+    p.add_argument("--size", choices=sorted(SIZES), default="tiny", help="tiny (~0.25M params) or small (~0.9M)")
+    p.add_argument("--seed", type=int, default=0, help="same seed -> byte-identical files")
+    args = p.parse_args(argv)
+    offline_defaults()
+    out = build_tiny_model(args.out_dir, size=args.size, seed=args.seed)
+    print(f"wrote {args.size} Qwen2.5-VL checkpoint to {out}")
+    return 0

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from mmreason.demo import main as demo_main
+from mmreason.demos.image import main as demo_main
 
 
 def test_demo_pipeline_tiny_budget(tmp_path, capsys):
@@ -69,7 +69,7 @@ def test_prepare_only_builds_the_embedded_default(tmp_path):
 
 def test_paired_section_on_fixed_evals():
     """The demo's paired tests under its accuracy table: each pair overall then per task, from per-item results."""
-    from mmreason.demo import BASE, RL_ONLY, SFT, SFT_GRPO, paired_section
+    from mmreason.demos.image import BASE, RL_ONLY, SFT, SFT_GRPO, paired_section
 
     ids = [f"{t}{k}" for t in ("bars", "color") for k in range(20)]
 

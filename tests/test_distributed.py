@@ -534,7 +534,7 @@ def test_images_and_videos_go_through_one_tower_call(tiny_model_dir):
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from video_fixtures import coded_frames
 
-    from mmreason.video.media import set_video_pixels
+    from mmreason.media.video import set_video_pixels
     from mmreason.vision_sync import run_vision_on_every_forward
 
     proc = AutoProcessor.from_pretrained(tiny_model_dir)

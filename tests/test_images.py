@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmreason.images import gate_image
-from mmreason.records import RecordError, load_records
+from mmreason.media.images import gate_image
+from mmreason.errors import RecordError
+from mmreason.records import load_records
 
 
 @pytest.fixture(autouse=True)

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from mmreason.records import load_records
-from mmreason.video.demo import main as demo_main
-from mmreason.video.demo import report
+from mmreason.demos.nep import main as demo_main
+from mmreason.demos.nep import report
 
 
 def _scores(correct: dict[str, bool], hops: dict[str, str]) -> dict:

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from mmreason.papers.stats import bootstrap_ci, mcnemar_exact, paired_compare, unpaired_compare
+from mmreason.eval.stats import bootstrap_ci, mcnemar_exact, paired_compare, unpaired_compare
 from mmreason.papers.verdict import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, combine, decide, decide_paired
 
 
@@ -111,7 +111,7 @@ def test_combine():
 
 
 def test_compare_items_overall_and_per_group_and_readings():
-    from mmreason.papers.paired import compare_items, paired_table
+    from mmreason.eval.paired import compare_items, paired_table
 
     # group x: B fixes 12 of A's misses and breaks none (+12 of 30); group y: 2 vs 2 discordant (0)
     a = {f"x{k}": float(k < 10) for k in range(30)} | {f"y{k}": float(k < 15) for k in range(30)}
@@ -135,7 +135,7 @@ def test_compare_items_overall_and_per_group_and_readings():
 
 
 def test_compare_items_refuses_different_item_sets():
-    from mmreason.papers.paired import compare_items, item_scores
+    from mmreason.eval.paired import compare_items, item_scores
 
     with pytest.raises(ValueError, match=r"SFT and GRPO scored different items \(3 vs 3\): 1 only in SFT \(c\), "
                                          r"1 only in GRPO \(d\)"):

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from mmreason.papers.stats import paired_compare
+from mmreason.eval.stats import paired_compare
 from mmreason.papers.summary import ClaimResult, Line, overview_table, plot_accuracy_bars, plot_curves, write_summary
 from mmreason.papers.verdict import decide, decide_paired
 from mmreason.rl.callbacks import CLUSTER_ENTROPY, PSEUDO_LABEL_ACCURACY, CollapseWarningCallback

@@ -4,10 +4,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from mmreason.errors import RecordError
 from mmreason.records import (
     BOXED_SUFFIX,
     Record,
-    RecordError,
     load_records,
     prompt_messages,
     question_text,

@@ -631,7 +631,7 @@ def test_max_samples_is_a_seeded_subset_with_count(records_file):
 
 
 def test_unlabeled_records_load_when_answers_not_required(tmp_path, records_file):
-    from mmreason.records import RecordError
+    from mmreason.errors import RecordError
     from mmreason.rl.data import build_grpo_dataset
 
     lines = records_file.read_text().splitlines()

@@ -56,7 +56,7 @@ def processor(tiny_model_dir):
 
 
 def video_cfg():
-    from mmreason.video.media import VideoConfig
+    from mmreason.media.video import VideoConfig
 
     return VideoConfig(video_fps=4.0, video_min_frames=2, video_max_frames=8, video_min_pixels=3136,
                        video_max_pixels=3136)
@@ -200,7 +200,7 @@ def reference_logps(model, processor, row, out, i):
     the processor, its completion appended, one plain forward, log-softmax."""
     from PIL import Image
 
-    from mmreason.video.media import load_clip, set_video_pixels
+    from mmreason.media.video import load_clip, set_video_pixels
 
     cfg = video_cfg()
     set_video_pixels(processor, cfg.video_min_pixels, cfg.video_max_pixels)
@@ -304,7 +304,7 @@ def test_temporal_position_ids_are_not_constant(tiny_model_dir, dataset, process
     rel = temporal.view(NUM_GEN, 16)[0] - temporal.view(NUM_GEN, 16)[0].min()
     assert rel.unique().tolist() == [int(i * 0.5 * tps) for i in range(4)]
     # the trap itself, for contrast: the same frames without metadata give one temporal id
-    from mmreason.video.media import load_clip
+    from mmreason.media.video import load_clip
 
     clip = load_clip(dataset[0]["video"]["path"], video_cfg())
     text = processor.apply_chat_template(plain_messages(dataset[0]["prompt"]), tokenize=False,
@@ -453,7 +453,7 @@ def test_video_with_vllm_is_a_clear_error(dataset, tmp_path):
 
 
 def test_grpo_data_keeps_video_records_checks_them_and_counts_their_tokens(data_dir, processor, tmp_path):
-    from mmreason.records import RecordError
+    from mmreason.errors import RecordError
     from mmreason.rl.data import build_grpo_dataset, prompt_length
 
     ds, report = build_grpo_dataset(data_dir / "mixed.jsonl", processor=processor, video_cfg=video_cfg())

@@ -10,7 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 from mmreason.data.synth import synthesize
-from mmreason.records import RecordError, load_records
+from mmreason.errors import RecordError
+from mmreason.records import load_records
 from mmreason.sft.dataset import load_sft_records
 from mmreason.modeling import apply_image_bounds
 from mmreason.records import seeded_subset

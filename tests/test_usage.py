@@ -9,7 +9,8 @@ import pytest
 
 from mmreason.cli import main as cli
 from mmreason.eval.run import run_benchmark, score_file
-from mmreason.records import RecordError, load_records
+from mmreason.errors import RecordError
+from mmreason.records import load_records
 from mmreason.usage import NothingUsable, UsageError, check_training_counts
 
 BIG = "x" * 1_000_000  # a 1 MB question

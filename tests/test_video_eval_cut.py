@@ -11,8 +11,8 @@ from mmreason.eval.benchmark import Item, Video
 from mmreason.eval.records_eval import RecordsBenchmark
 from mmreason.generation.vision import vision_inputs
 from mmreason.records import load_records
-from mmreason.video.media import clip_config, load_record_video
-from mmreason.video.writer import write_frame_list
+from mmreason.media.video import clip_config, load_record_video
+from mmreason.media.writer import write_frame_list
 from video_fixtures import coded_frames
 
 FPS, N, END = 8, 24, 1.5  # frame 12 sits exactly at t = END

@@ -6,8 +6,9 @@ import json
 import pytest
 from video_fixtures import coded_frames, read_code, write_coded_mp4
 
-from mmreason.records import RecordError, load_records
-from mmreason.video.media import (
+from mmreason.errors import RecordError
+from mmreason.records import load_records
+from mmreason.media.video import (
     VideoConfig,
     check_record_videos,
     frames_in_range,
@@ -16,7 +17,7 @@ from mmreason.video.media import (
     processor_video_kwargs,
     set_video_pixels,
 )
-from mmreason.video.writer import write_frame_list
+from mmreason.media.writer import write_frame_list
 
 ALL = VideoConfig(video_fps=8.0, video_min_frames=1, video_max_frames=128, video_min_pixels=56 * 56, video_max_pixels=56 * 56)
 

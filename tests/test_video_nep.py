@@ -7,7 +7,8 @@ import pytest
 from video_fixtures import write_coded_mp4
 
 from mmreason.cli import main as cli_main
-from mmreason.records import RecordError, load_records
+from mmreason.errors import RecordError
+from mmreason.records import load_records
 from mmreason.video.nep import build
 from mmreason.video.prompts import (
     CFT_QUESTION_POOL,

@@ -12,8 +12,9 @@ import pytest
 from video_fixtures import read_code, write_coded_mp4
 
 from mmreason.data.loopback import LoopbackServer, Scripted, last_user_text
-from mmreason.records import RecordError, load_records
-from mmreason.video.media import VideoConfig, load_record_video
+from mmreason.errors import RecordError
+from mmreason.records import load_records
+from mmreason.media.video import VideoConfig, load_record_video
 from mmreason.video.nep import build_raw, main
 from mmreason.video.prompts import (CFT_SYSTEM_PROMPT, DISTILL_SYSTEM_PROMPT, SFT_QUESTION_POOL, think_answer)
 

@@ -9,7 +9,7 @@ from video_fixtures import write_coded_mp4
 from mmreason.prompts import PromptSpec
 from mmreason.records import Record, Video
 from mmreason.sft.video_collator import VideoSFTCollator, build_video_sft_dataset, video_sft_example
-from mmreason.video.media import VideoConfig
+from mmreason.media.video import VideoConfig
 
 CFG = VideoConfig(video_fps=4.0, video_min_frames=2, video_max_frames=8, video_min_pixels=3136, video_max_pixels=12544)
 
@@ -126,7 +126,7 @@ def test_prompt_overrides_and_dataset_roundtrip(tmp_path, tiny):
 
 
 def test_bad_video_names_the_record(tmp_path, tiny):
-    from mmreason.records import RecordError
+    from mmreason.errors import RecordError
 
     _, processor = tiny
     rec = _video_rec(tmp_path, "gone", tint=0)

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from mmreason.records import load_records
-from mmreason.video.media import VideoConfig, load_clip, load_record_video, open_source
+from mmreason.media.video import VideoConfig, load_clip, load_record_video, open_source
 from mmreason.video.prompts import CFT_SYSTEM_PROMPT, DISTILL_SYSTEM_PROMPT, SFT_QUESTION_POOL
 from mmreason.video.synth import generate
 from mmreason.video.synth_scenes import BALL_RGB, FPS, FRAMES_PER_ITEM, SHAPE_RGB, WALL_X
@@ -174,14 +174,13 @@ def test_deterministic(tmp_path):
 
 def test_futurebench_official_video_reading_matches_media(synth_dir):
     """Our FutureBench video settings sample the same frames at the same size as the official reading."""
-    from mmreason.eval.futurebench import official_messages, official_video_inputs
-    from mmreason.video.media import FUTUREBENCH_VIDEO
+    from mmreason.eval.futurebench import futurebench_video, official_messages, official_video_inputs
 
     fb = json.loads((synth_dir / "test_futurebench.json").read_text())
     for doc in fb[:3]:
         video, meta = official_video_inputs(doc, synth_dir)
         msgs = official_messages(doc, synth_dir)
-        ours = load_clip(msgs[1]["content"][0]["video"], FUTUREBENCH_VIDEO)
+        ours = load_clip(msgs[1]["content"][0]["video"], futurebench_video())
         assert meta["frames_indices"] == ours.frames_indices and meta["total_num_frames"] == ours.total_num_frames
         assert tuple(video.shape[2:]) == (ours.frames[0].size[1], ours.frames[0].size[0])
         assert msgs[0] == {"role": "system", "content": "You are a helpful assistant."}

@@ -37,6 +37,6 @@ def coded_frames(n: int, size: int = 56, tint: int = 0) -> list[Image.Image]:
 
 
 def write_coded_mp4(path: Path, n: int = 24, fps: int = 8, size: int = 56, tint: int = 0) -> Path:
-    from mmreason.video.writer import write_mp4
+    from mmreason.media.writer import write_mp4
 
     return write_mp4(coded_frames(n, size, tint), path, fps)

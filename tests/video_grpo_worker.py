@@ -19,7 +19,7 @@ def main(model_dir: str, records: str, out: str) -> None:
     from mmreason.rl.config import MMReasonGRPOConfig
     from mmreason.rl.data import build_grpo_dataset
     from mmreason.rl.trainer import MMReasonGRPOTrainer
-    from mmreason.video.media import VideoConfig
+    from mmreason.media.video import VideoConfig
 
     cfg = VideoConfig(video_fps=4.0, video_min_frames=2, video_max_frames=8, video_min_pixels=3136,
                       video_max_pixels=3136)

@@ -40,7 +40,8 @@ from mmreason.data.recipe import Recipe, RecipeError, load_recipe, parse_overrid
 from mmreason.data.sources import SourceItem, is_records_source, iter_sources
 from mmreason.data.teachers import Teacher, TeacherError, make_teacher
 from mmreason.jsonl import AppendLog, read_jsonl_repair, rewrite_jsonl
-from mmreason.records import Record, RecordError, check_image, record_from_dict
+from mmreason.errors import RecordError
+from mmreason.records import Record, check_image, record_from_dict
 from mmreason.usage import check_output_dir, positive_int
 from mmreason.verify import verify_many
 
@@ -171,7 +172,7 @@ class Builder:
         if rec.video is not None and not self.kind.video:
             return {"reason": "video_not_supported"}
         if rec.video is not None:
-            from mmreason.video.media import VideoConfig, check_record_video
+            from mmreason.media.video import VideoConfig, check_record_video
 
             try:
                 check_record_video(rec, VideoConfig())  # opens it and counts the frames of its cut

@@ -24,7 +24,8 @@ from typing import Any, Iterator
 
 from mmreason.verify import extract_boxed
 from mmreason.data.recipe import SourceConfig
-from mmreason.records import ANSWER_TYPES, Record, RecordError, record_from_dict
+from mmreason.errors import RecordError
+from mmreason.records import ANSWER_TYPES, Record, record_from_dict
 
 PRESETS: dict[str, dict[str, str]] = {
     "coldstart_rl": {"images": "images", "question": "problem", "answer": "answer"},

@@ -43,9 +43,9 @@ class Video:
     * `reader="qwen-vl-utils"` (the official evals' reader, e.g. FutureBench): qwen-vl-utils reads the file and
       samples frames at `fps` (or `nframes` frames) within the pixel bounds. Its `video_start`/`video_end` cut
       keeps the frame AT `end`, so it is not used for cuts: a cut video must use the clip reader.
-    * `reader="clip"` (training-format records): `mmreason.video.media.load_clip`, the loader SFT and GRPO use,
+    * `reader="clip"` (training-format records): `mmreason.media.video.load_clip`, the loader SFT and GRPO use,
       with the cut start <= t < end (a past clip never shows the first future frame), frame lists and frame
-      folders; unset settings take the training defaults (`mmreason.video.media.clip_config`).
+      folders; unset settings take the training defaults (`mmreason.media.video.clip_config`).
     """
 
     path: str
@@ -72,7 +72,7 @@ class Video:
         """The `{"type": "video", ...}` chat part `mmreason.generation.vision` reads: a qwen-vl-utils element, or
         for the clip reader a `ClipRef` loaded when its batch is encoded."""
         if self.reader == "clip":
-            from mmreason.video.media import ClipRef, clip_config
+            from mmreason.media.video import ClipRef, clip_config
 
             cfg = clip_config(self.fps, self.max_frames, self.min_pixels, self.max_pixels, self.total_pixels)
             return {"type": "video", "video": ClipRef(str(self.path), cfg, self.start, self.end, str(self.path))}

@@ -1,13 +1,13 @@
 """`mmreason eval compare A B`: two evaluations of the same items, paired (B − A): exact McNemar p and a seeded
 paired bootstrap 95% CI, overall and per source when the records eval's `predictions_scored.jsonl` lies beside
-both `scores.json` files (`mmreason.papers.paired`)."""
+both `scores.json` files (`mmreason.eval.paired`)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from mmreason.papers.paired import compare_items, item_scores, paired_json, paired_table
+from mmreason.eval.paired import compare_items, item_scores, paired_json, paired_table
 
 SCORED = "predictions_scored.jsonl"
 

@@ -7,7 +7,7 @@ sail-sg/Video-Next-Event-Prediction, reimplemented (pure functions, no model her
   with the yaml's pre_prompt "" and post_prompt "\\nAnswer with the option's letter from the given
   choices directly." (so the user text starts with "\\n" and has a blank line before the instruction);
   system "You are a helpful assistant."; video at 2 fps, <= 32 frames, min_pixels 3136,
-  total_pixels 1605632 (`mmreason.video.media.FUTUREBENCH_VIDEO`); greedy, 16 new tokens.
+  total_pixels 1605632 (`futurebench_video()`, from eval/futurebench.yaml); greedy, 16 new tokens.
 - extraction (`extract_characters_regex`; the functions are in `mmreason.verify.letters`), quirks kept in
   mode 'official':
   * the prefixes are removed with str.replace *anywhere* in the response, case-sensitively, in order;
@@ -41,6 +41,8 @@ from typing import Any
 
 from mmreason.eval.benchmark import Benchmark, ScoreOptions, Video, register
 from mmreason.eval.report import table
+from mmreason.eval.spec import load_spec
+from mmreason.media.video import VideoConfig, clip_config
 # The extraction rules live in verify/letters.py, shared with the answer_letter reward (mode 'futurebench').
 from mmreason.verify.letters import answer_tag_letter as official_reasoning_letter
 from mmreason.verify.letters import corrected_letter
@@ -63,8 +65,6 @@ DEFAULT_PRE_PROMPT = (
     "Respond with only the letter (A, B, C, or D) of the correct option."
 )
 DEFAULT_POST_PROMPT = "The best answer is:"
-GENERATION = {"max_new_tokens": 16, "temperature": 0.0, "top_p": 1.0, "num_beams": 1, "do_sample": False}
-REASONING_GENERATION = {"max_new_tokens": 2048}
 
 
 class FutureBenchError(ValueError):
@@ -97,6 +97,14 @@ def video_file(doc: dict[str, Any], video_root: str | Path) -> Path:
     if "video_dataset/" not in vp:
         raise FutureBenchError(f"item {doc.get('id')!r}: video_path {vp!r} has no 'video_dataset/' part")
     return Path(video_root) / vp.split("video_dataset/")[1]
+
+
+def futurebench_video() -> VideoConfig:
+    """FutureBench's video reading (eval/futurebench.yaml's video_* fields) as the training clip loader's settings;
+    where the yaml leaves the per-frame max unset, qwen-vl-utils' VIDEO_MAX_PIXELS (768*28*28)."""
+    spec = load_spec("futurebench")
+    return clip_config(spec.video_fps, spec.video_max_frames, spec.video_min_pixels,
+                       spec.video_max_pixels or 768 * 28 * 28, spec.video_total_pixels)
 
 
 # The video element lmms-eval's qwen2_5_vl model builds (max_num_frames 32; qwen-vl-utils' default fps 2).

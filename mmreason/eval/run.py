@@ -19,7 +19,8 @@ from mmreason.eval.report import write_json, write_outputs
 from mmreason.eval.spec import BenchmarkSpec
 from mmreason.generation import GenerationSettings, load_backend
 from mmreason.prompts import MAX_TEXT_CHARS, drop_long_chats
-from mmreason.records import RecordError, check_image
+from mmreason.errors import RecordError
+from mmreason.records import check_image
 from mmreason.usage import NothingUsable, UsageError, check_count, check_model_path, check_output_dir, check_output_file
 
 logger = logging.getLogger(__name__)

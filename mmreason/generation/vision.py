@@ -7,8 +7,8 @@ A video part is either
     max_frames, video_start, video_end}`: read and sampled by qwen-vl-utils (`fetch_video`), which returns the
     metadata of what it sampled (as the official lmms-eval Qwen2.5-VL model reads its videos); or
   * pre-decoded frames `{"type": "video", "video": [PIL images] | tensor [T, 3, H, W], "video_metadata":
-    {"fps", "total_num_frames", "frames_indices"}}` (e.g. `mmreason.video.media.load_clip`), used as they are; or
-  * `{"type": "video", "video": mmreason.video.media.ClipRef}`: a clip decoded here by the training loader
+    {"fps", "total_num_frames", "frames_indices"}}` (e.g. `mmreason.media.video.load_clip`), used as they are; or
+  * `{"type": "video", "video": mmreason.media.video.ClipRef}`: a clip decoded here by the training loader
     (`load_clip`, cut start <= t < end), so eval and training see the same frames (records benchmark).
 Frames reach the processor with `do_sample_frames=False` and its video resize bounded to the frames' own sizes,
 so what qwen-vl-utils (or the clip loader) sampled and sized is exactly what the model sees (the processor's
@@ -48,7 +48,7 @@ def vision_inputs(conversations: list[list[dict[str, Any]]]) -> dict[str, Any]:
     in the order of the parts (the order of the placeholders in the rendered texts)."""
     from qwen_vl_utils.vision_process import extract_vision_info, fetch_image, fetch_video
 
-    from mmreason.video.media import ClipRef
+    from mmreason.media.video import ClipRef
 
     images, videos, metas = [], [], []
     for ele in extract_vision_info(conversations):
@@ -90,7 +90,7 @@ def video_bounds_of(processor: Any, videos: list[Any] | None):
     if not videos or vp is None:
         yield
         return
-    from mmreason.video.media import set_video_pixels
+    from mmreason.media.video import set_video_pixels
 
     areas = [h * w for h, w in map(frame_hw, videos)]
     saved = {k: getattr(vp, k) for k in ("size", "min_pixels", "max_pixels") if hasattr(vp, k)}

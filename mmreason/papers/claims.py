@@ -1,5 +1,5 @@
-"""The three miniatures. Each runs real stages through the demo's stage runner (`demo.run_sft`,
-`demo.run_grpo`, `demo.evaluate`: finished stages are reused on rerun) from one shared base model, data set
+"""The three miniatures. Each runs real stages through the image demo's stages (`demo.run_sft`,
+`demo.run_grpo`, `demo.evaluate`, on `mmreason.demos.runner`: finished stages are reused on rerun) from one shared base model, data set
 and SFT checkpoint, and returns a `ClaimResult` whose verdicts come from paired statistics."""
 
 from __future__ import annotations
@@ -9,11 +9,21 @@ import json
 import time
 from pathlib import Path
 
-from mmreason import demo
-from mmreason.papers.paired import ALL, compare_items, describe, item_scores, pct
-from mmreason.papers.stats import binomial_se, paired_compare, unpaired_compare
+from mmreason.demos import image as demo
+from mmreason.eval.paired import ALL, compare_items, describe, item_scores, pct
+from mmreason.eval.records_eval import check_answers
+from mmreason.eval.stats import binomial_se, paired_compare, unpaired_compare
+from mmreason.generation import GenerationSettings
+from mmreason.generation.backends import HFBackend
+from mmreason.papers.probes import PREFIX
 from mmreason.papers.summary import ClaimResult, Line, plot_accuracy_bars, plot_curves
 from mmreason.papers.verdict import decide, decide_paired
+from mmreason.records import BOXED_SUFFIX, load_records, prompt_messages
+from mmreason.rewards.vote import majority_vote
+from mmreason.rl import metrics as M
+from mmreason.rl.callbacks import CLUSTER_ENTROPY, PSEUDO_LABEL_ACCURACY, CollapseWarningCallback
+from mmreason.rl.plot import load_history, plot_run, series
+from mmreason.verify import extract_boxed
 
 REPO = demo.REPO
 UNSUPERVISED_CONFIG = REPO / "configs" / "grpo" / "tiny_unsupervised.yaml"
@@ -24,8 +34,6 @@ class Context:
     """The shared part: demo arguments, base model, data, SFT checkpoint, and the held-out records."""
 
     def __init__(self, dargs: argparse.Namespace, out: Path):
-        from mmreason.records import load_records
-
         self.args, self.out = dargs, out
         self.base, self.data = demo.prepare(dargs, out)
         self.sft = demo.run_sft(dargs, self.base, self.data, out)
@@ -67,8 +75,6 @@ def windows(values: list[float], fraction: float = 0.25) -> tuple[list[float], l
 
 
 def history_series(run: Path, key: str) -> tuple[list[int], list[float]]:
-    from mmreason.rl.plot import load_history, series
-
     try:
         return series(load_history(run), key)
     except FileNotFoundError:
@@ -132,9 +138,6 @@ ENTROPY_METHODS = {"GRPO": "none", "Clip-Cov": "clip_cov", "KL-Cov": "kl_cov"}
 
 
 def entropy_mechanism(ctx: Context, steps: int, seed: int, steps_per_generation: int = 2) -> ClaimResult:
-    from mmreason.rl import metrics as M
-    from mmreason.rl.plot import plot_run
-
     t0 = time.time()
     out = ctx.out / "entropy"
     out.mkdir(parents=True, exist_ok=True)
@@ -198,10 +201,6 @@ def entropy_mechanism(ctx: Context, steps: int, seed: int, steps_per_generation:
 def sample_answers(ctx: Context, ids: list[str], g: int, temperature: float, top_p: float, seed: int,
                    cache: Path) -> dict[str, list[str]]:
     """G sampled responses per held-out question from the SFT checkpoint (cached in `cache` by settings)."""
-    from mmreason.generation import GenerationSettings
-    from mmreason.generation.backends import HFBackend
-    from mmreason.records import BOXED_SUFFIX, prompt_messages
-
     key = {"model": str(ctx.sft), "ids": ids, "g": g, "temperature": temperature, "top_p": top_p, "seed": seed,
            "max_new_tokens": ctx.args.max_new_tokens}
     if cache.is_file():
@@ -224,10 +223,6 @@ def sample_answers(ctx: Context, ids: list[str], g: int, temperature: float, top
 
 def premise(ctx: Context, samples: dict[str, list[str]], g: int) -> dict[str, dict]:
     """Per question: share of the G samples correct, and whether the majority vote's answer is correct."""
-    from mmreason.eval.records_eval import check_answers
-    from mmreason.rewards.vote import majority_vote
-    from mmreason.verify import extract_boxed
-
     ids = list(samples)
     items, where = [], []
     for i in ids:
@@ -254,11 +249,6 @@ def premise(ctx: Context, samples: dict[str, list[str]], g: int) -> dict[str, di
 
 def mmupt(ctx: Context, steps: int | None, seed: int, n_questions: int, g: int, temperature: float = 0.7,
           top_p: float = 0.99) -> ClaimResult:
-    from mmreason.rl import metrics as M
-    from mmreason.rl.callbacks import CLUSTER_ENTROPY, PSEUDO_LABEL_ACCURACY, CollapseWarningCallback
-    from mmreason.rl.plot import load_history, series
-    from mmreason.papers.probes import PREFIX
-
     t0 = time.time()
     out = ctx.out / "mmupt"
     out.mkdir(parents=True, exist_ok=True)

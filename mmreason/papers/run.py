@@ -18,6 +18,11 @@ import shutil
 import time
 from pathlib import Path
 
+from mmreason.demos import image as image_demo
+from mmreason.offline import offline_defaults
+from mmreason.papers import claims as C
+from mmreason.papers.summary import write_summary
+
 CLAIMS = ("rlcs", "entropy", "mmupt")
 
 
@@ -51,23 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def demo_args(args) -> argparse.Namespace:
-    from mmreason.demo import build_parser as demo_parser
-
     argv = ["--out", args.out, "--size", args.size, "--n-train", str(args.n_train), "--n-test", str(args.n_test),
             "--tasks", args.tasks, "--difficulty", args.difficulty, "--max-new-tokens", str(args.max_new_tokens),
             "--eval-batch-size", str(args.eval_batch_size), "--seed", str(args.seed)]
     if args.sft_steps:
         argv += ["--sft-steps", str(args.sft_steps)]
     argv += [f"--sft-arg={a}" for a in args.sft_arg] + [f"--grpo-arg={a}" for a in args.grpo_arg]
-    return demo_parser().parse_args(argv)
+    return image_demo.build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mmreason.offline import offline_defaults
-
     offline_defaults()
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # see mmreason.demo.main
-    import torch
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # see mmreason.demos.image.main
+    import torch  # lazy: after OMP_NUM_THREADS is set
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     args = build_parser().parse_args(argv)
@@ -78,9 +79,6 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     if args.fresh and out.exists():
         shutil.rmtree(out)
-    from mmreason.papers import claims as C
-    from mmreason.papers.summary import write_summary
-
     t0 = time.time()
     ctx = C.Context(demo_args(args), out)
     results = []

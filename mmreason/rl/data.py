@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mmreason.prompts import MAX_TEXT_CHARS, PromptSpec, drop_long_chats
-from mmreason.records import LoadReport, RecordError, iter_source, seeded_subset, to_grpo_example
+from mmreason.errors import RecordError
+from mmreason.records import LoadReport, iter_source, seeded_subset, to_grpo_example
 from mmreason.usage import NothingUsable, check_count
 
 logger = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ def prompt_length(processor, prompt: list[dict], images: list | None, video: dic
 
     if video is not None:
         from mmreason.rl.video import encode, load_row_media, template_messages
-        from mmreason.video.media import VideoConfig
+        from mmreason.media.video import VideoConfig
 
         cfg = video_cfg or VideoConfig()
         media = load_row_media([{"images": images or [], "video": video}], cfg,
@@ -125,7 +126,7 @@ def build_grpo_dataset(
     subset of `max_samples` (if set; `mmreason.records.seeded_subset`), then drop prompts over `max_prompt_length`
     tokens (all counted, the dropped record ids in the report). Video records get the `video` column; with
     `check_media` each video is opened and its cut counted first (a bad one is an error naming file:line, or a
-    counted skip when lenient). `video_cfg` (mmreason.video.media.VideoConfig)
+    counted skip when lenient). `video_cfg` (mmreason.media.video.VideoConfig)
     decodes clips for the prompt budget. Returns (datasets.Dataset, BuildReport)."""
     from datasets import Dataset, Image, List
 
@@ -197,7 +198,7 @@ def _lengths(ds, processor, video_cfg=None) -> list[int]:
     from tqdm.auto import tqdm
 
     if "video" in ds.column_names:
-        from mmreason.video.media import VideoConfig, set_video_pixels
+        from mmreason.media.video import VideoConfig, set_video_pixels
 
         video_cfg = video_cfg or VideoConfig()
         set_video_pixels(processor, video_cfg.video_min_pixels, video_cfg.video_max_pixels)  # as the trainer does
@@ -214,7 +215,7 @@ def video_column(rec) -> dict[str, Any]:
 
 
 def _video_ok(rec, video_cfg, lenient: bool) -> bool:
-    from mmreason.video.media import VideoConfig, check_record_video
+    from mmreason.media.video import VideoConfig, check_record_video
 
     try:
         check_record_video(rec, video_cfg or VideoConfig())

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field, fields
 
 from mmreason.modeling import PromptArguments, deprecated
 from mmreason.prompts import save_prompt_spec
-from mmreason.records import RecordError
+from mmreason.errors import RecordError
 from mmreason.distributed import DistributedSetupError, check_distributed, finish_distributed
 from mmreason.resume import resolve_resume
-from mmreason.video.media import VideoConfig
+from mmreason.media.video import VideoConfig
 
 logger = logging.getLogger("mmreason.grpo")
 
@@ -24,7 +24,7 @@ logger = logging.getLogger("mmreason.grpo")
 @dataclass
 class GRPOScriptArguments(PromptArguments, VideoConfig):
     """Data, prompt and reward choices of the GRPO stage (training knobs live in MMReasonGRPOConfig); the video_*
-    fields sample and bound the frames of video records (mmreason.video.media.VideoConfig)."""
+    fields sample and bound the frames of video records (mmreason.media.video.VideoConfig)."""
 
     train_files: list[str] = field(
         default_factory=list,

@@ -70,7 +70,7 @@ class MMReasonGRPOTrainer(GenerationStateMixin, GRPOTrainer):
     _tag_names = ["trl", "grpo", "mmreason"]
 
     def __init__(self, model, reward_funcs, args: MMReasonGRPOConfig | None = None, video_config=None, **kwargs):
-        """`video_config`: a mmreason.video.media.VideoConfig (frame sampling and pixel bounds) for datasets with a
+        """`video_config`: a mmreason.media.video.VideoConfig (frame sampling and pixel bounds) for datasets with a
         `video` column; default VideoConfig()."""
         if args is None:
             args = MMReasonGRPOConfig("mmreason-grpo")
@@ -86,7 +86,7 @@ class MMReasonGRPOTrainer(GenerationStateMixin, GRPOTrainer):
         self._video_forward = None  # a rollout whose videos the next log-prob pass must use (TRL's loss path)
         self.video_config = None  # set for datasets with videos: their batches take `_generate_video_round`
         if has_video:
-            from mmreason.video.media import VideoConfig, set_video_pixels
+            from mmreason.media.video import VideoConfig, set_video_pixels
 
             if self.tools or self.environment_factories is not None or self.rollout_func is not None:
                 raise ValueError("video GRPO does not support tools, environments or rollout_func")

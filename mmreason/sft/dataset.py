@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mmreason.prompts import PromptSpec, drop_long_chats
-from mmreason.records import LoadReport, Record, RecordError, iter_source, seeded_subset, to_sft_example
+from mmreason.errors import RecordError
+from mmreason.records import LoadReport, Record, iter_source, seeded_subset, to_sft_example
 from mmreason.usage import NothingUsable, UsageError, check_count
 
 logger = logging.getLogger(__name__)
@@ -147,9 +148,9 @@ def build_sft_dataset(records: list[Record], spec: PromptSpec | None = None, max
 
 
 def check_videos(records: list[Record], cfg, lenient: bool, report: DataReport) -> list[Record]:
-    """Open every record's video before training (`mmreason.video.media.check_record_videos`): strict, the first
+    """Open every record's video before training (`mmreason.media.video.check_record_videos`): strict, the first
     bad one raises naming its file:line; lenient, bad ones are dropped and counted in `report`."""
-    from mmreason.video.media import check_record_videos
+    from mmreason.media.video import check_record_videos
 
     kept, vrep = check_record_videos(records, cfg, lenient=lenient)
     if vrep.skipped:

@@ -17,14 +17,14 @@ from pathlib import Path
 from mmreason.distributed import DistributedSetupError, check_distributed, finish_distributed
 from mmreason.modeling import ModelLoad, load_model, load_processor, prompt_spec_callback
 from mmreason.prompts import PromptSpec, save_prompt_spec
-from mmreason.records import RecordError
+from mmreason.errors import RecordError
 from mmreason.resume import CheckpointWeightsMixin, resolve_resume
 from mmreason.sft.config import MMSFTConfig, SFTScriptArguments
 from mmreason.sft.dataset import build_sft_dataset, check_videos, has_video, load_sft_records, split_eval
 from mmreason.sft.freeze import LANGUAGE_LORA_TARGETS, freeze_vision
 from mmreason.sft.video_collator import VideoSFTCollator
 from mmreason.usage import check_model_path, check_output_dir, check_training_counts, parse_stage_args
-from mmreason.video.media import VideoConfig
+from mmreason.media.video import VideoConfig
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Video (and image) SFT examples and their collator: TRL's vision collator handles images only.
 
 Examples are `{"messages", "images": [abs paths], "video": {"path", "start", "end"} | None, "origin"}`
-(`video_sft_example`); frames are decoded at batch time through `mmreason.video.media` (explicit
+(`video_sft_example`); frames are decoded at batch time through `mmreason.media.video` (explicit
 fps metadata and pixel bounds), so no pixels are held in the dataset. The collator returns what the
 Qwen2.5-VL forward needs: input_ids, attention_mask, labels, pixel_values / image_grid_thw for
 images, pixel_values_videos / video_grid_thw / second_per_grid_ts for videos, and mm_token_type_ids
@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from mmreason.prompts import PromptSpec
-from mmreason.records import Record, RecordError, prompt_messages
-from mmreason.video.media import NEP_SFT_VIDEO, VideoConfig, load_clip, processor_video_kwargs, set_video_pixels
+from mmreason.errors import RecordError
+from mmreason.records import Record, prompt_messages
+from mmreason.media.video import VideoConfig, load_clip, processor_video_kwargs, set_video_pixels
 
 
 def record_prompt_spec(rec: Record, spec: PromptSpec | None = None) -> PromptSpec:
@@ -80,7 +81,7 @@ class VideoSFTCollator:
     and `dataset_kwargs={"skip_prepare_dataset": True}`, as for TRL's own vision path)."""
 
     processor: Any
-    video: VideoConfig = field(default_factory=lambda: NEP_SFT_VIDEO)
+    video: VideoConfig = field(default_factory=VideoConfig)
     assistant_only: bool = True
     max_length: int | None = None
 

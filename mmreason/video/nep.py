@@ -37,7 +37,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mmreason.records import LETTERS, Record, RecordError, Video, write_records
+from mmreason.errors import RecordError
+from mmreason.records import LETTERS, Record, Video, write_records
 from mmreason.video.prompts import (
     CFT_WRONG_RATIO,
     cft_record,
@@ -95,7 +96,7 @@ def _video(entry: Any, video_root: Path, out_dir: Path, where: str, probe: bool)
     if not path.is_file():
         raise RecordError(where, f"past clip not found: {path}")
     if probe:
-        from mmreason.video.media import VideoConfig, open_source
+        from mmreason.media.video import VideoConfig, open_source
 
         open_source(path, where, VideoConfig())  # raises on zero frames / undecodable
     try:

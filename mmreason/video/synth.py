@@ -37,7 +37,7 @@ from pathlib import Path
 from mmreason.records import LETTERS, Record, Video, write_records
 from mmreason.video.prompts import cft_record, conclusion_label, distill_record, mix, sft_record, think_answer
 from mmreason.video.synth_scenes import FAMILIES, FPS, Rendered
-from mmreason.video.writer import write_frame_list, write_mp4
+from mmreason.media.writer import write_frame_list, write_mp4
 
 TEST_BUCKETS = 5
 MAX_TRIES = 500

@@ -9,7 +9,8 @@ import json
 import pytest
 from faults_corpus import BAD_LINE, CASES, N_GOOD, PRED_CASES, write_all, write_case, write_good_records, write_predictions
 
-from mmreason.records import RecordError, load_records
+from mmreason.errors import RecordError
+from mmreason.records import load_records
 from mmreason.usage import NothingUsable
 
 IDS = [c.name for c in CASES]

@@ -36,7 +36,8 @@ from typing import Any
 
 from mmreason.data.kinds.registry import RecipeKind
 from mmreason.data.kinds.runner import Outcome, Runner, Target, classify
-from mmreason.records import Record, RecordError, Video
+from mmreason.errors import RecordError
+from mmreason.records import Record, Video
 
 PROMPTS = {
     "event_identification": ("caption",),
@@ -112,7 +113,7 @@ def timed_segments(caption: str) -> list[tuple[float, float, str]]:
 
 def clip_range(rec: Record) -> tuple[float, float, float, list[float]]:
     """(start, end, fps, timestamps) of the source clip: its video.start/end, else the whole file."""
-    from mmreason.video.media import VideoConfig, open_source
+    from mmreason.media.video import VideoConfig, open_source
 
     src = open_source(rec.video_path(), rec.id, VideoConfig())
     ts = src.timestamps
@@ -122,7 +123,7 @@ def clip_range(rec: Record) -> tuple[float, float, float, list[float]]:
 
 
 def has_past_frame(ts: list[float], lo: float, t: float) -> bool:
-    from mmreason.video.media import frames_in_range
+    from mmreason.media.video import frames_in_range
 
     return bool(frames_in_range(ts, lo, t))
 

@@ -17,7 +17,7 @@ import os
 import threading
 from pathlib import Path
 
-from mmreason.records import RecordError
+from mmreason.errors import RecordError
 
 PASS_FORMATS = {"JPEG", "PNG", "WEBP"}
 PASS_MODES = {"RGB", "L"}

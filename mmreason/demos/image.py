@@ -14,13 +14,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from mmreason.data.synth import synthesize
+from mmreason.demos import runner
+from mmreason.demos.runner import REPO, check_same, paired_section
+from mmreason.eval.stats import binomial_se
+from mmreason.offline import offline_defaults
+from mmreason.records import load_records
+from mmreason.rl.plot import eval_rewards, law_summary, load_history, plot_run, reward_trend
+
 SFT_CONFIG = REPO / "configs" / "sft" / "tiny_demo.yaml"
 GRPO_CONFIG = REPO / "configs" / "grpo" / "tiny_demo.yaml"
 # the rows of the accuracy table
@@ -50,24 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only build the base model and synthetic data (what `make sft` needs)")
     p.add_argument("--sft-arg", action="append", default=[], help="extra `mmreason sft` override, e.g. --sft-arg=--learning_rate=1e-4")
     p.add_argument("--grpo-arg", action="append", default=[], help="extra `mmreason grpo` override")
-    p.add_argument("--claims", action="store_true", help="run `mmreason papers` (each paper's claim as a miniature) instead")
     return p
 
 
 def _log(msg: str) -> None:
-    print(f"\n[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+    runner.log("demo", msg)
 
 
 def prepare(args, out: Path) -> tuple[Path, Path]:
-    from mmreason.data.synth import synthesize
-    from mmreason.tiny import build_tiny_model
-
-    _check_same(out / "demo_data.json", {k: getattr(args, k) for k in ("size", "n_train", "n_test", "difficulty",
-                                                                       "tasks", "seed")})
-    base = out / "base_model"
-    if not (base / "model.safetensors").is_file():
-        _log(f"building the {args.size} Qwen2.5-VL checkpoint offline -> {base}")
-        build_tiny_model(base, size=args.size, seed=args.seed)
+    check_same(out / "demo_data.json", {k: getattr(args, k) for k in ("size", "n_train", "n_test", "difficulty",
+                                                                      "tasks", "seed")})
+    base = runner.base_model(out, args.size, args.seed)
     data = out / "data"
     if not (data / "test.jsonl").is_file():
         _log(f"synthesizing {args.n_train} train / {args.n_test} test records -> {data}")
@@ -76,78 +75,25 @@ def prepare(args, out: Path) -> tuple[Path, Path]:
     return base, data
 
 
-def _check_same(path: Path, settings: dict) -> None:
-    """Reuse a finished stage only if it was made with the same settings; record them the first time."""
-    if path.is_file():
-        old = json.loads(path.read_text())
-        if old != settings:
-            diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
-            raise SystemExit(f"demo: {path.parent} was made with other settings {diff} (old, new): "
-                             "rerun with --fresh or another --out")
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(settings, indent=1))
-
-
-def _done(folder: Path, argv: list[str]) -> bool:
-    finished = (folder / "model.safetensors").is_file() or (folder / "adapter_model.safetensors").is_file()
-    if finished:
-        _check_same(folder / "demo_stage.json", {"argv": argv})
-    return finished
-
-
-def _run_stage(label: str, stage_main, argv: list[str], dst: Path) -> Path:
-    """Run a stage's CLI main in-process unless `dst` already holds its finished output (same argv)."""
-    if not _done(dst, argv):
-        _log(f"{label} -> {dst}")
-        if stage_main(argv):
-            raise SystemExit(f"demo: the {label} stage failed (see above)")
-        _check_same(dst / "demo_stage.json", {"argv": argv})  # records the argv of the finished stage
-    return dst
-
-
 def run_sft(args, base: Path, data: Path, out: Path) -> Path:
-    from mmreason.sft.run import main as sft_main
-
-    dst = out / "sft"
-    argv = ["--config", str(SFT_CONFIG), "--model_name_or_path", str(base),
-            "--train_files", str(data / "train.jsonl"), "--output_dir", str(dst), "--seed", str(args.seed)]
-    if args.sft_steps:
-        argv += ["--max_steps", str(args.sft_steps)]
-    if args.sft_samples:
-        argv += ["--max_samples", str(args.sft_samples)]
-    return _run_stage(f"cold-start SFT ({SFT_CONFIG.name})", sft_main, argv + list(args.sft_arg), dst)
+    extra = [*(["--max_samples", str(args.sft_samples)] if args.sft_samples else []), *args.sft_arg]
+    return runner.run_sft(SFT_CONFIG, base, [data / "train.jsonl"], out / "sft", args.seed, args.sft_steps, extra,
+                          label="cold-start SFT")
 
 
 def run_grpo(args, start: Path, data: Path, dst: Path, config: Path = GRPO_CONFIG) -> Path:
-    from mmreason.rl.run import main as grpo_main
-
-    argv = ["--config", str(config), "--model_name_or_path", str(start), "--train_files",
-            str(data / "train.jsonl"), "--eval_file", str(data / "test.jsonl"), "--output_dir", str(dst),
-            "--seed", str(args.seed)]
-    if args.grpo_steps:
-        argv += ["--max_steps", str(args.grpo_steps)]
-    return _run_stage(f"GRPO ({config.name}) from {start.name}", grpo_main, argv + list(args.grpo_arg), dst)
+    return runner.run_grpo(config, start, [data / "train.jsonl"], dst, args.seed, args.grpo_steps,
+                           list(args.grpo_arg), eval_file=data / "test.jsonl")
 
 
 def evaluate(args, model: Path, data: Path, out: Path, name: str) -> dict:
-    from mmreason.eval.records_eval import evaluate_records
-
-    dst = out / "eval" / name
-    _log(f"evaluating {name} on the held-out test split -> {dst}")
-    return evaluate_records(model, data / "test.jsonl", dst, batch_size=args.eval_batch_size,
-                            max_new_tokens=args.max_new_tokens, temperature=0.0)
-
-
-def _stderr(p: float, n: int) -> float:
-    return 100 * math.sqrt(max(p * (1 - p), 1e-12) / max(n, 1))
+    return runner.evaluate(model, data / "test.jsonl", out / "eval" / name, f"{name} on the held-out test split",
+                           batch_size=args.eval_batch_size, max_new_tokens=args.max_new_tokens, temperature=0.0)
 
 
 def reward_lines(run: Path) -> tuple[list[str], dict]:
     """Markdown tables of the GRPO accuracy reward: on the fixed eval questions at each evaluation (per
     source), and on the training rollouts, first vs last window (see `reward_trend`)."""
-    from mmreason.rl.plot import eval_rewards, load_history, reward_trend
-
     try:
         history = load_history(run)
     except FileNotFoundError:
@@ -186,8 +132,6 @@ def reward_lines(run: Path) -> tuple[list[str], dict]:
 def law_lines(run: Path) -> tuple[list[str], dict]:
     """`mmreason plot` on the GRPO run: the PNGs, and the entropy-performance law fitted on the validation
     reward (the fixed held-out questions scored during training), as a line."""
-    from mmreason.rl.plot import law_summary, plot_run
-
     try:
         res = plot_run(run)
     except (FileNotFoundError, KeyError) as e:
@@ -209,48 +153,24 @@ def table(rows: list[tuple[str, dict]]) -> str:
         acc, n = s["accuracy"], s["total"]
         cells = "".join(f" {100 * s['per_source'][src]['accuracy']:.0f}% |" if src in s.get("per_source", {})
                         else " - |" for src in sources) if extra else ""
-        lines.append(f"| {name} | {100 * acc:.1f}% | {_stderr(acc, n):.1f} | {s['correct']} / {n} |{cells}")
+        lines.append(f"| {name} | {100 * acc:.1f}% | {100 * binomial_se(acc, n):.1f} | {s['correct']} / {n} |{cells}")
     return "\n".join(lines)
 
 
-PAIRED_HEAD = ("Paired tests on the same held-out questions (B − A; exact McNemar p on the questions only one of the "
-               "two got right, seeded paired bootstrap 95% CI of 2,000 resamples; per task below each overall row):")
-
-
-def paired_section(rows: list[tuple[str, dict]], pairs: list[tuple[str, str]], groups: dict[str, str] | None,
-                   seed: int = 0) -> tuple[list[str], list[dict]]:
-    """The markdown table and JSON rows of paired tests `B vs A` for each (A, B) in `pairs` (row names), overall
-    and per group (item id -> task), from the evals' per-item correctness (`mmreason.papers.paired`)."""
-    from mmreason.papers.paired import compare_items, item_scores, paired_json, paired_table
-
-    by_name = dict(rows)
-    comparisons = [(a, b, compare_items(item_scores(by_name[a], a), item_scores(by_name[b], b), groups, seed, (a, b)))
-                   for a, b in pairs]
-    return [PAIRED_HEAD, "", *paired_table(comparisons)], paired_json(comparisons)
-
-
 def record_sources(path: Path) -> dict[str, str]:
-    from mmreason.records import load_records
-
     recs, _ = load_records(path, strict=False)
     return {r.id: r.source or "unknown" for r in recs}
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mmreason.offline import offline_defaults
-
     offline_defaults()
     # One math thread: on a small shared CPU two torch threads thrash (measured up to 10x slower), and the
     # reward pool's verifier process needs the other core during GRPO.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import torch
+    import torch  # lazy: after OMP_NUM_THREADS is set
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # in case torch was imported before main
     args = build_parser().parse_args(argv)
-    if args.claims:
-        from mmreason.papers.run import main as papers_main
-
-        return papers_main([])
     out = Path(args.out)
     if args.fresh and out.exists():
         shutil.rmtree(out)

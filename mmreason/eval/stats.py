@@ -102,6 +102,17 @@ def unpaired_compare(a: Sequence[float], b: Sequence[float], n_boot: int = 2000,
     return PairedResult(min(len(a), len(b)), ma, mb, mb - ma, _quantile(diffs, alpha), _quantile(diffs, 1 - alpha), se)
 
 
+def direction(res: PairedResult, alpha: float = 0.05) -> int:
+    """+1 / -1 when B - A is beyond noise upward / downward (the CI excludes zero and, for binary scores, McNemar's
+    p < alpha), else 0."""
+    significant = res.p_mcnemar is None or res.p_mcnemar < alpha
+    if significant and res.ci_low > 0:
+        return 1
+    if significant and res.ci_high < 0:
+        return -1
+    return 0
+
+
 def binomial_se(p: float, n: int) -> float:
-    """Standard error of an accuracy p (a fraction) over n items."""
+    """Standard error of an accuracy p (a fraction) over n items: the one the demos, the papers and the reports use."""
     return math.sqrt(max(p * (1 - p), 0.0) / n) if n else 0.0

@@ -26,10 +26,14 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mmreason.records import Record, RecordError
-from mmreason.video.writer import FRAME_LIST_SUFFIX
+from mmreason.errors import RecordError
+
+from mmreason.media.writer import FRAME_LIST_SUFFIX
+
+if TYPE_CHECKING:  # records sit above media (a record's images pass media's gate when loaded): a type only here
+    from mmreason.records import Record
 
 logger = logging.getLogger(__name__)
 
@@ -72,19 +76,6 @@ class VideoConfig:
             raise ValueError("video min_frames and max_frames must be >= 1")
         if self.video_min_pixels > self.video_max_pixels:
             raise ValueError(f"video min_pixels {self.video_min_pixels} > max_pixels {self.video_max_pixels}")
-
-
-# The NEP paper's SFT settings and FutureBench's eval settings (lmms-eval qwen2_5_vl: qwen-vl-utils
-# defaults fps 2 and 768*28*28 max pixels per frame, with min_pixels 3136, total_pixels 1605632, 32 frames).
-NEP_SFT_VIDEO = VideoConfig()
-FUTUREBENCH_VIDEO = VideoConfig(
-    video_fps=2.0,
-    video_max_frames=32,
-    video_min_frames=4,
-    video_min_pixels=3136,
-    video_max_pixels=768 * 28 * 28,
-    video_total_pixels=1605632,
-)
 
 
 @dataclass

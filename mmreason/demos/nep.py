@@ -23,12 +23,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from PIL import Image
+
+from mmreason.demos import runner
+from mmreason.demos.runner import REPO, check_same, paired_section
+from mmreason.eval.futurebench import build_prompt
+from mmreason.eval.stats import binomial_se
+from mmreason.media.writer import write_mp4
+from mmreason.records import load_records, write_records
+from mmreason.video.synth import generate
+from mmreason.video.synth_scenes import BACKGROUND, FPS
+
 SFT_CONFIG = REPO / "configs" / "sft" / "tiny_nep.yaml"
 GRPO_CONFIG = REPO / "configs" / "grpo" / "tiny_nep_demo.yaml"
 FB_SYSTEM = "You are a helpful assistant."
@@ -72,20 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+WHO = "nep-demo"
+
+
 def _log(msg: str) -> None:
-    print(f"\n[nep-demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def _same(path: Path, settings: dict) -> None:
-    """Reuse a finished stage only if it was made with the same settings; record them the first time."""
-    if path.is_file():
-        old = json.loads(path.read_text())
-        if old != settings:
-            raise SystemExit(f"nep demo: {path.parent} was made with other settings ({old} vs {settings}): "
-                             "rerun with --fresh or another --out")
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(settings, indent=1))
+    runner.log(WHO, msg)
 
 
 def futurebench_sft_records(data: Path) -> int:
@@ -93,9 +93,6 @@ def futurebench_sft_records(data: Path) -> int:
     question (system prompt "You are a helpful assistant.", no instruction) and the gold letter as the SFT target.
     They stay multiple choice (answer = the letter, choices kept) so GRPO's `answer_letter` scores them; the
     stage template "{{ question }}" renders the question alone, exactly the user text the eval sends."""
-    from mmreason.eval.futurebench import build_prompt
-    from mmreason.records import load_records, write_records
-
     recs, _ = load_records(data / "train_mcq.jsonl")
     out = []
     for r in recs:
@@ -110,12 +107,6 @@ def futurebench_sft_records(data: Path) -> int:
 def blank_test_clips(data: Path) -> int:
     """data/blank/: the held-out FutureBench items with every past-clip frame replaced by the empty background
     (same frame count, size and fps): the control that says whether a score comes from the frames."""
-    from PIL import Image
-
-    from mmreason.records import load_records
-    from mmreason.video.synth_scenes import BACKGROUND, FPS
-    from mmreason.video.writer import write_mp4
-
     items = json.loads((data / "test_futurebench.json").read_text())
     recs = {r.id: r for r in load_records(data / "test_mcq.jsonl")[0]}
     dst = data / "blank"
@@ -128,15 +119,9 @@ def blank_test_clips(data: Path) -> int:
 
 
 def prepare(args, out: Path) -> tuple[Path, Path]:
-    from mmreason.tiny import build_tiny_model
-    from mmreason.video.synth import generate
-
-    _same(out / "demo_data.json", {k: getattr(args, k) for k in ("size", "n_train", "n_test", "train_families",
-                                                                  "mcq_variants", "option_order", "seed")})
-    base = out / "base_model"
-    if not (base / "model.safetensors").is_file():
-        _log(f"building the {args.size} Qwen2.5-VL checkpoint offline -> {base}")
-        build_tiny_model(base, size=args.size, seed=args.seed)
+    check_same(out / "demo_data.json", {k: getattr(args, k) for k in ("size", "n_train", "n_test", "train_families",
+                                                                      "mcq_variants", "option_order", "seed")}, WHO)
+    base = runner.base_model(out, args.size, args.seed, WHO)
     data = out / "data"
     if not (data / "blank" / "test_futurebench.json").is_file():
         _log(f"rendering {args.n_train} train / {args.n_test} held-out synthetic scenes -> {data}")
@@ -150,52 +135,21 @@ def prepare(args, out: Path) -> tuple[Path, Path]:
     return base, data
 
 
-def _stage(main, argv: list[str], dst: Path, what: str) -> None:
-    """Run a training stage's main unless `dst` already holds its weights; record its argv for reuse checks."""
-    if not (dst / "model.safetensors").is_file():
-        _log(f"{what} -> {dst}")
-        if main(argv):
-            raise SystemExit(f"nep demo: the {what} stage failed (see above)")
-    _same(dst / "demo_stage.json", {"argv": argv})
-
-
 def run_sft(args, base: Path, data: Path, out: Path) -> Path:
-    from mmreason.sft.run import main as sft_main
-
-    dst = out / "sft"
-    files = [str(data / f) for f in SFT_DATA[args.sft_data]]
-    argv = ["--config", str(SFT_CONFIG), "--model_name_or_path", str(base), "--train_files", *files,
-            "--output_dir", str(dst), "--seed", str(args.seed),
-            *(["--max_steps", str(args.sft_steps)] if args.sft_steps else []), *args.sft_arg]
-    _stage(sft_main, argv, dst, f"video SFT ({SFT_CONFIG.name})")
-    return dst
+    return runner.run_sft(SFT_CONFIG, base, [data / f for f in SFT_DATA[args.sft_data]], out / "sft", args.seed,
+                          args.sft_steps, list(args.sft_arg), label="video SFT", who=WHO)
 
 
 def run_grpo(args, sft: Path, data: Path, out: Path) -> Path:
     """Video GRPO from the SFT checkpoint on the FutureBench-prompt train MCQs; the prompt spec (system message,
     template, instruction) comes from the SFT's prompt.json (the config sets none)."""
-    from mmreason.rl.run import main as grpo_main
-
-    dst = out / "grpo"
-    argv = ["--config", str(GRPO_CONFIG), "--model_name_or_path", str(sft), "--train_files",
-            str(data / "train_fb_mcq.jsonl"), "--output_dir", str(dst), "--seed", str(args.seed),
-            *(["--max_steps", str(args.grpo_steps)] if args.grpo_steps else []), *args.grpo_arg]
-    _stage(grpo_main, argv, dst, f"video GRPO ({GRPO_CONFIG.name})")
-    return dst
+    return runner.run_grpo(GRPO_CONFIG, sft, [data / "train_fb_mcq.jsonl"], out / "grpo", args.seed,
+                           args.grpo_steps, list(args.grpo_arg), label="video GRPO", who=WHO)
 
 
 def evaluate(args, model: Path, annotations: Path, out: Path, name: str) -> dict:
-    from mmreason.eval.run import run_benchmark
-
-    dst = out / "eval" / name
-    _log(f"FutureBench-style eval of {name} -> {dst}")
-    return run_benchmark(str(model), "futurebench", dst, data_dir=str(annotations),
-                         batch_size=args.eval_batch_size, progress=False)
-
-
-def _se(pct: float, n: int) -> float:
-    p = pct / 100
-    return 100 * math.sqrt(max(p * (1 - p), 0.0) / max(n, 1))
+    return runner.evaluate(model, "futurebench", out / "eval" / name, f"{name} (FutureBench-style)", WHO,
+                           data_dir=str(annotations), batch_size=args.eval_batch_size, progress=False)
 
 
 def table(rows: list[tuple[str, dict]]) -> str:
@@ -204,16 +158,14 @@ def table(rows: list[tuple[str, dict]]) -> str:
     lines = [head + f" | overall (n={rows[0][1]['total']}) |", "|---|" + "---|" * (len(hops) + 1)]
     for name, s in rows:
         cells = [f"{s['per_hop'][h]:.1f}" for h in hops]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {s['overall']:.1f} ± {_se(s['overall'], s['total']):.1f} |")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {s['overall']:.1f} ± {100 * binomial_se(s['overall'] / 100, s['total']):.1f} |")
     return "\n".join(lines)
 
 
 def report(rows: list[tuple[str, dict]], blank: list[tuple[str, dict]], wall: float, stage_seconds: dict,
            out: Path, groups: dict[str, str] | None = None, seed: int = 0) -> tuple[str, dict]:
     """The table text (rows, paired tests overall and per group of `groups` (item id -> family), blanked-frames
-    control, wall time) and the summary dict; pure. The paired tests are `mmreason demo`'s (`paired_section`)."""
-    from mmreason.demo import paired_section
-
+    control, wall time) and the summary dict; pure. The paired tests are the runner's (`paired_section`)."""
     keep = ("overall", "per_hop", "per_hop_counts", "total", "correct")
     names = [n for n, _ in rows]
     paired_md, paired_rows = paired_section(rows, [(a, b) for a, b in PAIRS if a in names and b in names], groups, seed)
@@ -257,8 +209,6 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("SFT+GRPO", evaluate(args, grpo, held_out, out, "grpo")))
         if args.blank_control:
             blank.append(("SFT+GRPO, frames blanked", evaluate(args, grpo, blanked, out, "grpo_blank")))
-    from mmreason.records import load_records
-
     families = {r.id: r.metadata["family"] for r in load_records(data / "test_mcq.jsonl")[0]}
     text, summary = report(rows, blank, time.time() - t0, seconds, out, families, args.seed)
     (out / "nep_demo_table.md").write_text(text + "\n")

@@ -1,13 +1,12 @@
 """Two evaluations of the same held-out items, compared pair by pair: overall and per group (task / source),
 each with `stats.paired_compare` (exact McNemar p, seeded paired bootstrap CI) and a reading from
-`verdict.decide_paired`. Shared by the papers' miniatures, `mmreason demo`'s table and `mmreason eval compare`."""
+`stats.direction`. Shared by the papers' miniatures, `mmreason demo`'s table and `mmreason eval compare`."""
 
 from __future__ import annotations
 
 from typing import Mapping
 
-from mmreason.papers.stats import PairedResult, paired_compare
-from mmreason.papers.verdict import INCONCLUSIVE, REPRODUCED, decide_paired
+from mmreason.eval.stats import PairedResult, direction, paired_compare
 
 ALL = "all"
 
@@ -63,11 +62,11 @@ def compare_items(a: Mapping[str, float], b: Mapping[str, float], groups: Mappin
 
 
 def reading(res: PairedResult, label_b: str) -> str:
-    """B against A in words, from the verdict logic: better / worse beyond noise, or within noise."""
-    label = decide_paired(res, "increase").label
-    if label == INCONCLUSIVE:
+    """B against A in words: better / worse beyond noise, or within noise (`stats.direction`)."""
+    sign = direction(res)
+    if sign == 0:
         return "within noise"
-    return f"{label_b} {'better' if label == REPRODUCED else 'worse'}, beyond noise"
+    return f"{label_b} {'better' if sign > 0 else 'worse'}, beyond noise"
 
 
 def paired_table(comparisons: list[tuple[str, str, list[tuple[str, PairedResult]]]]) -> list[str]:
