@@ -10,3 +10,8 @@ class RecordError(ValueError):
         super().__init__(f"{where}: {reason}")
         self.where = where
         self.reason = reason
+
+
+class PluginError(ValueError):
+    """A plugin reference (a reward, loss, benchmark or recipe kind) that cannot be resolved: the message names
+    the reference, what was expected and what went wrong."""

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from mmreason.verify.answers import extract_boxed
+from mmreason.data.kinds.registry import load_recipe
 from mmreason.data.loopback import Scripted, last_user_text
-from mmreason.data.recipe import load_recipe
+from mmreason.verify.answers import extract_boxed
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "data_recipes"

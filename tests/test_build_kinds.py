@@ -10,14 +10,16 @@ import pytest
 from test_build_common import BEHAVIOURS, Script, make_source, read_jsonl
 
 from mmreason.data.build import build, main
-from mmreason.data.kinds import builtin_kinds
+from mmreason.data.kinds.registry import builtin_kinds, load_recipe
 from mmreason.data.loopback import LoopbackServer, last_user_text
-from mmreason.data.recipe import RecipeError, load_recipe
+from mmreason.data.recipe import RecipeError
 from mmreason.records import load_records
 
 TOY = '''
 """A toy kind: one teacher answer per sample, wrapped by the `target` template."""
-from mmreason.data.kinds import Outcome, RecipeKind, Target, parse_question
+from mmreason.data.kinds.questions import parse_question
+from mmreason.data.kinds.registry import RecipeKind
+from mmreason.data.kinds.runner import Outcome, Target
 
 
 def run(ctx, rec):
@@ -142,12 +144,12 @@ def test_invalid_output_record_is_a_counted_drop(tmp_path, source):
 
 
 @pytest.mark.parametrize("kind, message", [
-    ("kinds/none.py:ToyKind", "kind plugin file not found"),
-    ("kinds/toy.py:Missing", "kinds/toy.py:Missing must be a mmreason.data.kinds.RecipeKind, it is missing"),
-    ("kinds/toy.py:NotAKind", "it is a dict"),
-    ("kinds/toy.py", "kinds/toy.py:KIND must be"),  # NAME defaults to KIND
-    ("no_such_module_xyz:KIND", "cannot import no_such_module_xyz"),
-    ("poem", "not a built-in kind"),
+    ("kinds/none.py:ToyKind", "'kinds/none.py:ToyKind': file not found"),
+    ("kinds/toy.py:Missing", "kinds/toy.py has no 'Missing'"),
+    ("kinds/toy.py:NotAKind", "kinds/toy.py:NotAKind is a dict, expected a RecipeKind"),
+    ("kinds/toy.py", "kinds/toy.py has no 'KIND'"),  # NAME defaults to KIND
+    ("no_such_module_xyz:KIND", "cannot import module 'no_such_module_xyz'"),
+    ("poem", "unknown recipe kind 'poem'"),
 ])
 def test_bad_kind_references_name_file_and_field(tmp_path, source, kind, message):
     with pytest.raises(RecipeError) as e:
@@ -182,7 +184,7 @@ def test_bad_templates_name_file_prompt_and_placeholders(tmp_path, source, promp
 
 
 def test_literal_braces_and_latex_are_text(tmp_path, source):
-    from mmreason.data.kinds import Runner
+    from mmreason.data.kinds.runner import Runner
     from mmreason.records import Record
 
     prompts = {"user": "{{ question }} \\frac{a}{b} \\text{cm} x^{n} {% raw %}{x}{% endraw %} \\boxed{}",

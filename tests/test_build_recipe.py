@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 from test_build_common import RECIPES
 
-from mmreason.verify.answers import extract_boxed_all
 from mmreason.data.build import _split_dotted
-from mmreason.data.kinds import builtin_kinds, parse_question, sample_seed, unbox
-from mmreason.data.recipe import RecipeError, help_text, load_recipe, parse_overrides
+from mmreason.data.kinds.questions import parse_question
+from mmreason.data.kinds.registry import builtin_kinds, load_recipe
+from mmreason.data.kinds.runner import sample_seed, unbox
+from mmreason.data.recipe import RecipeError, help_text, parse_overrides
 from mmreason.prompts import render
+from mmreason.verify.answers import extract_boxed_all
 
 
 @pytest.mark.parametrize("name", ["distilled", "reflection", "caption", "self_critic",

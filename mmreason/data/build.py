@@ -35,12 +35,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mmreason.data.decontam import BenchmarkIndex, normalise
-from mmreason.data.kinds import Outcome, Runner, Target, kind_of
-from mmreason.data.recipe import Recipe, RecipeError, load_recipe, parse_overrides, recipe_help, to_dict
+from mmreason.data.kinds.registry import kind_of, load_recipe, recipe_help
+from mmreason.data.kinds.runner import Outcome, Runner, Target
+from mmreason.data.recipe import Recipe, RecipeError, parse_overrides, to_dict
 from mmreason.data.sources import SourceItem, is_records_source, iter_sources
 from mmreason.data.teachers import Teacher, TeacherError, make_teacher
-from mmreason.jsonl import AppendLog, read_jsonl_repair, rewrite_jsonl
 from mmreason.errors import RecordError
+from mmreason.jsonl import AppendLog, read_jsonl_repair, rewrite_jsonl
 from mmreason.records import Record, check_image, record_from_dict
 from mmreason.usage import check_output_dir, positive_int
 from mmreason.verify import verify_many

@@ -184,13 +184,6 @@ def to_dict(obj: Any) -> Any:
 
 
 
-def recipe_help() -> str:
-    """Every recipe field with its documentation, then the kinds with their templates (--help-recipe)."""
-    from mmreason.data.kinds import kinds_help
-
-    return help_text() + "\n\n" + kinds_help()
-
-
 def help_text(cls: type = Recipe, prefix: str = "") -> str:
     """All recipe fields with their documentation, dotted."""
     lines = []
@@ -298,9 +291,10 @@ def override_value(dotted: str, value: Any) -> Any:
         return value
 
 
-def load_recipe(path: str | Path, overrides: list[tuple[str, Any]] = ()) -> Recipe:
-    """Read a recipe YAML, apply dotted overrides (a string value is typed by its field, see
-    `override_value`), validate. Errors name the file and field."""
+def read_recipe(path: str | Path, overrides: list[tuple[str, Any]] = ()) -> Recipe:
+    """Read a recipe YAML and apply dotted overrides (a string value is typed by its field, see `override_value`).
+    Errors name the file and field. The kind-aware checks are `kinds.registry.validate` (`load_recipe` does
+    both)."""
     path = Path(path)
     if not path.is_file():
         raise RecipeError(path, "<file>", "recipe file not found")
@@ -313,7 +307,6 @@ def load_recipe(path: str | Path, overrides: list[tuple[str, Any]] = ()) -> Reci
     recipe = _build(Recipe, data, str(path), "")
     recipe.path = str(path)
     recipe.prompts = {name: read_template_file(path, name, text) for name, text in recipe.prompts.items()}
-    validate(recipe)
     return recipe
 
 
@@ -326,52 +319,6 @@ def read_template_file(recipe_path: Path, name: str, value: Any) -> Any:
     if not file.is_file():
         raise RecipeError(recipe_path, f"prompts.{name}", f"template file not found: {file}")
     return file.read_text(encoding="utf-8")
-
-
-def validate(r: Recipe) -> None:
-    from mmreason.data.kinds import KindError, resolve_kind
-
-    p = r.path
-    try:
-        kind = resolve_kind(r.kind, p)
-    except KindError as e:
-        raise RecipeError(p, "kind", str(e)) from None
-    if not r.name or not re.fullmatch(r"[A-Za-z0-9_.-]+", r.name):
-        raise RecipeError(p, "name", "required; letters, digits, '_', '-', '.' only (it is part of record ids)")
-    if not r.source.path:
-        raise RecipeError(p, "source.path", "required: a records JSONL, a dataset folder/file or a Hub id")
-    if r.source.format not in ("auto", "records", "hf"):
-        raise RecipeError(p, "source.format", f"{r.source.format!r} is not auto | records | hf")
-    if r.teacher.backend not in ("openai", "vllm", "hf", "none"):
-        raise RecipeError(p, "teacher.backend", f"{r.teacher.backend!r} is not openai | vllm | hf | none")
-    if r.teacher.backend == "none" and not kind.teacherless:
-        raise RecipeError(p, "teacher.backend", f"kind {kind.name!r} needs a teacher (none is for kinds with a "
-                                                "teacherless fallback)")
-    if not r.teacher.model and r.teacher.backend != "none":
-        raise RecipeError(p, "teacher.model", "required")
-    if not 0.0 < r.nep_fallback_ratio < 1.0:
-        raise RecipeError(p, "nep_fallback_ratio", "must be strictly between 0 and 1")
-    for name in ("concurrency", "batch_size"):
-        if getattr(r.teacher, name) < 1:
-            raise RecipeError(p, f"teacher.{name}", "must be >= 1")
-    if r.sampling.k < 1:
-        raise RecipeError(p, "sampling.k", "must be >= 1")
-    if r.filters.keep_per_question < 1:
-        raise RecipeError(p, "filters.keep_per_question", "must be >= 1")
-    if r.decontam.image_hash not in ("exact", "dhash", "both", "none"):
-        raise RecipeError(p, "decontam.image_hash", f"{r.decontam.image_hash!r} is not exact | dhash | both | none")
-    if r.reflection_mode not in ("assemble", "prompt"):
-        raise RecipeError(p, "reflection_mode", f"{r.reflection_mode!r} is not assemble | prompt")
-    for name in kind.required_prompts(r):
-        if not isinstance(r.prompts.get(name), str) or not r.prompts[name].strip():
-            raise RecipeError(p, f"prompts.{name}", f"required for kind {kind.name!r}")
-    for name, text in r.prompts.items():
-        if name not in kind.all_prompts:
-            raise RecipeError(p, f"prompts.{name}", f"not a template of kind {kind.name!r}; its templates: "
-                                                    f"{sorted(kind.all_prompts)}")
-        if not isinstance(text, str):
-            raise RecipeError(p, f"prompts.{name}", "must be a string")
-        check_template(p, name, text, kind.placeholders(name))
 
 
 def check_template(path: str, name: str, text: str, allowed: tuple[str, ...]) -> None:

@@ -216,7 +216,8 @@ def build_raw(recipe_path: str, strategy: str, out: str, overrides: list[str] = 
     `<strategy>.jsonl` from their V1-33K-layout entries. Returns the builder's stats with a `nep` section."""
     from mmreason.data.build import STATS
     from mmreason.data.build import build as data_build
-    from mmreason.data.recipe import load_recipe, parse_overrides
+    from mmreason.data.kinds.registry import load_recipe
+    from mmreason.data.recipe import parse_overrides
     from mmreason.records import load_records
 
     if strategy not in RAW_STRATEGIES:

@@ -205,7 +205,7 @@ def test_data_build_ledger_names_every_case(corpus, fault_log, tmp_path):
 
     from mmreason.data.build import build
     from mmreason.data.loopback import LoopbackServer, Scripted
-    from mmreason.data.recipe import load_recipe
+    from mmreason.data.kinds.registry import load_recipe
     from mmreason.jsonl import read_jsonl_repair
 
     path, _ = write_all(corpus)

@@ -9,26 +9,25 @@ recipe file's folder; `:NAME` defaults to `KIND`) or `kind: package.module:NAME`
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from mmreason.data.kinds.runner import RECORD_FIELDS
-from mmreason.plugins import import_file
+from mmreason.data.recipe import Recipe, RecipeError, check_template, help_text, read_recipe
+from mmreason.errors import PluginError
+from mmreason.plugins import discover, resolve
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the run functions' argument types; runner.py imports this module
     from mmreason.data.kinds.runner import Outcome, Runner, Target
-    from mmreason.data.recipe import Recipe
     from mmreason.records import Record
 
-# Modules of this package that hold the machinery, not a kind.
-_INFRASTRUCTURE = {"registry", "runner", "questions"}
+# Placeholders every template gets from the source record (see `runner.fields_of`).
+RECORD_FIELDS = ("question", "question_with_choices", "answer", "choices", "answer_type")
 
 
-class KindError(ValueError):
+class KindError(PluginError):
     """A kind name or plugin reference that cannot be resolved."""
 
 
@@ -76,20 +75,15 @@ class RecipeKind:
 
 _lock = threading.Lock()
 _builtin: dict[str, RecipeKind] = {}
-_plugins: dict[tuple[str, str], RecipeKind] = {}
 
 
 def builtin_kinds() -> dict[str, RecipeKind]:
-    """name -> kind for every module of this package that defines `KIND`."""
+    """name -> kind for every module of this package that defines `KIND` (one file per kind)."""
     with _lock:
         if not _builtin:
-            import mmreason.data.kinds as pkg
-
             found = {}
-            for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-                if info.name in _INFRASTRUCTURE or info.name.startswith("_"):
-                    continue
-                kind = getattr(importlib.import_module(f"{pkg.__name__}.{info.name}"), "KIND", None)
+            for module in discover(__package__):
+                kind = getattr(module, "KIND", None)
                 if isinstance(kind, RecipeKind):
                     if kind.name in found:
                         raise KindError(f"two built-in kinds are named {kind.name!r}")
@@ -98,51 +92,14 @@ def builtin_kinds() -> dict[str, RecipeKind]:
         return dict(_builtin)
 
 
-def _load_file(path: Path) -> object:
-    try:
-        return import_file(path, "mmreason_recipe_kind")
-    except Exception as e:
-        raise KindError(f"importing {path} failed: {type(e).__name__}: {e}") from e
-
-
 def resolve_kind(spec: str, recipe_path: str | Path | None = None) -> RecipeKind:
-    """A built-in kind name, `file.py[:NAME]` (relative to the recipe file's folder) or `module:NAME`."""
-    if not isinstance(spec, str) or not spec:
-        raise KindError(f"{spec!r} is not a kind name; built-in kinds: {sorted(builtin_kinds())}")
-    kinds = builtin_kinds()
-    if spec in kinds:
-        return kinds[spec]
-    target, _, attr = spec.rpartition(":") if ":" in spec else (spec, "", "")
-    attr = attr or "KIND"
-    if target.endswith(".py"):
-        path = Path(target).expanduser()
-        if not path.is_absolute() and recipe_path is not None:
-            path = Path(recipe_path).parent / path
-        path = path.resolve()
-        if not path.is_file():
-            raise KindError(f"kind plugin file not found: {path}")
-        key = (str(path), attr)
-        load = lambda: _load_file(path)  # noqa: E731
-    elif ":" in spec:
-        key = (target, attr)
-        load = lambda: importlib.import_module(target)  # noqa: E731
-    else:
-        raise KindError(f"{spec!r} is not a built-in kind ({' | '.join(sorted(kinds))}) "
-                        "nor a plugin reference path/to/file.py:NAME or package.module:NAME")
-    with _lock:
-        if key in _plugins:
-            return _plugins[key]
+    """A built-in kind name, `file.py[:NAME]` (relative to the recipe file's folder; NAME defaults to `KIND`) or
+    `package.module:NAME`."""
     try:
-        module = load()
-    except ImportError as e:
-        raise KindError(f"cannot import {target}: {e}") from e
-    kind = getattr(module, attr, None)
-    if not isinstance(kind, RecipeKind):
-        what = "missing" if kind is None else f"a {type(kind).__name__}"
-        raise KindError(f"{target}:{attr} must be a mmreason.data.kinds.RecipeKind, it is {what}")
-    with _lock:
-        _plugins[key] = kind
-    return kind
+        return resolve(spec, "recipe kind", builtin_kinds(), Path(recipe_path).parent if recipe_path else None,
+                       check=lambda k: isinstance(k, RecipeKind), expected="a RecipeKind", default_name="KIND")
+    except PluginError as e:
+        raise KindError(str(e)) from e
 
 
 def kind_of(recipe: "Recipe") -> RecipeKind:
@@ -159,3 +116,62 @@ def kinds_help() -> str:
             lines.append(f"  prompts.{prompt} ({req}){': + ' + ', '.join(extra) if extra else ''}")
     return "\n".join(lines)
 
+
+
+def recipe_help() -> str:
+    """Every recipe field with its documentation, then the kinds with their templates (--help-recipe)."""
+    return help_text() + "\n\n" + kinds_help()
+
+
+def load_recipe(path: str | Path, overrides: list[tuple[str, Any]] = ()) -> Recipe:
+    """`recipe.read_recipe` (YAML, dotted overrides typed by their field), then `validate`. Errors name the file
+    and field."""
+    recipe = read_recipe(path, overrides)
+    validate(recipe)
+    return recipe
+
+
+def validate(r: Recipe) -> None:
+    """The recipe against its kind (templates, placeholders, teacher) and the field rules: `RecipeError` naming
+    the file and field."""
+    p = r.path
+    try:
+        kind = resolve_kind(r.kind, p)
+    except KindError as e:
+        raise RecipeError(p, "kind", str(e)) from None
+    if not r.name or not re.fullmatch(r"[A-Za-z0-9_.-]+", r.name):
+        raise RecipeError(p, "name", "required; letters, digits, '_', '-', '.' only (it is part of record ids)")
+    if not r.source.path:
+        raise RecipeError(p, "source.path", "required: a records JSONL, a dataset folder/file or a Hub id")
+    if r.source.format not in ("auto", "records", "hf"):
+        raise RecipeError(p, "source.format", f"{r.source.format!r} is not auto | records | hf")
+    if r.teacher.backend not in ("openai", "vllm", "hf", "none"):
+        raise RecipeError(p, "teacher.backend", f"{r.teacher.backend!r} is not openai | vllm | hf | none")
+    if r.teacher.backend == "none" and not kind.teacherless:
+        raise RecipeError(p, "teacher.backend", f"kind {kind.name!r} needs a teacher (none is for kinds with a "
+                                                "teacherless fallback)")
+    if not r.teacher.model and r.teacher.backend != "none":
+        raise RecipeError(p, "teacher.model", "required")
+    if not 0.0 < r.nep_fallback_ratio < 1.0:
+        raise RecipeError(p, "nep_fallback_ratio", "must be strictly between 0 and 1")
+    for name in ("concurrency", "batch_size"):
+        if getattr(r.teacher, name) < 1:
+            raise RecipeError(p, f"teacher.{name}", "must be >= 1")
+    if r.sampling.k < 1:
+        raise RecipeError(p, "sampling.k", "must be >= 1")
+    if r.filters.keep_per_question < 1:
+        raise RecipeError(p, "filters.keep_per_question", "must be >= 1")
+    if r.decontam.image_hash not in ("exact", "dhash", "both", "none"):
+        raise RecipeError(p, "decontam.image_hash", f"{r.decontam.image_hash!r} is not exact | dhash | both | none")
+    if r.reflection_mode not in ("assemble", "prompt"):
+        raise RecipeError(p, "reflection_mode", f"{r.reflection_mode!r} is not assemble | prompt")
+    for name in kind.required_prompts(r):
+        if not isinstance(r.prompts.get(name), str) or not r.prompts[name].strip():
+            raise RecipeError(p, f"prompts.{name}", f"required for kind {kind.name!r}")
+    for name, text in r.prompts.items():
+        if name not in kind.all_prompts:
+            raise RecipeError(p, f"prompts.{name}", f"not a template of kind {kind.name!r}; its templates: "
+                                                    f"{sorted(kind.all_prompts)}")
+        if not isinstance(text, str):
+            raise RecipeError(p, f"prompts.{name}", "must be a string")
+        check_template(p, name, text, kind.placeholders(name))

@@ -18,21 +18,17 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
+from mmreason.data.kinds.registry import RECORD_FIELDS, RecipeKind, kind_of
+from mmreason.data.recipe import Recipe
 from mmreason.data.teachers import ChatRequest, Reply, Teacher, image_part, text_part
 from mmreason.prompts import render
 from mmreason.records import LETTERS, Record, question_text
 from mmreason.verify import boxed_regions, extract_boxed
 
-if TYPE_CHECKING:
-    from mmreason.data.kinds.registry import RecipeKind
-    from mmreason.data.recipe import Recipe
-
 Verifier = Callable[[str | None, Record], str]  # -> correct | incorrect | timeout | error
 
-# Placeholders every template gets from the source record (see `fields_of`).
-RECORD_FIELDS = ("question", "question_with_choices", "answer", "choices", "answer_type")
 
 
 @dataclass
@@ -97,8 +93,6 @@ class Runner:
 
     def __init__(self, recipe: "Recipe", teacher: Teacher, verify: Verifier, source_questions: set[str] | None = None,
                  kind: "RecipeKind | None" = None):
-        from mmreason.data.kinds.registry import kind_of
-
         self.r = recipe
         self.kind = kind or kind_of(recipe)
         self.teacher = teacher
