@@ -56,7 +56,7 @@ def test_trl_calls_registry_rewards_with_its_real_kwargs(tiny_model_dir, tmp_pat
     from PIL import Image
     from transformers import AutoProcessor
 
-    from mmreason.rewards import build_reward_funcs
+    from mmreason.rewards.registry import build_reward_funcs
     from mmreason.rl.config import MMReasonGRPOConfig
     from mmreason.rl.data import build_grpo_dataset
     from mmreason.rl.trainer import MMReasonGRPOTrainer

@@ -80,7 +80,7 @@ def test_pathological_input_times_out_worker_killed_others_answered(pool):
 
 
 def test_pathological_in_accuracy_reward_gives_zero_and_is_counted(caplog):
-    from mmreason.rewards import accuracy
+    from mmreason.rewards.verifiable import accuracy
     from mmreason.verify.pool import get_pool, verify_many
 
     verify_many([(r"\frac{1}{2}", "0.5", "text", None, None)])  # start + warm the shared pool

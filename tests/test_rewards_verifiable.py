@@ -4,10 +4,11 @@ import random
 
 import pytest
 
-from mmreason.verify.answers import extract_boxed, extract_boxed_all
-from mmreason.rewards import REWARDS, accuracy, build_reward_funcs, format_reward, mcq_letter, register
-from mmreason.verify.text import boxed_spans, completion_text, final_box
+from mmreason.rewards.registry import REWARDS, build_reward_funcs, register
+from mmreason.rewards.verifiable import accuracy, format_reward, mcq_letter
 from mmreason.rewards.vote import extract_vote
+from mmreason.verify.answers import extract_boxed, extract_boxed_all
+from mmreason.verify.text import boxed_spans, completion_text, final_box
 
 CHOICES = ["red", "blue", "green"]
 

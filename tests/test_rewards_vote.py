@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import mmreason.rewards.vote as vote_mod
-from mmreason.rewards import build_reward_funcs, majority_vote
-from mmreason.rewards.vote import cluster_groups
+from mmreason.rewards.registry import build_reward_funcs
+from mmreason.rewards.vote import cluster_groups, majority_vote
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,9 +30,9 @@ def mv(completions, G, **kw):
 
 
 def test_importable_with_trl_signature():
-    import mmreason.rewards
+    from mmreason.rewards.registry import builtin_rewards
 
-    assert mmreason.rewards.majority_vote is majority_vote and callable(majority_vote)
+    assert builtin_rewards()["majority_vote"].func is majority_vote and callable(majority_vote)
     f = build_reward_funcs(["majority_vote"], num_generations=3)[0]
     out = f(prompts=["q"] * 3, completions=[box(1), box(1), box(2)], completion_ids=[[1]] * 3,
             answer=[None] * 3, answer_type=["integer"] * 3, choices=[None] * 3, record_id=["r"] * 3,
@@ -158,7 +158,7 @@ RANK_SCRIPT = textwrap.dedent(
     """
     import json, os, sys
     import torch.distributed as dist
-    from mmreason.rewards import majority_vote
+    from mmreason.rewards.vote import majority_vote
 
     def main():
         dist.init_process_group("gloo", init_method="tcp://127.0.0.1:" + os.environ["PORT"],

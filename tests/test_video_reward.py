@@ -3,8 +3,9 @@ official rule, on crafted completions."""
 
 import pytest
 
-from mmreason.rewards import REWARDS, build_reward_funcs
-from mmreason.rewards.answer_tag import answer_letter, strict_letter
+from mmreason.rewards.answer_tag import answer_letter
+from mmreason.rewards.registry import REWARDS, build_reward_funcs
+from mmreason.verify.letters import strict_tag_letter as strict_letter
 
 CHOICES = ["falls", "rolls", "stops", "jumps"]
 
@@ -46,14 +47,15 @@ def test_rows_and_registry():
 
 
 def test_official_rule_is_futurebench_reasoning_rule():
-    """One rule in one place: the reward's official mode and FutureBench's reasoning mode are the same function."""
+    """One rule in one place: the reward's official mode scores what FutureBench's reasoning mode extracts."""
     from mmreason.eval.futurebench import official_reasoning_letter
-    from mmreason.rewards.answer_tag import official_letter
 
-    assert official_letter is official_reasoning_letter
     for text in ["<answer>Based on it, C</answer>", "<answer>\nD\n</answer>", "C", "<answer>" + "word " * 12 + "</answer>",
                  "<answer>(a)</answer>", "<think>A</think><answer>none</answer>"]:
-        assert official_letter(text) == official_reasoning_letter(text), text
+        for gold in "ABCD":
+            got = answer_letter(completions=[text], answer=[gold], answer_type=["choice"], choices=[CHOICES],
+                                mode="official")
+            assert got == [1.0 if official_reasoning_letter(text).lower() == gold.lower() else 0.0], (text, gold)
 
 
 @pytest.mark.parametrize(

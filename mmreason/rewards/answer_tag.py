@@ -19,19 +19,15 @@ Rows without a gold answer or that are not multiple choice get None (TRL: not ap
 from __future__ import annotations
 
 from mmreason.rewards.columns import column
-from mmreason.rewards.registry import register
-from mmreason.rewards.verifiable import _safe
+from mmreason.rewards.registry import never_raises, register
 from mmreason.verify import completion_text
 from mmreason.verify.letters import answer_tag_letter, futurebench_letter, strict_tag_letter
 
 MODES = ("strict", "official", "futurebench")
-# the names this module has always exported
-official_letter = answer_tag_letter
-strict_letter = strict_tag_letter
 
 
 @register("answer_letter")
-@_safe("answer_letter")
+@never_raises("answer_letter")
 def answer_letter(
     prompts=None,
     completions=None,

@@ -16,37 +16,15 @@ from __future__ import annotations
 import logging
 import re
 
-from mmreason.verify import boxed_spans, completion_text, extract_letter, final_box, verify_many
 from mmreason.rewards.columns import column, emit_metric
-from mmreason.rewards.registry import register
+from mmreason.rewards.registry import never_raises, register
+from mmreason.verify import boxed_spans, completion_text, extract_letter, final_box, verify_many
 
 logger = logging.getLogger("mmreason.rewards")
 
 
-def _safe(name: str):
-    """Wrap a reward so any bug returns zeros (logged, counted) instead of crashing the run."""
-
-    def deco(func):
-        def wrapper(prompts=None, completions=None, *args, **kwargs):
-            n = len(completions) if isinstance(completions, (list, tuple)) else 0
-            try:
-                return func(prompts, completions, *args, **kwargs)
-            except Exception:  # noqa: BLE001
-                logger.exception("reward %s failed on a batch of %d; giving 0.0", name, n)
-                emit_metric(kwargs.get("log_metric"), f"{name}/internal_errors", 1)
-                return [0.0] * n
-
-        wrapper.__name__ = func.__name__
-        wrapper.__qualname__ = func.__qualname__
-        wrapper.__doc__ = func.__doc__
-        wrapper.__wrapped__ = func
-        return wrapper
-
-    return deco
-
-
 @register("accuracy")
-@_safe("accuracy")
+@never_raises("accuracy")
 def accuracy(
     prompts=None,
     completions=None,
@@ -103,7 +81,7 @@ _TAIL_OK = re.compile(r"[\s$.)\]\\]*")
 
 
 @register("format")
-@_safe("format")
+@never_raises("format")
 def format_reward(
     prompts=None,
     completions=None,
@@ -135,7 +113,7 @@ def format_reward(
 
 
 @register("mcq_letter")
-@_safe("mcq_letter")
+@never_raises("mcq_letter")
 def mcq_letter(
     prompts=None,
     completions=None,

@@ -50,6 +50,9 @@ import sys
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from mmreason.records import LETTERS
+from mmreason.rewards.columns import column, emit_metric
+from mmreason.rewards.registry import register
 from mmreason.verify import (
     MAX_ANSWER_CHARS,
     QUICK_MAX_CHARS,
@@ -61,9 +64,6 @@ from mmreason.verify import (
     to_number,
     verify_many,
 )
-from mmreason.records import LETTERS
-from mmreason.rewards.registry import register
-from mmreason.rewards.columns import column, emit_metric
 
 logger = logging.getLogger("mmreason.rewards")
 

@@ -11,12 +11,13 @@ import logging
 import sys
 from dataclasses import dataclass, field, fields
 
+from mmreason.distributed import DistributedSetupError, check_distributed, finish_distributed
+from mmreason.errors import RecordError
+from mmreason.media.video import VideoConfig
 from mmreason.modeling import PromptArguments, deprecated
 from mmreason.prompts import save_prompt_spec
-from mmreason.errors import RecordError
-from mmreason.distributed import DistributedSetupError, check_distributed, finish_distributed
 from mmreason.resume import resolve_resume
-from mmreason.media.video import VideoConfig
+from mmreason.rewards.registry import build_reward_funcs
 
 logger = logging.getLogger("mmreason.grpo")
 
@@ -41,8 +42,9 @@ class GRPOScriptArguments(PromptArguments, VideoConfig):
     reward_funcs: list[str] = field(
         default_factory=lambda: ["accuracy", "format"],
         metadata={
-            "help": "Reward functions: names from the mmreason.rewards registry (accuracy, format, mcq_letter, "
-            "majority_vote, ...) or a dotted import path 'package.module.function'. Weights: `reward_weights`."
+            "help": "Reward functions: built-in names (accuracy, format, mcq_letter, answer_letter, majority_vote: one "
+            "module each in mmreason/rewards/) or plugins 'path/to/file.py:NAME' / 'package.module:NAME'. Weights: "
+            "`reward_weights`."
         },
     )
     reward_options: dict | str | None = field(
@@ -50,8 +52,8 @@ class GRPOScriptArguments(PromptArguments, VideoConfig):
         metadata={
             "help": "Per-reward keyword options, by registry name, e.g. {accuracy: {single_box: false}} in YAML or "
             "'{\"accuracy\": {\"single_box\": false}}' on the command line. An option the reward does not take "
-            "is an error. Registry rewards only (a dotted-path reward takes its options in its own code). See each "
-            "reward's docstring in mmreason/rewards/."
+            "is an error. Keyed by the reward_funcs entry (a plugin's too). See each reward's docstring in "
+            "mmreason/rewards/."
         },
     )
     max_samples: int | None = field(
@@ -115,27 +117,12 @@ def make_parser():
 
 
 def resolve_reward_funcs(names: list[str], num_generations: int, options: dict | None = None, **common) -> list:
-    """Registry names go to mmreason.rewards.build_reward_funcs (which binds num_generations for the
-    group-aware ones, and `common` options such as stop_token_ids where a reward takes them); names with a
-    dot are imported as 'module.function'. Order is kept."""
-    import importlib
-
+    """`reward_funcs` entries (built-in names, `file.py:NAME`, `package.module:NAME`) -> reward callables, in
+    order (`mmreason.rewards.registry.build_reward_funcs`: binds num_generations for the group-aware ones, each
+    entry's `reward_options`, and `common` options such as stop_token_ids where a reward takes them)."""
     if not names:
         raise ValueError("reward_funcs is empty: name at least one reward function")
-    registry = [n for n in names if "." not in n]
-    built = []
-    if registry:
-        from mmreason.rewards import build_reward_funcs
-
-        built = list(build_reward_funcs(registry, num_generations, options=options, **common))
-    funcs = []
-    for name in names:
-        if "." in name:
-            module, attr = name.rsplit(".", 1)
-            funcs.append(getattr(importlib.import_module(module), attr))
-        else:
-            funcs.append(built.pop(0))
-    return funcs
+    return build_reward_funcs(list(names), num_generations, options=options, **common)
 
 
 def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):

@@ -116,7 +116,7 @@ def warm_pool():
 
 @fuzz
 def test_accuracy_reward(texts, golds):
-    from mmreason.rewards import accuracy
+    from mmreason.rewards.verifiable import accuracy
 
     raw = inspect.unwrap(accuracy)  # without the safety net that turns a raise into zeros
     out, dt = _timed(raw, None, _conv(texts), None, timeout=CHECK_TIMEOUT, **_columns(golds))
@@ -126,7 +126,8 @@ def test_accuracy_reward(texts, golds):
 
 @fuzz
 def test_format_and_mcq_rewards(texts, golds):
-    from mmreason.rewards import format_reward, mcq_letter
+    from mmreason.rewards.verifiable import format_reward
+    from mmreason.rewards.verifiable import mcq_letter
 
     out, dt = _timed(inspect.unwrap(format_reward), None, _conv(texts), scale=0.5)
     assert all(r in (0.0, 0.5) for r in out) and len(out) == len(texts) and dt < PURE_LIMIT * len(texts)
@@ -137,7 +138,7 @@ def test_format_and_mcq_rewards(texts, golds):
 
 @fuzz
 def test_majority_vote_reward(texts, golds):
-    from mmreason.rewards import majority_vote
+    from mmreason.rewards.vote import majority_vote
 
     out, dt = _timed(inspect.unwrap(majority_vote), None, _conv(texts), num_generations=len(texts),
                      timeout=CHECK_TIMEOUT, **_columns(golds))
