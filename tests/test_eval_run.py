@@ -160,7 +160,7 @@ def _write_records(tmp_path, n=6):
 
 
 def test_evaluate_records_api_and_cli(tiny_model_dir, tmp_path):
-    from mmreason.eval import evaluate_records
+    from mmreason.eval.records_eval import evaluate_records
     from mmreason.eval.records_eval import score_records
     from mmreason.records import load_records
 

@@ -8,16 +8,14 @@ A benchmark is one class (usually one module) that knows how to
 `mmreason.eval.run` is the one pipeline over it (`eval run` and `eval score`): prompt rendering (jinja2), the
 prediction cache and its identity, generation, scoring and the output files are the same for every benchmark.
 
-A spec YAML picks its plugin with `scorer:` — a registered name (`@register("name")`; a name not yet
-registered is looked up as the module `mmreason.eval.<name>`), `package.module:Class`, or
-`path/to/file.py:Class` (relative to the spec file). Adding a benchmark = one module + one spec YAML.
+A spec YAML picks its plugin with `scorer:` — a built-in name (`@register("name")` in a module of
+`mmreason/eval/`, found by scanning the folder), `package.module:Class`, or `path/to/file.py:Class` (relative to
+the spec file; `mmreason.plugins.resolve`). Adding a benchmark = one module + one spec YAML.
 """
 
 from __future__ import annotations
 
 import abc
-import importlib
-import importlib.util
 import logging
 import math
 from dataclasses import dataclass, field
@@ -25,8 +23,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from mmreason.eval.report import table
-from mmreason.eval.spec import BenchmarkSpec
-from mmreason.plugins import import_file
+from mmreason.eval.spec import BenchmarkSpec, load_spec
+from mmreason.errors import PluginError
+from mmreason.plugins import discover, resolve as resolve_plugin
 
 logger = logging.getLogger(__name__)
 
@@ -327,59 +326,31 @@ def register(name: str):
     return deco
 
 
-def _load_builtins() -> None:
-    for mod in BUILTIN_MODULES:
-        importlib.import_module(mod)
-
-
-def _from_file(path: Path, cls_name: str, where: str) -> type:
-    path = path.resolve()
-    if not path.is_file():
-        raise FileNotFoundError(f"{where}: benchmark plugin file not found: {path}")
-    module = import_file(path, "mmreason_benchmark_plugin")
-    if not hasattr(module, cls_name):
-        raise ValueError(f"{where}: {path} has no class {cls_name!r}")
-    return getattr(module, cls_name)
+def builtin_benchmarks() -> dict[str, type[Benchmark]]:
+    """name -> class of every built-in benchmark (importing each module of mmreason/eval/ registers its own)."""
+    discover("mmreason.eval")
+    return dict(BENCHMARKS)
 
 
 def benchmark_class(spec: BenchmarkSpec) -> type[Benchmark]:
     """The plugin class named by `spec.scorer` (see the module doc)."""
-    scorer, where = spec.scorer, spec.where()
-    if ":" in scorer:
-        target, cls_name = scorer.rsplit(":", 1)
-        if target.endswith(".py"):
-            p = Path(target).expanduser()
-            if not p.is_absolute() and spec.source:
-                p = Path(spec.source).parent / p
-            cls = _from_file(p, cls_name, where)
-        else:
-            try:
-                cls = getattr(importlib.import_module(target), cls_name)
-            except (ImportError, AttributeError) as e:
-                raise ValueError(f"{where}: scorer {scorer!r}: {e}") from e
-        if not (isinstance(cls, type) and issubclass(cls, Benchmark)):
-            raise ValueError(f"{where}: scorer {scorer!r} is not a mmreason.eval.benchmark.Benchmark subclass")
-        if not cls.name:
-            cls.name = cls.__name__
-        return cls
-    _load_builtins()
-    if scorer not in BENCHMARKS and scorer.isidentifier():
-        if importlib.util.find_spec(f"mmreason.eval.{scorer}") is not None:
-            importlib.import_module(f"mmreason.eval.{scorer}")
-    if scorer not in BENCHMARKS:
-        raise ValueError(f"{where}: unknown scorer {scorer!r}; registered: {sorted(BENCHMARKS)} (or "
-                         f"`module:Class`, `file.py:Class`)")
-    return BENCHMARKS[scorer]
+    base = Path(spec.source).parent if spec.source else None
+    try:
+        cls = resolve_plugin(spec.scorer, "benchmark scorer", builtin_benchmarks(), base,
+                             check=lambda c: isinstance(c, type) and issubclass(c, Benchmark),
+                             expected="a mmreason.eval.benchmark.Benchmark subclass")
+    except PluginError as e:
+        raise PluginError(f"{spec.where()}: {e}") from e
+    if not cls.name:
+        cls.name = cls.__name__
+    return cls
 
 
 def resolve(benchmark: str | Path) -> tuple[BenchmarkSpec, Benchmark]:
     """`--benchmark` -> (spec, plugin): a data file a plugin reads directly (e.g. a records .jsonl), a spec
     YAML, a repo spec name (eval/<name>.yaml) or a built-in preset."""
-    from mmreason.eval.spec import load_spec
-
-    _load_builtins()
     spec = None
-    for cls in BENCHMARKS.values():
+    for cls in builtin_benchmarks().values():
         spec = cls.detect(Path(benchmark))
         if spec is not None:
             break
