@@ -43,10 +43,11 @@ class MMReasonGRPOConfig(GRPOConfig):
     loss_plugins: list[str] = field(
         default_factory=list,
         metadata={
-            "help": "Files (path/to/my_loss.py, relative to the working directory) or dotted module names imported "
-            "before `cov_mode` is looked up; each registers its loss with @mmreason.rl.losses.register_loss('name') "
-            "and the signature fn(logp, old_logp, advantages, mask, cfg, ctx) -> (per_token_loss, stats). Then "
-            "`cov_mode: name` selects it - no other file changes."
+            "help": "Loss plugins 'path/to/my_loss.py:NAME' (relative to the working directory) or "
+            "'package.module:NAME', loaded before `cov_mode` is looked up: NAME is a function "
+            "fn(logp, old_logp, advantages, mask, cfg, ctx) -> (per_token_loss, stats), registered as NAME unless "
+            "it carries @mmreason.rl.losses.register_loss('name'). Then `cov_mode: name` selects it - no other "
+            "file changes. The old whole-file form 'path/to/my_loss.py' still works, with a deprecation warning."
         },
     )
     kl_cov_ratio: float = field(

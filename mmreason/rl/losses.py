@@ -12,7 +12,7 @@
 
 `cov_mode: <name>` in the config selects a loss; `policy_loss` is the one entry point the trainer calls, and adds
 the dual-clip (`clip_ratio_c`) to whichever loss is selected. Adding a loss is one new file that calls
-`@register_loss("my_loss")`, listed in the config's `loss_plugins` (imported before the name is looked up).
+`@register_loss("my_loss")` (or a plain function), listed in the config's `loss_plugins` as `file.py:NAME`.
 
 Clip-Cov and KL-Cov come from "The Entropy Mechanism of Reinforcement Learning for Reasoning Language
 Models" (Cui et al., 2025; reference code: PRIME-RL/Entropy-Mechanism-of-RL, verl core_algos). Policy
@@ -30,13 +30,14 @@ a `CovStats`); the registered `kl_cov` / `clip_cov` read those hyper-parameters 
 from __future__ import annotations
 
 import importlib
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from mmreason.plugins import import_file
+from mmreason.plugins import import_file, is_reference, resolve
 from mmreason.rl import metrics as M
 
 LossFn = Callable[..., tuple[torch.Tensor, dict[str, float]]]
@@ -62,9 +63,18 @@ def get_loss(name: str) -> LossFn:
 
 
 def load_loss_plugins(plugins: list[str] | None) -> None:
-    """Import each plugin once: a path to a .py file (relative to the working directory) or a dotted module
-    name. Importing it runs its `@register_loss(...)` decorators."""
+    """Each entry `path/to/file.py:NAME` (relative to the working directory) or `package.module:NAME`: the loss
+    function NAME, registered under NAME unless its own `@register_loss(...)` already registered it (a file is
+    imported once). The old form, a whole `file.py` or `package.module` imported for its decorators, still works
+    with a deprecation warning."""
     for plugin in plugins or []:
+        if is_reference(plugin):
+            fn = resolve(plugin, "loss plugin", check=callable, expected="a loss function")
+            if not any(f is fn for f in LOSSES.values()):
+                register_loss(plugin.rpartition(":")[2])(fn)
+            continue
+        warnings.warn(f"loss_plugins: {plugin!r} is the old whole-file form; write {plugin}:NAME (NAME the loss "
+                      "function)", DeprecationWarning, stacklevel=2)
         if plugin.endswith(".py"):
             path = Path(plugin).expanduser().resolve()
             if not path.is_file():

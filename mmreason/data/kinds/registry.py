@@ -77,9 +77,12 @@ _lock = threading.Lock()
 _builtin: dict[str, RecipeKind] = {}
 
 
-def builtin_kinds() -> dict[str, RecipeKind]:
-    """name -> kind for every module of this package that defines `KIND` (one file per kind)."""
+def builtin_kinds(rescan: bool = False) -> dict[str, RecipeKind]:
+    """name -> kind for every module of this package that defines `KIND` (one file per kind); scanned once, again
+    with `rescan`."""
     with _lock:
+        if rescan:
+            _builtin.clear()
         if not _builtin:
             found = {}
             for module in discover(__package__):
