@@ -91,9 +91,6 @@ _LIBRARY_USAGE = ("Some keys are not used by the HfArgumentParser", "Repo id mus
 def _ours(e: BaseException) -> bool:
     """A usage mistake or bad input this project detected (our error types, or an OSError/ValueError raised in
     our own code): one line. Anything else (a bug, a library failing mid-work) keeps its traceback."""
-    from mmreason.errors import RecordError
-    from mmreason.usage import NothingUsable, UsageError
-
     if isinstance(e, (UsageError, NothingUsable, RecordError)):
         return True
     if not isinstance(e, (OSError, ValueError)):

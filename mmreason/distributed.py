@@ -27,6 +27,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from mmreason.vision_sync import run_vision_on_every_forward, vision_language_model
+
 logger = logging.getLogger("mmreason.distributed")
 
 HEARTBEAT_ENV = "MMREASON_HEARTBEAT_DIR"
@@ -162,7 +164,6 @@ def _sync_vision(trainer, info: dict) -> bool:
     """Under ZeRO-3, make every full forward run the vision tower (mmreason.vision_sync); True when installed."""
     if info["zero_stage"] != 3 or getattr(trainer.processing_class, "image_processor", None) is None:
         return False
-    from mmreason.vision_sync import run_vision_on_every_forward, vision_language_model
 
     try:
         vision_language_model(trainer.model)

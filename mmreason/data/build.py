@@ -42,6 +42,8 @@ from mmreason.data.sources import SourceItem, is_records_source, iter_sources
 from mmreason.data.teachers import Teacher, TeacherError, make_teacher
 from mmreason.errors import RecordError
 from mmreason.jsonl import AppendLog, read_jsonl_repair, rewrite_jsonl
+from mmreason.media.video import VideoConfig, check_record_video
+from mmreason.offline import offline_defaults
 from mmreason.records import Record, check_image, record_from_dict
 from mmreason.usage import check_output_dir, positive_int
 from mmreason.verify import verify_many
@@ -173,8 +175,6 @@ class Builder:
         if rec.video is not None and not self.kind.video:
             return {"reason": "video_not_supported"}
         if rec.video is not None:
-            from mmreason.media.video import VideoConfig, check_record_video
-
             try:
                 check_record_video(rec, VideoConfig())  # opens it and counts the frames of its cut
             except RecordError as e:
@@ -387,8 +387,6 @@ def _split_dotted(extra: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mmreason.offline import offline_defaults
-
     offline_defaults()
     ap = argparse.ArgumentParser(
         prog="mmreason data build",

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mmreason.data.synth_tasks import DIFFICULTIES, TASKS
+from mmreason.offline import offline_defaults
 from mmreason.records import Record, write_records
 
 DEFAULT_IMAGE_SIZE = 112  # the demo processor's max_pixels is 112*112: 16 LLM tokens per image
@@ -165,8 +166,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mmreason.offline import offline_defaults
-
     offline_defaults()
     args = build_parser().parse_args(argv)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mmreason.data.recipe import SamplingConfig, TeacherConfig
+from mmreason.generation import GenerationSettings, HFBackend, fill_images
 
 logger = logging.getLogger(__name__)
 
@@ -266,8 +267,6 @@ class HFTeacher(Teacher):
 
     def _load(self):
         if self._backend is None:
-            from mmreason.generation import GenerationSettings, HFBackend
-
             dtype = None if self.cfg.dtype == "auto" else self.cfg.dtype
             try:
                 self._backend = HFBackend(self.cfg.model, GenerationSettings(batch_size=self.cfg.batch_size),
@@ -303,8 +302,6 @@ class HFTeacher(Teacher):
     def _generate(self, be, batch: list[ChatRequest], sampling: SamplingConfig) -> list[Reply]:
         import torch
         from qwen_vl_utils import process_vision_info
-
-        from mmreason.generation import fill_images
 
         try:
             convs = [fill_images(*self.to_item(r), be.settings) for r in batch]

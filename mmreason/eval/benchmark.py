@@ -22,10 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from mmreason.errors import PluginError
 from mmreason.eval.report import table
 from mmreason.eval.spec import BenchmarkSpec, load_spec
-from mmreason.errors import PluginError
+from mmreason.media.video import ClipRef, clip_config
 from mmreason.plugins import discover, resolve as resolve_plugin
+from mmreason.records import chat_messages
+from mmreason.usage import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +74,6 @@ class Video:
         """The `{"type": "video", ...}` chat part `mmreason.generation.vision` reads: a qwen-vl-utils element, or
         for the clip reader a `ClipRef` loaded when its batch is encoded."""
         if self.reader == "clip":
-            from mmreason.media.video import ClipRef, clip_config
-
             cfg = clip_config(self.fps, self.max_frames, self.min_pixels, self.max_pixels, self.total_pixels)
             return {"type": "video", "video": ClipRef(str(self.path), cfg, self.start, self.end, str(self.path))}
         part: dict[str, Any] = {"type": "video", "video": str(self.path)}
@@ -190,8 +191,6 @@ class Benchmark(abc.ABC):
 
     def messages(self, text: str, media: list[Any], system: str | None) -> list[dict[str, Any]]:
         """The chat: optional system message, then the user turn (media placeholders, then the text)."""
-        from mmreason.records import chat_messages
-
         n_images = sum(not isinstance(m, Video) for m in media)
         msgs = chat_messages(text, n_images, system)
         n_videos = len(media) - n_images
@@ -265,8 +264,6 @@ def _canonical(row: Any) -> str:
 def load_json_array(path: Path, text: str) -> list[Any]:
     """A predictions file that starts with '[' must be one JSON array (the official output), not JSONL."""
     import json
-
-    from mmreason.usage import UsageError
 
     try:
         rows = json.loads(text)

@@ -19,6 +19,9 @@ import logging
 import os
 import sys
 
+from mmreason.eval.compare import compare_files
+from mmreason.eval.judge import OpenAIJudge
+from mmreason.eval.run import run_benchmark, score_file
 from mmreason.offline import offline_defaults
 from mmreason.prompts import MAX_TEXT_CHARS
 from mmreason.usage import positive_int
@@ -29,7 +32,6 @@ def _judge(args):
         return None
     if not args.judge_model:
         raise SystemExit("--mode judge needs --judge-model (the extraction model id on the endpoint)")
-    from mmreason.eval.judge import OpenAIJudge
 
     return OpenAIJudge(args.judge_model, base_url=args.judge_base_url, api_key=os.environ.get(args.judge_api_key_env, ""))
 
@@ -42,8 +44,6 @@ def _add_judge(p: argparse.ArgumentParser) -> None:
 
 
 def _compare(args) -> int:
-    from mmreason.eval.compare import compare_files
-
     try:
         md, rows = compare_files(args.a, args.b, tuple(args.labels) if args.labels else None, args.seed,
                                  by_group=not args.no_groups)
@@ -108,7 +108,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.cmd == "compare":
         return _compare(args)
-    from mmreason.eval.run import run_benchmark, score_file
 
     if args.cmd == "run":
         s = run_benchmark(args.model, args.benchmark, args.output_dir, backend=args.backend, limit=args.limit,

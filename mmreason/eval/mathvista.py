@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from mmreason.eval.benchmark import Benchmark, ScoreOptions, register
+from mmreason.eval.benchmark import Benchmark, Predictions, ScoreOptions, load_json_array, read_text, register
 from mmreason.eval.levenshtein import distance
 from mmreason.eval.report import hbar_chart, table
 from mmreason.verify import extract_boxed
@@ -242,8 +242,6 @@ def read_predictions(path: str | Path) -> dict[str, dict[str, Any]]:
     """pid -> {"response", optional "extraction"}. Accepts the official output JSON (pid -> record)
     and our predictions JSONL ({"id", "response", ...} per line); repeats and skipped lines are counted
     (`mmreason.eval.benchmark.Predictions`)."""
-    from mmreason.eval.benchmark import Predictions, load_json_array, read_text
-
     path = Path(path)
     text = read_text(path)
     stripped = text.lstrip()

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from mmreason.eval.benchmark import Benchmark, ScoreOptions, Video, register
 from mmreason.eval.report import hbar_chart, table
+from mmreason.eval.run import run_benchmark
 from mmreason.eval.spec import BenchmarkSpec
 from mmreason.prompts import DEFAULT_TEMPLATE
 from mmreason.records import BOXED_SUFFIX, LETTERS, Record, load_records
@@ -165,8 +166,6 @@ def evaluate_records(model_path: str | os.PathLike | None, records_path: str | o
     extracted answer, gold and verdict per record. `system_prompt` / `suffix` (the instruction) / pixel bounds:
     None = the checkpoint's prompt.json, else no system message and the boxed instruction; "" = explicitly none.
     `model` may be an already-built backend (mmreason.generation HFBackend/VLLMBackend) to skip reloading."""
-    from mmreason.eval.run import run_benchmark
-
     return run_benchmark(model_path, records_path, output_dir, backend=backend, limit=limit, batch_size=batch_size,
                          max_new_tokens=max_new_tokens, temperature=temperature, progress=progress,
                          on_batch=on_batch, backend_obj=model, system_prompt=system_prompt, instruction=suffix,

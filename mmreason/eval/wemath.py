@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mmreason.eval.benchmark import Benchmark, ScoreOptions, register
+from mmreason.eval.benchmark import Benchmark, Predictions, ScoreOptions, load_json_array, read_text, register
 from mmreason.eval.report import fmt, pyplot, save_figure, table
 from mmreason.prompts import render
 from mmreason.verify import extract_boxed
@@ -127,8 +127,6 @@ def read_predictions(path: str | Path) -> dict[str, dict[str, Any]]:
     """item id -> {"response", ...}. Accepts the official output (a JSON list of testmini rows with
     `response`) and our predictions JSONL ({"id": "ID|key", "response"} per line); repeats and skipped lines are
     counted (`mmreason.eval.benchmark.Predictions`)."""
-    from mmreason.eval.benchmark import Predictions, load_json_array, read_text
-
     path = Path(path)
     text = read_text(path)
     out = Predictions()

@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from mmreason.media.video import ClipRef, set_video_pixels
+
 META_KEYS = ("fps", "total_num_frames", "frames_indices")
 
 
@@ -47,8 +49,6 @@ def vision_inputs(conversations: list[list[dict[str, Any]]]) -> dict[str, Any]:
     """`images`, `videos`, `video_metadata` (and `do_sample_frames=False`) for `processor(text=..., **kwargs)`,
     in the order of the parts (the order of the placeholders in the rendered texts)."""
     from qwen_vl_utils.vision_process import extract_vision_info, fetch_image, fetch_video
-
-    from mmreason.media.video import ClipRef
 
     images, videos, metas = [], [], []
     for ele in extract_vision_info(conversations):
@@ -90,7 +90,6 @@ def video_bounds_of(processor: Any, videos: list[Any] | None):
     if not videos or vp is None:
         yield
         return
-    from mmreason.media.video import set_video_pixels
 
     areas = [h * w for h, w in map(frame_hw, videos)]
     saved = {k: getattr(vp, k) for k in ("size", "min_pixels", "max_pixels") if hasattr(vp, k)}

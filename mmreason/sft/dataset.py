@@ -12,9 +12,11 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmreason.prompts import PromptSpec, drop_long_chats
 from mmreason.errors import RecordError
+from mmreason.media.video import check_record_videos
+from mmreason.prompts import PromptSpec, drop_long_chats
 from mmreason.records import LoadReport, Record, iter_source, seeded_subset, to_sft_example
+from mmreason.sft.video_collator import video_sft_example
 from mmreason.usage import NothingUsable, UsageError, check_count
 
 logger = logging.getLogger(__name__)
@@ -137,8 +139,6 @@ def build_sft_dataset(records: list[Record], spec: PromptSpec | None = None, max
 
     spec = spec or PromptSpec()
     if has_video(records) if video is None else video:
-        from mmreason.sft.video_collator import video_sft_example
-
         examples = [video_sft_example(rec, spec) for rec in records]
     else:
         examples = [to_sft_example(rec, spec=spec) for rec in records]
@@ -150,8 +150,6 @@ def build_sft_dataset(records: list[Record], spec: PromptSpec | None = None, max
 def check_videos(records: list[Record], cfg, lenient: bool, report: DataReport) -> list[Record]:
     """Open every record's video before training (`mmreason.media.video.check_record_videos`): strict, the first
     bad one raises naming its file:line; lenient, bad ones are dropped and counted in `report`."""
-    from mmreason.media.video import check_record_videos
-
     kept, vrep = check_record_videos(records, cfg, lenient=lenient)
     if vrep.skipped:
         report.skipped += [{"where": e.where, "reason": e.reason} for e in vrep.skipped]

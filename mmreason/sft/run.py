@@ -15,16 +15,17 @@ import sys
 from pathlib import Path
 
 from mmreason.distributed import DistributedSetupError, check_distributed, finish_distributed
-from mmreason.modeling import ModelLoad, load_model, load_processor, prompt_spec_callback
-from mmreason.prompts import PromptSpec, save_prompt_spec
 from mmreason.errors import RecordError
+from mmreason.media.video import VideoConfig
+from mmreason.modeling import ModelLoad, load_model, load_processor, prompt_spec_callback
+from mmreason.offline import offline_defaults
+from mmreason.prompts import PromptSpec, save_prompt_spec
 from mmreason.resume import CheckpointWeightsMixin, resolve_resume
 from mmreason.sft.config import MMSFTConfig, SFTScriptArguments
 from mmreason.sft.dataset import build_sft_dataset, check_videos, has_video, load_sft_records, split_eval
 from mmreason.sft.freeze import LANGUAGE_LORA_TARGETS, freeze_vision
 from mmreason.sft.video_collator import VideoSFTCollator
 from mmreason.usage import check_model_path, check_output_dir, check_training_counts, parse_stage_args
-from mmreason.media.video import VideoConfig
 
 logger = logging.getLogger(__name__)
 
@@ -127,8 +128,6 @@ def train(script_args: SFTScriptArguments, training_args: MMSFTConfig, model_arg
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mmreason.offline import offline_defaults
-
     offline_defaults()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     script_args, training_args, model_args, video_args = parse_stage_args(make_parser(), argv, "mmreason sft")

@@ -72,7 +72,7 @@ class _Worker:
     __slots__ = ("process", "conn", "ready", "job", "started")
 
     def __init__(self, ctx, memory_limit_mb):
-        from mmreason.verify._worker import serve
+        from mmreason.verify._worker import serve  # lazy: the worker imports math-verify (sympy); only the child needs it
 
         parent, child = ctx.Pipe(duplex=True)
         self.process = ctx.Process(target=serve, args=(child, memory_limit_mb), daemon=True, name="mmreason-verify")

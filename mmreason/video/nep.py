@@ -37,16 +37,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mmreason.data.build import STATS, build as data_build
+from mmreason.data.kinds.registry import load_recipe
+from mmreason.data.recipe import RecipeError, parse_overrides
+from mmreason.data.teachers import TeacherError
 from mmreason.errors import RecordError
-from mmreason.records import LETTERS, Record, Video, write_records
-from mmreason.video.prompts import (
-    CFT_WRONG_RATIO,
-    cft_record,
-    distill_record,
-    mix,
-    resample_cft,
-    sft_record,
-)
+from mmreason.media.video import VideoConfig, open_source
+from mmreason.offline import offline_defaults
+from mmreason.records import LETTERS, Record, Video, load_records, write_records
+from mmreason.video.prompts import CFT_WRONG_RATIO, cft_record, distill_record, mix, resample_cft, sft_record
 
 BUILD_STRATEGIES = ("sft", "cft", "distill", "mix", "mcq")
 
@@ -96,8 +95,6 @@ def _video(entry: Any, video_root: Path, out_dir: Path, where: str, probe: bool)
     if not path.is_file():
         raise RecordError(where, f"past clip not found: {path}")
     if probe:
-        from mmreason.media.video import VideoConfig, open_source
-
         open_source(path, where, VideoConfig())  # raises on zero frames / undecodable
     try:
         rel = os.path.relpath(path.resolve(), out_dir.resolve())
@@ -214,12 +211,6 @@ def build_raw(recipe_path: str, strategy: str, out: str, overrides: list[str] = 
               overwrite: bool = False, progress: bool = True, teacher: Any = None) -> dict:
     """Raw videos + captions -> annotations (the data builder, kind nep_split: resumable, ledger, stats) ->
     `<strategy>.jsonl` from their V1-33K-layout entries. Returns the builder's stats with a `nep` section."""
-    from mmreason.data.build import STATS
-    from mmreason.data.build import build as data_build
-    from mmreason.data.kinds.registry import load_recipe
-    from mmreason.data.recipe import parse_overrides
-    from mmreason.records import load_records
-
     if strategy not in RAW_STRATEGIES:
         raise ValueError(f"strategy {strategy!r}; raw videos build {list(RAW_STRATEGIES)} (mcq needs V1-33K's qa)")
     recipe = load_recipe(recipe_path, parse_overrides(list(overrides)))
@@ -288,10 +279,6 @@ def main(argv: list[str]) -> int:
 
 def main_raw(a: argparse.Namespace) -> int:
     import logging
-
-    from mmreason.data.recipe import RecipeError
-    from mmreason.data.teachers import TeacherError
-    from mmreason.offline import offline_defaults
 
     offline_defaults()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

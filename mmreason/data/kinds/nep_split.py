@@ -37,6 +37,7 @@ from typing import Any
 from mmreason.data.kinds.registry import RecipeKind
 from mmreason.data.kinds.runner import Outcome, Runner, Target, classify
 from mmreason.errors import RecordError
+from mmreason.media.video import VideoConfig, frames_in_range, open_source
 from mmreason.records import Record, Video
 
 PROMPTS = {
@@ -113,8 +114,6 @@ def timed_segments(caption: str) -> list[tuple[float, float, str]]:
 
 def clip_range(rec: Record) -> tuple[float, float, float, list[float]]:
     """(start, end, fps, timestamps) of the source clip: its video.start/end, else the whole file."""
-    from mmreason.media.video import VideoConfig, open_source
-
     src = open_source(rec.video_path(), rec.id, VideoConfig())
     ts = src.timestamps
     lo = rec.video.start if rec.video.start is not None else 0.0
@@ -123,8 +122,6 @@ def clip_range(rec: Record) -> tuple[float, float, float, list[float]]:
 
 
 def has_past_frame(ts: list[float], lo: float, t: float) -> bool:
-    from mmreason.media.video import frames_in_range
-
     return bool(frames_in_range(ts, lo, t))
 
 
