@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             print(subcommand_usage(name, module))
             return 0 if rest and rest[0] in ("-h", "--help") else 2
         (module, func, _), rest = module[rest[0]], rest[1:]
-        offline_defaults()
+    offline_defaults()  # before a command module imports huggingface_hub / transformers, which read it at import
     try:
         result = getattr(importlib.import_module(module), func)(rest)
     except Exception as e:

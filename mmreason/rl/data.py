@@ -13,9 +13,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from mmreason.prompts import MAX_TEXT_CHARS, PromptSpec, drop_long_chats
 from mmreason.errors import RecordError
+from mmreason.media.video import VideoConfig, check_record_video, set_video_pixels
+from mmreason.prompts import MAX_TEXT_CHARS, PromptSpec, drop_long_chats
 from mmreason.records import LoadReport, iter_source, seeded_subset, to_grpo_example
+from mmreason.rl.video import encode, load_row_media, template_messages
 from mmreason.usage import NothingUsable, check_count
 
 logger = logging.getLogger(__name__)
@@ -91,9 +93,6 @@ def prompt_length(processor, prompt: list[dict], images: list | None, video: dic
     from trl.data_utils import prepare_multimodal_messages
 
     if video is not None:
-        from mmreason.rl.video import encode, load_row_media, template_messages
-        from mmreason.media.video import VideoConfig
-
         cfg = video_cfg or VideoConfig()
         media = load_row_media([{"images": images or [], "video": video}], cfg,
                                lambda ims: fit_images(ims, processor))
@@ -198,8 +197,6 @@ def _lengths(ds, processor, video_cfg=None) -> list[int]:
     from tqdm.auto import tqdm
 
     if "video" in ds.column_names:
-        from mmreason.media.video import VideoConfig, set_video_pixels
-
         video_cfg = video_cfg or VideoConfig()
         set_video_pixels(processor, video_cfg.video_min_pixels, video_cfg.video_max_pixels)  # as the trainer does
     return [
@@ -215,8 +212,6 @@ def video_column(rec) -> dict[str, Any]:
 
 
 def _video_ok(rec, video_cfg, lenient: bool) -> bool:
-    from mmreason.media.video import VideoConfig, check_record_video
-
     try:
         check_record_video(rec, video_cfg or VideoConfig())
     except RecordError as e:

@@ -14,10 +14,16 @@ from dataclasses import dataclass, field, fields
 from mmreason.distributed import DistributedSetupError, check_distributed, finish_distributed
 from mmreason.errors import RecordError
 from mmreason.media.video import VideoConfig
-from mmreason.modeling import PromptArguments, deprecated
+from mmreason.modeling import ModelLoad, PromptArguments, deprecated, load_model, load_processor, prompt_spec_callback
+from mmreason.offline import offline_defaults
 from mmreason.prompts import save_prompt_spec
-from mmreason.resume import resolve_resume
+from mmreason.resume import CheckpointWeightsMixin, resolve_resume
 from mmreason.rewards.registry import build_reward_funcs
+from mmreason.rl.callbacks import CollapseWarningCallback
+from mmreason.rl.config import MMReasonGRPOConfig
+from mmreason.rl.data import build_grpo_dataset
+from mmreason.rl.trainer import MMReasonGRPOTrainer
+from mmreason.usage import check_model_path, check_output_dir, check_training_counts, parse_stage_args
 
 logger = logging.getLogger("mmreason.grpo")
 
@@ -111,8 +117,6 @@ class GRPOScriptArguments(PromptArguments, VideoConfig):
 def make_parser():
     from trl import ModelConfig, TrlParser
 
-    from mmreason.rl.config import MMReasonGRPOConfig
-
     return TrlParser((GRPOScriptArguments, MMReasonGRPOConfig, ModelConfig), prog="mmreason grpo")
 
 
@@ -129,12 +133,6 @@ def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
     """Prompt spec (the options over the starting checkpoint's prompt.json) -> processor -> datasets -> rewards
     -> trainer (which saves the spec as prompt.json with every checkpoint; `trainer.prompt_spec`)."""
     from trl import get_peft_config
-
-    from mmreason.modeling import ModelLoad, load_model, load_processor, prompt_spec_callback
-    from mmreason.rl.data import build_grpo_dataset
-    from mmreason.resume import CheckpointWeightsMixin
-    from mmreason.rl.callbacks import CollapseWarningCallback
-    from mmreason.rl.trainer import MMReasonGRPOTrainer
 
     class ResumableGRPOTrainer(CheckpointWeightsMixin, MMReasonGRPOTrainer):
         """Resume loads the checkpoint's weights under the model's key names (mmreason.resume)."""
@@ -201,11 +199,8 @@ def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mmreason.offline import offline_defaults
-
     offline_defaults()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from mmreason.usage import check_model_path, check_output_dir, check_training_counts, parse_stage_args
 
     script_args, training_args, model_args = parse_stage_args(make_parser(), argv, "mmreason grpo")
     check_training_counts(training_args)

@@ -22,20 +22,14 @@ import torch
 from accelerate.utils import gather_object
 from trl import GRPOTrainer
 
+from mmreason.media.video import VideoConfig, set_video_pixels
 from mmreason.rl import metrics as M
 from mmreason.rl.config import MMReasonGRPOConfig
 from mmreason.rl.data import fit_images
 from mmreason.rl.generation_state import GenerationStateMixin
 from mmreason.rl.losses import LossContext, covariance_stats, policy_loss
 from mmreason.rl.refill import merge_groups, refill_rows
-from mmreason.rl.video import (
-    VIDEO_COLUMN,
-    encode,
-    forward_inputs,
-    is_video_batch,
-    load_row_media,
-    template_messages,
-)
+from mmreason.rl.video import VIDEO_COLUMN, encode, forward_inputs, is_video_batch, load_row_media, template_messages
 
 GROUP_MASK = "group_mask"  # [B] float, 0 for the rows of the groups dynamic sampling keeps out of the loss
 
@@ -86,8 +80,6 @@ class MMReasonGRPOTrainer(GenerationStateMixin, GRPOTrainer):
         self._video_forward = None  # a rollout whose videos the next log-prob pass must use (TRL's loss path)
         self.video_config = None  # set for datasets with videos: their batches take `_generate_video_round`
         if has_video:
-            from mmreason.media.video import VideoConfig, set_video_pixels
-
             if self.tools or self.environment_factories is not None or self.rollout_func is not None:
                 raise ValueError("video GRPO does not support tools, environments or rollout_func")
             self.video_config = video_config or VideoConfig()

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from mmreason.errors import RecordError
+from mmreason.media.video import load_clip, processor_video_kwargs
 
 VIDEO_KEYS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")  # per-sample lists in a rollout
 VIDEO_COLUMN = "video"  # the dataset column: {"path", "start", "end", "origin"} or None
@@ -58,8 +59,6 @@ def load_row_media(inputs: list[dict], video_cfg, fit) -> list[RowMedia]:
     """Decode each row's video (through mmreason.media.video: cut, sampled, resized inside the pixel bounds) and
     open its images; a clip shared by several rows (the num_generations copies of a prompt) is decoded once."""
     from PIL import Image
-
-    from mmreason.media.video import load_clip
 
     cache: dict[tuple, Any] = {}
     out = []
@@ -126,8 +125,6 @@ def pad_type_ids(rows: list[list[int]], prompt_width: int, completion_width: int
 
 def encode(processor, texts: list[str], media: list[RowMedia]) -> Encoded:
     """`processor(text=texts, images=..., videos=..., video_metadata=...)` over the batch, split back per row."""
-    from mmreason.media.video import processor_video_kwargs
-
     images = [im for m in media for im in m.images]
     clips = [c for m in media for c in m.clips]
     kwargs: dict[str, Any] = dict(processor_video_kwargs(clips))
