@@ -1,72 +1,257 @@
-"""The import rules of docs/ARCHITECTURE.md, checked on the source: stages import the shared parts, not each
-other, and no module imports another module's private (`_name`) names."""
+"""The layers of docs/ARCHITECTURE.md, checked on the source of every module: nothing imports a higher layer,
+the stages do not import one another, no two modules import each other through any path (no circle), every
+top-level module or folder of `mmreason/` has a layer, and no module imports another module's private (`_name`)
+names. Every import counts: `import x` and `from x import y`, at the top or inside a function. Imports under
+`if TYPE_CHECKING:` are never run and do not count (annotations only)."""
 
 import ast
 import sys
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "mmreason"
-STAGES = ("data", "eval", "rewards")  # folders that may not import one another
+
+# Bottom first. A layer's parts may import the parts of the layers below it. In a "peers" layer the parts may
+# also import one another (no circle, though); in an "ordered" layer each part may import only the parts listed
+# before it; in an "isolated" layer the parts may not import one another.
+LAYERS = (
+    ("schema", "peers", ("__init__", "errors", "prompts", "plugins", "jsonl", "usage", "offline", "env")),
+    ("media", "peers", ("media",)),
+    ("records", "peers", ("records",)),
+    ("formats", "peers", ("formats",)),
+    ("model", "peers", ("modeling", "resume", "distributed", "vision_sync", "tiny", "export")),
+    ("services", "ordered", ("verify", "generation", "rewards")),
+    ("stages", "isolated", ("data", "sft", "rl", "eval")),
+    ("apps", "ordered", ("video", "demos", "papers")),
+    ("face", "peers", ("cli", "__main__")),
+)
 
 
-def _imports(path: Path):
-    """(line, imported module, [names]) for every absolute `mmreason` import in a file, lazy ones included."""
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("mmreason"):
-            yield node.lineno, node.module, [a.name for a in node.names]
-        elif isinstance(node, ast.Import):
-            for a in node.names:
-                if a.name.startswith("mmreason"):
-                    yield node.lineno, a.name, []
+def _rank() -> dict[str, tuple[float, str, str]]:
+    """part -> (rank, layer, kind): parts of an ordered layer get increasing ranks inside it."""
+    out = {}
+    for i, (layer, kind, parts) in enumerate(LAYERS):
+        for j, part in enumerate(parts):
+            out[part] = (i + (j / len(parts) if kind == "ordered" else 0.0), layer, kind)
+    return out
 
 
-def _part(module: str) -> str | None:
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PKG.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _part(module: str) -> str:
     bits = module.split(".")
-    return bits[1] if len(bits) > 1 else None
+    return bits[1] if len(bits) > 1 else "__init__"
 
 
-def _violations():
-    stage_imports, private_imports = [], []
-    for path in sorted(PKG.rglob("*.py")):
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    skip = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip |= {id(n) for n in ast.walk(node)}
+    return skip
+
+
+def _imports(path: Path, own: str, modules: set[str]):
+    """(line, target module, imported names) for every import of a `mmreason` module in a file. The target is
+    the module itself where `from pkg import name` names a submodule."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    skip = _type_checking_nodes(tree)
+    package = own if path.name == "__init__.py" else own.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package
+                for _ in range(node.level - 1):
+                    anchor = anchor.rpartition(".")[0]
+                base = f"{anchor}.{base}" if base else anchor
+            if base != "mmreason" and not base.startswith("mmreason."):
+                continue
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                yield node.lineno, sub if sub in modules else base, [] if sub in modules else [alias.name]
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == "mmreason" or alias.name.startswith("mmreason."):
+                    yield node.lineno, alias.name, []
+
+
+def _resolve(target: str, modules: set[str]) -> str:
+    """The module a dotted import lands in (the longest existing prefix; the name itself when none exists)."""
+    name = target
+    while name and name not in modules:
+        name = name.rpartition(".")[0]
+    return name or target
+
+
+def _strongly_connected(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Tarjan's algorithm, iteratively: the components with more than one module (import circles)."""
+    index, low, on_stack, stack, out, counter = {}, {}, set(), [], [], [0]
+    for root in sorted(edges):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(edges.get(root, ()))))]
+        index[root] = low[root] = counter[0]
+        counter[0] += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            v, children = work[-1]
+            for w in children:
+                if w not in index:
+                    index[w] = low[w] = counter[0]
+                    counter[0] += 1
+                    stack.append(w)
+                    on_stack.add(w)
+                    work.append((w, iter(sorted(edges.get(w, ())))))
+                    break
+                if w in on_stack:
+                    low[v] = min(low[v], index[w])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[v])
+                if low[v] == index[v]:
+                    comp = []
+                    while True:
+                        w = stack.pop()
+                        on_stack.discard(w)
+                        comp.append(w)
+                        if w == v:
+                            break
+                    if len(comp) > 1:
+                        out.append(sorted(comp))
+    return out
+
+
+def _violations() -> dict[str, list[str]]:
+    rank = _rank()
+    files = {_module_name(p): p for p in sorted(PKG.rglob("*.py"))}
+    modules = set(files)
+    found = {"unmapped": [], "upward": [], "cross_stage": [], "circle": [], "private": []}
+    for part in sorted({_part(m) for m in modules} - set(rank)):
+        found["unmapped"].append(f"mmreason/{part}: not in tests/test_architecture.py's LAYERS: add it to the table "
+                                 "(and to docs/ARCHITECTURE.md) in the layer it belongs to")
+    edges: dict[str, set[str]] = {}
+    for own, path in sorted(files.items()):
         rel = path.relative_to(PKG.parent)
-        own = rel.parts[1] if len(rel.parts) > 2 else None
-        own_module = ".".join(rel.with_suffix("").parts)
-        for line, module, names in _imports(path):
-            target = _part(module)
-            if own in STAGES and target in STAGES and target != own:
-                stage_imports.append(f"{rel}:{line}: {own}/ imports {module}")
-            same_package = module.rsplit(".", 1)[0] == own_module.rsplit(".", 1)[0]
+        src = _part(own)
+        for line, target, names in _imports(path, own, modules):
+            module = _resolve(target, modules)
+            if module != own:
+                edges.setdefault(own, set()).add(module)
+            dst = _part(module)
+            if src in rank and dst in rank and src != dst:
+                (r_src, layer_src, kind), (r_dst, layer_dst, _) = rank[src], rank[dst]
+                if r_dst > r_src:
+                    found["upward"].append(f"{rel}:{line}: {src} ({layer_src}) imports {module} ({dst}, "
+                                           f"{layer_dst}): a lower layer imports a higher one")
+                elif r_dst == r_src and kind == "isolated":
+                    found["cross_stage"].append(f"{rel}:{line}: {src}/ imports {module}: the {layer_src} do not "
+                                                "import one another")
+            same_package = module.rpartition(".")[0] == own.rpartition(".")[0] or module == own.rpartition(".")[0]
             for name in names:
                 if name.startswith("_") and not name.startswith("__") and not same_package:
-                    private_imports.append(f"{rel}:{line}: imports private {module}.{name}")
-            last = module.rsplit(".", 1)[-1]
-            if last.startswith("_") and not last.startswith("__") and not module.startswith(own_module.rsplit(".", 1)[0]):
-                private_imports.append(f"{rel}:{line}: imports private module {module}")
-    return stage_imports, private_imports
+                    found["private"].append(f"{rel}:{line}: imports private {module}.{name}")
+            last = target.rsplit(".", 1)[-1]
+            if last.startswith("_") and not last.startswith("__") and not target.startswith(own.rpartition(".")[0] + "."):
+                found["private"].append(f"{rel}:{line}: imports private module {target}")
+    found["circle"] = [" -> ".join(c) for c in _strongly_connected(edges)]
+    return found
 
 
-def test_stages_import_only_shared_parts():
-    stage_imports, _ = _violations()
-    assert not stage_imports, "\n".join(stage_imports)
+def test_every_top_level_module_has_a_layer():
+    assert not _violations()["unmapped"], "\n".join(_violations()["unmapped"])
+
+
+def test_no_upward_import():
+    assert not _violations()["upward"], "\n".join(_violations()["upward"])
+
+
+def test_stages_do_not_import_one_another():
+    assert not _violations()["cross_stage"], "\n".join(_violations()["cross_stage"])
+
+
+def test_no_import_circle():
+    assert not _violations()["circle"], "import circles:\n" + "\n".join(_violations()["circle"])
 
 
 def test_no_private_names_across_modules():
-    _, private_imports = _violations()
-    assert not private_imports, "\n".join(private_imports)
+    assert not _violations()["private"], "\n".join(_violations()["private"])
 
 
-def test_checker_sees_a_violation(tmp_path, monkeypatch):
-    """The rules above would fail on a file that breaks them (the checker is not vacuous)."""
+def test_layers_table_names_real_parts():
+    """A part in LAYERS that no longer exists is a stale table (formats/ may not have landed yet)."""
+    present = {p.stem if p.is_file() else p.name for p in PKG.iterdir() if p.suffix == ".py" or (p / "__init__.py").is_file()}
+    stale = [part for _, _, parts in LAYERS for part in parts if part not in present and part != "formats"]
+    assert not stale, f"LAYERS names parts that do not exist: {stale}"
+
+
+# ---------------------------------------------------------------- the checker fails on planted violations
+
+def _plant(tmp_path, monkeypatch, files: dict[str, str]) -> dict[str, list[str]]:
     pkg = tmp_path / "mmreason"
-    (pkg / "data").mkdir(parents=True)
-    (pkg / "data" / "bad.py").write_text(
-        "from mmreason.eval.run import x\nfrom mmreason.rewards.vote import _secret\n", encoding="utf-8"
-    )
+    for rel, text in {"__init__.py": "", "errors.py": "", "data/__init__.py": "", "eval/__init__.py": "",
+                      "eval/run.py": "", "media/__init__.py": "", **files}.items():
+        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / rel).write_text(text, encoding="utf-8")
     monkeypatch.setattr(sys.modules[__name__], "PKG", pkg)
-    stage_imports, private_imports = _violations()
-    assert stage_imports == [
-        "mmreason/data/bad.py:1: data/ imports mmreason.eval.run",
-        "mmreason/data/bad.py:2: data/ imports mmreason.rewards.vote",
-    ]
-    assert private_imports == ["mmreason/data/bad.py:2: imports private mmreason.rewards.vote._secret"]
+    return _violations()
+
+
+def test_checker_sees_an_upward_import_also_inside_a_function(tmp_path, monkeypatch):
+    found = _plant(tmp_path, monkeypatch, {"media/clip.py": "def f():\n    from mmreason.eval.run import x\n"})
+    assert found["upward"] == ["mmreason/media/clip.py:2: media (media) imports mmreason.eval.run (eval, stages): "
+                               "a lower layer imports a higher one"]
+    assert not found["cross_stage"] and not found["circle"] and not found["unmapped"]
+
+
+def test_checker_sees_a_cross_stage_import(tmp_path, monkeypatch):
+    found = _plant(tmp_path, monkeypatch, {"data/build.py": "import mmreason.eval.run\n"})
+    assert found["cross_stage"] == ["mmreason/data/build.py:1: data/ imports mmreason.eval.run: the stages do not "
+                                    "import one another"]
+    assert not found["upward"]
+
+
+def test_checker_sees_an_import_circle(tmp_path, monkeypatch):
+    found = _plant(tmp_path, monkeypatch, {"media/a.py": "from mmreason.media import b\n",
+                                           "media/b.py": "from mmreason.media.c import x\n",
+                                           "media/c.py": "from . import a\n"})
+    assert found["circle"] == ["mmreason.media.a -> mmreason.media.b -> mmreason.media.c"]
+
+
+def test_checker_sees_an_unmapped_module(tmp_path, monkeypatch):
+    found = _plant(tmp_path, monkeypatch, {"newpart.py": ""})
+    assert len(found["unmapped"]) == 1 and found["unmapped"][0].startswith("mmreason/newpart: not in")
+    assert "add it to the table" in found["unmapped"][0]
+
+
+def test_checker_sees_a_private_import(tmp_path, monkeypatch):
+    found = _plant(tmp_path, monkeypatch, {"data/build.py": "from mmreason.eval.run import _secret\n"})
+    assert found["private"] == ["mmreason/data/build.py:1: imports private mmreason.eval.run._secret"]
+
+
+def test_checker_ignores_type_checking_imports(tmp_path, monkeypatch):
+    found = _plant(tmp_path, monkeypatch, {"media/clip.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                                            "    from mmreason.eval.run import Item\n"})
+    assert not any(found.values()), found
+
+
+def test_docs_table_is_this_table():
+    """docs/ARCHITECTURE.md's layer table lists exactly LAYERS, in order (a file named inside a folder, e.g.
+    `media/` (`images.py`, ...), is the folder's)."""
+    import re
+
+    doc = (PKG.parent / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    table = doc.split("| layer (bottom first) | parts | holds |", 1)[1].split("\n\n", 1)[0]
+    rows = [line.split("|")[1:3] for line in table.strip().splitlines()[1:]]
+    documented = []
+    for layer, parts in rows:
+        parts = re.sub(r"\([^)]*\)", "", parts)  # a folder's files in brackets
+        names = [n.removesuffix(".py").rstrip("/") for n in re.findall(r"`([^`]+)`", parts)]
+        documented.append((layer.split("(")[0].strip(), tuple(names)))
+    assert documented == [(layer, parts) for layer, _, parts in LAYERS]
