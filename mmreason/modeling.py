@@ -178,18 +178,6 @@ class PromptArguments:
     max_pixels: int | None = field(default=None, metadata={
         "help": "Image processor max pixels per image, e.g. 1204224. " + _FROM_CHECKPOINT
                 + "the processor's own setting."})
-    prompt_suffix: str | None = field(default=None, metadata={
-        "help": "Deprecated (one release): the old name of `instruction`."})
-
-    def __post_init__(self):
-        if self.prompt_suffix is not None:
-            deprecated("prompt_suffix", "instruction")
-            if self.instruction is None:
-                self.instruction = self.prompt_suffix
-            elif self.instruction != self.prompt_suffix:
-                raise ValueError("both prompt_suffix (deprecated) and instruction are set, to different values")
-            self.prompt_suffix = None
-
     def explicit(self) -> dict[str, Any]:
         """The prompt-spec fields this config sets."""
         values = {"system": self.system_prompt, "instruction": self.instruction, "min_pixels": self.min_pixels,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mmreason.eval.benchmark import BENCHMARKS, Item, Video, benchmark_class, resolve
+from mmreason.eval.benchmark import BENCHMARKS, Item, VideoInput, benchmark_class, resolve
 from mmreason.eval.cli import main as eval_main
 from mmreason.eval.run import run_benchmark
 from mmreason.eval.spec import BenchmarkSpec, load_spec
@@ -53,7 +53,7 @@ class ToyBenchmark(Benchmark):
 VIDEO_TOY = '''
 from pathlib import Path
 
-from mmreason.eval.benchmark import Benchmark, Video
+from mmreason.eval.benchmark import Benchmark, VideoInput
 from mmreason.prompts import DEFAULT_TEMPLATE
 
 
@@ -74,7 +74,7 @@ class ClipBenchmark(Benchmark):
         return {"question": "What happens next?", "choices": "(A) it falls\\n(B) it flies"}
 
     def media(self, item):
-        return [Video(str(self.data_dir / item["video"]), fps=2.0, min_pixels=3136, max_pixels=12544)]
+        return [VideoInput(str(self.data_dir / item["video"]), fps=2.0, min_pixels=3136, max_pixels=12544)]
 
     def score(self, predictions, items, opts):
         per_hop = {}
@@ -210,7 +210,7 @@ def test_video_item_generates_on_the_tiny_model(tiny_model_dir, tmp_path):
 
 def test_item_backend_input_counts_videos():
     it = Item("x", [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "q"}]}],
-              [Video("a.mp4"), Video("b.mp4")])
+              [VideoInput("a.mp4"), VideoInput("b.mp4")])
     with pytest.raises(ValueError, match="item x: more videos than video placeholders"):
         it.backend_input()
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mmreason.cli import main as cli_main
-from mmreason.eval.benchmark import Video, resolve
+from mmreason.eval.benchmark import VideoInput, resolve
 from mmreason.eval.futurebench import load_annotations, official_messages, official_video_inputs
 from mmreason.eval.run import build_items, run_benchmark
 from mmreason.eval.prompting import eval_prompt
@@ -128,4 +128,4 @@ def test_predecoded_frames_need_their_metadata(tmp_path):
     del part["video_metadata"]
     with pytest.raises(ValueError, match="needs its 'video_metadata'"):
         vision_inputs([[{"role": "user", "content": [part]}]])
-    assert Video("a.mp4", max_frames=32).message_part() == {"type": "video", "video": "a.mp4", "max_frames": 32}
+    assert VideoInput("a.mp4", max_frames=32).message_part() == {"type": "video", "video": "a.mp4", "max_frames": 32}

@@ -62,27 +62,25 @@ def test_template_from_a_file_is_saved_as_text(tmp_path):
 
 def test_old_option_names_work_with_a_deprecation_warning(tmp_path):
     cfg = tmp_path / "old.yaml"
-    cfg.write_text("train_file: a.jsonl\nprompt_suffix: 'Old suffix.'\n")
-    with pytest.warns(FutureWarning) as caught:
+    cfg.write_text("train_file: a.jsonl\n")
+    with pytest.warns(FutureWarning, match="`train_file` is deprecated"):
         script, _, _ = _grpo_args("--config", str(cfg))
-    msgs = " ".join(str(w.message) for w in caught)
-    assert "`train_file` is deprecated" in msgs and "`prompt_suffix` is deprecated" in msgs
-    assert script.train_files == ["a.jsonl"] and script.instruction == "Old suffix."
-    assert script.explicit() == {"instruction": "Old suffix."}
+    assert script.train_files == ["a.jsonl"]
     with pytest.warns(FutureWarning, match="train_file"):
         script, _, _ = _grpo_args("--train_file", "b.jsonl")
     assert script.train_files == ["b.jsonl"]
-    from mmreason.sft.run import make_parser
-
-    with pytest.warns(FutureWarning, match="prompt_suffix"):
-        sft, _, _, _ = make_parser().parse_args_and_config(["--prompt_suffix", "", "--output_dir", str(tmp_path)])
-    assert sft.instruction == ""
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*deprecated and will be removed in the next release")  # ours only
         script, _, _ = _grpo_args("--train_files", "a.jsonl", "b.jsonl", "--instruction", "New.")
     assert script.train_files == ["a.jsonl", "b.jsonl"]
-    with pytest.raises(ValueError, match="prompt_suffix"), pytest.warns(FutureWarning):
-        _grpo_args("--prompt_suffix", "a", "--instruction", "b")
+
+
+def test_prompt_suffix_is_gone(tmp_path):
+    """`prompt_suffix` (the old name of `instruction`) was a one-release shim; it is now an unknown option."""
+    from mmreason.sft.run import make_parser
+
+    with pytest.raises(ValueError, match="prompt_suffix"):
+        make_parser().parse_args_and_config(["--prompt_suffix", "", "--output_dir", str(tmp_path)])
 
 
 def test_grpo_train_files_concatenate(tmp_path):

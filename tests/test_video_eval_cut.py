@@ -7,7 +7,7 @@ import json
 import pytest
 from video_fixtures import read_code, write_coded_mp4
 
-from mmreason.eval.benchmark import Item, Video
+from mmreason.eval.benchmark import Item, VideoInput
 from mmreason.eval.records_eval import RecordsBenchmark
 from mmreason.generation.vision import vision_inputs
 from mmreason.records import load_records
@@ -62,8 +62,8 @@ def test_records_eval_never_sees_the_frame_at_end(tmp_path, kind):
 
 def test_qwen_vl_utils_reader_refuses_a_cut():
     with pytest.raises(ValueError, match="reader='clip'"):
-        Video("a.mp4", start=0.0, end=1.0)
-    assert Video("a.mp4", end=1.0, reader="clip").message_part()["video"].end == 1.0
+        VideoInput("a.mp4", start=0.0, end=1.0)
+    assert VideoInput("a.mp4", end=1.0, reader="clip").message_part()["video"].end == 1.0
 
 
 def test_a_cache_from_before_the_cut_fix_is_refused(tmp_path):

@@ -9,11 +9,11 @@ from video_fixtures import coded_frames, read_code, write_coded_mp4
 from mmreason.errors import RecordError
 from mmreason.records import load_records
 from mmreason.media.video import (
+    load_record_video,
     VideoConfig,
     check_record_videos,
     frames_in_range,
     load_clip,
-    load_record_videos,
     processor_video_kwargs,
     set_video_pixels,
 )
@@ -101,13 +101,17 @@ def test_bad_videos_name_file_line_or_are_counted(tmp_path):
     recs, _ = load_records(jsonl)
     cfg = VideoConfig(video_min_pixels=3136, video_max_pixels=3136)
     with pytest.raises(RecordError) as e:
-        load_record_videos(recs, cfg)
+        load_record_video(recs[1], cfg)
     assert e.value.where == f"{jsonl}:2" and "undecodable video" in e.value.reason
-    loaded, report = load_record_videos(recs, cfg, lenient=True)
-    assert [r.id for r, _ in loaded] == ["r0"] and report.loaded == 1
-    wheres = [s.where for s in report.skipped]
+    assert load_record_video(recs[0], cfg).frames
+    skipped = []
+    for rec in recs[1:]:
+        with pytest.raises(RecordError) as e:
+            load_record_video(rec, cfg)
+        skipped.append(e.value)
+    wheres = [s.where for s in skipped]
     assert wheres == [f"{jsonl}:{n}" for n in (2, 3, 4, 5)]
-    reasons = [s.reason for s in report.skipped]
+    reasons = [s.reason for s in skipped]
     assert "zero frames" in reasons[1] and "zero frames" in reasons[2] and "no frames in [5.0, 6.0)" in reasons[3]
     # the pre-flight check (no frame decoding) finds the same bad records
     kept, checked = check_record_videos(recs, cfg, lenient=True)

@@ -8,7 +8,8 @@ from video_fixtures import write_coded_mp4
 
 from mmreason.prompts import PromptSpec
 from mmreason.records import Record, Video
-from mmreason.sft.video_collator import VideoSFTCollator, build_video_sft_dataset, video_sft_example
+from mmreason.sft.dataset import build_sft_dataset
+from mmreason.sft.video_collator import VideoSFTCollator, video_sft_example
 from mmreason.media.video import VideoConfig
 
 CFG = VideoConfig(video_fps=4.0, video_min_frames=2, video_max_frames=8, video_min_pixels=3136, video_max_pixels=12544)
@@ -117,7 +118,7 @@ def test_prompt_overrides_and_dataset_roundtrip(tmp_path, tiny):
     assert ex["messages"][1]["content"][-1]["text"] == "What happens next?"  # no suffix for NEP records
     assert ex["video"] == {"path": str((tmp_path / "d.mp4").resolve()), "start": 0.0, "end": 3.0}
     img = _image_rec(tmp_path)
-    ds = build_video_sft_dataset([rec, img], PromptSpec(instruction="Answer briefly."))
+    ds = build_sft_dataset([rec, img], PromptSpec(instruction="Answer briefly."))
     collate = VideoSFTCollator(processor, CFG)
     from_ds = collate([ds[0], ds[1]])
     direct = collate([ex, video_sft_example(img, PromptSpec(instruction="Answer briefly."))])
@@ -138,7 +139,7 @@ def test_bad_video_names_the_record(tmp_path, tiny):
 
 
 def test_one_sft_trainer_step_with_the_collator(tmp_path, tiny_model_dir):
-    """The wiring `mmreason sft` needs: the dataset of `build_video_sft_dataset`, `data_collator=
+    """The wiring `mmreason sft` needs: the dataset of `build_sft_dataset`, `data_collator=
     VideoSFTCollator(processor, video_cfg)` and `remove_unused_columns=False` (TRL keeps only its
     image columns otherwise and drops 'video')."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -147,7 +148,7 @@ def test_one_sft_trainer_step_with_the_collator(tmp_path, tiny_model_dir):
     processor = AutoProcessor.from_pretrained(tiny_model_dir)
     model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
     recs = [_video_rec(tmp_path, "s1", tint=0, end=2.0), _image_rec(tmp_path), _video_rec(tmp_path, "s2", tint=200)]
-    ds = build_video_sft_dataset(recs)
+    ds = build_sft_dataset(recs)
     seen = []
     collate = VideoSFTCollator(processor, CFG)
 

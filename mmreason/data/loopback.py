@@ -35,13 +35,6 @@ def last_user_text(body: dict) -> str:
     return ""
 
 
-def count_images(body: dict) -> int:
-    return sum(
-        1 for m in body.get("messages", []) if isinstance(m.get("content"), list)
-        for p in m["content"] if p.get("type") == "image_url"
-    )
-
-
 class LoopbackServer:
     def __init__(self, script: Callable[[dict], Scripted], latency: float = 0.0, api_key: str | None = None):
         self.script = script

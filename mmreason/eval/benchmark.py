@@ -2,7 +2,7 @@
 
 A benchmark is one class (usually one module) that knows how to
 - `load` its items (from the spec's data folder / annotations file, or the Hub),
-- give each item an `item_id`, its template fields (`prompt_fields`) and its `media` (images, a `Video`),
+- give each item an `item_id`, its template fields (`prompt_fields`) and its `media` (images, a `VideoInput`),
 - `score` a set of predictions (item id -> {"response", ...}) into a scores dict (scores.json),
 - write its report (`report_md`, `charts`, any extra file in `write_report`).
 `mmreason.eval.run` is the one pipeline over it (`eval run` and `eval score`): prompt rendering (jinja2), the
@@ -39,7 +39,7 @@ BUILTIN_MODULES = ("mmreason.eval.records_eval", "mmreason.eval.mathvista", "mmr
 
 
 @dataclass
-class Video:
+class VideoInput:
     """A video input, read by one of two readers:
 
     * `reader="qwen-vl-utils"` (the official evals' reader, e.g. FutureBench): qwen-vl-utils reads the file and
@@ -89,7 +89,7 @@ class Video:
 @dataclass
 class Item:
     """One prompt: chat messages with `{"type": "image"}` / `{"type": "video"}` placeholders, and the media that
-    fill them in order (image paths or PIL images, `Video`s)."""
+    fill them in order (image paths or PIL images, `VideoInput`s)."""
 
     id: str
     messages: list[dict[str, Any]]
@@ -98,8 +98,8 @@ class Item:
     def backend_input(self) -> tuple[list[dict[str, Any]], list[Any]]:
         """(messages, images) for `mmreason.generation`: videos go into their placeholders here, images stay
         for the backend to fill (with the run's pixel bounds)."""
-        videos = [m for m in self.media if isinstance(m, Video)]
-        images = [m for m in self.media if not isinstance(m, Video)]
+        videos = [m for m in self.media if isinstance(m, VideoInput)]
+        images = [m for m in self.media if not isinstance(m, VideoInput)]
         if not videos:
             return self.messages, images
         it = iter(videos)
@@ -186,12 +186,12 @@ class Benchmark(abc.ABC):
         raise NotImplementedError
 
     def media(self, item: Any) -> list[Any]:
-        """Image paths / PIL images and `Video`s, in placeholder order."""
+        """Image paths / PIL images and `VideoInput`s, in placeholder order."""
         return []
 
     def messages(self, text: str, media: list[Any], system: str | None) -> list[dict[str, Any]]:
         """The chat: optional system message, then the user turn (media placeholders, then the text)."""
-        n_images = sum(not isinstance(m, Video) for m in media)
+        n_images = sum(not isinstance(m, VideoInput) for m in media)
         msgs = chat_messages(text, n_images, system)
         n_videos = len(media) - n_images
         if n_videos:

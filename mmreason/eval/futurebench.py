@@ -39,7 +39,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mmreason.eval.benchmark import Benchmark, ScoreOptions, Video, register
+from mmreason.eval.benchmark import Benchmark, ScoreOptions, VideoInput, register
 from mmreason.eval.report import table
 from mmreason.eval.spec import load_spec
 from mmreason.media.video import VideoConfig, clip_config
@@ -302,7 +302,7 @@ class FutureBenchBenchmark(Benchmark):
                 "options": "\n".join(f"{k}. {opts[k]}" for k in "ABCD")}
 
     def media(self, item):
-        return [Video(str(video_file(item, self.video_root)), **self.spec.video_part())]
+        return [VideoInput(str(video_file(item, self.video_root)), **self.spec.video_part())]
 
     def score(self, predictions, items, opts: ScoreOptions):
         responses = {k: (v or {}).get("response") for k, v in predictions.items()}

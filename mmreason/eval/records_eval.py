@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from mmreason.eval.benchmark import Benchmark, ScoreOptions, Video, register
+from mmreason.eval.benchmark import Benchmark, ScoreOptions, VideoInput, register
 from mmreason.eval.report import hbar_chart, table
 from mmreason.eval.run import run_benchmark
 from mmreason.eval.spec import BenchmarkSpec
@@ -115,7 +115,7 @@ class RecordsBenchmark(Benchmark):
         media: list[Any] = [str(p) for p in item.image_paths()]
         if item.video is not None:
             # the training loader (half-open cut, frame lists / folders): evaluated as trained
-            media.append(Video(str(item.video_path()), start=item.video.start, end=item.video.end, reader="clip",
+            media.append(VideoInput(str(item.video_path()), start=item.video.start, end=item.video.end, reader="clip",
                                **self.spec.video_part()))
         return media
 

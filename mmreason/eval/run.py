@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from mmreason.eval.benchmark import Benchmark, Item, ScoreOptions, Video, resolve
+from mmreason.eval.benchmark import Benchmark, Item, ScoreOptions, VideoInput, resolve
 from mmreason.eval.cache import PredictionCache, generation_identity, weights_stamp
 from mmreason.eval.prompting import EvalPrompt, eval_prompt
 from mmreason.eval.report import write_json, write_outputs
@@ -77,7 +77,7 @@ def check_media(bench: Benchmark, items: list[Item]) -> None:
     corrupt = []
     for it in items:
         for i, m in enumerate(it.media):
-            kind, path = ("video", m.path) if isinstance(m, Video) else ("image", m)
+            kind, path = ("video", m.path) if isinstance(m, VideoInput) else ("image", m)
             if not isinstance(path, (str, Path)):
                 continue  # a decoded (Hub) image
             if not (Path(path).exists() if kind == "video" else Path(path).is_file()):  # a frames folder is a video

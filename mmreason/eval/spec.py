@@ -87,7 +87,7 @@ class BenchmarkSpec:
         return p
 
     def video_part(self) -> dict[str, Any]:
-        """The spec's video settings as `mmreason.eval.benchmark.Video` keyword arguments (unset ones left out)."""
+        """The spec's video settings as `mmreason.eval.benchmark.VideoInput` keyword arguments (unset ones left out)."""
         pairs = (("fps", self.video_fps), ("max_frames", self.video_max_frames), ("min_pixels", self.video_min_pixels),
                  ("max_pixels", self.video_max_pixels), ("total_pixels", self.video_total_pixels))
         return {k: v for k, v in pairs if v is not None}

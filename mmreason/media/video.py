@@ -348,26 +348,6 @@ def check_record_videos(records: list[Record], cfg: VideoConfig, lenient: bool =
     return out, report
 
 
-def load_record_videos(
-    records: list[Record], cfg: VideoConfig, lenient: bool = False
-) -> tuple[list[tuple[Record, VideoClip]], VideoLoadReport]:
-    """Load every record's clip. Strict: the first bad video raises. Lenient: it is skipped and counted."""
-    report = VideoLoadReport()
-    out = []
-    for rec in records:
-        try:
-            clip = load_record_video(rec, cfg)
-        except RecordError as e:
-            if not lenient:
-                raise
-            logger.warning("skipping %s", e)
-            report.skipped.append(e)
-            continue
-        out.append((rec, clip))
-        report.loaded += 1
-    return out, report
-
-
 def set_video_pixels(processor, min_pixels: int, max_pixels: int) -> None:
     """Bound the processor's own video resize to [min_pixels, max_pixels] so it keeps our frame size
     (its defaults would upscale small frames, docs/STACK.md)."""

@@ -64,7 +64,6 @@ class SFTScriptArguments(PromptArguments):
     )
 
     def __post_init__(self):
-        super().__post_init__()
         if not 0.0 <= self.eval_split_ratio < 1.0:
             raise ValueError(f"eval_split_ratio must be in [0, 1), got {self.eval_split_ratio}")
         if self.eval_split_ratio and self.eval_file:

@@ -57,13 +57,6 @@ def video_sft_example(rec: Record, spec: PromptSpec | None = None) -> dict[str, 
     }
 
 
-def build_video_sft_dataset(records: list[Record], spec: PromptSpec | None = None):
-    """A `datasets.Dataset` of `video_sft_example` rows (image, video and text records together)."""
-    from datasets import Dataset
-
-    return Dataset.from_list([video_sft_example(r, spec) for r in records])
-
-
 def _plain(content: Any) -> list[dict]:
     """Message content back from Arrow (which adds null keys to every part) to the template's shape."""
     if isinstance(content, str):
