@@ -10,11 +10,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.smoke import size
+
 # The full benchmark data when $MMREASON_BENCHMARKS names it, else the test fixtures' small copy.
 DATA = Path(os.environ.get("MMREASON_BENCHMARKS") or Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "benchmarks")
 
 
-def _best(fn, repeat=3):
+def _best(fn, repeat=size(3, 1)):
     best = float("inf")
     out = None
     for _ in range(repeat):
@@ -65,7 +67,7 @@ def bench_generation() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         model = build_tiny_model(Path(tmp) / "tiny", size="tiny", seed=0)
-        n = int(os.environ.get("BENCH_EVAL_WEMATH_N", "60"))  # 1740 = the full testmini
+        n = int(os.environ.get("BENCH_EVAL_WEMATH_N", size("60", "4")))  # 1740 = the full testmini
         s = run_benchmark(str(model), "wemath", Path(tmp) / "out", data_dir=str(DATA / "wemath"), limit=n,
                           batch_size=16, max_new_tokens=32, temperature=0.0, progress=False)
         g = s["generation"]

@@ -33,11 +33,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.smoke import SMOKE, size
+
 QWEN_VOCAB = 151_936
 MODES = ("stock", "clip_cov", "kl_cov")
 # the interleaved run: name -> mode; stock_aa is a second stock TRL, whose ratio to stock is the noise floor
 TRAINERS = {"stock": "stock", "stock_aa": "stock", "clip_cov": "clip_cov", "kl_cov": "kl_cov"}
-LOSS_REPS = int(os.environ.get("BENCH_GRPO_LOSS_REPS", "40"))
+LOSS_REPS = int(os.environ.get("BENCH_GRPO_LOSS_REPS", size("40", "4")))
 CYCLE = 2  # steps_per_generation: a generation cycle is one generating step and one from the buffer
 GOAL = 0.02  # stop the interleaved rounds once the 95% interval of the median ratio is within +-2%
 # per model: prompts x completions per step, completion length; interleaved whole steps: warm-up rounds (not
@@ -52,6 +54,9 @@ SHAPES = {
     f"Qwen vocab {QWEN_VOCAB}": dict(batch=4, length=8, warmup_rounds=1, min_rounds=8, max_rounds=100,
                                      budget_s=600 * _budget, warmup=2, steps=2),
 }
+if SMOKE:  # the tiny model only, two rounds of the smallest batch
+    SHAPES = {"tiny vocab": dict(batch=4, length=4, warmup_rounds=1, min_rounds=2, max_rounds=2, budget_s=60,
+                                 warmup=2, steps=2)}
 
 
 def _build(tmp: Path) -> dict[str, Path]:
@@ -61,6 +66,8 @@ def _build(tmp: Path) -> dict[str, Path]:
     from mmreason.tiny import build_tiny_model
 
     small = build_tiny_model(tmp / "tiny", "tiny", seed=0)
+    if SMOKE:
+        return {"tiny vocab": small, "data": write_records(tmp / "data")}
     config = Qwen2_5_VLConfig.from_pretrained(small)
     config.text_config.vocab_size = QWEN_VOCAB
     torch.manual_seed(0)
@@ -308,6 +315,8 @@ def _interval(ours: list, base: list, key: str) -> tuple[float, float, float, fl
 
 
 def _run(spec: dict, flag: str) -> dict:
+    if SMOKE:  # in-process: one torch/TRL start-up instead of one per worker (the numbers mean nothing here)
+        return WORKERS[flag](spec)
     # One thread per worker: on a shared 2-core machine, OpenMP threads of concurrent jobs spin against each
     # other and make small-op timings swing 10x; a single thread is much less sensitive.
     env = dict(os.environ, MMREASON_OFFLINE="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
@@ -432,7 +441,7 @@ def main(profile: bool = False) -> None:
             hooks = _run(dict(spec, reps=reps, out=str(Path(tmp) / "out_loss")), "--loss-worker")
             sep = {m: _run(dict(spec, mode=m, out=str(Path(tmp) / f"out_{m}")), "--worker") for m in MODES}
             table[label] = report(label, inter, hooks, sep, reps)
-            raw = Path("runs/bench") / f"grpo_{label.replace(' ', '_')}.json"
+            raw = (Path(tmp) if SMOKE else Path("runs/bench")) / f"grpo_{label.replace(' ', '_')}.json"
             raw.parent.mkdir(parents=True, exist_ok=True)
             raw.write_text(json.dumps({"interleaved": {k: v for k, v in inter.items() if k != "profile"},
                                        "own_s": {m: p["own_s"] for m, p in inter["profile"].items()},

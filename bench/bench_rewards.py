@@ -14,6 +14,8 @@ import logging
 import random
 import time
 
+from bench.smoke import size
+
 
 def make_cases(n: int, seed: int = 0):
     rng = random.Random(seed)
@@ -78,7 +80,8 @@ def main() -> None:
     original = verifiable.verify_many
     naive(make_cases(7))  # sympy warm-up for the baseline
     try:
-        for data, cases in (("unique completions", make_cases(280)), ("GRPO-like groups of 10", make_groups(28))):
+        for data, cases in (("unique completions", make_cases(size(280, 14))),
+                            ("GRPO-like groups of 10", make_groups(size(28, 2)))):
             for label, fast in (("pool + fast path + cache", True), ("pool + in-batch dedupe only", False)):
                 pool = VerifyPool(timeout=10.0, fast_path=fast, cache_size=8192 if fast else 0)
                 t = time.perf_counter(); pool.verify_many([("1/2", "0.5", "text", None, None)])

@@ -11,8 +11,11 @@ import tempfile
 import time
 from pathlib import Path
 
-BATCH = 16
-N_BATCHES = 15
+from bench.smoke import size
+
+BATCH = size(16, 4)
+N_BATCHES = size(15, 2)
+STEPS = size(10, 4)  # the median skips the first two steps
 
 
 def _pipeline_seconds(ds, collator) -> float:
@@ -22,14 +25,14 @@ def _pipeline_seconds(ds, collator) -> float:
     return (time.perf_counter() - t) / N_BATCHES
 
 
-def _step_seconds(model_dir: Path, data: Path, out: Path, steps: int = 10) -> float:
+def _step_seconds(model_dir: Path, data: Path, out: Path, steps: int = STEPS) -> float:
     from transformers import TrainerCallback
     from trl import SFTTrainer
 
     from mmreason.sft.dataset import build_sft_dataset, load_sft_records
     from mmreason.sft.run import load_model_and_processor, make_parser
 
-    s, t, m = make_parser().parse_args_and_config([
+    s, t, m, _video = make_parser().parse_args_and_config([
         "--model_name_or_path", str(model_dir), "--train_files", str(data / "train.jsonl"),
         "--output_dir", str(out), "--per_device_train_batch_size", str(BATCH), "--max_steps", str(steps),
         "--activation_checkpointing", "false", "--save_strategy", "no", "--logging_steps", "1000",
@@ -73,7 +76,7 @@ def main() -> None:
         ours_ds = build_sft_dataset(recs)
         base_ds = ours_ds.cast_column("images", Sequence(Image()))
         ours, base = [], []
-        for _ in range(3):  # alternate, keep the best of each, to even out load from other processes
+        for _ in range(size(3, 1)):  # alternate, keep the best of each, to even out load from other processes
             ours.append(_pipeline_seconds(ours_ds, collator))
             base.append(_pipeline_seconds(base_ds, collator))
         o, b = min(ours), min(base)

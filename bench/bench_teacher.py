@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.smoke import size
+
 LATENCY = 0.05
 SERVER = """
 import sys, time
@@ -64,16 +66,16 @@ def main() -> None:
         # saturation point of this machine: the same server and client with no latency at all
         proc, url = _server(0.0)
         try:
-            cap = 1 / _throughput(url, image, 32, 320)
+            cap = 1 / _throughput(url, image, 32, size(320, 32))
         finally:
             _stop(proc)
         print(f"teacher_loopback_capacity: {cap:.0f} requests/s with zero latency (client + server on this machine)")
         server, url = _server(LATENCY)
         try:
-            base = _throughput(url, image, 1, 30)
+            base = _throughput(url, image, 1, size(30, 4))
             print(f"teacher_sequential: {base:.4f} s/request at {LATENCY * 1000:.0f} ms server latency")
             for c in (8, 32):
-                per = _throughput(url, image, c, 10 * c)
+                per = _throughput(url, image, c, size(10, 2) * c)
                 ratio = base / per
                 saturated = c / base > 0.8 * cap
                 print(f"teacher_concurrency_{c}: ours {per:.4f} s/request, baseline {base:.4f} s/request, "

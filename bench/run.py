@@ -1,5 +1,6 @@
 """`make bench`: run every bench/bench_*.py (or those named on the command line) in turn;
-`make bench ARGS="--profile [bench_grpo]"` also prints the profiles the benches offer.
+`make bench ARGS="--profile [bench_grpo]"` also prints the profiles the benches offer; `--smoke` runs each on
+its smallest sizes (seconds; the numbers mean nothing: `tests/test_bench_smoke.py` runs every bench this way).
 
 Benchmarks measure speed and memory side by side in one run and print ratios;
 they are not tests and assert nothing about absolute times."""
@@ -21,9 +22,11 @@ def main(argv: list[str]) -> int:
     offline_defaults()
     if "--profile" in argv:  # benches that can profile themselves print a profile too (bench_grpo)
         os.environ["BENCH_PROFILE"] = "1"
-    unknown = [a for a in argv if a.startswith("-") and a != "--profile"]
+    if "--smoke" in argv:  # read by bench.smoke when the benches (and their worker processes) import it
+        os.environ["BENCH_SMOKE"] = "1"
+    unknown = [a for a in argv if a.startswith("-") and a not in ("--profile", "--smoke")]
     if unknown:
-        print(f"unknown option(s) {unknown}; usage: python -m bench.run [--profile] [bench_name ...]")
+        print(f"unknown option(s) {unknown}; usage: python -m bench.run [--profile] [--smoke] [bench_name ...]")
         return 2
     argv = [a for a in argv if not a.startswith("-")]
     names = argv or sorted(p.stem for p in Path(__file__).parent.glob("bench_*.py"))

@@ -107,7 +107,7 @@ def test_combine():
     assert combine([]).label == INCONCLUSIVE
 
 
-# ---------------------------------------------------------------- paired comparison of two evals (papers.paired)
+# ---------------------------------------------------------------- paired comparison of two evals (eval.paired)
 
 
 def test_compare_items_overall_and_per_group_and_readings():

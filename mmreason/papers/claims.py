@@ -27,7 +27,7 @@ from mmreason.verify import extract_boxed
 
 REPO = demo.REPO
 UNSUPERVISED_CONFIG = REPO / "configs" / "grpo" / "tiny_unsupervised.yaml"
-PROBE = "mmreason.papers.probes.pseudo_label_by_source"
+PROBE = "mmreason.papers.probes:pseudo_label_by_source"
 
 
 class Context:
