@@ -79,7 +79,7 @@ def transport_failed(entry: dict) -> bool:
     return entry["status"] == "dropped" and bool(entry["samples"]) and set(entry["samples"]) <= TRANSPORT_FAILURES
 
 
-def _safe(s: str) -> str:
+def safe_filename(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", s)
 
 
@@ -220,7 +220,7 @@ class Builder:
             elif self.r.output.copy_images:
                 self.images_dir.mkdir(parents=True, exist_ok=True)
                 tag = hashlib.sha256(rec.id.encode()).hexdigest()[:6]  # distinct ids never share a file name
-                dst = self.images_dir / f"{_safe(rec.id)}-{tag}-{j}{src.suffix.lower() or '.png'}"
+                dst = self.images_dir / f"{safe_filename(rec.id)}-{tag}-{j}{src.suffix.lower() or '.png'}"
                 if not dst.exists():
                     tmp = dst.with_name(dst.name + ".tmp")
                     shutil.copyfile(src_abs, tmp)

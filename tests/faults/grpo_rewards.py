@@ -1,4 +1,4 @@
-"""The GRPO kill test's reward (imported by its dotted name `grpo_rewards.token_sum`, in the pytest process and
+"""The GRPO kill test's reward (imported as `grpo_rewards:token_sum`, in the pytest process and
 in the killed subprocess, whose script folder is this one): a function of the completion's tokens, so two runs
 end with equal weights only if they generated the same completions."""
 

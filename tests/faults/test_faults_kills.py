@@ -114,7 +114,7 @@ def _grpo_argv(model, data, out):
     generation window (the buffered rollouts must come from the checkpoint). The reward is a function of the
     completion tokens (grpo_rewards.py): equal weights at the end mean equal generations on the way."""
     return ["--model_name_or_path", str(model), "--train_files", str(data / "train.jsonl"), "--output_dir", str(out),
-            "--reward_funcs", "grpo_rewards.token_sum", "--per_device_train_batch_size", "4", "--num_generations",
+            "--reward_funcs", "grpo_rewards:token_sum", "--per_device_train_batch_size", "4", "--num_generations",
             "4", "--steps_per_generation", "2", "--max_completion_length", "6", "--max_steps", str(GRPO_STEPS),
             "--learning_rate", "1e-2", "--save_strategy", "steps", "--save_steps", "1", "--logging_steps", "1",
             "--bf16", "false", "--gradient_checkpointing", "false", "--seed", "0", "--resume_from_checkpoint",
