@@ -100,3 +100,32 @@ def test_paired_section_on_fixed_evals():
     # a pair whose evals cover different questions is refused, naming both rows
     with pytest.raises(ValueError, match="base and SFT"):
         paired_section([(BASE, base), (SFT, {"per_item": dict(list(sft["per_item"].items())[1:])})], [(BASE, SFT)], groups)
+
+
+def test_stage_runner_reuses_a_finished_stage_full_or_adapter(tmp_path):
+    """The runner both demos and the papers share: a stage folder holding full weights or a LoRA adapter is reused
+    when made with the same argv, refused when made with other settings; a failing stage stops the demo."""
+    import pytest
+
+    from mmreason.demos.runner import run_stage
+
+    calls = []
+
+    def stage(weights):
+        def main(argv):
+            calls.append(argv)
+            (tmp_path / weights.split(".")[0]).mkdir(exist_ok=True)
+            (tmp_path / weights.split(".")[0] / weights).write_text("stub")
+            return 0
+
+        return main
+
+    for weights in ("model.safetensors", "adapter_model.safetensors"):
+        dst = tmp_path / weights.split(".")[0]
+        assert run_stage("SFT", stage(weights), ["--a", "1"], dst) == dst
+        assert run_stage("SFT", stage(weights), ["--a", "1"], dst) == dst  # reused: not run again
+        with pytest.raises(SystemExit, match="made with other settings"):
+            run_stage("SFT", stage(weights), ["--a", "2"], dst)
+    assert calls == [["--a", "1"], ["--a", "1"]]
+    with pytest.raises(SystemExit, match="the GRPO stage failed"):
+        run_stage("GRPO", lambda argv: 1, [], tmp_path / "grpo")
