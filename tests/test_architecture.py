@@ -16,7 +16,7 @@ PKG = Path(__file__).resolve().parents[1] / "mmreason"
 LAYERS = (
     ("schema", "peers", ("__init__", "errors", "prompts", "plugins", "jsonl", "usage", "offline", "env")),
     ("media", "peers", ("media",)),
-    ("records", "peers", ("records",)),
+    ("records", "peers", ("records", "chat")),
     ("formats", "peers", ("formats",)),
     ("model", "peers", ("modeling", "resume", "distributed", "vision_sync", "tiny", "export")),
     ("services", "ordered", ("verify", "generation", "rewards")),
@@ -185,9 +185,10 @@ def test_no_private_names_across_modules():
 
 
 def test_layers_table_names_real_parts():
-    """A part in LAYERS that no longer exists is a stale table (formats/ may not have landed yet)."""
+    """A part in LAYERS that no longer exists is a stale table (formats/ and chat.py, built on other branches, may
+    not have landed yet)."""
     present = {p.stem if p.is_file() else p.name for p in PKG.iterdir() if p.suffix == ".py" or (p / "__init__.py").is_file()}
-    stale = [part for _, _, parts in LAYERS for part in parts if part not in present and part != "formats"]
+    stale = [part for _, _, parts in LAYERS for part in parts if part not in present and part not in ("formats", "chat")]
     assert not stale, f"LAYERS names parts that do not exist: {stale}"
 
 
