@@ -191,11 +191,13 @@ class Benchmark(abc.ABC):
 
     def messages(self, text: str, media: list[Any], system: str | None) -> list[dict[str, Any]]:
         """The chat: optional system message, then the user turn (media placeholders, then the text)."""
-        from mmreason.records import chat_messages
+        from mmreason.chat import chat_messages
 
         n_images = sum(not isinstance(m, Video) for m in media)
-        msgs = chat_messages(text, n_images, system)
         n_videos = len(media) - n_images
+        if n_videos == 1 or "<video>" not in text:  # placeholders placed where they stand (mmreason.chat)
+            return chat_messages(text, n_images, system, video=n_videos == 1)
+        msgs = chat_messages(text, n_images, system)
         if n_videos:
             user = msgs[-1]["content"]
             msgs[-1]["content"] = user[:n_images] + [{"type": "video"} for _ in range(n_videos)] + user[n_images:]

@@ -200,7 +200,8 @@ def sample_answers(ctx: Context, ids: list[str], g: int, temperature: float, top
     """G sampled responses per held-out question from the SFT checkpoint (cached in `cache` by settings)."""
     from mmreason.generation import GenerationSettings
     from mmreason.generation.backends import HFBackend
-    from mmreason.records import BOXED_SUFFIX, prompt_messages
+    from mmreason.chat import prompt_messages
+    from mmreason.records import BOXED_SUFFIX
 
     key = {"model": str(ctx.sft), "ids": ids, "g": g, "temperature": temperature, "top_p": top_p, "seed": seed,
            "max_new_tokens": ctx.args.max_new_tokens}

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from mmreason.prompts import PromptSpec
-from mmreason.records import Record, RecordError, prompt_messages
+from mmreason.chat import prompt_messages
+from mmreason.records import Record, RecordError
 from mmreason.video.media import NEP_SFT_VIDEO, VideoConfig, load_clip, processor_video_kwargs, set_video_pixels
 
 

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Callable
 
 from mmreason.data.teachers import ChatRequest, Reply, Teacher, image_part, text_part
 from mmreason.prompts import render
-from mmreason.records import LETTERS, Record, question_text
+from mmreason.chat import question_text
+from mmreason.records import LETTERS, Record
 from mmreason.verify import boxed_regions, extract_boxed
 
 if TYPE_CHECKING:
