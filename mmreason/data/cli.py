@@ -10,6 +10,7 @@ from mmreason.subcommands import dispatch
 SUBCOMMANDS = {
     "synth": ("mmreason.data.synth", "main", "render synthetic verifiable visual tasks to records"),
     "build": ("mmreason.data.build", "main", "build a cold-start CoT set from a recipe and a teacher"),
+    "convert": ("mmreason.data.convert", "main", "write any released data layout as records JSONL + media + stats"),
 }
 
 
