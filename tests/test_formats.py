@@ -248,3 +248,51 @@ def test_eval_run_reads_a_released_layout(tiny_model_dir, layouts, tmp_path):
                       "--max-new-tokens", "4", "--no-progress"]) == 0
     scores = json.loads((out / "scores.json").read_text())
     assert scores["total"] == 3
+
+
+@pytest.fixture(scope="module")
+def nep_layouts(tmp_path_factory):
+    """NEP's two released layouts over the same clips: LLaMA-Factory `video_fp_sft_data` (messages + videos) and
+    the EasyR1 GRPO JSON (video_path + qa), with V1-33K's folder layout."""
+    from video_fixtures import write_coded_mp4
+
+    d = tmp_path_factory.mktemp("nep_layouts")
+    root = d / "V1-33K" / "first_part_video"
+    for i in range(3):
+        write_coded_mp4(root / "cat" / f"clip{i}.mp4", n=8, fps=8)
+    sft = [{"messages": [{"role": "user", "content": "<video>What will happen next?"},
+                         {"role": "assistant", "content": f"The ball rolls left {i}."}],
+            "videos": [str(root / "cat" / f"clip{i}.mp4")]} for i in range(3)]
+    (d / "video_fp_sft_data.json").write_text(json.dumps(sft))
+    grpo = [{"video_path": f"video_dataset/cat/clip{i}.mp4",
+             "qa": {"Question": f"What next {i}?", "Options": {k: f"{k} {i}" for k in "ABCD"}, "Answer": "ABCD"[i]}}
+            for i in range(3)]
+    (d / "nep_grpo.json").write_text(json.dumps(grpo))
+    return d, root
+
+
+def test_nep_layouts_read_as_released_and_match_nep_build(nep_layouts, tmp_path):
+    from mmreason.video.nep import build
+
+    d, root = nep_layouts
+    sft = _read(d / "video_fp_sft_data.json")
+    assert [(r.question, r.solution, r.video_path()) for r in sft] == [
+        ("<video>What will happen next?", f"The ball rolls left {i}.", root / "cat" / f"clip{i}.mp4") for i in range(3)]
+    assert [p["type"] for p in prompt_messages(sft[0], suffix=None)[-1]["content"]] == ["video", "text"]
+    grpo = _read(d / "nep_grpo.json", media_dir=str(root))
+    build(str(d / "nep_grpo.json"), str(root), "mcq", str(tmp_path / "mcq"), probe_video=False)
+    built, _ = load_records(tmp_path / "mcq" / "mcq.jsonl")
+    assert [(r.question, r.choices, r.answer, r.answer_type, r.video_path().resolve()) for r in grpo] == [
+        (r.question, r.choices, r.answer, r.answer_type, r.video_path().resolve()) for r in built]
+
+
+def test_sft_step_on_nep_video_fp_sft_data(tiny_model_dir, nep_layouts, tmp_path):
+    from mmreason.cli import main
+
+    d, _ = nep_layouts
+    out = tmp_path / "sft"
+    assert main(["sft", "--model_name_or_path", str(tiny_model_dir), "--output_dir", str(out), "--train_files",
+                 str(d / "video_fp_sft_data.json"), "--per_device_train_batch_size", "1", "--max_steps", "1",
+                 "--save_strategy", "no", "--activation_checkpointing", "false", "--report_to", "none",
+                 "--video_max_frames", "4", "--video_max_pixels", "3136", "--video_min_pixels", "784"]) == 0
+    assert json.loads((out / "sft_data_report.json").read_text())["loaded"] == 3

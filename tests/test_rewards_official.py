@@ -9,12 +9,10 @@ Counter.most_common(1) majority of the extract_boxed_content strings)."""
 
 from collections import Counter
 
-import pytest
+import mathruler.grader as mathruler
 
-mathruler = pytest.importorskip("mathruler.grader")
-
-from mmreason.rewards.verifiable import accuracy  # noqa: E402
-from mmreason.rewards.vote import majority_vote  # noqa: E402
+from mmreason.rewards.verifiable import accuracy
+from mmreason.rewards.vote import majority_vote
 
 # (completion, gold): the five cases where mathruler and math-verify disagree, then cases where they agree.
 DISAGREE = [
