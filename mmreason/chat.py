@@ -7,6 +7,7 @@ images (then its video) first."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -65,10 +66,24 @@ def user_message(rec: Record, suffix: str | None = BOXED_SUFFIX, spec: PromptSpe
     return chat_messages(question_text(rec, suffix, spec), len(rec.images), video=rec.video is not None)[0]
 
 
+def record_prompt_spec(rec: Record, spec: PromptSpec | None = None) -> PromptSpec:
+    """The stage's prompt spec with the record's own `metadata.system_prompt` / `metadata.prompt_suffix` on top
+    (NEP records carry them, and released rows with their own system turn: None = the chat template's default
+    system message, "" = no instruction)."""
+    spec = spec or PromptSpec()
+    over = {}
+    if "system_prompt" in rec.metadata:
+        over["system"] = rec.metadata["system_prompt"]
+    if "prompt_suffix" in rec.metadata:
+        over["instruction"] = rec.metadata["prompt_suffix"]
+    return dataclasses.replace(spec, **over) if over else spec
+
+
 def prompt_messages(rec: Record, system: str | None = None, suffix: str | None = BOXED_SUFFIX,
                     spec: PromptSpec | None = None) -> list[dict]:
-    """Chat messages of a record's prompt; with `spec`, `system` and `suffix` are not used."""
-    spec = _spec(system, suffix, spec)
+    """Chat messages of a record's prompt, under the record's own overrides (`record_prompt_spec`); with `spec`,
+    `system` and `suffix` are not used."""
+    spec = record_prompt_spec(rec, _spec(system, suffix, spec))
     try:
         return chat_messages(question_text(rec, spec=spec), len(rec.images), spec.system, video=rec.video is not None)
     except ValueError as e:

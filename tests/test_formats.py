@@ -308,3 +308,22 @@ def test_docs_commands_and_flags_exist(page, monkeypatch):
     shown = {rc.command_path(w) for _, w in rc.mmreason_commands()}
     assert ("data", "convert") in shown
     rc.test_every_mmreason_command_and_flag_exists()
+
+
+def test_a_released_system_turn_is_the_records_system_message(tmp_path):
+    from mmreason.chat import to_sft_example
+
+    (tmp_path / "a.png").write_bytes(_png())
+    rows = [{"messages": [{"role": "system", "content": "You think first."},
+                          {"role": "user", "content": "<image>Q?"}, {"role": "assistant", "content": "A."}],
+             "images": ["a.png"]},
+            {"messages": [{"role": "user", "content": "Q2?"}, {"role": "assistant", "content": "B."},
+                          {"role": "user", "content": "and?"}, {"role": "assistant", "content": "C."}]}]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = LoadReport("m")
+    (rec,) = read_source(tmp_path / "m.jsonl", strict=False, require_answer=False, report=report)
+    assert [s.where for s in report.skipped] == [f"{tmp_path / 'm.jsonl'}:2"]
+    assert "2 user and 2 assistant turns" in report.skipped[0].reason
+    msgs = to_sft_example(rec, system="stage default")["messages"]
+    assert msgs[0] == {"role": "system", "content": [{"type": "text", "text": "You think first."}]}
+    assert [p["type"] for p in msgs[1]["content"]] == ["image", "text"] and msgs[2]["content"][0]["text"] == "A."

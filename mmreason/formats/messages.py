@@ -22,4 +22,4 @@ def to_record(row: dict, ctx: RowContext) -> dict:
     system, question, reply = single_turn([(m["role"], m.get("content")) for m in msgs], ctx.where)
     answer, solution = reply_fields(reply)
     return record(ctx, row, NAME, question, answer, solution, ctx.images(row.get(ctx.options.image_key)),
-                  ctx.video(row.get(ctx.options.video_key)), metadata={"system": system} if system else {})
+                  ctx.video(row.get(ctx.options.video_key)), metadata={"system_prompt": system} if system else {})

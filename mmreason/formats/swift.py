@@ -21,4 +21,4 @@ def to_record(row: dict, ctx: RowContext) -> dict:
     system = row.get("system")
     return record(ctx, row, NAME, ctx.text(row, "query"), answer if "\\boxed" in response else None, response,
                   ctx.images(row.get(ctx.options.image_key)), ctx.video(row.get(ctx.options.video_key)),
-                  metadata={"system": system} if system else {})
+                  metadata={"system_prompt": system} if system else {})

@@ -28,7 +28,7 @@ def to_record(row: dict, ctx: RowContext) -> dict:
     extra = row.get("extra_info") if isinstance(row.get("extra_info"), dict) else {}
     d = record(ctx, row, NAME, question, None if truth is None else str(truth).strip() or None, None,
                ctx.images(row.get(ctx.options.image_key)), None,
-               metadata={k: v for k, v in (("system", system), ("extra_info", extra)) if v})
+               metadata={k: v for k, v in (("system_prompt", system), ("extra_info", extra)) if v})
     if row.get("data_source"):
         d["source"] = f"{NAME}:{row['data_source']}"
         if "id" not in row and extra.get("index") is not None:
