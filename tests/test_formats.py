@@ -327,3 +327,19 @@ def test_a_released_system_turn_is_the_records_system_message(tmp_path):
     msgs = to_sft_example(rec, system="stage default")["messages"]
     assert msgs[0] == {"role": "system", "content": [{"type": "text", "text": "You think first."}]}
     assert [p["type"] for p in msgs[1]["content"]] == ["image", "text"] and msgs[2]["content"][0]["text"] == "A."
+
+
+def test_grpo_step_on_the_nep_easyr1_video_json(tiny_model_dir, nep_layouts, tmp_path):
+    """NEP's EasyR1 GRPO JSON (video_path + qa) trains through --train_files as released: --media_dir is the
+    V1-33K first_part_video folder the official loader joins video_path to."""
+    from mmreason.rl.run import main
+
+    d, root = nep_layouts
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "grpo"
+    assert main(["--config", str(repo / "configs" / "grpo" / "tiny_nep.yaml"), "--model_name_or_path",
+                 str(tiny_model_dir), "--train_files", str(d / "nep_grpo.json"), "--media_dir", str(root),
+                 "--output_dir", str(out), "--per_device_train_batch_size", "4", "--num_generations", "4",
+                 "--max_completion_length", "4", "--max_steps", "1"]) == 0
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 1 and "rewards/answer_letter/mean" in state["log_history"][0]
