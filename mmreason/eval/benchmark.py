@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from mmreason.chat import chat_messages
 from mmreason.eval.report import table
 from mmreason.eval.spec import BenchmarkSpec
 from mmreason.plugins import import_file
@@ -190,15 +191,14 @@ class Benchmark(abc.ABC):
         return []
 
     def messages(self, text: str, media: list[Any], system: str | None) -> list[dict[str, Any]]:
-        """The chat: optional system message, then the user turn (media placeholders, then the text)."""
-        from mmreason.chat import chat_messages
-
+        """The chat: optional system message, then the user turn (`mmreason.chat.chat_messages`: media where the
+        text's placeholders stand, else before the text)."""
         n_images = sum(not isinstance(m, Video) for m in media)
         n_videos = len(media) - n_images
-        if n_videos == 1 or "<video>" not in text:  # placeholders placed where they stand (mmreason.chat)
+        if n_videos <= 1:  # `<image>` / `<video>` placeholders placed where they stand (mmreason.chat)
             return chat_messages(text, n_images, system, video=n_videos == 1)
         msgs = chat_messages(text, n_images, system)
-        if n_videos:
+        if n_videos:  # several videos: after the images
             user = msgs[-1]["content"]
             msgs[-1]["content"] = user[:n_images] + [{"type": "video"} for _ in range(n_videos)] + user[n_images:]
         return msgs
