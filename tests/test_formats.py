@@ -284,6 +284,16 @@ def test_nep_layouts_read_as_released_and_match_nep_build(nep_layouts, tmp_path)
     built, _ = load_records(tmp_path / "mcq" / "mcq.jsonl")
     assert [(r.question, r.choices, r.answer, r.answer_type, r.video_path().resolve()) for r in grpo] == [
         (r.question, r.choices, r.answer, r.answer_type, r.video_path().resolve()) for r in built]
+    # data convert writes the same records (videos referenced where they are), every row accounted for
+    from mmreason.data.convert import convert
+
+    for src, direct, opts in ((d / "nep_grpo.json", grpo, DataFormatArguments(media_dir=str(root))),
+                              (d / "video_fp_sft_data.json", sft, None)):
+        stats = convert([str(src)], tmp_path / src.stem, opts)
+        converted, _ = load_records(tmp_path / src.stem / "records.jsonl", require_answer=False)
+        assert (stats["rows"], stats["written"], stats["rejected"], stats["with_video"]) == (3, 3, 0, 3)
+        assert [(r.id, r.question, r.answer, r.solution, r.video_path()) for r in converted] == [
+            (r.id, r.question, r.answer, r.solution, r.video_path()) for r in direct]
 
 
 def test_sft_step_on_nep_video_fp_sft_data(tiny_model_dir, nep_layouts, tmp_path):
