@@ -353,3 +353,22 @@ def test_grpo_step_on_the_nep_easyr1_video_json(tiny_model_dir, nep_layouts, tmp
                  "--max_completion_length", "4", "--max_steps", "1"]) == 0
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 1 and "rewards/answer_letter/mean" in state["log_history"][0]
+
+
+def test_convert_data_py_output_read_from_where_it_ran(tmp_path, monkeypatch):
+    """RL-with-Cold-Start SFT/convert_data.py writes data/Multimodal-Cold-Start.json whose image paths are relative
+    to the folder it ran in (ms-swift's rule), not to the JSON's folder: both resolve."""
+    sft = tmp_path / "SFT"
+    (sft / "data" / "Multimodal-Cold-Start" / "images").mkdir(parents=True)
+    rows = []
+    for i in range(2):
+        img = f"data/Multimodal-Cold-Start/images/{i}.jpg"
+        Image.new("RGB", (32, 32), "red").save(sft / img, format="JPEG")
+        rows.append({"query": "<image>How many?", "response": COT, "images": [img]})
+    (sft / "data" / "Multimodal-Cold-Start.json").write_text(json.dumps(rows, indent=4))
+    monkeypatch.chdir(sft)
+    recs = _read("data/Multimodal-Cold-Start.json")
+    assert [r.image_paths()[0] for r in recs] == [sft / f"data/Multimodal-Cold-Start/images/{i}.jpg" for i in range(2)]
+    monkeypatch.chdir(tmp_path)  # elsewhere, the paths are not found: the row's error names them
+    with pytest.raises(RecordError, match=r"Multimodal-Cold-Start.json\[0\]: image file not found"):
+        list(read_source(sft / "data" / "Multimodal-Cold-Start.json"))

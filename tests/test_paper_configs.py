@@ -181,6 +181,8 @@ def _sft(size: str) -> Paper:
             "model_name_or_path": (f"Qwen/Qwen2.5-VL-{size.upper()}-Instruct", "qwen2.5vl_sft.sh --model"),
             "use_peft": (False, "--train_type full"),
             "system_prompt": (BOXED, "--system sys_prompt.txt (read as the file's text)"),
+            "train_files": (["WaltonFuture/Multimodal-Cold-Start"],
+                            "convert_data.py: load_dataset('WaltonFuture/Multimodal-Cold-Start', split='train')"),
             "instruction": ("", "the instruction is the system message only"),
             "freeze_vision_tower": (True, "tuner_args.py freeze_vit default True"),
             "freeze_merger": (False, "--freeze_aligner false"),

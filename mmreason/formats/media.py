@@ -16,15 +16,25 @@ from mmreason.images import cache_dir
 from mmreason.records import RecordError, resolve_media
 
 
+def resolve(path: str, base_dir: str | os.PathLike) -> Path:
+    """A relative media path against `base_dir` (the media folder: LLaMA-Factory's and EasyR1's rule); when nothing
+    is there but the path exists from the working directory, that one (ms-swift's rule: RL-with-Cold-Start's
+    convert_data.py writes paths relative to where it ran)."""
+    p = resolve_media(path, base_dir)
+    if not p.exists() and not Path(path).is_absolute() and Path(path).exists():
+        return Path(os.path.abspath(path))
+    return p
+
+
 def image_path(value: Any, where: str, base_dir: str | os.PathLike) -> str:
     """An absolute path for one image value of a row."""
     if isinstance(value, str) and value:
-        return str(resolve_media(value, base_dir))
+        return str(resolve(value, base_dir))
     if isinstance(value, dict):
         if value.get("bytes"):
             return str(store_bytes(value["bytes"]))
         if isinstance(value.get("path"), str) and value["path"]:
-            return str(resolve_media(value["path"], base_dir))
+            return str(resolve(value["path"], base_dir))
     if isinstance(value, (bytes, bytearray)) and value:
         return str(store_bytes(bytes(value)))
     if hasattr(value, "save"):  # a PIL image
@@ -53,7 +63,7 @@ def video_path(value: Any, where: str, base_dir: str | os.PathLike) -> str | Non
         v = v.get("path")
     if not isinstance(v, str) or not v:
         raise RecordError(where, f"a video must be a path string, got {type(v).__name__}")
-    return str(resolve_media(v, base_dir))
+    return str(resolve(v, base_dir))
 
 
 def _suffix(raw: bytes) -> str:
