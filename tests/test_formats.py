@@ -372,3 +372,16 @@ def test_convert_data_py_output_read_from_where_it_ran(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # elsewhere, the paths are not found: the row's error names them
     with pytest.raises(RecordError, match=r"Multimodal-Cold-Start.json\[0\]: image file not found"):
         list(read_source(sft / "data" / "Multimodal-Cold-Start.json"))
+
+
+def test_a_downloaded_hub_folder_reads_its_train_split_unless_told(tmp_path):
+    """A folder as `huggingface-cli download` leaves it (data/<split>-0000x-of-0000y.parquet): `train` by default,
+    `folder@test` the other split, as EasyR1 reads `data_dir` with `split`."""
+    rows = lambda split: [{"problem": f"<image>{split} {i}?", "answer": str(i),  # noqa: E731
+                           "images": [{"bytes": _png(), "path": None}]} for i in range(2)]
+    (tmp_path / "geo" / "data").mkdir(parents=True)
+    _arrow_images(rows("train")).to_parquet(str(tmp_path / "geo" / "data" / "train-00000-of-00001.parquet"))
+    _arrow_images(rows("test")[:1]).to_parquet(str(tmp_path / "geo" / "data" / "test-00000-of-00001.parquet"))
+    assert [r.question for r in _read(tmp_path / "geo")] == ["<image>train 0?", "<image>train 1?"]
+    test = _read(f"{tmp_path / 'geo'}@test")
+    assert [(r.id, r.question) for r in test] == [("geo_test-000000", "<image>test 0?")]

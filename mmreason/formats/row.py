@@ -48,8 +48,11 @@ class RowContext:
 
 
 def id_prefix(name: str) -> str:
-    base = Path(str(name).split("@")[0].rstrip("/")).name
+    """The file or dataset name (`Multimodal-RL-Data`, `cold_start`), with its split unless it is `train`."""
+    path, _, split = str(name).partition("@")
+    base = Path(path.rstrip("/")).name
     stem = base.rsplit(".", 1)[0] if "." in base else base
+    stem += f"_{split}" if split and split != "train" else ""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", stem) or "data"
 
 

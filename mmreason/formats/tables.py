@@ -33,8 +33,12 @@ class Table:
 
 
 def open_table(spec: str | os.PathLike, split: str = "train") -> Table:
+    """`spec` may end in `@split` (a Hub id, a parquet folder or a save_to_disk DatasetDict: default `split`)."""
     spec = str(spec)
     p = Path(spec).expanduser()
+    if "@" in spec and not p.exists() and Path(spec.rsplit("@", 1)[0]).expanduser().exists():
+        spec, split = spec.rsplit("@", 1)
+        p = Path(spec).expanduser()
     if p.is_file():
         if p.suffix == ".parquet":
             return _arrow(spec, "parquet", p.parent, lambda ds: ds.load_dataset("parquet", data_files=[str(p)],
@@ -43,10 +47,8 @@ def open_table(spec: str | os.PathLike, split: str = "train") -> Table:
     if p.is_dir():
         if any((p / m).exists() for m in SAVE_TO_DISK_MARKERS):
             return _arrow(spec, "save_to_disk", p, lambda ds: _pick(ds.load_from_disk(str(p)), split, spec), p)
-        shards = sorted(p.rglob("*.parquet"))
-        if shards:
-            return _arrow(spec, "parquet", p, lambda ds: ds.load_dataset(
-                "parquet", data_files=[str(s) for s in shards], split="train"), p)
+        if any(p.rglob("*.parquet")):  # a downloaded Hub folder: splits from the shard names, as EasyR1 reads it
+            return _arrow(spec, "parquet", p, lambda ds: ds.load_dataset("parquet", data_dir=str(p), split=split), p)
         raise FileNotFoundError(f"{spec}: a folder without parquet shards or a `save_to_disk` dataset "
                                 f"({', '.join(SAVE_TO_DISK_MARKERS)})")
     if HUB_ID.match(spec) and not spec.endswith((".json", ".jsonl", ".parquet")):
