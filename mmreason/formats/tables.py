@@ -34,7 +34,7 @@ class Table:
 
 def open_table(spec: str | os.PathLike, split: str = "train") -> Table:
     """`spec` may end in `@split` (a Hub id, a parquet folder or a save_to_disk DatasetDict: default `split`)."""
-    spec = str(spec)
+    label = spec = str(spec)  # `label` names the rows (`label[i]`) and the derived ids: the split stays in it
     p = Path(spec).expanduser()
     if "@" in spec and not p.exists() and Path(spec.rsplit("@", 1)[0]).expanduser().exists():
         spec, split = spec.rsplit("@", 1)
@@ -46,9 +46,9 @@ def open_table(spec: str | os.PathLike, split: str = "train") -> Table:
         return _json_file(p)
     if p.is_dir():
         if any((p / m).exists() for m in SAVE_TO_DISK_MARKERS):
-            return _arrow(spec, "save_to_disk", p, lambda ds: _pick(ds.load_from_disk(str(p)), split, spec), p)
+            return _arrow(label, "save_to_disk", p, lambda ds: _pick(ds.load_from_disk(str(p)), split, spec), p)
         if any(p.rglob("*.parquet")):  # a downloaded Hub folder: splits from the shard names, as EasyR1 reads it
-            return _arrow(spec, "parquet", p, lambda ds: ds.load_dataset("parquet", data_dir=str(p), split=split), p)
+            return _arrow(label, "parquet", p, lambda ds: ds.load_dataset("parquet", data_dir=str(p), split=split), p)
         raise FileNotFoundError(f"{spec}: a folder without parquet shards or a `save_to_disk` dataset "
                                 f"({', '.join(SAVE_TO_DISK_MARKERS)})")
     if HUB_ID.match(spec) and not spec.endswith((".json", ".jsonl", ".parquet")):
