@@ -9,6 +9,8 @@ Counter.most_common(1) majority of the extract_boxed_content strings)."""
 
 from collections import Counter
 
+import pytest
+
 import mathruler.grader as mathruler
 
 from mmreason.rewards.verifiable import accuracy
@@ -54,7 +56,14 @@ def test_official_mode_equals_mathruler_on_the_crafted_set():
 def test_official_mode_keeps_label_free_rows_not_applicable_and_rejects_unknown_modes():
     comps = [[{"role": "assistant", "content": "\\boxed{1}"}]] * 2
     assert accuracy(completions=comps, answer=[None, "1"], mode="official") == [None, 1.0]
-    assert accuracy(completions=comps, answer=["1", "1"], mode="mathrulr") == [0.0, 0.0]  # _safe: logged, zero
+    from mmreason.rewards import build_reward_funcs
+
+    with pytest.raises(ValueError, match=r"reward 'accuracy': option mode='mathrulr' is not one of \['verify', "
+                                         r"'official'\]"):
+        build_reward_funcs(["accuracy"], 4, {"accuracy": {"mode": "mathrulr"}})
+    with pytest.raises(ValueError, match=r"option grader='math_ruler'"):
+        build_reward_funcs(["majority_vote"], 4, {"majority_vote": {"grader": "math_ruler"}})
+    assert len(build_reward_funcs(["accuracy"], 4, {"accuracy": {"mode": "official"}})) == 1
 
 
 def _function_py(answers: list[str], n: int) -> list[float]:

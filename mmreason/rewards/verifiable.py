@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Literal
 
 from mmreason.verify import boxed_spans, completion_text, extract_letter, final_box, verify_many
 from mmreason.rewards.columns import column, emit_metric
@@ -58,7 +59,7 @@ def accuracy(
     precision=None,
     *,
     single_box: bool = True,
-    mode: str = "verify",
+    mode: Literal["verify", "official"] = "verify",
     timeout: float | None = None,
     log_metric=None,
     **kwargs,

@@ -48,7 +48,7 @@ import logging
 import math
 import sys
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 from mmreason.verify import (
     MAX_ANSWER_CHARS,
@@ -279,7 +279,7 @@ def majority_vote(
     min_support: float = 0.0,
     ties: str = "first",
     vote_rule: str = "equivalence",
-    grader: str = "verify",
+    grader: Literal["verify", "mathruler"] = "verify",
     stop_token_ids=None,
     timeout: float | None = None,
     log_metric=None,
