@@ -385,3 +385,12 @@ def test_a_downloaded_hub_folder_reads_its_train_split_unless_told(tmp_path):
     assert [r.question for r in _read(tmp_path / "geo")] == ["<image>train 0?", "<image>train 1?"]
     test = _read(f"{tmp_path / 'geo'}@test")
     assert [(r.id, r.question) for r in test] == [("geo_test-000000", "<image>test 0?")]
+
+
+def test_a_jsonl_with_no_readable_line_names_its_lines(tmp_path):
+    path = tmp_path / "broken.jsonl"
+    path.write_bytes(b'{"id": "a", "question": "q\x92"}\n{not json\n')
+    with pytest.raises(RecordError, match=r"broken.jsonl:1: invalid UTF-8 \(byte 0x92"):
+        list(read_source(path))
+    report = LoadReport(str(path))
+    assert list(read_source(path, strict=False, report=report)) == [] and len(report.skipped) == 2

@@ -43,6 +43,8 @@ def open_source(spec: str | os.PathLike, options: DataFormatArguments | None = N
     """(layout, table) of one source; raises UnknownLayout with the columns it has."""
     options = options or DataFormatArguments()
     table = open_table(spec)
+    if table.kind == "jsonl" and not table.columns and options.data_format == "auto":
+        return "records", table  # empty, or no line readable: our reader names each bad line
     return detect_layout(table.columns, options, table.name), table
 
 
