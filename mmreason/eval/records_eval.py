@@ -10,12 +10,13 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+from mmreason.chat import choices_text
 from mmreason.eval.benchmark import Benchmark, ScoreOptions, Video, register
 from mmreason.eval.report import hbar_chart, table
 from mmreason.eval.spec import BenchmarkSpec
 from mmreason.prompts import DEFAULT_TEMPLATE
 from mmreason.formats import UnknownLayout, open_source, read_source
-from mmreason.records import BOXED_SUFFIX, LETTERS, LoadReport, Record, RecordError
+from mmreason.records import BOXED_SUFFIX, LoadReport, Record, RecordError
 from mmreason.verify import extract_boxed, verify_many
 
 logger = logging.getLogger(__name__)
@@ -117,8 +118,7 @@ class RecordsBenchmark(Benchmark):
         return item.id
 
     def prompt_fields(self, item):
-        return {"question": item.question,
-                "choices": "\n".join(f"({l}) {c}" for l, c in zip(LETTERS, item.choices or []))}
+        return {"question": item.question, "choices": choices_text(item)}
 
     def media(self, item):
         media: list[Any] = [str(p) for p in item.image_paths()]
