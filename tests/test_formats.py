@@ -308,18 +308,6 @@ def test_sft_step_on_nep_video_fp_sft_data(tiny_model_dir, nep_layouts, tmp_path
     assert json.loads((out / "sft_data_report.json").read_text())["loaded"] == 3
 
 
-@pytest.mark.parametrize("page", ["docs/data.md", "docs/reproducing.md"])
-def test_docs_commands_and_flags_exist(page, monkeypatch):
-    """Every `mmreason ...` command these pages show answers --help and lists each flag shown (the README's check,
-    tests/test_readme_commands.py, pointed at the page)."""
-    import test_readme_commands as rc
-
-    monkeypatch.setattr(rc, "README", rc.REPO / page)
-    shown = {rc.command_path(w) for _, w in rc.mmreason_commands()}
-    assert ("data", "convert") in shown
-    rc.test_every_mmreason_command_and_flag_exists()
-
-
 def test_a_released_system_turn_is_the_records_system_message(tmp_path):
     from mmreason.chat import to_sft_example
 
