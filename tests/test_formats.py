@@ -382,3 +382,18 @@ def test_a_jsonl_with_no_readable_line_names_its_lines(tmp_path):
         list(read_source(path))
     report = LoadReport(str(path))
     assert list(read_source(path, strict=False, report=report)) == [] and len(report.skipped) == 2
+
+
+def test_grpo_names_a_placeholder_mismatch_before_any_model_loads(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    import mmreason.rl.trainer as trainer_mod
+    from mmreason.rl.run import main
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded before the bad record was named")
+
+    monkeypatch.setattr(trainer_mod.MMReasonGRPOTrainer, "__init__", no_model)
+    bad = _bad_records(tmp_path)
+    argv = ["--model_name_or_path", str(tiny_model_dir), "--train_files", str(bad), "--output_dir", str(tmp_path / "o"),
+            "--reward_funcs", "accuracy", "--bf16", "false", "--report_to", "none"]
+    assert main(argv) == 2
+    assert f"{bad}:2: 2 <image> placeholder(s) in the question but 1 image(s)" in capsys.readouterr().err
