@@ -121,11 +121,15 @@ def test_each_layout_detected_and_read_as_released(layouts):
 def test_forced_layout_and_key_overrides(tmp_path):
     rows = [{"question_text": "<image>Q?", "gold": "7", "pics": ["a.png"]}]
     (tmp_path / "a.png").write_bytes(_png())
+    (tmp_path / "custom.json").write_text(json.dumps(rows))
     (tmp_path / "custom.jsonl").write_text(json.dumps(rows[0]) + "\n")
     with pytest.raises(UnknownLayout) as e:
-        list(read_source(tmp_path / "custom.jsonl"))
+        list(read_source(tmp_path / "custom.json"))
     msg = str(e.value)
     assert "['gold', 'pics', 'question_text']" in msg and "easyr1" in msg and "sharegpt" in msg and "\n" not in msg
+    # JSONL is our records format first: an unknown row there is that line's record error
+    with pytest.raises(RecordError, match=r"custom.jsonl:1: missing required field 'id'"):
+        list(read_source(tmp_path / "custom.jsonl"))
     (rec,) = read_source(tmp_path / "custom.jsonl", DataFormatArguments(
         data_format="easyr1", prompt_key="question_text", answer_key="gold", image_key="pics"))
     assert rec.answer == "7" and rec.image_paths()[0] == tmp_path / "a.png"

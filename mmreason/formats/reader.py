@@ -43,9 +43,12 @@ def open_source(spec: str | os.PathLike, options: DataFormatArguments | None = N
     """(layout, table) of one source; raises UnknownLayout with the columns it has."""
     options = options or DataFormatArguments()
     table = open_table(spec)
-    if table.kind == "jsonl" and not table.columns and options.data_format == "auto":
-        return "records", table  # empty, or no line readable: our reader names each bad line
-    return detect_layout(table.columns, options, table.name), table
+    try:
+        return detect_layout(table.columns, options, table.name), table
+    except UnknownLayout:
+        if table.kind == "jsonl":  # JSONL is our records format first: its reader names each bad line
+            return "records", table
+        raise
 
 
 def read_source(spec: str | os.PathLike, options: DataFormatArguments | None = None, strict: bool = True,
