@@ -18,6 +18,7 @@ from mmreason.usage import NothingUsable, UsageError
 DATA = {
     "synth": ("mmreason.data.synth", "main", "render synthetic verifiable visual tasks to records"),
     "build": ("mmreason.data.build", "main", "build a cold-start CoT set from a recipe and a teacher"),
+    "convert": ("mmreason.data.convert", "main", "write any released data layout as records JSONL + media + stats"),
 }
 NEP = {
     "synth": ("mmreason.video.synth", "main", "render synthetic video tasks with a known future to records"),

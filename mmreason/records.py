@@ -13,8 +13,10 @@ A JSONL line is one record::
      "solution": "... \\boxed{3}",                  # reference chain-of-thought: the SFT target
      "source": "synth/count", "metadata": {}}
 
-Every consumer (SFT, GRPO, eval, data builder, video) reads records through
-`load_records`, which names `file:line` and the reason for every bad line.
+Every consumer (SFT, GRPO, eval, data builder, video) reads records through `mmreason.formats.read_source`
+(this file's `iter_records` for our JSONL, the layouts of EasyR1, ms-swift, LLaMA-Factory, verl and NEP beside it),
+which names `file:line` and the reason for every bad line. The question may hold `<image>` / `<video>`
+placeholders, one per image / video: each is placed where its placeholder stands (`mmreason.chat`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from mmreason.errors import RecordError
 from mmreason.media.images import gate_image
-from mmreason.prompts import BOXED_INSTRUCTION, PromptSpec
+from mmreason.prompts import BOXED_INSTRUCTION
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +158,7 @@ def record_from_dict(
         video = Video(**video)
     if images and video:
         raise RecordError(where, "a record has 'images' or 'video', not both")
+    _check_text(where, d, len(images), video is not None)
     rec = Record(
         id=d["id"],
         question=d["question"],
@@ -180,6 +183,31 @@ def record_from_dict(
         if vp is not None and not (vp.is_file() or vp.is_dir()):  # a file, a frame list or a frames folder
             raise RecordError(where, f"video file not found: {vp}")
     return rec
+
+
+IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER = "<image>", "<video>"
+# The model's own vision tokens: in a text field they make the processor count more image slots than images
+# (a crash inside training, naming no record) or read text as an image.
+VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
+
+
+def _check_text(where: str, d: dict, n_images: int, has_video: bool) -> None:
+    """No vision token in any text field; `<image>` / `<video>` placeholders (EasyR1, ms-swift, LLaMA-Factory)
+    in the question and options either absent or one per image / video."""
+    texts = {k: d.get(k) for k in ("question", "answer", "solution", "unit")}
+    texts.update({f"choices[{i}]": c for i, c in enumerate(d.get("choices") or [])})
+    for key, text in texts.items():
+        if isinstance(text, str):
+            for tok in VISION_TOKENS:
+                if tok in text:
+                    raise RecordError(where, f"field '{key}' holds the model's own vision token {tok!r}; images "
+                                             "and videos go in 'images' / 'video' (a placeholder is <image> / <video>)")
+    prompt = d["question"] + "".join(c for c in d.get("choices") or [] if isinstance(c, str))
+    for tag, n in ((IMAGE_PLACEHOLDER, n_images), (VIDEO_PLACEHOLDER, int(has_video))):
+        count = prompt.count(tag)
+        if count and count != n:
+            raise RecordError(where, f"{count} {tag} placeholder(s) in the question but {n} "
+                                     f"{'image' if tag == IMAGE_PLACEHOLDER else 'video'}(s) in the record")
 
 
 def _check_answer(where: str, answer: str, answer_type: str, choices: list | None) -> None:
@@ -227,7 +255,7 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def _counted(makers: Iterable[Callable[[], Record]], strict: bool, report: LoadReport | None) -> Iterator[Record]:
+def counted(makers: Iterable[Callable[[], Record]], strict: bool, report: LoadReport | None) -> Iterator[Record]:
     """The record each `make()` returns; its RecordError raises (strict) or is a counted skip in `report`."""
     for make in makers:
         try:
@@ -273,44 +301,7 @@ def iter_records(
         return rec
 
     with open(path, "rb") as f:  # bytes per line: a bad byte is this line's error, not the whole file's
-        yield from _counted((partial(parse, n, raw) for n, raw in enumerate(f, 1) if raw.strip()), strict, report)
-
-
-def iter_hf_records(
-    spec: str, strict: bool = True, require_answer: bool = True, check_media: bool = True,
-    report: LoadReport | None = None,
-) -> Iterator[Record]:
-    """Records from a Hugging Face dataset whose columns are record fields: a `save_to_disk` folder (media paths
-    relative to it) or a Hub id (split 'train'; media paths relative to the working directory)."""
-    import datasets
-
-    if os.path.isdir(spec):
-        ds, base = datasets.load_from_disk(spec), spec
-    else:
-        ds, base = datasets.load_dataset(spec, split="train"), "."
-    if isinstance(ds, datasets.DatasetDict):
-        ds = ds["train"]
-    base = os.path.abspath(base)
-
-    def parse(i: int, row: dict) -> Record:
-        row = {k: v for k, v in row.items() if v is not None or k in ("answer",)}
-        return record_from_dict(row, f"{spec}[{i}]", base, require_answer=require_answer, check_media=check_media)
-
-    yield from _counted((partial(parse, i, row) for i, row in enumerate(ds)), strict, report)
-
-
-def iter_source(
-    spec: str | os.PathLike, strict: bool = True, require_answer: bool = True, check_media: bool = True,
-    report: LoadReport | None = None,
-) -> Iterator[Record]:
-    """Records of one training source (an entry of `train_files`): a records JSONL file, else a Hugging Face
-    dataset (`iter_hf_records`). A name that looks like a file path but is missing raises FileNotFoundError."""
-    p = Path(spec)
-    if p.is_file():
-        return iter_records(p, strict, require_answer, check_media, report)
-    if p.suffix in (".jsonl", ".json") or str(spec).startswith((".", "/", "~")) and not p.is_dir():
-        raise FileNotFoundError(f"records file not found: {spec}")
-    return iter_hf_records(str(spec), strict, require_answer, check_media, report)
+        yield from counted((partial(parse, n, raw) for n, raw in enumerate(f, 1) if raw.strip()), strict, report)
 
 
 def load_records(
@@ -355,69 +346,3 @@ def seeded_subset(items: Sequence[T], n: int | None, seed: int, what: str = "max
     import random
 
     return [items[i] for i in sorted(random.Random(seed).sample(range(len(items)), n))]
-
-
-# ---------------------------------------------------------------- prompt formats
-# A `spec` (mmreason.prompts.PromptSpec: system message, instruction, jinja2 template) defines the whole prompt;
-# without one, `system` and `suffix` give the system message and the instruction under the default template.
-
-
-def choices_text(rec: Record) -> str:
-    """Lettered options, one per line: "(A) 3\n(B) 4"; empty for open questions."""
-    return "\n".join(f"({l}) {c}" for l, c in zip(LETTERS, rec.choices or []))
-
-
-def _spec(system: str | None, suffix: str | None, spec: PromptSpec | None) -> PromptSpec:
-    return spec if spec is not None else PromptSpec(system=system, instruction=suffix)
-
-
-def question_text(rec: Record, suffix: str | None = BOXED_SUFFIX, spec: PromptSpec | None = None) -> str:
-    """The user text: question, lettered options for choice questions, then the instruction (the spec's template)."""
-    return _spec(None, suffix, spec).user_text(rec.question, choices_text(rec))
-
-
-def user_message(rec: Record, suffix: str | None = BOXED_SUFFIX, spec: PromptSpec | None = None) -> dict[str, Any]:
-    return chat_messages(question_text(rec, suffix, spec), len(rec.images), video=rec.video is not None)[0]
-
-
-def chat_messages(text: str, n_images: int = 0, system: str | None = None, video: bool = False) -> list[dict]:
-    """The one prompt layout (training and evaluation): optional system message, then a user turn of
-    `{"type": "image"}` placeholders (a video placeholder), then the text."""
-    msgs = [{"role": "system", "content": [{"type": "text", "text": system}]}] if system else []
-    content: list[dict[str, Any]] = [{"type": "image"} for _ in range(n_images)]
-    if video:
-        content.append({"type": "video"})
-    content.append({"type": "text", "text": text})
-    return msgs + [{"role": "user", "content": content}]
-
-
-def prompt_messages(rec: Record, system: str | None = None, suffix: str | None = BOXED_SUFFIX,
-                    spec: PromptSpec | None = None) -> list[dict]:
-    """Chat messages of a record's prompt; with `spec`, `system` and `suffix` are not used."""
-    spec = _spec(system, suffix, spec)
-    return chat_messages(question_text(rec, spec=spec), len(rec.images), spec.system, video=rec.video is not None)
-
-
-def to_sft_example(rec: Record, system: str | None = None, suffix: str | None = BOXED_SUFFIX,
-                   spec: PromptSpec | None = None) -> dict[str, Any]:
-    """TRL conversational SFT format: {'messages': [...], 'images': [absolute paths]}."""
-    if not rec.solution:
-        raise RecordError(rec.id, "record has no 'solution' (the SFT target)")
-    msgs = prompt_messages(rec, system, suffix, spec)
-    msgs.append({"role": "assistant", "content": [{"type": "text", "text": rec.solution}]})
-    return {"messages": msgs, "images": [str(p) for p in rec.image_paths()]}
-
-
-def to_grpo_example(rec: Record, system: str | None = None, suffix: str | None = BOXED_SUFFIX,
-                    spec: PromptSpec | None = None) -> dict[str, Any]:
-    """TRL GRPO prompt format plus the columns reward functions receive."""
-    return {
-        "prompt": prompt_messages(rec, system, suffix, spec),
-        "images": [str(p) for p in rec.image_paths()],
-        "answer": rec.answer,
-        "answer_type": rec.answer_type,
-        "choices": rec.choices,
-        "precision": rec.precision,
-        "record_id": rec.id,
-        "source": rec.source or "",
-    }

@@ -11,7 +11,8 @@ from test_build_common import BENCHMARKS, BEHAVIOURS, Script, gold_of, make_sour
 from mmreason.verify.answers import extract_boxed_all, match_answer
 from mmreason.data.build import build, main
 from mmreason.data.loopback import LoopbackServer, Scripted
-from mmreason.records import load_records, to_sft_example
+from mmreason.chat import to_sft_example
+from mmreason.records import load_records
 
 N = 10
 BAD = {"missing_img": "bad_image", "corrupt_img": "bad_image", "no_gold": "no_gold_answer", "line4": "invalid_record"}

@@ -113,3 +113,30 @@ def test_bad_row_values_are_counted_skips(tmp_path):
     items = list(iter_sources(cfg, tmp_path / "m", tmp_path))
     assert [it.error for it in items] == ["invalid_record", None, "invalid_record"]
     assert "row 0" in items[0].detail and "row 2" in items[2].detail and items[1].record.answer == "2"
+
+
+def test_released_layout_source_keeps_released_targets_and_counts_bad_rows(tmp_path):
+    """A source in a layout mmreason.formats knows (no preset, no mapping) is read by that reader: the released
+    chain of thought stays the solution, `<image>` stays where it stands, a bad row is a counted item."""
+    import io
+
+    import datasets
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (20, 20), "white").save(buf, format="PNG")
+    img = {"bytes": buf.getvalue(), "path": None}
+    rows = {"images": [[img], [img], [img]],
+            "problem": ["<image>Find x.", "<image><image>Two placeholders, one image.", "Area? <image>"],
+            "answer": ["x is 3 so \\boxed{3}", "1", "12"]}
+    datasets.Dataset.from_dict(rows).cast_column("images", datasets.List(datasets.Image())).to_parquet(
+        str(tmp_path / "cold.parquet"))
+    items = list(iter_sources(SourceConfig(path=str(tmp_path / "cold.parquet")), tmp_path / "m", tmp_path))
+    assert [it.error for it in items] == [None, "invalid_record", None]
+    assert "2 <image> placeholder(s)" in items[1].detail and "cold.parquet[1]" in items[1].detail
+    a, c = items[0].record, items[2].record
+    assert (a.question, a.answer, a.solution) == ("<image>Find x.", "3", "x is 3 so \\boxed{3}")
+    assert (c.question, c.answer, c.solution) == ("Area? <image>", "12", None) and c.image_paths()[0].is_file()
+    forced = list(iter_sources(SourceConfig(path=str(tmp_path / "cold.parquet"), format="easyr1"), tmp_path / "m",
+                               tmp_path))
+    assert [it.id for it in forced] == [it.id for it in items] == ["cold-000000", "row1", "cold-000002"]

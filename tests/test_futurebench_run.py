@@ -129,3 +129,56 @@ def test_predecoded_frames_need_their_metadata(tmp_path):
     with pytest.raises(ValueError, match="needs its 'video_metadata'"):
         vision_inputs([[{"role": "user", "content": [part]}]])
     assert VideoInput("a.mp4", max_frames=32).message_part() == {"type": "video", "video": "a.mp4", "max_frames": 32}
+
+
+def test_video_root_flag_and_the_official_first_part_video_folder(synth, tmp_path):
+    """The released layout keeps the past clips in first_part_video/ beside the annotations: found by default;
+    --video-root (the spec's video_root) points anywhere else."""
+    import shutil
+
+    v1 = tmp_path / "V1-33K"
+    shutil.copytree(synth / "videos", v1 / "first_part_video" / "videos")
+    shutil.copy(synth / "test_futurebench.json", v1 / "futurebench.json")
+    spy = Spy()
+    s = run_benchmark(None, "futurebench", tmp_path / "a", data_dir=str(v1 / "futurebench.json"), backend_obj=spy,
+                      progress=False)
+    assert s["total"] == 3 and spy.items[0][0][1]["content"][0]["video"].startswith(str(v1 / "first_part_video"))
+    elsewhere = tmp_path / "clips"
+    shutil.copytree(synth / "videos", elsewhere / "videos")
+    spy = Spy()
+    assert cli_main(["eval", "run", "--model", "unused", "--benchmark", "futurebench", "--data-dir",
+                     str(v1 / "futurebench.json"), "--video-root", str(tmp_path / "missing"), "--output-dir",
+                     str(tmp_path / "b")]) == 2
+    run_benchmark(None, "futurebench", tmp_path / "c", data_dir=str(v1 / "futurebench.json"), backend_obj=spy,
+                  progress=False, video_root=str(elsewhere))
+    assert spy.items[0][0][1]["content"][0]["video"].startswith(str(elsewhere))
+
+
+def test_eval_score_reads_lmms_eval_samples_and_json_lists_and_refuses_rows_without_response(synth, tmp_path):
+    ann = synth / "test_futurebench.json"
+    docs = load_annotations(ann)
+    answers = {str(d["id"]): d["qa"]["Answer"] for d in docs}
+    # lmms-eval --log_samples: one JSON line per doc with the doc itself and the filtered response
+    samples = tmp_path / "samples_futurebench.jsonl"
+    samples.write_text("".join(json.dumps({"doc_id": i, "doc": d, "target": d["qa"]["Answer"],
+                                           "resps": [[d["qa"]["Answer"]]], "filtered_resps": [d["qa"]["Answer"]]}) + "\n"
+                               for i, d in enumerate(docs)))
+    out = tmp_path / "lmms.json"
+    assert cli_main(["eval", "score", "--benchmark", "futurebench", "--predictions", str(samples), "--annotations",
+                     str(ann), "--output", str(out)]) == 0
+    s = json.loads(out.read_text())
+    assert s["total"] == 3 and s["correct"] == 3
+    # a JSON list of {id, response}
+    as_list = tmp_path / "preds.json"
+    as_list.write_text(json.dumps([{"id": k, "response": "A" if v != "A" else "B"} for k, v in answers.items()]))
+    assert cli_main(["eval", "score", "--benchmark", "futurebench", "--predictions", str(as_list), "--annotations",
+                     str(ann), "--output", str(tmp_path / "list.json")]) == 0
+    assert json.loads((tmp_path / "list.json").read_text())["correct"] == 0
+    # rows with `prediction` instead of `response`: refused, naming the line (it used to score 0.0 with exit 0)
+    wrong = tmp_path / "wrong.jsonl"
+    wrong.write_text("".join(json.dumps({"id": k, "prediction": v}) + "\n" for k, v in answers.items()))
+    from mmreason.eval.run import score_file
+
+    with pytest.raises(ValueError, match=rf"{wrong}:1: a prediction needs a 'response' field \(the row has "
+                                         r"\['id', 'prediction'\]\)"):
+        score_file("futurebench", wrong, tmp_path / "wrong.json", annotations=str(ann))

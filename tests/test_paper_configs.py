@@ -43,7 +43,10 @@ def _rlcs(size: str) -> Paper:
             "model_name_or_path": (f"runs/qwen2_5_vl_{size}/sft", "RLCS README: MODEL_PATH = the model after the cold start"),
             "reward_funcs": (["accuracy"], "math.py compute_score: overall = accuracy, format 0"),
             "reward_weights": ([1.0], "math.py: overall = accuracy_score"),
-            "reward_options": ({"accuracy": {"single_box": False}}, "math.py: extract_boxed_content = the last box"),
+            "reward_options": ({"accuracy": {"mode": "official"}},
+                               "math.py: mathruler extract_boxed_content + grade_answer (mode official)"),
+            "instruction": ("", "config.yaml / qwen2_5_vl_7b_grpo.sh: no data.format_prompt (the problem as is)"),
+            "train_files": (["WaltonFuture/Multimodal-RL-Data@train"], "qwen2_5_vl_7b_grpo.sh data.train_files"),
             "system_prompt": ("", "config.yaml: no system message (Qwen's template adds its default; '' = none of ours, not the SFT checkpoint's)"),
             "min_pixels": (262144, "config.yaml data.min_pixels"),
             "max_pixels": (1204224, "config.yaml / qwen2_5_vl_7b_grpo.sh data.max_pixels"),
@@ -156,7 +159,13 @@ def _mmupt() -> Paper:
     f.update({
         "model_name_or_path": ("Qwen/Qwen2.5-VL-7B-Instruct", "qwen2_5_vl_7b_mmr1.sh MODEL_PATH"),
         "reward_funcs": (["majority_vote"], "reward/function.py FunctionRewardManager (majority vote)"),
-        "reward_options": ({"majority_vote": {"vote_rule": "official"}}, "reward/function.py: Counter of box strings"),
+        "reward_options": ({"majority_vote": {"vote_rule": "official", "grader": "mathruler"}},
+                           "reward/function.py: Counter of box strings, grade_answer(answer, majority)"),
+        "instruction": ("\\nPlease reason step by step, and put your final answer within \\boxed{}.",
+                        "qwen2_5_vl_7b_mmr1.sh FORMAT_PROMPT through OmegaConf: a literal backslash-n"),
+        "prompt_template": ("{{ question }} {{ instruction }}",
+                            "EasyR1 dataset.py: prompt_str + ' ' + format_prompt.strip()"),
+        "train_files": (["MMR1/MMR1-Math-RL-Data-v0@train"], "qwen2_5_vl_7b_mmr1.sh data.train_files"),
         "require_answer": (False, "the labels are never read by the reward"),
         "num_train_epochs": (15, "qwen2_5_vl_7b_mmr1.sh trainer.total_episodes=15"),
     })
@@ -172,6 +181,8 @@ def _sft(size: str) -> Paper:
             "model_name_or_path": (f"Qwen/Qwen2.5-VL-{size.upper()}-Instruct", "qwen2.5vl_sft.sh --model"),
             "use_peft": (False, "--train_type full"),
             "system_prompt": (BOXED, "--system sys_prompt.txt (read as the file's text)"),
+            "train_files": (["WaltonFuture/Multimodal-Cold-Start"],
+                            "convert_data.py: load_dataset('WaltonFuture/Multimodal-Cold-Start', split='train')"),
             "instruction": ("", "the instruction is the system message only"),
             "freeze_vision_tower": (True, "tuner_args.py freeze_vit default True"),
             "freeze_merger": (False, "--freeze_aligner false"),
@@ -286,7 +297,8 @@ def test_paper_config_matches_the_official_run(name):
 @pytest.mark.parametrize("size", ["3b", "7b"])
 def test_strict_variant_differs_only_in_the_reward(size):
     paper, strict = parse(f"grpo/qwen2_5_vl_{size}"), parse(f"grpo/qwen2_5_vl_{size}_strict")
-    allowed = {"reward_funcs", "reward_weights", "reward_options", "output_dir", "logging_dir"}
+    # the strict variant is ours: its reward, and its prompt (the boxed instruction the paper's run does not add)
+    allowed = {"reward_funcs", "reward_weights", "reward_options", "output_dir", "logging_dir", "instruction"}
     diff = []
     for a, b in zip(paper, strict):
         for f in fields(a):

@@ -4,17 +4,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from mmreason.chat import prompt_messages, question_text, to_grpo_example, to_sft_example
 from mmreason.errors import RecordError
-from mmreason.records import (
-    BOXED_SUFFIX,
-    Record,
-    load_records,
-    prompt_messages,
-    question_text,
-    to_grpo_example,
-    to_sft_example,
-    write_records,
-)
+from mmreason.records import BOXED_SUFFIX, Record, load_records, write_records
 
 
 def _good(i, **kw):
@@ -82,17 +74,18 @@ def test_one_bad_row_of_a_hf_dataset_strict_and_lenient(folder):
     """The Hugging Face source takes the same strict/lenient path as the JSONL one, naming `folder[row]`."""
     from datasets import Dataset
 
-    from mmreason.records import LoadReport, iter_hf_records
+    from mmreason.formats import read_source
+    from mmreason.records import LoadReport
 
     hf = folder / "hf"
     rows = [_good(0, images=["../img.png"]), _good(1, images=["../img.png"], answer="three"),
             _good(2, images=["../img.png"])]
     Dataset.from_list(rows).save_to_disk(str(hf))
     with pytest.raises(RecordError) as e:
-        list(iter_hf_records(str(hf)))
+        list(read_source(str(hf)))
     assert e.value.where == f"{hf}[1]" and "is not an integer" in e.value.reason
     report = LoadReport(str(hf))
-    assert [r.id for r in iter_hf_records(str(hf), strict=False, report=report)] == ["r0", "r2"]
+    assert [r.id for r in read_source(str(hf), strict=False, report=report)] == ["r0", "r2"]
     assert report.loaded == 2 and [s.where for s in report.skipped] == [f"{hf}[1]"]
 
 
@@ -135,7 +128,7 @@ def test_trl_formats(folder):
 
 
 def test_chat_messages_layout_shared_by_training_and_eval():
-    from mmreason.records import chat_messages, prompt_messages
+    from mmreason.chat import chat_messages, prompt_messages
 
     assert chat_messages("q", 2, "sys") == [
         {"role": "system", "content": [{"type": "text", "text": "sys"}]},

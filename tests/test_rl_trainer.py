@@ -669,14 +669,14 @@ def test_paper_configs_reach_trl_intact(tiny_model_dir, dataset, processor, tmp_
         assert (args.learning_rate, str(args.lr_scheduler_type), args.beta, args.epsilon, args.epsilon_high) == (
             1e-6, "SchedulerType.CONSTANT", 0.01, 0.2, 0.3)
         assert (args.weight_decay, args.max_grad_norm, args.cov_mode) == (0.01, 1.0, "none")
-        assert script.max_pixels == 1204224 and script.instruction == BOXED_SUFFIX
+        assert script.max_pixels == 1204224
         assert script.system_prompt == ""  # none of our own: not inherited from the SFT checkpoint
-        if variant == "_strict":  # our stricter reward: single-box accuracy + 0.1 format
+        if variant == "_strict":  # ours: single-box accuracy + 0.1 format, the boxed instruction appended
             assert script.reward_funcs == ["accuracy", "format"] and args.reward_weights == [1.0, 0.1]
-            assert script.reward_options is None
-        else:  # the paper's: last-box accuracy only (tests/test_paper_configs.py checks every paper field)
+            assert script.reward_options is None and script.instruction == BOXED_SUFFIX
+        else:  # the paper's: mathruler accuracy, the problem as is (tests/test_paper_configs.py checks every field)
             assert script.reward_funcs == ["accuracy"] and args.reward_weights == [1.0]
-            assert script.reward_options == {"accuracy": {"single_box": False}}
+            assert script.reward_options == {"accuracy": {"mode": "official"}} and script.instruction == ""
         assert model.model_name_or_path == f"runs/qwen2_5_vl_{size}/sft" and model.dtype == "bfloat16"
     # CLI overrides win over the YAML
     _, args, _ = make_parser().parse_args_and_config(

@@ -498,7 +498,7 @@ def test_nep_config_reaches_trl_intact(tmp_path):
     assert spec.system.startswith("You FIRST think") and "<answer> </answer> tags." in spec.system
     rec = Record(id="x", question="What next?", choices=["Up.", "Down.", "Left.", "Right."], answer="B",
                  answer_type="choice")
-    from mmreason.records import question_text
+    from mmreason.chat import question_text
 
     # dataset_video_v1.py's problem text, byte for byte
     assert question_text(rec, spec=spec) == "Question:\nWhat next?\n\nOptions:\nA: Up.\nB: Down.\nC: Left.\nD: Right."

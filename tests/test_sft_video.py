@@ -144,8 +144,10 @@ def test_nep_sft_config_matches_the_official_run():
     import yaml
     from test_paper_configs import REPO, YAML_FIELDS, mismatches, parse
 
-    name = "sft/qwen2_5_vl_7b_nep_mix"
+    name = "sft/qwen2_5_vl_7b_nep"
     paper = _nep_sft()
+    paper.fields["train_files"] = (["data/video_fp_sft_data.json"], "dataset: video_fp_sft_data (the SFT strategy)")
+    paper.fields["media_dir"] = ("data", "LLaMA-Factory dataset_dir: video paths are relative to it")
     text = (REPO / "configs" / f"{name}.yaml").read_text()
     header = text[: text.index("\nmodel_name_or_path:")]
     assert "Official source:" in header and "Not matched, and why:" in header and paper.sources[0] in header
@@ -155,3 +157,15 @@ def test_nep_sft_config_matches_the_official_run():
     assert not bad, "\n".join(bad)
     assert mismatches(name, paper, parse(name, "--video_max_pixels", "12544"))  # the checker sees a change
     assert "deepspeed_zero3.yaml" in header
+
+
+def test_nep_mix_config_says_it_is_ours_and_differs_only_in_its_data():
+    from test_paper_configs import REPO, mismatches, parse
+
+    text = (REPO / "configs" / "sft" / "qwen2_5_vl_7b_nep_mix.yaml").read_text()
+    header = text[: text.index("\nmodel_name_or_path:")]
+    assert "OURS, not the official run" in header and "video_fp_sft_data" in header
+    bad = mismatches("sft/qwen2_5_vl_7b_nep_mix", _nep_sft(), parse("sft/qwen2_5_vl_7b_nep_mix"))
+    assert not bad, "\n".join(bad)
+    official, mix = parse("sft/qwen2_5_vl_7b_nep"), parse("sft/qwen2_5_vl_7b_nep_mix")
+    assert official[0].train_files != mix[0].train_files and official[0].media_dir == "data"

@@ -141,7 +141,7 @@ def test_frames_in_range_is_half_open():
 
 
 def _video_inputs(processor, clip):
-    from mmreason.records import chat_messages
+    from mmreason.chat import chat_messages
 
     text = processor.apply_chat_template(chat_messages("what next?", video=True), add_generation_prompt=True)
     return processor(text=[text], return_tensors="pt", **processor_video_kwargs([clip]))

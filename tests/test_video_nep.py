@@ -140,3 +140,21 @@ def test_rerun_is_skipped_and_cli(v1, tmp_path):
     again = build(str(path), str(root), "sft", str(out), seed=5)  # other arguments: rebuilt
     assert not again.get("resumed")
     assert cli_main(argv[:-4] + ["--video-root", str(tmp_path / "nowhere"), "--strategy", "sft", "--out", str(out)]) == 2
+
+
+def test_mcq_from_video_path_and_qa_alone(tmp_path):
+    """NEP's EasyR1 GRPO JSON holds `video_path` + `qa` only: `--strategy mcq` needs nothing else (it used to
+    demand ds_reasoning)."""
+    root = tmp_path / "first_part_video"
+    entries = [{"video_path": f"video_dataset/clip{i}.mp4",
+                "qa": {"Question": f"Next {i}?", "Options": {k: f"{k}{i}" for k in "ABCD"}, "Answer": "ABCD"[i]}}
+               for i in range(3)]
+    for i in range(3):
+        write_coded_mp4(root / f"clip{i}.mp4", n=4)
+    path = tmp_path / "grpo_v1.json"
+    path.write_text(json.dumps(entries))
+    stats = build(str(path), str(root), "mcq", str(tmp_path / "out"), probe_video=False)
+    assert stats["written"] == {"mcq": 3} and stats["skipped"] == []
+    recs, _ = load_records(tmp_path / "out" / "mcq.jsonl")
+    assert [(r.question, r.answer, r.choices[1]) for r in recs] == [(f"Next {i}?", "ABCD"[i], f"B{i}") for i in range(3)]
+    assert all(r.video_path() == root / f"clip{i}.mp4" for i, r in enumerate(recs))

@@ -28,6 +28,8 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from mmreason.formats.options import LAYOUT_NAMES
+
 # A `{name}` in the old recipe syntax. LaTeX groups are not: after a backslash or a letter (`\text{cm}`),
 # a closing brace (`\frac{a}{b}`) or `^` (`x^{n}`).
 OLD_PLACEHOLDER = re.compile(r"(?<![\\\w}^])\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -51,7 +53,9 @@ def _f(default: Any = dataclasses.MISSING, help: str = "", factory: Any = None) 
 class SourceConfig:
     path: str = _f(None, "Source questions: a records JSONL file, a datasets.save_to_disk folder, a parquet/json file "
                          "or folder, or a Hub dataset id (online only). Relative paths resolve against the working directory.")
-    format: str = _f("auto", "records | hf | auto (auto: *.jsonl is records, anything else goes through `datasets`).")
+    format: str = _f("auto", "records | hf | auto | a layout of mmreason.formats (easyr1, swift, messages, sharegpt, "
+                             "verl, nep_video). auto: *.jsonl is records; without preset/mapping, the layout is "
+                             "detected from the columns (docs/data.md, 'Outside data layouts'); with them, `hf`.")
     split: str = _f("train", "Split to read for HF sources (ignored for records JSONL).")
     preset: str | None = _f(None, "Ready column mapping for an HF source: geometry3k | geoqa | coldstart_rl "
                                   "(see mmreason/data/sources.py PRESETS). `mapping` entries override it.")

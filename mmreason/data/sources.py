@@ -3,7 +3,9 @@
 `iter_sources(cfg, media_dir, base_dir)` yields `SourceItem`s in source order. A bad row never stops
 the build: it comes back as an item with `error` set (counted in stats.json with its reason).
 
-HF rows become records through a column mapping (record field -> column). Ready presets:
+A source in a layout `mmreason.formats` knows (EasyR1, ms-swift, LLaMA-Factory, verl, NEP; detected from the
+columns, or named by `format`) is read by that reader, released targets and `<image>` placeholders kept. Other HF
+rows become records through a column mapping (record field -> column). Ready presets:
 
 - `coldstart_rl`: the released cold-start / RL data layout: `images` (list of images), `problem`, `answer`.
 - `geometry3k`: Geometry3K as published on the Hub for R1-style training (`images`, `problem`, `answer`).
@@ -25,6 +27,7 @@ from typing import Any, Iterator
 from mmreason.verify import extract_boxed
 from mmreason.data.recipe import SourceConfig
 from mmreason.errors import RecordError
+from mmreason.formats import LAYOUT_NAMES, DataFormatArguments, iter_rows
 from mmreason.records import ANSWER_TYPES, Record, record_from_dict
 
 PRESETS: dict[str, dict[str, str]] = {
@@ -53,8 +56,21 @@ def iter_sources(cfg: SourceConfig, media_dir: Path, base_dir: Path) -> Iterator
     image paths of HF rows are relative to (the output JSONL's folder)."""
     if is_records_source(cfg):
         yield from _iter_records_jsonl(Path(cfg.path))
+    elif cfg.format in LAYOUT_NAMES or (cfg.format == "auto" and not cfg.preset and not cfg.mapping):
+        yield from _iter_layout(cfg)
     else:
         yield from _iter_hf(cfg, media_dir, base_dir)
+
+
+def _iter_layout(cfg: SourceConfig) -> Iterator[SourceItem]:
+    """A source in a layout `mmreason.formats` reads (detected, or named by `format`): the released questions and
+    targets as they are, each bad row a counted item."""
+    opts = DataFormatArguments(data_format=cfg.format if cfg.format in LAYOUT_NAMES else "auto")
+    for i, (where, rec) in enumerate(iter_rows(cfg.path, opts, require_answer=False, check_media=False)):
+        if isinstance(rec, RecordError):
+            yield SourceItem(i, f"row{i}", error="invalid_record", detail=str(rec))
+        else:
+            yield SourceItem(i, rec.id, record=rec)
 
 
 def _iter_records_jsonl(path: Path) -> Iterator[SourceItem]:

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from mmreason.chat import chat_messages
 from mmreason.errors import PluginError
 from mmreason.eval.report import table
 from mmreason.eval.spec import BenchmarkSpec, load_spec
 from mmreason.media.video import ClipRef, clip_config
 from mmreason.plugins import discover, resolve as resolve_plugin
-from mmreason.records import chat_messages
 from mmreason.usage import UsageError
 
 logger = logging.getLogger(__name__)
@@ -190,11 +190,14 @@ class Benchmark(abc.ABC):
         return []
 
     def messages(self, text: str, media: list[Any], system: str | None) -> list[dict[str, Any]]:
-        """The chat: optional system message, then the user turn (media placeholders, then the text)."""
+        """The chat: optional system message, then the user turn (`mmreason.chat.chat_messages`: media where the
+        text's placeholders stand, else before the text)."""
         n_images = sum(not isinstance(m, VideoInput) for m in media)
-        msgs = chat_messages(text, n_images, system)
         n_videos = len(media) - n_images
-        if n_videos:
+        if n_videos <= 1:  # `<image>` / `<video>` placeholders placed where they stand (mmreason.chat)
+            return chat_messages(text, n_images, system, video=n_videos == 1)
+        msgs = chat_messages(text, n_images, system)
+        if n_videos:  # several videos: after the images
             user = msgs[-1]["content"]
             msgs[-1]["content"] = user[:n_images] + [{"type": "video"} for _ in range(n_videos)] + user[n_images:]
         return msgs
@@ -287,22 +290,48 @@ def read_text(path: str | Path) -> str:
 
 
 def read_jsonl_predictions(path: str | Path) -> Predictions:
-    """id -> row of a predictions JSONL, the first row per id (repeats counted in `Predictions`); a bad line is an
-    error naming file and line."""
+    """id -> row of a predictions file, the first row per id (repeats counted in `Predictions`). Read: our
+    predictions JSONL ({"id", "response", ...}), a JSON list of such rows, or lmms-eval's `--log_samples` JSONL
+    ({"doc_id", "doc", "resps", "filtered_resps"}: id = doc["id"], else doc_id; response = filtered_resps[0]).
+    A bad line, or a row without an id or a response, is an error naming file and line (a file of `prediction`
+    rows would otherwise score 0 for every item)."""
     import json
 
     out = Predictions()
-    for lineno, line in enumerate(read_text(path).split("\n"), 1):
-        if not line.strip():
-            continue
+    text = read_text(path)
+    if text.lstrip().startswith("["):
         try:
-            row = json.loads(line)
+            rows = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{lineno}: not a JSON line ({e.msg})") from None
+            raise ValueError(f"{path}: not a JSON list ({e.msg} at line {e.lineno})") from None
+        located = [(f"{path}[{i}]", row) for i, row in enumerate(rows)]
+    else:
+        located = []
+        for lineno, line in enumerate(text.split("\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                located.append((f"{path}:{lineno}", json.loads(line)))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not a JSON line ({e.msg})") from None
+    for where, row in located:
+        if isinstance(row, dict) and "doc_id" in row and ("filtered_resps" in row or "resps" in row):
+            row = lmms_eval_row(row)
         if not isinstance(row, dict) or "id" not in row:
-            raise ValueError(f"{path}:{lineno}: a prediction needs an 'id' field")
-        out.add(str(row["id"]), row, f"{path}:{lineno}")
+            raise ValueError(f"{where}: a prediction needs an 'id' field")
+        if "response" not in row:
+            raise ValueError(f"{where}: a prediction needs a 'response' field (the row has {sorted(row)})")
+        out.add(str(row["id"]), row, where)
     return out
+
+
+def lmms_eval_row(row: dict[str, Any]) -> dict[str, Any]:
+    """An lmms-eval `--log_samples` row as a prediction: the item id from its doc, the filtered response."""
+    doc = row.get("doc") if isinstance(row.get("doc"), dict) else {}
+    resp = row.get("filtered_resps") or row.get("resps") or [None]
+    while isinstance(resp, list):
+        resp = resp[0] if resp else None
+    return {"id": doc.get("id", row["doc_id"]), "response": resp, "doc_id": row["doc_id"], "source": "lmms-eval"}
 
 
 # ---------------------------------------------------------------- registry

@@ -61,11 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="generate and score")
     r.add_argument("--model", required=True, help="checkpoint folder (or hub id), or a LoRA adapter folder")
-    r.add_argument("--benchmark", required=True, help="mathvista | wemath | eval/<spec>.yaml | records .jsonl")
+    r.add_argument("--benchmark", required=True, help="mathvista | wemath | eval/<spec>.yaml | records .jsonl | a "
+                                                      "data file/folder in a layout of mmreason.formats")
     r.add_argument("--output-dir", required=True)
     r.add_argument("--backend", default="hf", choices=["hf", "vllm"])
     r.add_argument("--limit", type=positive_int, help="first N items (We-Math: whole problem groups up to N rows)")
     r.add_argument("--data-dir", help="local benchmark folder in the official layout (else the spec's / the Hub)")
+    r.add_argument("--video-root", help="folder the items' video paths resolve against (the spec's video_root; "
+                                        "FutureBench: V1-33K/first_part_video)")
     r.add_argument("--mode", help="scoring mode (default: the spec's)")
     r.add_argument("--batch-size", type=positive_int)
     r.add_argument("--max-new-tokens", type=positive_int)
@@ -81,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_judge(r)
     s = sub.add_parser("score", help="score predictions produced anywhere")
     s.add_argument("--benchmark", required=True, help="mathvista | wemath | eval/<spec>.yaml | records .jsonl")
-    s.add_argument("--predictions", required=True, help="official output JSON or our predictions JSONL")
+    s.add_argument("--predictions", required=True, help="official output JSON, our predictions JSONL ({id, response}), "
+                                                        "a JSON list of them, or lmms-eval --log_samples JSONL")
     s.add_argument("--output", required=True, help="scores.json path (report.md and charts go beside it)")
     s.add_argument("--annotations", help="benchmark folder (official layout) or its testmini.json; default: the Hub")
     s.add_argument("--mode", help="mathvista: official|judge|boxed; wemath: official|boxed (default: official)")
@@ -114,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                           data_dir=args.data_dir, mode=args.mode, batch_size=args.batch_size,
                           max_new_tokens=args.max_new_tokens, temperature=args.temperature, judge=_judge(args),
                           progress=not args.no_progress, system_prompt=args.system_prompt,
-                          instruction=args.instruction, max_prompt_chars=args.max_prompt_chars)
+                          instruction=args.instruction, max_prompt_chars=args.max_prompt_chars,
+                          video_root=args.video_root)
     else:
         s = score_file(args.benchmark, args.predictions, args.output, annotations=args.annotations, mode=args.mode,
                        judge=_judge(args), only_predicted=args.only_predicted,

@@ -273,7 +273,8 @@ class FutureBenchBenchmark(Benchmark):
     modes = MODES
     fields = ("query", "question", "options", "instruction")
     default_template = "{{ query }}"
-    media_hint = "video_path's part after 'video_dataset/' resolves under the spec's video_root (or --data-dir)"
+    media_hint = ("video_path's part after 'video_dataset/' resolves under --video-root (the spec's video_root), else "
+                  "<data folder>/first_part_video when it exists, else the data folder")
 
     def data_location(self, annotations):
         if annotations is None:
@@ -286,7 +287,10 @@ class FutureBenchBenchmark(Benchmark):
                              "--annotations: the JSON / JSONL file or its folder)")
         data_dir = Path(data_dir)
         docs = load_docs(data_dir, split)
-        self.video_root = self.spec.resolved_video_root() or (data_dir.parent if data_dir.is_file() else data_dir)
+        base = data_dir.parent if data_dir.is_file() else data_dir
+        # The released V1-33K folder keeps the past clips in first_part_video/ beside the annotations.
+        official = base / "first_part_video"
+        self.video_root = self.spec.resolved_video_root() or (official if official.is_dir() else base)
         return docs
 
     def identity(self):

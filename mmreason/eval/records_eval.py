@@ -10,12 +10,15 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+from mmreason.chat import choices_text
 from mmreason.eval.benchmark import Benchmark, ScoreOptions, VideoInput, register
 from mmreason.eval.report import hbar_chart, table
 from mmreason.eval.run import run_benchmark
 from mmreason.eval.spec import BenchmarkSpec
 from mmreason.prompts import DEFAULT_TEMPLATE
-from mmreason.records import BOXED_SUFFIX, LETTERS, Record, load_records
+from mmreason.formats import UnknownLayout, open_source, read_source
+from mmreason.errors import RecordError
+from mmreason.records import BOXED_SUFFIX, LoadReport, Record
 from mmreason.verify import extract_boxed, verify_many
 
 logger = logging.getLogger(__name__)
@@ -76,8 +79,16 @@ class RecordsBenchmark(Benchmark):
 
     @classmethod
     def detect(cls, path: Path) -> BenchmarkSpec | None:
+        """A records JSONL, or a data file / folder in a layout `mmreason.formats` reads (EasyR1, ms-swift, ...)."""
         if path.suffix != ".jsonl":
-            return None
+            if path.suffix not in (".json", ".parquet") and not path.is_dir():
+                return None
+            try:
+                layout, _ = open_source(path)
+            except (UnknownLayout, FileNotFoundError, RecordError, ValueError):
+                return None  # not data this reader knows: another plugin's, or a spec
+            if layout == "nep_video":  # FutureBench's own files share it: the futurebench plugin scores those
+                return None
         return BenchmarkSpec(name=path.name, scorer="records", data_dir=str(path.resolve()), split=path.stem,
                              system_prompt=None, prompt_template=DEFAULT_TEMPLATE, instruction=BOXED_SUFFIX,
                              mode="boxed", max_new_tokens=512, max_new_tokens_cpu=512, temperature=0.0,
@@ -89,7 +100,8 @@ class RecordsBenchmark(Benchmark):
     def load(self, data_dir, split):
         if data_dir is None:
             raise ValueError(f"{self.spec.where()}: records benchmark without a records file")
-        recs, report = load_records(data_dir, strict=False)
+        report = LoadReport(str(data_dir))
+        recs = list(read_source(data_dir, strict=False, report=report))
         if report.skipped:
             logger.warning("%s: %d bad record(s) skipped", data_dir, len(report.skipped))
         self.skipped = [f"{e.where}: {e.reason}" for e in report.skipped]
@@ -108,8 +120,7 @@ class RecordsBenchmark(Benchmark):
         return item.id
 
     def prompt_fields(self, item):
-        return {"question": item.question,
-                "choices": "\n".join(f"({l}) {c}" for l, c in zip(LETTERS, item.choices or []))}
+        return {"question": item.question, "choices": choices_text(item)}
 
     def media(self, item):
         media: list[Any] = [str(p) for p in item.image_paths()]

@@ -119,17 +119,23 @@ def run_benchmark(model: str | os.PathLike | None, benchmark: str | os.PathLike,
                   on_batch: Callable[[int], None] | None = None, backend_obj: Any = None,
                   system_prompt: str | None = None, instruction: str | None = None,
                   min_pixels: int | None = None, max_pixels: int | None = None,
-                  max_prompt_chars: int | None = MAX_TEXT_CHARS) -> dict[str, Any]:
+                  max_prompt_chars: int | None = MAX_TEXT_CHARS, video_root: str | None = None) -> dict[str, Any]:
     """Generate and score any benchmark (a name, a spec YAML, a records .jsonl) end to end; resumable through
     OUT/predictions.jsonl. `system_prompt`, `instruction`, `min_pixels`, `max_pixels` override the spec and the
     checkpoint's prompt.json (None = not given; "" = explicitly none). `backend_obj`: an already-built backend.
-    Prompts over `max_prompt_chars` characters are not generated (counted in scores.json `dropped_long`)."""
+    Prompts over `max_prompt_chars` characters are not generated (counted in scores.json `dropped_long`).
+    `video_root`: the folder the items' video paths resolve against (the spec's video_root; FutureBench: your
+    V1-33K/first_part_video)."""
     for flag, v in (("--limit", limit), ("--batch-size", batch_size), ("--max-new-tokens", max_new_tokens),
                     ("--max-prompt-chars", max_prompt_chars)):
         check_count(v, flag, 1)
     spec, bench = resolve(str(benchmark))
     if data_dir is not None:
         spec.data_dir = str(Path(data_dir).resolve())
+    if video_root is not None:
+        if not Path(video_root).is_dir():
+            raise UsageError(f"--video-root {video_root}: no such folder")
+        spec.video_root = str(Path(video_root).resolve())
     model = None if model is None else str(model)
     mode = mode or spec.mode
     out = check_output_dir(output_dir, "--output-dir")

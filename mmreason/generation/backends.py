@@ -2,7 +2,7 @@
 (GPU only, imported lazily).
 
 Input is a list of `(messages, images)` pairs: chat messages whose user content holds
-`{"type": "image"}` placeholders (as `mmreason.records.prompt_messages` builds them) and the
+`{"type": "image"}` placeholders (as `mmreason.chat.prompt_messages` builds them) and the
 image paths or PIL images that fill those placeholders in order; video parts come filled (a qwen-vl-utils
 part with a path, or pre-decoded frames with their `video_metadata`: `mmreason.generation.vision`). Output is
 one text per pair.

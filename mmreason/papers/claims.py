@@ -18,7 +18,8 @@ from mmreason.generation.backends import HFBackend
 from mmreason.papers.probes import PREFIX
 from mmreason.papers.summary import ClaimResult, Line, plot_accuracy_bars, plot_curves
 from mmreason.papers.verdict import decide, decide_paired
-from mmreason.records import BOXED_SUFFIX, load_records, prompt_messages
+from mmreason.chat import prompt_messages
+from mmreason.records import BOXED_SUFFIX, load_records
 from mmreason.rewards.vote import majority_vote
 from mmreason.rl import metrics as M
 from mmreason.rl.callbacks import CLUSTER_ENTROPY, PSEUDO_LABEL_ACCURACY, CollapseWarningCallback

@@ -135,9 +135,25 @@ def build_reward_funcs(
         bad = [k for k in options.get(entry, {}) if k not in params]
         if bad:
             raise ValueError(f"reward {entry!r} has no option(s) {bad}")
+        _check_choices(name, spec.func, options.get(entry, {}))
         if spec.group_aware:
             if not isinstance(num_generations, int) or num_generations < 1:
                 raise ValueError(f"reward {entry!r} needs num_generations >= 1, got {num_generations!r}")
             bound["num_generations"] = num_generations
         out.append(NamedReward(name, spec.func, bound))
     return out
+
+
+def _check_choices(name: str, func, options: dict) -> None:
+    """An option annotated `Literal[...]` must be one of its values: a typo is a config error, not a run of zeros."""
+    import inspect
+    import typing
+
+    try:
+        hints = typing.get_type_hints(inspect.unwrap(func))
+    except Exception:  # noqa: BLE001 - unresolvable annotations: nothing to check
+        return
+    for key, value in options.items():
+        hint = hints.get(key)
+        if typing.get_origin(hint) is typing.Literal and value not in typing.get_args(hint):
+            raise ValueError(f"reward {name!r}: option {key}={value!r} is not one of {list(typing.get_args(hint))}")

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Literal
 
 from mmreason.rewards.columns import column, emit_metric
+from mmreason.rewards.official_math import official_accuracy
 from mmreason.rewards.registry import never_raises, register
 from mmreason.verify import boxed_spans, completion_text, extract_letter, final_box, verify_many
 
@@ -35,14 +37,23 @@ def accuracy(
     precision=None,
     *,
     single_box: bool = True,
+    mode: Literal["verify", "official"] = "verify",
     timeout: float | None = None,
     log_metric=None,
     **kwargs,
 ) -> list[float | None]:
-    r"""1.0 if the last \boxed{} matches the gold answer (math-verify in the timed pool), else 0.0."""
+    r"""1.0 if the last \boxed{} matches the gold answer (math-verify in the timed pool), else 0.0.
+
+    mode "official": RL-with-Cold-Start's GRPO/examples/score_function/math.py bug for bug (mathruler's
+    extract_boxed_content + grade_answer, `mmreason.rewards.official_math`); single_box does not apply."""
     completions = list(completions or [])
     n = len(completions)
+    if mode not in ("verify", "official"):
+        raise ValueError(f"accuracy: mode must be 'verify' or 'official', got {mode!r}")
     golds, types = column(answer, n), column(answer_type, n)
+    if mode == "official":
+        return [None if g is None else official_accuracy(completion_text(c) or "", str(g))
+                for c, g in zip(completions, golds)]
     choice_lists, precisions = column(choices, n), column(precision, n)
     rewards: list[float | None] = [0.0] * n
     items, where = [], []

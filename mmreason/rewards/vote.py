@@ -48,7 +48,7 @@ import logging
 import math
 import sys
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 from mmreason.records import LETTERS
 from mmreason.rewards.columns import column, emit_metric
@@ -64,6 +64,7 @@ from mmreason.verify import (
     to_number,
     verify_many,
 )
+from mmreason.rewards.official_math import mathruler_eq_batch
 
 logger = logging.getLogger("mmreason.rewards")
 
@@ -278,6 +279,7 @@ def majority_vote(
     min_support: float = 0.0,
     ties: str = "first",
     vote_rule: str = "equivalence",
+    grader: Literal["verify", "mathruler"] = "verify",
     stop_token_ids=None,
     timeout: float | None = None,
     log_metric=None,
@@ -285,14 +287,16 @@ def majority_vote(
     **kwargs,
 ) -> list[float]:
     """1.0 if the completion's boxed answer is in its group's largest answer cluster, else 0.0 (MM-UPT).
-    vote_rule "official": MM-UPT's exact-string majority (see the module docstring)."""
+    vote_rule "official": MM-UPT's exact-string majority (see the module docstring). grader "mathruler" (with
+    vote_rule official): each member is checked against the majority with mathruler's grade_answer, as MM-UPT's
+    verl/workers/reward/function.py does; "verify" (default): math-verify."""
     completions = list(completions or [])
     n = len(completions)
     try:
         return _majority_vote(
             completions, n, num_generations, completion_ids, answer, answer_type, choices, precision, record_id,
             min_support, ties, set(stop_token_ids) if stop_token_ids else None, timeout, log_metric, log_extra,
-            vote_rule,
+            vote_rule, grader,
         )
     except Exception:  # noqa: BLE001 - a reward never crashes the run
         logger.exception("majority_vote failed on a batch of %d; giving 0.0", n)
@@ -301,12 +305,15 @@ def majority_vote(
 
 
 def _majority_vote(completions, n, G, completion_ids, answer, answer_type, choices, precision, record_id,
-                   min_support, ties, stop_ids, timeout, log_metric, log_extra, vote_rule) -> list[float]:
+                   min_support, ties, stop_ids, timeout, log_metric, log_extra, vote_rule,
+                   grader: str = "verify") -> list[float]:
     if ties not in ("first", "none"):
         raise ValueError(f"ties must be 'first' or 'none', got {ties!r}")
     if vote_rule not in VOTE_RULES:
         raise ValueError(f"vote_rule must be one of {list(VOTE_RULES)}, got {vote_rule!r}")
     official = vote_rule == "official"
+    if grader not in ("verify", "mathruler") or (grader == "mathruler" and not official):
+        raise ValueError(f"grader must be 'verify' or 'mathruler' (the latter with vote_rule 'official'), got {grader!r}")
     if official and (ties != "first" or min_support):
         raise ValueError("ties and min_support apply to vote_rule 'equivalence'; 'official' is MM-UPT's rule as is")
     types, opts, precs = column(answer_type, n), column(choices, n), column(precision, n)
@@ -342,7 +349,8 @@ def _majority_vote(completions, n, G, completion_ids, answer, answer_type, choic
             break
     failures: list = []
     if official:
-        votes = official_vote_groups([[v[0] for v in grp] for grp in groups], pool_eq_batch(timeout, failures))
+        eq = mathruler_eq_batch if grader == "mathruler" else pool_eq_batch(timeout, failures)
+        votes = official_vote_groups([[v[0] for v in grp] for grp in groups], eq)
     else:
         votes = vote_groups(groups, pool_eq_batch(timeout, failures), ties, min_support)
     rewards: list[float] = []

@@ -16,7 +16,9 @@ from typing import Any
 from mmreason.errors import RecordError
 from mmreason.media.video import VideoConfig, check_record_video, set_video_pixels
 from mmreason.prompts import MAX_TEXT_CHARS, PromptSpec, drop_long_chats
-from mmreason.records import LoadReport, iter_source, seeded_subset, to_grpo_example
+from mmreason.chat import to_grpo_example
+from mmreason.formats import DataFormatArguments, read_source
+from mmreason.records import LoadReport, seeded_subset
 from mmreason.rl.video import encode, load_row_media, template_messages
 from mmreason.usage import NothingUsable, check_count
 
@@ -118,8 +120,10 @@ def build_grpo_dataset(
     max_samples: int | None = None,
     seed: int = 0,
     video_cfg=None,
+    data_format: DataFormatArguments | None = None,
 ):
-    """Load records from `paths` (records JSONL files or Hugging Face datasets, like SFT's train_files), convert
+    """Load records from `paths` (any layout `mmreason.formats.read_source` reads, `data_format` its options; like
+    SFT's train_files), convert
     with `to_grpo_example` (prompts built by `spec`, default PromptSpec()), drop the prompts over
     `max_prompt_chars` characters before anything tokenises them or decodes their video, keep a seeded random
     subset of `max_samples` (if set; `mmreason.records.seeded_subset`), then drop prompts over `max_prompt_length`
@@ -140,8 +144,8 @@ def build_grpo_dataset(
     rows: list[dict[str, Any]] = []
     for p in paths:
         load_report = LoadReport(p)
-        loaded = list(iter_source(p, strict=not lenient, require_answer=require_answer, check_media=check_media,
-                                  report=load_report))
+        loaded = list(read_source(p, data_format, strict=not lenient, require_answer=require_answer,
+                                  check_media=check_media, report=load_report))
         report.loaded += len(loaded)
         report.skipped_bad += len(load_report.skipped)
         if load_report.skipped:

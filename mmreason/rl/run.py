@@ -11,6 +11,7 @@ import logging
 import sys
 from dataclasses import dataclass, field, fields
 
+from mmreason.formats import DataFormatArguments
 from mmreason.distributed import DistributedSetupError, check_distributed, finish_distributed
 from mmreason.errors import RecordError
 from mmreason.media.video import VideoConfig
@@ -29,16 +30,16 @@ logger = logging.getLogger("mmreason.grpo")
 
 
 @dataclass
-class GRPOScriptArguments(PromptArguments, VideoConfig):
+class GRPOScriptArguments(PromptArguments, VideoConfig, DataFormatArguments):
     """Data, prompt and reward choices of the GRPO stage (training knobs live in MMReasonGRPOConfig); the video_*
     fields sample and bound the frames of video records (mmreason.media.video.VideoConfig)."""
 
     train_files: list[str] = field(
         default_factory=list,
         metadata={
-            "help": "Records JSONL files of RL questions (mmreason.records format; image paths relative to each "
-            "file). An entry that is not a file is read as a Hugging Face dataset (local `save_to_disk` folder or "
-            "Hub id, split 'train') whose columns are record fields. As in the SFT stage."
+            "help": "RL questions: records JSONL (mmreason.records; image paths relative to each file) or any layout "
+            "of `data_format` (EasyR1, ms-swift, LLaMA-Factory, verl, NEP), each a JSONL or JSON list, a parquet "
+            "file or folder of shards, a `save_to_disk` folder or a Hub id `org/name[@split]` (online). As in SFT."
         },
     )
     train_file: str | None = field(
@@ -93,6 +94,7 @@ class GRPOScriptArguments(PromptArguments, VideoConfig):
     def __post_init__(self):
         super().__post_init__()
         VideoConfig.__post_init__(self)
+        DataFormatArguments.__post_init__(self)
         if self.train_file is not None:
             deprecated("train_file", "train_files")
             if self.train_file not in self.train_files:
@@ -152,6 +154,7 @@ def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
         check_media=script_args.check_media,
         spec=spec,
         video_cfg=script_args.video_config(),
+        data_format=script_args.format_options(),
     )
     train_ds, report = build_grpo_dataset(
         script_args.train_files, max_samples=script_args.max_samples, seed=training_args.seed, **data_kwargs

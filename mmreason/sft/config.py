@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 
 from trl import SFTConfig
 
+from mmreason.formats import DataFormatArguments
 from mmreason.modeling import PromptArguments
 from mmreason.prompts import MAX_TEXT_CHARS
 
@@ -13,13 +14,13 @@ _TRAINER_HAS_ACTIVATION_CHECKPOINTING = "activation_checkpointing" in {f.name fo
 
 
 @dataclass
-class SFTScriptArguments(PromptArguments):
+class SFTScriptArguments(PromptArguments, DataFormatArguments):
     train_files: list[str] = field(
         default_factory=list,
         metadata={
-            "help": "Records JSONL files to train on (mmreason.records format; image paths relative to each file). "
-            "An entry that is not a file is read as a Hugging Face dataset (local `save_to_disk` folder or Hub id, "
-            "split 'train') whose columns are record fields."
+            "help": "Data to train on: records JSONL (mmreason.records; image paths relative to each file) or any "
+            "layout of `data_format` (EasyR1, ms-swift, LLaMA-Factory, verl, NEP), each a JSONL or JSON list, a "
+            "parquet file or folder of shards, a `save_to_disk` folder or a Hub id `org/name[@split]` (online)."
         },
     )
     eval_file: str | None = field(
@@ -64,6 +65,8 @@ class SFTScriptArguments(PromptArguments):
     )
 
     def __post_init__(self):
+        super().__post_init__()
+        DataFormatArguments.__post_init__(self)
         if not 0.0 <= self.eval_split_ratio < 1.0:
             raise ValueError(f"eval_split_ratio must be in [0, 1), got {self.eval_split_ratio}")
         if self.eval_split_ratio and self.eval_file:

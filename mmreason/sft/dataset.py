@@ -7,15 +7,15 @@ image block and the processor opens it at batch time, so no pixels are held in m
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from mmreason.errors import RecordError
 from mmreason.media.video import check_record_videos
 from mmreason.prompts import PromptSpec, drop_long_chats
-from mmreason.records import LoadReport, Record, iter_source, seeded_subset, to_sft_example
+from mmreason.chat import to_sft_example
+from mmreason.formats import DataFormatArguments, read_source
+from mmreason.records import LoadReport, Record, seeded_subset
 from mmreason.sft.video_collator import video_sft_example
 from mmreason.usage import NothingUsable, UsageError, check_count
 
@@ -51,20 +51,6 @@ class DataReport:
                 "dropped_long": self.dropped_long, "max_text_chars": self.max_text_chars}
 
 
-def _line_numbers(path: Path) -> dict[str, int]:
-    """id -> line number, to name `file:line` for checks made after `load_records`."""
-    out: dict[str, int] = {}
-    with open(path, encoding="utf-8", errors="replace") as f:  # bad bytes were reported by the loader
-        for lineno, line in enumerate(f, 1):
-            try:
-                rid = json.loads(line).get("id")
-            except (json.JSONDecodeError, AttributeError):
-                continue
-            if isinstance(rid, str):
-                out.setdefault(rid, lineno)
-    return out
-
-
 def _sft_problem(rec: Record) -> str | None:
     if not rec.solution:
         return "field 'solution' (the SFT target) is missing or empty"
@@ -72,7 +58,8 @@ def _sft_problem(rec: Record) -> str | None:
 
 
 def load_sft_records(
-    paths: list[str], lenient: bool = False, max_samples: int | None = None, seed: int = 0
+    paths: list[str], lenient: bool = False, max_samples: int | None = None, seed: int = 0,
+    data_format: DataFormatArguments | None = None,
 ) -> tuple[list[Record], DataReport]:
     """Load and validate training records (each needs a `solution`). Strict: the first bad record raises
     `RecordError` naming `file:line`. Lenient: bad records are skipped and listed in the report. `max_samples`:
@@ -84,16 +71,12 @@ def load_sft_records(
     out: list[Record] = []
     for spec in paths:
         rep = LoadReport(str(spec))
-        p = Path(spec)
-        recs = iter_source(spec, strict=not lenient, report=rep)
-        lines = None if p.is_file() else {}
+        # SFT trains on the solution; a released chain of thought without a final box has no answer, and needs none.
+        recs = read_source(spec, data_format, strict=not lenient, require_answer=False, report=rep)
         for rec in recs:
             problem = _sft_problem(rec)
             if problem:
-                if lines is None:
-                    lines = _line_numbers(p)
-                where = f"{p}:{lines[rec.id]}" if rec.id in lines else f"{spec} (id {rec.id})"
-                err = RecordError(where, problem)
+                err = RecordError(rec.origin or f"{spec} (id {rec.id})", problem)
                 if not lenient:
                     raise err
                 rep.loaded -= 1

@@ -73,11 +73,13 @@ def train(script_args: SFTScriptArguments, training_args: MMSFTConfig, model_arg
     check_output_dir(training_args.output_dir, "output_dir")
     spec = script_args.prompt_spec(model_args.model_name_or_path, "sft")
     records, report = load_sft_records(
-        script_args.train_files, script_args.lenient, script_args.max_samples, seed=training_args.seed
+        script_args.train_files, script_args.lenient, script_args.max_samples, seed=training_args.seed,
+        data_format=script_args.format_options(),
     )
     eval_records, eval_report = [], None
     if script_args.eval_file:
-        eval_records, eval_report = load_sft_records([script_args.eval_file], script_args.lenient)
+        eval_records, eval_report = load_sft_records([script_args.eval_file], script_args.lenient,
+                                                       data_format=script_args.format_options())
     video = has_video(records, eval_records)
     if video:
         video_args = video_args or VideoConfig()

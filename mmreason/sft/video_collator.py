@@ -16,27 +16,15 @@ message) and `metadata.prompt_suffix` ("" = no instruction); they win over the s
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mmreason.prompts import PromptSpec
+from mmreason.chat import prompt_messages, record_prompt_spec
 from mmreason.errors import RecordError
-from mmreason.records import Record, prompt_messages
 from mmreason.media.video import VideoConfig, load_clip, processor_video_kwargs, set_video_pixels
-
-
-def record_prompt_spec(rec: Record, spec: PromptSpec | None = None) -> PromptSpec:
-    """The stage's prompt spec with the record's own `metadata.system_prompt` / `metadata.prompt_suffix` on top
-    (NEP records carry them: None = the chat template's default system message, "" = no instruction)."""
-    spec = spec or PromptSpec()
-    over = {}
-    if "system_prompt" in rec.metadata:
-        over["system"] = rec.metadata["system_prompt"]
-    if "prompt_suffix" in rec.metadata:
-        over["instruction"] = rec.metadata["prompt_suffix"]
-    return dataclasses.replace(spec, **over) if over else spec
+from mmreason.records import Record
 
 
 def video_sft_example(rec: Record, spec: PromptSpec | None = None) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from mmreason.data.kinds.registry import load_recipe
 from mmreason.data.recipe import RecipeError, parse_overrides
 from mmreason.data.teachers import TeacherError
 from mmreason.errors import RecordError
+from mmreason.formats.tables import open_table
 from mmreason.media.video import VideoConfig, open_source
 from mmreason.offline import offline_defaults
 from mmreason.records import LETTERS, Record, Video, load_records, write_records
@@ -51,22 +52,15 @@ BUILD_STRATEGIES = ("sft", "cft", "distill", "mix", "mcq")
 
 
 def load_entries(path: str | os.PathLike) -> list[Any]:
-    """V1-33K entries: a JSON list (the released file) or JSONL."""
-    path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        data = []
-        for lineno, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    data.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise RecordError(f"{path}:{lineno}", f"invalid JSON ({e.msg})") from None
-    if not isinstance(data, list):
-        raise RecordError(str(path), "expected a JSON list of entries (or JSONL)")
-    return data
+    """V1-33K entries: a JSON list (the released file), JSONL, or parquet / a save_to_disk folder (opened by
+    `mmreason.formats.tables.open_table`, the reader every stage uses); a bad JSONL line names file:line."""
+    table = open_table(path)
+    entries = []
+    for _, row in table.rows():
+        if isinstance(row, RecordError):
+            raise row
+        entries.append(row)
+    return entries
 
 
 def _get(entry: Any, dotted: str, where: str) -> Any:
@@ -109,6 +103,8 @@ def entry_records(entry: Any, index: int, strategy: str, video: Video, rng: rand
     meta = {"v1_index": index, "video_path": entry.get("video_path"), "full_video_path": entry.get("full_video_path")}
     if strategy == "sft":
         return sft_record(rid, video, _text(entry, "video_split.split_caption.caption_part2", where), rng, metadata=meta)
+    if strategy == "mcq":  # video_path + qa alone (NEP's EasyR1 GRPO JSON): no reasoning fields needed
+        return mcq_record(entry, rid, video, where, meta)
     reasoning = _text(entry, "ds_reasoning.rewritten_reasoning_content", where)
     prediction = _text(entry, "ds_reasoning.rewritten_prediction_content", where)
     if strategy == "distill":
@@ -117,8 +113,6 @@ def entry_records(entry: Any, index: int, strategy: str, video: Video, rng: rand
         critique = _text(entry, "o3_critique.Critique", where)
         conclusion = _text(entry, "o3_critique.Conclusion", where)
         return cft_record(rid, video, reasoning, prediction, critique, conclusion, rng, metadata=meta)
-    if strategy == "mcq":
-        return mcq_record(entry, rid, video, where, meta)
     raise ValueError(f"unknown strategy {strategy!r}")
 
 

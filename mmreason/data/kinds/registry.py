@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from mmreason.data.recipe import Recipe, RecipeError, check_template, help_text, read_recipe
 from mmreason.errors import PluginError
+from mmreason.formats.options import LAYOUT_NAMES
 from mmreason.plugins import discover, resolve
 
 if TYPE_CHECKING:  # the run functions' argument types; runner.py imports this module
@@ -146,8 +147,9 @@ def validate(r: Recipe) -> None:
         raise RecipeError(p, "name", "required; letters, digits, '_', '-', '.' only (it is part of record ids)")
     if not r.source.path:
         raise RecipeError(p, "source.path", "required: a records JSONL, a dataset folder/file or a Hub id")
-    if r.source.format not in ("auto", "records", "hf"):
-        raise RecipeError(p, "source.format", f"{r.source.format!r} is not auto | records | hf")
+    if r.source.format not in ("auto", "records", "hf", *LAYOUT_NAMES):
+        raise RecipeError(p, "source.format", f"{r.source.format!r} is not auto | records | hf | "
+                                              + " | ".join(LAYOUT_NAMES))
     if r.teacher.backend not in ("openai", "vllm", "hf", "none"):
         raise RecipeError(p, "teacher.backend", f"{r.teacher.backend!r} is not openai | vllm | hf | none")
     if r.teacher.backend == "none" and not kind.teacherless:

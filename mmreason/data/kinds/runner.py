@@ -24,7 +24,8 @@ from mmreason.data.kinds.registry import RECORD_FIELDS, RecipeKind, kind_of
 from mmreason.data.recipe import Recipe
 from mmreason.data.teachers import ChatRequest, Reply, Teacher, image_part, text_part
 from mmreason.prompts import render
-from mmreason.records import LETTERS, Record, question_text
+from mmreason.chat import question_text
+from mmreason.records import LETTERS, Record
 from mmreason.verify import boxed_regions, extract_boxed
 
 Verifier = Callable[[str | None, Record], str]  # -> correct | incorrect | timeout | error
