@@ -28,6 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
+from mmreason.jsonl import is_jsonl_name, jsonl_lines
 from mmreason.prompts import BOXED_INSTRUCTION, PromptSpec
 
 logger = logging.getLogger(__name__)
@@ -281,8 +282,9 @@ def iter_records(
         seen[rec.id] = lineno
         return rec
 
-    with open(path, "rb") as f:  # bytes per line: a bad byte is this line's error, not the whole file's
-        yield from _counted((partial(parse, n, raw) for n, raw in enumerate(f, 1) if raw.strip()), strict, report)
+    # bytes per line: a bad byte is this line's error, not the whole file's (.jsonl.gz and a BOM: jsonl_lines)
+    lines = jsonl_lines(path)
+    yield from _counted((partial(parse, n, raw) for n, raw in enumerate(lines, 1) if raw.strip()), strict, report)
 
 
 def iter_hf_records(
@@ -317,7 +319,7 @@ def iter_source(
     p = Path(spec)
     if p.is_file():
         return iter_records(p, strict, require_answer, check_media, report)
-    if p.suffix in (".jsonl", ".json") or str(spec).startswith((".", "/", "~")) and not p.is_dir():
+    if p.suffix in (".jsonl", ".json") or is_jsonl_name(p) or str(spec).startswith((".", "/", "~")) and not p.is_dir():
         raise FileNotFoundError(f"records file not found: {spec}")
     return iter_hf_records(str(spec), strict, require_answer, check_media, report)
 

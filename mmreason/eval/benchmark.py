@@ -283,7 +283,7 @@ def read_text(path: str | Path) -> str:
     """A predictions file's text; invalid UTF-8 is an error naming file:line (not a byte offset)."""
     data = Path(path).read_bytes()
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")  # a BOM from a Windows editor is no character
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1

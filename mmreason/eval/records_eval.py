@@ -13,6 +13,7 @@ from typing import Any, Callable
 from mmreason.eval.benchmark import Benchmark, ScoreOptions, Video, register
 from mmreason.eval.report import hbar_chart, table
 from mmreason.eval.spec import BenchmarkSpec
+from mmreason.jsonl import is_jsonl_name
 from mmreason.prompts import DEFAULT_TEMPLATE
 from mmreason.records import BOXED_SUFFIX, LETTERS, Record, load_records
 from mmreason.verify import extract_boxed, verify_many
@@ -75,9 +76,10 @@ class RecordsBenchmark(Benchmark):
 
     @classmethod
     def detect(cls, path: Path) -> BenchmarkSpec | None:
-        if path.suffix != ".jsonl":
+        if not is_jsonl_name(path):  # .jsonl or .jsonl.gz
             return None
-        return BenchmarkSpec(name=path.name, scorer="records", data_dir=str(path.resolve()), split=path.stem,
+        return BenchmarkSpec(name=path.name, scorer="records", data_dir=str(path.resolve()),
+                             split=path.name.removesuffix(".gz").removesuffix(".jsonl"),
                              system_prompt=None, prompt_template=DEFAULT_TEMPLATE, instruction=BOXED_SUFFIX,
                              mode="boxed", max_new_tokens=512, max_new_tokens_cpu=512, temperature=0.0,
                              source=str(path))
