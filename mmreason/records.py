@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import string
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -119,6 +120,7 @@ _FIELDS = {
     "metadata": (dict,),
 }
 _REQUIRED = ("id", "question", "answer_type")
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://|data:)")
 
 
 def record_from_dict(
@@ -150,6 +152,10 @@ def record_from_dict(
     if not all(isinstance(p, str) and p for p in images):
         raise RecordError(where, "field 'images' must be a list of non-empty path strings")
     video = d.get("video")
+    for key, p in [("images", p) for p in images] + [("video.path", (video or {}).get("path"))]:
+        if isinstance(p, str) and _URL.match(p):
+            raise RecordError(where, f"field '{key}' is a URL ({p[:60]}): URLs are not fetched - download the file "
+                                     "and give its path (relative to the records file)")
     if video is not None:
         if not isinstance(video.get("path"), str) or set(video) - {"path", "start", "end"}:
             raise RecordError(where, "field 'video' must be {'path': str, 'start': seconds, 'end': seconds}")

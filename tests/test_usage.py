@@ -282,3 +282,73 @@ def test_a_library_error_mid_work_keeps_its_traceback(monkeypatch):
     monkeypatch.setattr(mmreason.env, "main", boom)
     with pytest.raises(ValueError):
         cli(["env"])
+
+
+# ---------------------------------------------------------------- issue 25, item 7: more usage mistakes in one line
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n\n"])
+def test_empty_or_comment_only_yaml(tmp_path, capsys, text):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    for stage in ("sft", "grpo"):
+        _one_line_error(capsys, [stage, "--config", str(cfg)], expect=f"--config {cfg}: the file is empty")
+    _one_line_error(capsys, ["data", "build", "--recipe", str(cfg), "--out", str(tmp_path / "o")],
+                    expect=f"{cfg}: field '<file>': the file is empty")
+    _one_line_error(capsys, ["eval", "run", "--model", str(tmp_path), "--benchmark", str(cfg), "--output-dir",
+                             str(tmp_path / "o")], expect=f"{cfg}: the spec file is empty")
+
+
+def test_a_bad_value_in_the_config_names_file_and_key_without_a_usage_dump(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("output_dir: x\nmax_steps: ten\n")
+    for stage in ("sft", "grpo"):
+        err = _one_line_error(capsys, [stage, "--config", str(cfg)],
+                              expect=f"--config {cfg}: key 'max_steps': invalid int value: 'ten'")
+        assert len(err.strip().splitlines()) == 1 and "usage:" not in err
+    # the same value given on the command line is named as the flag it is
+    err = _one_line_error(capsys, ["sft", "--config", str(cfg), "--max_steps", "x"], expect="--max_steps")
+    assert "invalid int value: 'x'" in err and str(cfg) not in err and len(err.strip().splitlines()) == 1
+
+
+def test_unsafe_yaml_tag_in_an_eval_spec_is_refused_in_one_line(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"name: x\nscorer: !!python/object/apply:os.system ['touch {marker}']\n")
+    _one_line_error(capsys, ["eval", "run", "--model", str(tmp_path), "--benchmark", str(spec), "--output-dir",
+                             str(tmp_path / "o")], expect=f"{spec}: not a valid spec YAML")
+    assert not marker.exists()
+
+
+def test_eval_run_on_a_model_folder_without_processor_files(tmp_path, capsys, tiny_model_dir):
+    import shutil
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(tiny_model_dir / name, bare / name)
+    recs = _records(tmp_path / "test.jsonl", ["q0"])
+    _one_line_error(capsys, ["eval", "run", "--model", str(bare), "--benchmark", str(recs), "--output-dir",
+                             str(tmp_path / "o"), "--no-progress"], expect=f"{bare}: no processor files")
+
+
+def test_lora_adapter_whose_base_is_gone(tmp_path, capsys):
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    gone = tmp_path / "moved" / "sft"
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(gone), "peft_type": "LORA"}))
+    recs = _records(tmp_path / "test.jsonl", ["q0"])
+    err = _one_line_error(capsys, ["eval", "run", "--model", str(adapter), "--benchmark", str(recs), "--output-dir",
+                                   str(tmp_path / "o"), "--no-progress"],
+                          expect=f"base_model_name_or_path {gone}: no such checkpoint folder")
+    assert "adapter's base model is gone" in err and "Repo id" not in err
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/x.png", "https://example.org/a.jpg", "file:///etc/passwd"])
+def test_an_image_url_is_refused_at_load(tmp_path, capsys, url):
+    path = _records(tmp_path / "test.jsonl", ["q0"], images=[url])
+    with pytest.raises(RecordError, match="URLs are not fetched") as e:
+        load_records(path)
+    assert e.value.where == f"{path}:1"
+    _one_line_error(capsys, ["sft", "--model_name_or_path", str(tmp_path), "--train_files", str(path),
+                             "--output_dir", str(tmp_path / "o")], expect="is a URL")

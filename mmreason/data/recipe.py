@@ -28,6 +28,8 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from mmreason.usage import yaml_problem
+
 # A `{name}` in the old recipe syntax. LaTeX groups are not: after a backslash or a letter (`\text{cm}`),
 # a closing brace (`\frac{a}{b}`) or `^` (`x^{n}`).
 OLD_PLACEHOLDER = re.compile(r"(?<![\\\w}^])\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -310,9 +312,11 @@ def load_recipe(path: str | Path, overrides: list[tuple[str, Any]] = ()) -> Reci
     if not path.is_file():
         raise RecipeError(path, "<file>", "recipe file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
-        raise RecipeError(path, "<file>", f"invalid YAML: {e}") from None
+        raise RecipeError(path, "<file>", f"invalid YAML: {yaml_problem(e)}") from None
+    if data is None:
+        raise RecipeError(path, "<file>", "the file is empty (or only comments): see data_recipes/ for recipes")
     for key, value in overrides:
         set_dotted(data, key, override_value(key, value))
     recipe = _build(Recipe, data, str(path), "")
