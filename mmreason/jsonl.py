@@ -15,6 +15,8 @@ import zlib
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from mmreason.disk_full import guard_disk_full, write_text_atomic
+
 GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")
@@ -45,15 +47,16 @@ def jsonl_lines(path: str | os.PathLike) -> Iterator[bytes]:
                              f"the {lineno} line(s) before it were read - recompress the file") from None
 
 
-def _write_lines(fd: int, rows: Iterable[dict], sort_keys: bool) -> int:
+def _write_lines(fd: int, rows: Iterable[dict], sort_keys: bool, path: Path) -> int:
     n = 0
-    for row in rows:
-        data = (json.dumps(row, ensure_ascii=False, sort_keys=sort_keys) + "\n").encode("utf-8")
-        written = os.write(fd, data)
-        while written < len(data):  # a short write (rare: signals, full disk) is completed, not lost
-            written += os.write(fd, data[written:])
-        n += 1
-    os.fsync(fd)
+    with guard_disk_full(path, "a line of it"):
+        for row in rows:
+            data = (json.dumps(row, ensure_ascii=False, sort_keys=sort_keys) + "\n").encode("utf-8")
+            written = os.write(fd, data)
+            while written < len(data):  # a short write (rare: signals, full disk) is completed, not lost
+                written += os.write(fd, data[written:])
+            n += 1
+        os.fsync(fd)
     return n
 
 
@@ -66,7 +69,7 @@ class AppendLog:
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def append(self, rows: Iterable[dict]) -> int:
-        return _write_lines(self.fd, rows, self.sort_keys)
+        return _write_lines(self.fd, rows, self.sort_keys, self.path)
 
     def close(self) -> None:
         os.close(self.fd)
@@ -123,11 +126,4 @@ def read_jsonl_repair(path: str | os.PathLike, corrupt: str = "cut") -> tuple[li
 
 def rewrite_jsonl(path: str | os.PathLike, rows: Iterable[dict], sort_keys: bool = True) -> None:
     """Replace the file atomically (tmp + fsync + rename)."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False, sort_keys=sort_keys) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False, sort_keys=sort_keys) + "\n" for row in rows))

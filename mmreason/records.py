@@ -29,6 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
+from mmreason.disk_full import write_text_atomic
 from mmreason.jsonl import is_jsonl_name, jsonl_lines
 from mmreason.prompts import BOXED_INSTRUCTION, PromptSpec
 
@@ -347,14 +348,9 @@ def write_records(path: str | os.PathLike, records: Iterable[Record]) -> int:
     """Write records as JSONL (atomically: temp file then rename). Returns the count."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    n = 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r.to_json(), ensure_ascii=False, sort_keys=True) + "\n")
-            n += 1
-    os.replace(tmp, path)
-    return n
+    lines = [json.dumps(r.to_json(), ensure_ascii=False, sort_keys=True) + "\n" for r in records]
+    write_text_atomic(path, "".join(lines))
+    return len(lines)
 
 
 T = TypeVar("T")

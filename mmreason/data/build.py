@@ -39,6 +39,7 @@ from mmreason.data.kinds import Outcome, Runner, Target, kind_of
 from mmreason.data.recipe import Recipe, RecipeError, load_recipe, parse_overrides, recipe_help, to_dict
 from mmreason.data.sources import SourceItem, is_records_source, iter_sources
 from mmreason.data.teachers import Teacher, TeacherError, make_teacher, redact
+from mmreason.disk_full import guard_disk_full, human, write_text_atomic
 from mmreason.jsonl import AppendLog, read_jsonl_repair, rewrite_jsonl
 from mmreason.records import Record, RecordError, check_image, record_from_dict
 from mmreason.usage import check_output_dir, positive_int
@@ -117,10 +118,8 @@ class Builder:
                 raise RecipeError(self.r.path, "<recipe>", f"{self.out} holds a build of a different recipe or settings "
                                   f"(fingerprint {old.get('fingerprint')} != {fp}); use another --out or --overwrite")
         else:
-            tmp = state_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"fingerprint": fp, "recipe": self.r.name, "kind": self.kind.name,
-                                       "recipe_file": self.r.path}, indent=1))
-            os.replace(tmp, state_path)
+            write_text_atomic(state_path, json.dumps({"fingerprint": fp, "recipe": self.r.name, "kind": self.kind.name,
+                                                      "recipe_file": self.r.path}, indent=1))
         ledger, bad_ledger = read_jsonl_repair(self.out / LEDGER)
         records, bad_records = read_jsonl_repair(self.records_path)
         per_source = Counter(row.get("metadata", {}).get("source_id") for row in records)
@@ -240,7 +239,8 @@ class Builder:
                 dst = self.images_dir / f"{_safe(rec.id)}-{tag}-{j}{src.suffix.lower() or '.png'}"
                 if not dst.exists():
                     tmp = dst.with_name(dst.name + ".tmp")
-                    shutil.copyfile(src_abs, tmp)
+                    with guard_disk_full(tmp, f"a copy of {src} ({human(src_abs.stat().st_size)})"):
+                        shutil.copyfile(src_abs, tmp)
                     os.replace(tmp, dst)
                 out.append(str(dst.relative_to(self.out)))
             else:
@@ -374,9 +374,7 @@ class Builder:
             "retryable": retryable,
         }
         stats = self.redact(stats)
-        tmp = self.out / (STATS + ".tmp")
-        tmp.write_text(json.dumps(stats, indent=1, ensure_ascii=False))
-        os.replace(tmp, self.out / STATS)
+        write_text_atomic(self.out / STATS, json.dumps(stats, indent=1, ensure_ascii=False))
         return stats
 
 

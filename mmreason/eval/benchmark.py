@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from mmreason.disk_full import write_text_atomic
 from mmreason.eval.report import table
 from mmreason.eval.spec import BenchmarkSpec
 from mmreason.plugins import import_file
@@ -225,7 +226,7 @@ class Benchmark(abc.ABC):
                      out_dir: Path) -> list[Path]:
         """report.md and the charts (and any file a benchmark adds)."""
         path = out_dir / "report.md"
-        path.write_text(self.report_md(scores) + "\n", encoding="utf-8")
+        write_text_atomic(path, self.report_md(scores) + "\n")
         return [path, *self.charts(scores, out_dir)]
 
 

@@ -13,6 +13,7 @@ from typing import Any, Callable
 from mmreason.eval.benchmark import Benchmark, ScoreOptions, Video, register
 from mmreason.eval.report import hbar_chart, table
 from mmreason.eval.spec import BenchmarkSpec
+from mmreason.disk_full import write_text_atomic
 from mmreason.jsonl import is_jsonl_name
 from mmreason.prompts import DEFAULT_TEMPLATE
 from mmreason.records import BOXED_SUFFIX, LETTERS, Record, load_records
@@ -147,9 +148,7 @@ class RecordsBenchmark(Benchmark):
         rows = [{"id": r.id, "source": r.source, "answer": r.answer, "answer_type": r.answer_type,
                  "response": (predictions.get(r.id) or {}).get("response"), **s["per_item"][r.id]} for r in items]
         path = out_dir / "predictions_scored.jsonl"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in rows), encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomic(path, "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in rows))
         return [*super().write_report(s, items, predictions, out_dir), path]
 
 
