@@ -137,8 +137,10 @@ class DiskFullSaveMixin:
             return super()._save_checkpoint(model, trial)
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        if _internal_call:  # part of a checkpoint save: `_save_checkpoint` names it
+            return super().save_model(output_dir, _internal_call)
         out = Path(output_dir or self.args.output_dir)
-        with guard_disk_full(out, "the model weights"):
+        with guard_disk_full(out, "the final model"):
             return super().save_model(output_dir, _internal_call)
 
 
