@@ -78,3 +78,17 @@ def test_builder_stats_on_a_full_disk_is_one_line_through_the_cli(tmp_path, monk
     assert rc == 2 and "Traceback" not in err, err
     (line,) = [x for x in err.splitlines() if x.startswith("mmreason")]
     assert f"no space left on the disk of {tmp_path / 'o'}" in line and "written before it filled" in line
+
+
+def test_eval_chart_and_prompt_json_on_a_full_disk(tmp_path, monkeypatch):
+    from mmreason.eval.report import pyplot, save_figure
+    from mmreason.prompts import PromptSpec, save_prompt_spec
+
+    fig = pyplot().figure()
+    monkeypatch.setattr(fig, "savefig", lambda *a, **k: _enospc())
+    with pytest.raises(DiskFullError, match=r"while writing the chart acc\.png"):
+        save_figure(fig, tmp_path / "acc.png")
+    monkeypatch.setattr(df.os, "fsync", _enospc)
+    with pytest.raises(DiskFullError, match=r"while writing prompt\.json"):
+        save_prompt_spec(tmp_path / "checkpoint-3", PromptSpec())
+    assert not (tmp_path / "checkpoint-3" / "prompt.json").exists()

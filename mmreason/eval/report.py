@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mmreason.disk_full import write_text_atomic
+from mmreason.disk_full import guard_disk_full, write_text_atomic
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -37,8 +37,11 @@ def pyplot():
 
 def save_figure(fig: Any, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    pyplot().close(fig)
+    try:
+        with guard_disk_full(path, f"the chart {path.name}"):
+            fig.savefig(path, dpi=100)
+    finally:
+        pyplot().close(fig)
     return path
 
 
