@@ -43,7 +43,7 @@ def _exchange(session, url: str, data: bytes | str, deadline: float, read_timeou
     resp = session.post(url, data=data, timeout=(per_read, per_read), stream=True)
     try:
         chunks, got = [], 0
-        while chunk := resp.raw.read1(CHUNK, decode_content=True):  # whatever has arrived, not a full CHUNK
+        for chunk in _arrivals(resp):
             chunks.append(chunk)
             got += len(chunk)
             if time.monotonic() > deadline:
@@ -51,6 +51,17 @@ def _exchange(session, url: str, data: bytes | str, deadline: float, read_timeou
         return HttpReply(resp.status_code, b"".join(chunks), resp.headers)  # case-insensitive
     finally:
         resp.close()
+
+
+def _arrivals(resp):
+    """The body as it arrives: urllib3 2's read1 returns whatever is there (urllib3 1 lacks it: fixed-size reads,
+    bounded by the caller's wait instead)."""
+    read1 = getattr(resp.raw, "read1", None)
+    if read1 is None:
+        yield from resp.iter_content(1024)
+        return
+    while chunk := read1(CHUNK, decode_content=True):
+        yield chunk
 
 
 def post_within(session, url: str, data: bytes | str, seconds: float, read_timeout: float | None = None) -> HttpReply:
