@@ -460,9 +460,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     q = stats["questions"]
     if q["retryable"]:
+        failed = {k: v for k, v in stats["samples"]["by_outcome"].items() if k in TRANSPORT_FAILURES}
         print(f"mmreason data build: incomplete: {q['retryable']} question(s) got no answer from the teacher "
-              f"(HTTP 429/5xx, timeouts, connection errors: {stats['samples']['by_outcome']}); they are not dropped - "
-              f"run the same command again to retry them; stats: {Path(args.out) / STATS}", file=sys.stderr)
+              f"(samples without one: {failed}); they are not dropped - run the same command again to retry them; "
+              f"stats: {Path(args.out) / STATS}", file=sys.stderr)
         return 3
     if not stats["records"]:
         print(f"mmreason data build: error: no records built from {q['total']} source questions (kept {q['kept']}, "
