@@ -55,13 +55,26 @@ def _exchange(session, url: str, data: bytes | str, deadline: float, read_timeou
 
 def _arrivals(resp):
     """The body as it arrives: urllib3 2's read1 returns whatever is there (urllib3 1 lacks it: fixed-size reads,
-    bounded by the caller's wait instead)."""
+    bounded by the caller's wait instead). urllib3's errors become the `requests` ones `iter_content` raises, so
+    callers see one family: a cut connection, a read timeout."""
+    import requests
+    from urllib3 import exceptions as u3
+
     read1 = getattr(resp.raw, "read1", None)
     if read1 is None:
         yield from resp.iter_content(1024)
         return
-    while chunk := read1(CHUNK, decode_content=True):
-        yield chunk
+    try:
+        while chunk := read1(CHUNK, decode_content=True):
+            yield chunk
+    except u3.ReadTimeoutError as e:
+        raise requests.ReadTimeout(e) from None
+    except u3.ProtocolError as e:  # the connection closed before the body was whole
+        raise requests.exceptions.ChunkedEncodingError(e) from None
+    except u3.DecodeError as e:
+        raise requests.exceptions.ContentDecodingError(e) from None
+    except (u3.HTTPError, OSError) as e:
+        raise requests.ConnectionError(e) from None
 
 
 def post_within(session, url: str, data: bytes | str, seconds: float, read_timeout: float | None = None) -> HttpReply:

@@ -66,3 +66,23 @@ def test_a_prompt_reply_comes_back_whole():
     with LoopbackServer(lambda body: Scripted(text="hello \\boxed{2}")) as srv, requests.Session() as session:
         r = post_within(session, srv.base_url + "/chat/completions", b'{"messages": []}', 5.0)
     assert r.status_code == 200 and b"hello" in r.content and r.headers["content-type"] == "application/json"
+
+
+def test_a_body_cut_short_is_a_requests_connection_error():
+    """Content-Length 100, 10 bytes, then the connection closes: a `requests` error the teacher counts as a
+    connection error (retryable), not an exception from urllib3 that would pass as a bug."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+
+    def serve():
+        conn, _ = srv.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n" + b"{" * 10)
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    url = f"http://127.0.0.1:{srv.getsockname()[1]}/v1/chat/completions"
+    with requests.Session() as session, pytest.raises(requests.RequestException):
+        post_within(session, url, b"{}", 5.0)
+    srv.close()
