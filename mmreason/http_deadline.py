@@ -41,6 +41,7 @@ def _exchange(session, url: str, data: bytes | str, deadline: float, read_timeou
         raise DeadlineExceeded("deadline reached before the request was sent")
     per_read = max(0.01, min(read_timeout, left))
     resp = session.post(url, data=data, timeout=(per_read, per_read), stream=True)
+    whole = False
     try:
         chunks, got = [], 0
         for chunk in _arrivals(resp):
@@ -48,9 +49,13 @@ def _exchange(session, url: str, data: bytes | str, deadline: float, read_timeou
             got += len(chunk)
             if time.monotonic() > deadline:
                 raise DeadlineExceeded(f"HTTP {resp.status_code} body still arriving at the deadline ({got} bytes in)")
+        whole = True
         return HttpReply(resp.status_code, b"".join(chunks), resp.headers)  # case-insensitive
     finally:
-        resp.close()
+        if whole:  # the connection goes back to the pool (keep-alive: no new TCP/TLS handshake per request)
+            resp.raw.release_conn()
+        else:  # a half-read body: the connection cannot be reused
+            resp.close()
 
 
 def _arrivals(resp):
