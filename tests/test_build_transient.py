@@ -25,7 +25,7 @@ def _teacher(url: str, **kw) -> OpenAITeacher:
 REQ = ChatRequest([{"role": "user", "content": [text_part("Item 0: how many red dots?")]}])
 
 
-def test_dripping_teacher_ends_at_its_deadline():
+def test_dripping_teacher_ends_at_its_deadline(caplog):
     # one byte a second: every socket read succeeds, so only a deadline on the whole reply can end it
     with LoopbackServer(lambda body: Scripted(text="x" * 200, drip=1.0)) as srv:
         t = _teacher(srv.base_url, timeout=2.0, max_retries=0)
@@ -38,6 +38,7 @@ def test_dripping_teacher_ends_at_its_deadline():
     assert reply.detail.startswith("deadline 2 s: ") and ("bytes in" in reply.detail or "slowly" in reply.detail), \
         reply.detail
     assert 1.9 < took < 3.6, took
+    assert "teacher request failed after 1 attempt(s): timeout: deadline 2 s" in caplog.text  # the why, logged
 
 
 def test_retry_after_seconds_and_http_date():

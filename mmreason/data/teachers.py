@@ -203,6 +203,8 @@ class OpenAITeacher(Teacher):
         reply.text = self.redact(reply.text)
         reply.detail = self.redact(reply.detail)
         reply.finish_reason = self.redact(reply.finish_reason)
+        if reply.error:  # the sample outcome is counted in stats.json; the why is here
+            logger.warning("teacher request failed after %d attempt(s): %s: %s", reply.attempts, reply.error, reply.detail)
         return reply
 
     def _attempts(self, body: str) -> Reply:
