@@ -282,4 +282,3 @@ def test_a_library_error_mid_work_keeps_its_traceback(monkeypatch):
     monkeypatch.setattr(mmreason.env, "main", boom)
     with pytest.raises(ValueError):
         cli(["env"])
-
