@@ -20,10 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from mmreason.prompts import PromptSpec, load_template, resolve_prompt_spec, save_prompt_spec
+from mmreason.usage import UsageError, check_model_path
 
 logger = logging.getLogger(__name__)
 
 ADAPTER_CONFIG = "adapter_config.json"
+# A checkpoint folder a processor loads from has one of each group (transformers writes them with save_pretrained).
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
 # ---------------------------------------------------------------- checkpoints and LoRA adapter folders
@@ -39,7 +43,26 @@ def adapter_base(path: str | os.PathLike) -> str:
     base = cfg.get("base_model_name_or_path")
     if not base:
         raise ValueError(f"{path}/{ADAPTER_CONFIG}: no 'base_model_name_or_path'")
+    try:  # a base folder moved or deleted since training (the Hub would say 'Repo id must be in the form ...')
+        check_model_path(base, f"{Path(path) / ADAPTER_CONFIG}: base_model_name_or_path")
+    except UsageError as e:
+        raise UsageError(f"{e}; the LoRA adapter's base model is gone: put it back or edit that field") from None
     return base
+
+
+def has_processor_files(folder: str | os.PathLike) -> bool:
+    folder = Path(folder)
+    return any((folder / f).is_file() for f in PROCESSOR_FILES) and any((folder / f).is_file() for f in TOKENIZER_FILES)
+
+
+def check_processor_files(src: str | os.PathLike) -> None:
+    """A local checkpoint folder without its processor/tokenizer files is named here, before any weights load
+    (transformers says "Can't load image processor ... make sure you don't have a local directory ...")."""
+    folder = Path(src)
+    if folder.is_dir() and not has_processor_files(folder):
+        raise UsageError(f"{folder}: no processor files (one of {' / '.join(PROCESSOR_FILES)} and one of "
+                         f"{' / '.join(TOKENIZER_FILES)}): copy them from the base model the checkpoint was trained "
+                         "from (save_pretrained writes them beside the weights)")
 
 
 @dataclass
@@ -103,6 +126,7 @@ def load_model(load: ModelLoad):
     import torch
     from transformers import AutoModelForImageTextToText
 
+    check_processor_files(processor_source(load))  # fail before the weights load, not after
     kwargs = load.model_kwargs()
     dtype = kwargs.get("dtype")
     if isinstance(dtype, str) and dtype != "auto":
@@ -117,14 +141,20 @@ def load_model(load: ModelLoad):
     return model
 
 
+def processor_source(load: ModelLoad) -> str:
+    """Where the processor loads from: the checkpoint, or an adapter folder without its own files: its base."""
+    if load.adapter and not has_processor_files(load.name_or_path):
+        return load.base
+    return load.name_or_path
+
+
 def load_processor(load: ModelLoad, min_pixels: int | None = None, max_pixels: int | None = None, **kwargs):
     """AutoProcessor of the checkpoint (an adapter folder without its own processor files: its base's), with
     the image bounds applied. `kwargs` go to from_pretrained (e.g. padding_side)."""
     from transformers import AutoProcessor
 
-    src = load.name_or_path
-    if load.adapter and not (Path(src) / "preprocessor_config.json").is_file():
-        src = load.base
+    src = processor_source(load)
+    check_processor_files(src)
     processor = AutoProcessor.from_pretrained(
         src, revision=None if load.adapter else load.revision, trust_remote_code=load.trust_remote_code, **kwargs
     )

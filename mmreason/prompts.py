@@ -16,6 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Sequence, TypeVar
 
+from mmreason.disk_full import write_text_atomic
+
 logger = logging.getLogger(__name__)
 
 PROMPT_FILE = "prompt.json"
@@ -94,9 +96,7 @@ def load_template(value: str) -> str:
 def save_prompt_spec(directory: str | os.PathLike, spec: PromptSpec) -> Path:
     path = Path(directory) / PROMPT_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(spec.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(spec.to_dict(), indent=2, ensure_ascii=False) + "\n")
     return path
 
 

@@ -24,13 +24,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import string
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
+from mmreason.disk_full import write_text_atomic
 from mmreason.errors import RecordError
+from mmreason.jsonl import jsonl_lines
 from mmreason.media.images import gate_image
 from mmreason.prompts import BOXED_INSTRUCTION
 
@@ -113,6 +116,7 @@ _FIELDS = {
     "metadata": (dict,),
 }
 _REQUIRED = ("id", "question", "answer_type")
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://|data:)")
 
 
 def record_from_dict(
@@ -144,6 +148,10 @@ def record_from_dict(
     if not all(isinstance(p, str) and p for p in images):
         raise RecordError(where, "field 'images' must be a list of non-empty path strings")
     video = d.get("video")
+    for key, p in [("images", p) for p in images] + [("video.path", (video or {}).get("path"))]:
+        if isinstance(p, str) and _URL.match(p):
+            raise RecordError(where, f"field '{key}' is a URL ({p[:60]}): URLs are not fetched - download the file "
+                                     "and give its path (relative to the records file)")
     if video is not None:
         if not isinstance(video.get("path"), str) or set(video) - {"path", "start", "end"}:
             raise RecordError(where, "field 'video' must be {'path': str, 'start': seconds, 'end': seconds}")
@@ -300,8 +308,9 @@ def iter_records(
         seen[rec.id] = lineno
         return rec
 
-    with open(path, "rb") as f:  # bytes per line: a bad byte is this line's error, not the whole file's
-        yield from counted((partial(parse, n, raw) for n, raw in enumerate(f, 1) if raw.strip()), strict, report)
+    # bytes per line: a bad byte is this line's error, not the whole file's (.jsonl.gz and a BOM: jsonl_lines)
+    lines = jsonl_lines(path)
+    yield from counted((partial(parse, n, raw) for n, raw in enumerate(lines, 1) if raw.strip()), strict, report)
 
 
 def load_records(
@@ -321,14 +330,9 @@ def write_records(path: str | os.PathLike, records: Iterable[Record]) -> int:
     """Write records as JSONL (atomically: temp file then rename). Returns the count."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    n = 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r.to_json(), ensure_ascii=False, sort_keys=True) + "\n")
-            n += 1
-    os.replace(tmp, path)
-    return n
+    lines = [json.dumps(r.to_json(), ensure_ascii=False, sort_keys=True) + "\n" for r in records]
+    write_text_atomic(path, "".join(lines))
+    return len(lines)
 
 
 T = TypeVar("T")

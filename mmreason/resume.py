@@ -18,6 +18,8 @@ import re
 import time
 from pathlib import Path
 
+from mmreason.disk_full import DiskFullSaveMixin
+
 logger = logging.getLogger(__name__)
 
 LAST = ("true", "yes", "1", "auto", "last")
@@ -104,8 +106,8 @@ def saved_key_mapping(model) -> dict[str, str] | None:
     return mapping
 
 
-class CheckpointWeightsMixin:
-    """Trainer mixin: resume (and `load_best_model_at_end`) load a checkpoint's weights under the model's own key names.
+class CheckpointWeightsMixin(DiskFullSaveMixin):
+    """Trainer mixin (a full disk during a save is one line: `DiskFullSaveMixin`): resume (and `load_best_model_at_end`) load a checkpoint's weights under the model's own key names.
 
     transformers 5.23's `Trainer._load_from_checkpoint` and `_load_best_model` read model.safetensors and call
     `model.load_state_dict(state_dict, strict=False)` with the keys as saved; for Qwen2.5-VL those match only

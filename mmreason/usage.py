@@ -7,6 +7,8 @@ and exit 2; `MMREASON_DEBUG=1` shows the traceback instead."""
 from __future__ import annotations
 
 import os
+import re
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +100,15 @@ def check_model_path(name: str | os.PathLike | None, flag: str) -> None:
         raise UsageError(f"{flag} {name}: no such checkpoint folder{hint}: give a model folder or a Hub id")
 
 
+def yaml_problem(e: Exception) -> str:
+    """A PyYAML error in one line: what and where (its own message spans several lines with a code excerpt)."""
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    mark = getattr(e, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    hint = "; only plain YAML is read: tags such as !!python/... are refused, never executed" if "tag" in problem else ""
+    return f"{problem}{where}{hint}"
+
+
 def parse_stage_args(parser: Any, argv: list[str] | None, prog: str):
     """TrlParser.parse_args_and_config with one-line errors: `--config` naming a missing file, a YAML key that
     is no field (the file is named), a YAML file that is not a mapping."""
@@ -118,8 +129,11 @@ def parse_stage_args(parser: Any, argv: list[str] | None, prog: str):
         try:
             data = yaml.safe_load(Path(config).read_text(encoding="utf-8"))
         except yaml.YAMLError as e:
-            raise UsageError(f"--config {config}: not valid YAML ({str(e).splitlines()[0]})") from None
-        if data is not None and not isinstance(data, dict):
+            raise UsageError(f"--config {config}: not valid YAML ({yaml_problem(e)})") from None
+        if data is None:
+            raise UsageError(f"--config {config}: the file is empty (or only comments): give `field: value` lines "
+                             "(e.g. configs/sft/tiny_demo.yaml)")
+        if not isinstance(data, dict):
             raise UsageError(f"--config {config}: expected a mapping of field: value, got {type(data).__name__}")
         known = {f for dc in parser.dataclass_types for f in dc.__dataclass_fields__} | {"env"}
         unknown = sorted(set(data or {}) - known)
@@ -127,4 +141,19 @@ def parse_stage_args(parser: Any, argv: list[str] | None, prog: str):
             raise UsageError(f"--config {config}: unknown key(s) {unknown}; `{prog} --help` lists the fields")
     elif not args:
         raise UsageError(f"no arguments: give --config FILE.yaml (see configs/) and/or --field value")
+    # not a 160-line usage dump: values given on the command line win over the file's, so only others name it
+    on_line = {a[2:].split("=", 1)[0].replace("-", "_") for a in args if a.startswith("--")}
+    from_file = {k: v for k, v in (data or {}).items() if k not in on_line} if config is not None else {}
+    parser.error = partial(_value_error, config, from_file)
     return parser.parse_args_and_config(args)
+
+
+def _value_error(config: str | None, data: dict, message: str):
+    """argparse's error hook for a stage parser: one UsageError naming the config file and key (TRL passes the
+    YAML values through argparse, so `max_steps: ten` arrives as "argument --max_steps: invalid int value")."""
+    m = re.match(r"argument --([\w.-]+)", message)
+    key = m.group(1) if m else None
+    if key is not None and key.replace("-", "_") in data:
+        detail = message.split(": ", 1)[1] if ": " in message else message
+        raise UsageError(f"--config {config}: key '{key.replace('-', '_')}': {detail}")
+    raise UsageError(message)

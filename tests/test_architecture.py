@@ -14,7 +14,8 @@ PKG = Path(__file__).resolve().parents[1] / "mmreason"
 # also import one another (no circle, though); in an "ordered" layer each part may import only the parts listed
 # before it; in an "isolated" layer the parts may not import one another.
 LAYERS = (
-    ("schema", "peers", ("__init__", "errors", "prompts", "plugins", "jsonl", "usage", "offline", "env")),
+    ("schema", "peers", ("__init__", "errors", "disk_full", "http_deadline", "prompts", "plugins", "jsonl", "usage",
+                         "offline", "env")),
     ("media", "peers", ("media",)),
     ("records", "peers", ("records", "chat")),
     ("formats", "peers", ("formats",)),

@@ -20,6 +20,9 @@ BENCHMARKS = REPO / "tests" / "fixtures" / "benchmarks"
 
 # behaviour of the teacher on question i (by i % len(BEHAVIOURS))
 BEHAVIOURS = ["correct", "wrong", "mixed", "malformed", "flaky500", "empty", "truncated", "correct", "mixed", "fail500"]
+# The same, where every question gets an answer: a question that only ever gets HTTP 500 stays retryable and is
+# asked again by every rerun (tests/test_build_transient.py), so a build is complete only without it.
+ANSWERED = [b if b != "fail500" else "wrong" for b in BEHAVIOURS]
 
 
 def dots_image(path: Path, n: int, seed: int = 0) -> None:
@@ -71,14 +74,15 @@ def cot(i: int, correct: bool) -> str:
 class Script:
     """Replies keyed on the question's item number, the prompt stage, and the request seed."""
 
-    def __init__(self):
+    def __init__(self, behaviours: list[str] = BEHAVIOURS):
         self.flaky_seen: set = set()
+        self.behaviours = behaviours
 
     def __call__(self, body: dict) -> Scripted:
         text = last_user_text(body)
         m = re.search(r"Item (\d+):", text)
         i = int(m.group(1)) if m else 0
-        beh = BEHAVIOURS[i % len(BEHAVIOURS)]
+        beh = self.behaviours[i % len(self.behaviours)]
         seed = body.get("seed") or 0
         if beh == "malformed":
             return Scripted(raw=b'{"choices": [ {"message": ', status=200)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_build_common import BENCHMARKS, BEHAVIOURS, Script, gold_of, make_source, read_jsonl, recipe_for
+from test_build_common import ANSWERED, BENCHMARKS, BEHAVIOURS, Script, gold_of, make_source, read_jsonl, recipe_for
 
 from mmreason.verify.answers import extract_boxed_all, match_answer
 from mmreason.data.build import build, main
@@ -35,9 +35,12 @@ def server():
 
 
 def check_accounting(stats, ledger, n_sources):
-    assert stats["complete"] and stats["questions"]["total"] == n_sources == len(ledger)
+    assert stats["questions"]["total"] == n_sources == len(ledger)
     q = stats["questions"]
-    assert q["kept"] + q["dropped"] == n_sources
+    assert q["kept"] + q["dropped"] + q["retryable"] == n_sources
+    # the always-500 questions got no answer: retryable (a rerun asks again), so the build is not complete
+    assert stats["complete"] == (q["retryable"] == 0)
+    assert stats["retryable"] == [r["source_id"] for r in ledger if r["status"] == "retryable"]
     assert sum(q["dropped_by_reason"].values()) == q["dropped"]
     assert all(row["status"] == "kept" or row["reason"] for row in ledger)
     assert stats["records"] == sum(row["kept"] for row in ledger)
@@ -83,7 +86,7 @@ def test_distilled_end_to_end(tmp_path, source, server, cache_dir):
         else:
             expected = {"wrong": "wrong_answer", "malformed": "malformed_response", "empty": "empty",
                         "truncated": "truncated", "fail500": "http_error"}[beh]
-            assert row["status"] == "dropped" and row["samples"] == {expected: k}
+            assert row["status"] == ("retryable" if beh == "fail500" else "dropped") and row["samples"] == {expected: k}
     assert stats["samples"]["by_outcome"]["http_error"] == k
     assert 0 < stats["samples"]["acceptance_rate"] < 1
     # source order, deterministic ids
@@ -175,7 +178,7 @@ def test_slow_teacher_times_out_and_is_counted(tmp_path, source, cache_dir):
                             **{"teacher.timeout": 0.2, "teacher.max_retries": 1, "sampling.k": 1})
         stats = build(recipe, tmp_path / "out", limit=2, progress=False)
     assert stats["samples"]["by_outcome"] == {"timeout": 2}
-    assert stats["questions"]["dropped_by_reason"] == {"no_accepted_sample": 2}
+    assert stats["questions"]["retryable"] == 2 and stats["questions"]["dropped_by_reason"] == {}
 
 
 def test_api_key_from_env_sent_and_never_logged(tmp_path, source, cache_dir, monkeypatch, capsys, caplog):
@@ -236,7 +239,7 @@ def test_down_server_stops_build_without_committing_the_failures(tmp_path, sourc
         assert main(args) == 2
     assert "teacher unavailable" in capsys.readouterr().err
     assert (tmp_path / "o" / "ledger.jsonl").read_text() == ""  # nothing committed: a rerun retries them
-    with LoopbackServer(Script()) as srv:  # the server is back: the rerun completes
+    with LoopbackServer(Script(ANSWERED)) as srv:  # the server is back: the rerun completes
         args[args.index(next(a for a in args if a.startswith("teacher.base_url=")))] = f"teacher.base_url={srv.base_url}"
         assert main(args) == 0
     stats = json.loads((tmp_path / "o" / "stats.json").read_text())

@@ -55,6 +55,9 @@ def test_override_values_typed_by_field():
     (("prompts.user", "{question}"), "prompts.user"),
     (("prompts.user", ""), "prompts.user"),
     (("name", "has space"), "name"),
+    (("teacher.timeout", 0), "teacher.timeout"),
+    (("teacher.deadline", -1), "teacher.deadline"),
+    (("teacher.max_retries", -1), "teacher.max_retries"),
 ])
 def test_bad_fields_name_file_and_field(override, field):
     with pytest.raises(RecipeError) as e:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from test_build_common import BENCHMARKS, REPO, RECIPES, Script, make_source, read_jsonl
+from test_build_common import ANSWERED, BENCHMARKS, REPO, RECIPES, Script, make_source, read_jsonl
 
 from mmreason.data.build import main, read_jsonl_repair
 from mmreason.data.loopback import LoopbackServer
@@ -31,7 +31,7 @@ def stable(stats):
 def test_killed_build_resumes_to_identical_output(tmp_path):
     src = make_source(tmp_path / "src", n=40)
     cache = tmp_path.parent / "decontam_cache"
-    with LoopbackServer(Script(), latency=0.03) as srv:
+    with LoopbackServer(Script(ANSWERED), latency=0.03) as srv:
         ref, part = tmp_path / "ref", tmp_path / "part"
         assert main(cli_args(src, srv.base_url, ref, cache)) == 0
 

@@ -194,3 +194,17 @@ def test_quick_extract_equals_official_regex_and_is_linear():
     t = time.perf_counter()
     mv._quick_extract('The answer is "' * 70_000)  # ~1 MB: the regex takes minutes here
     assert time.perf_counter() - t < 1.0
+
+
+def test_dripping_judge_ends_at_its_timeout():
+    # one byte a second: every socket read succeeds; the judge's timeout bounds the whole reply
+    import time
+
+    from mmreason.eval.judge import OpenAIJudge
+
+    with LoopbackServer(lambda body: Scripted(text="1.2" * 50, drip=1.0)) as srv:
+        judge = OpenAIJudge("local-extractor", base_url=srv.base_url, api_key="", patience=1, timeout=1.5)
+        start = time.monotonic()
+        assert judge.extract("ANSWER=1.2") == ""
+        took = time.monotonic() - start
+    assert judge.failures == 1 and 1.4 < took < 3.0, took

@@ -44,3 +44,32 @@ def test_rewrite_is_whole(tmp_path):
     rewrite_jsonl(p, [{"b": 2, "a": 1}])
     assert [json.loads(x) for x in p.read_text().splitlines()] == [{"a": 1, "b": 2}]
     assert not (tmp_path / "x.jsonl.tmp").exists()
+
+
+def test_input_lines_drop_a_bom_and_read_gzip(tmp_path):
+    import gzip
+
+    from mmreason.jsonl import is_jsonl_name, jsonl_lines
+
+    body = b'{"a": 1}\n{"a": 2}\n'
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + body)
+    assert [json.loads(x) for x in jsonl_lines(bom)] == [{"a": 1}, {"a": 2}]
+    gz = tmp_path / "x.jsonl.gz"
+    gz.write_bytes(gzip.compress(b"\xef\xbb\xbf" + body))
+    assert [json.loads(x) for x in jsonl_lines(gz)] == [{"a": 1}, {"a": 2}]
+    named_plain = tmp_path / "plain.jsonl"  # gzip is known by its bytes, not its name
+    named_plain.write_bytes(gzip.compress(body))
+    assert len(list(jsonl_lines(named_plain))) == 2
+    assert is_jsonl_name(gz) and is_jsonl_name(bom) and not is_jsonl_name(tmp_path / "x.json")
+
+
+def test_truncated_gzip_is_an_error_naming_the_file(tmp_path):
+    import gzip
+
+    from mmreason.jsonl import jsonl_lines
+
+    gz = tmp_path / "cut.jsonl.gz"
+    gz.write_bytes(gzip.compress(b"".join(b'{"a": %d, "pad": "%s"}\n' % (i, b"x" * (i % 7)) for i in range(2000)))[:400])
+    with pytest.raises(ValueError, match=r"cut\.jsonl\.gz:\d+: the gzip stream is corrupt or truncated"):
+        list(jsonl_lines(gz))

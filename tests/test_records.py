@@ -200,3 +200,27 @@ def test_seeded_subset_is_ordered_and_reproducible():
     assert seeded_subset(items, None, 0) == items == seeded_subset(items, 99, 0)
     with pytest.raises(ValueError, match="max_samples must be >= 1"):
         seeded_subset(items, 0, 0)
+
+
+def test_bom_on_line_one_is_accepted(folder):
+    path = folder / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + _write(folder, [_good(0), _good(1)]).read_bytes())
+    recs, report = load_records(path)  # strict: the first record is no error
+    assert [r.id for r in recs] == ["r0", "r1"] and not report.skipped
+
+
+def test_jsonl_gz_is_read_with_media_beside_it(folder):
+    import gzip
+
+    from mmreason.formats import read_source
+
+    path = folder / "data.jsonl.gz"
+    path.write_bytes(gzip.compress(_write(folder, [_good(0), "{not json", _good(1)]).read_bytes()))
+    with pytest.raises(RecordError) as e:
+        load_records(path)
+    assert e.value.where == f"{path}:2"  # line numbers are the decompressed file's
+    recs, report = load_records(path, strict=False)
+    assert [r.id for r in recs] == ["r0", "r1"] and recs[0].image_paths()[0] == folder / "img.png"
+    assert [r.id for r in read_source(str(path), strict=False)] == ["r0", "r1"]
+    with pytest.raises(FileNotFoundError):
+        read_source(str(folder / "nope.jsonl.gz"))

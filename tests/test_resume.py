@@ -142,6 +142,11 @@ def test_grpo_resume_restores_every_weight(tiny_model_dir, tmp_path):
             "--per_device_train_batch_size", "2", "--num_generations", "2", "--max_completion_length", "4",
             "--bf16", "false", "--report_to", "none", "--reward_funcs", "accuracy"]
     trainer = build_trainer(*make_parser().parse_args_and_config(argv))
+    from mmreason.disk_full import DiskFullSaveMixin
+
+    # its checkpoint saves name a full disk like SFT's (tests/faults/test_faults_disk.py)
+    assert isinstance(trainer, DiskFullSaveMixin) and type(trainer).__mro__.index(DiskFullSaveMixin) < \
+        [c.__name__ for c in type(trainer).__mro__].index("GRPOTrainer")
     model = trainer.model
     with torch.no_grad():
         for p in model.parameters():

@@ -192,3 +192,18 @@ def test_fallback_without_teacher_uses_timestamps_else_the_ratio(tmp_path, sourc
 
     with pytest.raises(RecordError, match="only sft"):
         build_raw(str(RECIPE), "distill", str(tmp_path / "d"), overrides(source), progress=False)
+
+
+def test_teacher_without_answers_leaves_the_videos_retryable(tmp_path, source, capsys):
+    """HTTP 500 on every request about clip 1: it is not dropped; `nep build` writes the others, says so and exits
+    3 (rerun to retry)."""
+    with LoopbackServer(lambda body: Scripted(status=500) if "CLIP1" in json.dumps(body) else script(body)) as srv:
+        argv = ["--recipe", str(RECIPE), "--strategy", "sft", "--out", str(tmp_path / "out"), "--no-progress"]
+        for o in overrides(source, srv):
+            argv += ["--set", o]
+        code = main(argv)
+    err = capsys.readouterr().err
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert code == 3 and "run the same command again" in err, err
+    assert stats["retryable"] == ["clip1"] and not stats["complete"] and stats["questions"]["kept"] >= 1
+    assert "no_accepted_sample" not in stats["questions"]["dropped_by_reason"]

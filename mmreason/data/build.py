@@ -39,7 +39,8 @@ from mmreason.data.kinds.registry import kind_of, load_recipe, recipe_help
 from mmreason.data.kinds.runner import Outcome, Runner, Target
 from mmreason.data.recipe import Recipe, RecipeError, parse_overrides, to_dict
 from mmreason.data.sources import SourceItem, is_records_source, iter_sources
-from mmreason.data.teachers import Teacher, TeacherError, make_teacher
+from mmreason.data.teachers import Teacher, TeacherError, make_teacher, redact
+from mmreason.disk_full import guard_disk_full, human, write_text_atomic
 from mmreason.errors import RecordError
 from mmreason.jsonl import AppendLog, read_jsonl_repair, rewrite_jsonl
 from mmreason.media.video import VideoConfig, check_record_video
@@ -72,11 +73,14 @@ def make_verifier(timeout: float) -> Callable[[str | None, Record], str]:
 
 
 TRANSPORT_FAILURES = {"http_error", "timeout", "connection_error", "engine_error"}
+# A question without a kept sample where some sample never got an answer (a transport failure): committed
+# with this status, it is not done - the next run asks again. Only answers the teacher gave drop a question.
+RETRYABLE = "retryable"
 
 
 def transport_failed(entry: dict) -> bool:
     """Every sample of this question failed to reach the teacher (not a bad reply: no reply at all)."""
-    return entry["status"] == "dropped" and bool(entry["samples"]) and set(entry["samples"]) <= TRANSPORT_FAILURES
+    return entry["status"] == RETRYABLE and bool(entry["samples"]) and set(entry["samples"]) <= TRANSPORT_FAILURES
 
 
 def safe_filename(s: str) -> str:
@@ -94,6 +98,14 @@ class Builder:
         self.progress = progress
         self.records_path = self.out / recipe.output.file
         self.images_dir = self.out / "images"
+        key_env = recipe.teacher.api_key_env
+        self.secrets = [k for k in (os.environ.get(key_env) if key_env else None, getattr(teacher, "secret", None)) if k]
+
+    def redact(self, obj: Any) -> Any:
+        """`obj` with the teacher's API key replaced, whatever part of a reply it came from."""
+        for k in self.secrets:
+            obj = redact(obj, k)
+        return obj
 
     # -------------------------------------------------------------- resume
     def prepare(self, overwrite: bool) -> dict[str, dict]:
@@ -110,10 +122,8 @@ class Builder:
                 raise RecipeError(self.r.path, "<recipe>", f"{self.out} holds a build of a different recipe or settings "
                                   f"(fingerprint {old.get('fingerprint')} != {fp}); use another --out or --overwrite")
         else:
-            tmp = state_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"fingerprint": fp, "recipe": self.r.name, "kind": self.kind.name,
-                                       "recipe_file": self.r.path}, indent=1))
-            os.replace(tmp, state_path)
+            write_text_atomic(state_path, json.dumps({"fingerprint": fp, "recipe": self.r.name, "kind": self.kind.name,
+                                                      "recipe_file": self.r.path}, indent=1))
         ledger, bad_ledger = read_jsonl_repair(self.out / LEDGER)
         records, bad_records = read_jsonl_repair(self.records_path)
         per_source = Counter(row.get("metadata", {}).get("source_id") for row in records)
@@ -122,6 +132,11 @@ class Builder:
         if n_ok < len(ledger):
             ledger = ledger[:n_ok]
             rewrite_jsonl(self.out / LEDGER, ledger)
+        retry = [row for row in ledger if row.get("status") == RETRYABLE]
+        if retry:  # asked again below; their fresh rows are appended
+            ledger = [row for row in ledger if row.get("status") != RETRYABLE]
+            rewrite_jsonl(self.out / LEDGER, ledger)
+            logger.info("resume: retrying %d question(s) whose samples got no answer from the teacher", len(retry))
         done = {row["source_id"]: row for row in ledger}
         keep, seen = [], set()
         for row in records:
@@ -153,7 +168,10 @@ class Builder:
         entry["samples"] = {k: v for k, v in sorted(outcome.samples.items()) if v}
         entry["requests"] = outcome.requests
         if not outcome.targets:
-            entry["reason"] = outcome.drop_reason()
+            if TRANSPORT_FAILURES & set(entry["samples"]):
+                entry.update(status=RETRYABLE, reason="transport_failure")
+            else:
+                entry["reason"] = outcome.drop_reason()
             return entry, []
         try:
             rows = self.output(item.record, outcome.targets)
@@ -223,7 +241,8 @@ class Builder:
                 dst = self.images_dir / f"{safe_filename(rec.id)}-{tag}-{j}{src.suffix.lower() or '.png'}"
                 if not dst.exists():
                     tmp = dst.with_name(dst.name + ".tmp")
-                    shutil.copyfile(src_abs, tmp)
+                    with guard_disk_full(tmp, f"a copy of {src} ({human(src_abs.stat().st_size)})"):
+                        shutil.copyfile(src_abs, tmp)
                     os.replace(tmp, dst)
                 out.append(str(dst.relative_to(self.out)))
             else:
@@ -307,12 +326,12 @@ class Builder:
                     continue
                 for e, r in streak + [(entry, rows)]:
                     if r:
-                        records_log.append(r)
-                    ledger_log.append([e])
+                        records_log.append(self.redact(r))
+                    ledger_log.append([self.redact(e)])
                 bar.update(len(streak) + 1)
                 streak.clear()
-            for e, r in streak:  # a failing tail that stayed below the limit is committed as dropped
-                ledger_log.append([e])
+            for e, r in streak:  # a failing tail that stayed below the limit is committed as retryable
+                ledger_log.append([self.redact(e)])
         bar.close()
 
     def write_stats(self, items: list[SourceItem]) -> dict:
@@ -320,6 +339,7 @@ class Builder:
         by_id = {row["source_id"]: row for row in ledger}
         rows = [by_id[it.id] for it in items if it.id in by_id]
         dropped = Counter(row["reason"] for row in rows if row["status"] == "dropped")
+        retryable = [row["source_id"] for row in rows if row["status"] == RETRYABLE]
         samples: Counter = Counter()
         for row in rows:
             samples.update(row["samples"])
@@ -332,14 +352,15 @@ class Builder:
             "prompt_version": self.r.prompt_version(),
             "teacher": {"backend": self.r.teacher.backend, "model": self.r.teacher.model},
             "source": self.r.source.path,
-            "complete": len(rows) == len(items),
+            "complete": len(rows) == len(items) and not retryable,
             "questions": {
                 "total": len(items),
                 "processed": len(rows),
                 "kept": kept_q,
-                "dropped": len(rows) - kept_q,
+                "dropped": len(rows) - kept_q - len(retryable),
+                "retryable": len(retryable),
                 "dropped_by_reason": dict(sorted(dropped.items())),
-                "yield": round(kept_q / len(rows), 4) if rows else 0.0,
+                "yield": round(kept_q / (len(rows) - len(retryable)), 4) if len(rows) > len(retryable) else 0.0,
             },
             "records": sum(row["kept"] for row in rows),
             "samples": {
@@ -352,10 +373,10 @@ class Builder:
             "skipped": [{"source_id": row["source_id"], "reason": row["reason"], "detail": row.get("detail", "")}
                         for row in rows if row.get("detail")],
             "resume_repair": getattr(self, "repaired", {}),
+            "retryable": retryable,
         }
-        tmp = self.out / (STATS + ".tmp")
-        tmp.write_text(json.dumps(stats, indent=1, ensure_ascii=False))
-        os.replace(tmp, self.out / STATS)
+        stats = self.redact(stats)
+        write_text_atomic(self.out / STATS, json.dumps(stats, indent=1, ensure_ascii=False))
         return stats
 
 
@@ -366,6 +387,22 @@ def build(recipe: Recipe, out_dir: str | Path, limit: int | None = None, teacher
 
 
 # ---------------------------------------------------------------- CLI
+
+
+class RedactFilter(logging.Filter):
+    """Replaces the teacher's API key (added to `secrets` once the recipe names its variable) in every log line."""
+
+    def __init__(self):
+        super().__init__()
+        self.secrets: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            msg = record.getMessage()
+            for k in self.secrets:
+                msg = redact(msg, k)
+            record.msg, record.args = msg, None
+        return True
 
 
 def _split_dotted(extra: list[str]) -> list[str]:
@@ -408,15 +445,26 @@ def main(argv: list[str] | None = None) -> int:
     if not args.recipe or not args.out:
         ap.error("--recipe and --out are required")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    redactor = RedactFilter()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redactor)
     try:
         overrides = parse_overrides(args.set + _split_dotted(extra))
         recipe = load_recipe(args.recipe, overrides)
+        if recipe.teacher.api_key_env and os.environ.get(recipe.teacher.api_key_env):
+            redactor.secrets.append(os.environ[recipe.teacher.api_key_env])
         check_output_dir(args.out, "--out")
         stats = build(recipe, args.out, args.limit, overwrite=args.overwrite, progress=not args.no_progress)
     except (RecipeError, TeacherError, FileNotFoundError, ValueError) as e:
         print(f"mmreason data build: error: {e}", file=sys.stderr)
         return 2
     q = stats["questions"]
+    if q["retryable"]:
+        failed = {k: v for k, v in stats["samples"]["by_outcome"].items() if k in TRANSPORT_FAILURES}
+        print(f"mmreason data build: incomplete: {q['retryable']} question(s) got no answer from the teacher "
+              f"(samples without one: {failed}); they are not dropped - run the same command again to retry them; "
+              f"stats: {Path(args.out) / STATS}", file=sys.stderr)
+        return 3
     if not stats["records"]:
         print(f"mmreason data build: error: no records built from {q['total']} source questions (kept {q['kept']}, "
               f"dropped {q['dropped']}: {q['dropped_by_reason']}); stats: {Path(args.out) / STATS}", file=sys.stderr)

@@ -2,7 +2,8 @@
 
 `LoopbackServer(script, latency=0.05)` runs a `ThreadingHTTPServer` on a free port. `script(body) -> Scripted`
 decides each reply from the request JSON (messages, seed, ...): the text and finish_reason, or an HTTP status,
-or a raw (possibly malformed) body, plus an optional extra delay.
+or a raw (possibly malformed) body, plus an optional extra delay, extra headers, and a drip (the body sent one
+byte at a time). `times` holds each request's arrival (time.monotonic()).
 
     with LoopbackServer(lambda body: Scripted(text="... \\boxed{3}")) as srv:
         srv.base_url  # http://127.0.0.1:PORT/v1
@@ -25,6 +26,8 @@ class Scripted:
     status: int = 200
     raw: bytes | None = None  # sent verbatim instead of a JSON completion
     delay: float = 0.0
+    headers: dict | None = None  # extra response headers (e.g. {"Retry-After": "2"})
+    drip: float = 0.0  # seconds between body bytes: a server that sends its reply one byte at a time
 
 
 def last_user_text(body: dict) -> str:
@@ -43,7 +46,9 @@ class LoopbackServer:
         self.calls = 0
         self.bodies: list[dict] = []
         self.auth_headers: list[str | None] = []
+        self.times: list[float] = []
         self.lock = threading.Lock()
+        self.stopped = threading.Event()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -58,6 +63,7 @@ class LoopbackServer:
                 body = json.loads(self.rfile.read(n) or b"{}")
                 with outer.lock:
                     outer.calls += 1
+                    outer.times.append(time.monotonic())
                     outer.bodies.append(body)
                     outer.auth_headers.append(self.headers.get("Authorization"))
                 if outer.api_key and self.headers.get("Authorization") != f"Bearer {outer.api_key}":
@@ -67,9 +73,9 @@ class LoopbackServer:
                 s = outer.script(body)
                 time.sleep(outer.latency + s.delay)
                 if s.raw is not None:
-                    return self._send(s.status, s.raw)
+                    return self._send(s.status, s.raw, s)
                 if s.status != 200:
-                    return self._send(s.status, json.dumps({"error": {"message": "scripted failure"}}).encode())
+                    return self._send(s.status, json.dumps({"error": {"message": "scripted failure"}}).encode(), s)
                 reply = {
                     "id": f"cmpl-{outer.calls}",
                     "object": "chat.completion",
@@ -77,15 +83,25 @@ class LoopbackServer:
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": s.text},
                                  "finish_reason": s.finish_reason}],
                 }
-                self._send(200, json.dumps(reply).encode())
+                self._send(200, json.dumps(reply).encode(), s)
 
-            def _send(self, status: int, payload: bytes):
+            def _send(self, status: int, payload: bytes, s: Scripted | None = None):
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
+                    for k, v in ((s.headers or {}) if s else {}).items():
+                        self.send_header(k, v)
                     self.end_headers()
-                    self.wfile.write(payload)
+                    if s is None or not s.drip:
+                        self.wfile.write(payload)
+                        return
+                    self.wfile.flush()
+                    for i in range(len(payload)):
+                        if outer.stopped.wait(s.drip):
+                            return
+                        self.wfile.write(payload[i : i + 1])
+                        self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client timed out and left
 
@@ -102,5 +118,6 @@ class LoopbackServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.stopped.set()
         self.httpd.shutdown()
         self.httpd.server_close()

@@ -29,6 +29,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from mmreason.formats.options import LAYOUT_NAMES
+from mmreason.usage import yaml_problem
 
 # A `{name}` in the old recipe syntax. LaTeX groups are not: after a backslash or a letter (`\text{cm}`),
 # a closing brace (`\frac{a}{b}`) or `^` (`x^{n}`).
@@ -78,8 +79,13 @@ class TeacherConfig:
                                     "then https://api.openai.com/v1.")
     api_key_env: str = _f("OPENAI_API_KEY", "Environment variable holding the API key (never logged, never in recipes).")
     concurrency: int = _f(8, "Parallel requests (openai); the HTTP connection pool is sized to it. hf/vllm batch instead.")
-    timeout: float = _f(120.0, "Per-request timeout in seconds (openai).")
-    max_retries: int = _f(4, "Retries of a failed request (connection error, timeout, HTTP 429/5xx, malformed JSON).")
+    timeout: float = _f(120.0, "Deadline of one request attempt in seconds (openai): connect, headers and the whole "
+                               "reply body, however slowly it arrives.")
+    deadline: float | None = _f(None, "Total seconds one request may take with all its retries and waits (openai); a "
+                                      "Retry-After that reaches past it ends the request. Default: "
+                                      "(max_retries + 1) * timeout + backoff_max.")
+    max_retries: int = _f(4, "Retries of a failed request (connection error, timeout, HTTP 429/5xx, malformed JSON); "
+                             "a Retry-After header (seconds or HTTP date) sets the least wait before the next one.")
     max_failed_questions: int = _f(20, "Stop the build when this many consecutive questions got nothing but transport "
                                        "failures (connection error, timeout, HTTP 429/5xx after retries): the server "
                                        "is down. Those questions are not committed, so a rerun retries them.")
@@ -303,9 +309,11 @@ def read_recipe(path: str | Path, overrides: list[tuple[str, Any]] = ()) -> Reci
     if not path.is_file():
         raise RecipeError(path, "<file>", "recipe file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
-        raise RecipeError(path, "<file>", f"invalid YAML: {e}") from None
+        raise RecipeError(path, "<file>", f"invalid YAML: {yaml_problem(e)}") from None
+    if data is None:
+        raise RecipeError(path, "<file>", "the file is empty (or only comments): see data_recipes/ for recipes")
     for key, value in overrides:
         set_dotted(data, key, override_value(key, value))
     recipe = _build(Recipe, data, str(path), "")

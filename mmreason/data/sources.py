@@ -28,6 +28,7 @@ from mmreason.verify import extract_boxed
 from mmreason.data.recipe import SourceConfig
 from mmreason.errors import RecordError
 from mmreason.formats import LAYOUT_NAMES, DataFormatArguments, iter_rows
+from mmreason.jsonl import is_jsonl_name, jsonl_lines
 from mmreason.records import ANSWER_TYPES, Record, record_from_dict
 
 PRESETS: dict[str, dict[str, str]] = {
@@ -48,7 +49,7 @@ class SourceItem:
 
 
 def is_records_source(cfg: SourceConfig) -> bool:
-    return cfg.format == "records" or (cfg.format == "auto" and str(cfg.path).endswith(".jsonl"))
+    return cfg.format == "records" or (cfg.format == "auto" and is_jsonl_name(cfg.path))
 
 
 def iter_sources(cfg: SourceConfig, media_dir: Path, base_dir: Path) -> Iterator[SourceItem]:
@@ -77,30 +78,29 @@ def _iter_records_jsonl(path: Path) -> Iterator[SourceItem]:
     if not path.is_file():
         raise FileNotFoundError(f"source.path: records file not found: {path}")
     seen: set[str] = set()
-    with open(path, "rb") as f:
-        for i, raw in enumerate(f):
-            if not raw.strip():
-                continue
-            where = f"{path}:{i + 1}"
-            try:
-                d = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as e:
-                yield SourceItem(i, f"line{i + 1}", error="invalid_record", detail=f"{where}: invalid UTF-8 ({e.reason})")
-                continue
-            except json.JSONDecodeError as e:
-                yield SourceItem(i, f"line{i + 1}", error="invalid_record", detail=f"{where}: invalid JSON ({e.msg})")
-                continue
-            try:
-                rec = record_from_dict(d, where, path.parent, require_answer=False, check_media=False)
-            except RecordError as e:
-                sid = d.get("id") if isinstance(d, dict) and isinstance(d.get("id"), str) and d.get("id") else f"line{i + 1}"
-                yield SourceItem(i, sid, error="invalid_record", detail=str(e))
-                continue
-            if rec.id in seen:
-                yield SourceItem(i, f"{rec.id}@line{i + 1}", error="duplicate_id", detail=where)
-                continue
-            seen.add(rec.id)
-            yield SourceItem(i, rec.id, record=rec)
+    for i, raw in enumerate(jsonl_lines(path)):  # .jsonl.gz and a BOM too
+        if not raw.strip():
+            continue
+        where = f"{path}:{i + 1}"
+        try:
+            d = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            yield SourceItem(i, f"line{i + 1}", error="invalid_record", detail=f"{where}: invalid UTF-8 ({e.reason})")
+            continue
+        except json.JSONDecodeError as e:
+            yield SourceItem(i, f"line{i + 1}", error="invalid_record", detail=f"{where}: invalid JSON ({e.msg})")
+            continue
+        try:
+            rec = record_from_dict(d, where, path.parent, require_answer=False, check_media=False)
+        except RecordError as e:
+            sid = d.get("id") if isinstance(d, dict) and isinstance(d.get("id"), str) and d.get("id") else f"line{i + 1}"
+            yield SourceItem(i, sid, error="invalid_record", detail=str(e))
+            continue
+        if rec.id in seen:
+            yield SourceItem(i, f"{rec.id}@line{i + 1}", error="duplicate_id", detail=where)
+            continue
+        seen.add(rec.id)
+        yield SourceItem(i, rec.id, record=rec)
 
 
 def _open_dataset(cfg: SourceConfig):

@@ -30,6 +30,7 @@ from typing import Any
 
 from mmreason.data.recipe import SamplingConfig, TeacherConfig
 from mmreason.generation import GenerationSettings, HFBackend, fill_images
+from mmreason.http_deadline import DeadlineExceeded, post_within, retry_after_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,25 @@ class Reply:
     error: str | None = None  # http_error | timeout | connection_error | malformed_response | engine_error
     attempts: int = 1
     detail: str = field(default="", repr=False)
+
+
+# Keys shorter than this are placeholders servers ignore ("EMPTY", "none"), not secrets: replacing them
+# would mangle ordinary words in the replies.
+MIN_SECRET_LEN = 8
+REDACTED = "[REDACTED]"
+
+
+def redact(obj: Any, secret: str | None) -> Any:
+    """`obj` (a string, or dicts/lists of them) with every occurrence of `secret` replaced by [REDACTED]."""
+    if not secret or len(secret) < MIN_SECRET_LEN:
+        return obj
+    if isinstance(obj, str):
+        return obj.replace(secret, REDACTED)
+    if isinstance(obj, dict):
+        return {redact(k, secret): redact(v, secret) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(redact(v, secret) for v in obj)
+    return obj
 
 
 def text_part(text: str) -> dict:
@@ -111,6 +131,8 @@ class Teacher:
     name = "teacher"
     # How many questions the builder should work on at once.
     parallel_questions = 1
+    # What the builder redacts from everything it writes (the API key).
+    secret: str | None = None
 
     def chat(self, requests: list[ChatRequest], sampling: SamplingConfig) -> list[Reply]:
         raise NotImplementedError
@@ -130,6 +152,7 @@ class OpenAITeacher(Teacher):
         base = cfg.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
         self.url = base.rstrip("/") + "/chat/completions"
         self._key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
+        self.secret = self._key
         self.session = requests.Session()
         adapter = HTTPAdapter(pool_connections=cfg.concurrency, pool_maxsize=cfg.concurrency, max_retries=0)
         self.session.mount("http://", adapter)
@@ -167,19 +190,45 @@ class OpenAITeacher(Teacher):
         with self._rng_lock:
             return self._rng.uniform(0, min(self.cfg.backoff_max, self.cfg.backoff_base * 2**attempt))
 
-    def one(self, req: ChatRequest, sampling: SamplingConfig) -> Reply:
-        import requests
+    def total_deadline(self) -> float:
+        c = self.cfg
+        return c.deadline if c.deadline is not None else (c.max_retries + 1) * c.timeout + c.backoff_max
 
+    def one(self, req: ChatRequest, sampling: SamplingConfig) -> Reply:
+        """One request with its retries, all within `total_deadline()`; each attempt within `cfg.timeout`."""
         try:
             body = json.dumps(self.payload(req, sampling))
         except OSError as e:  # unreadable image
-            return Reply(error="bad_image", detail=str(e))
+            return Reply(error="bad_image", detail=self.redact(str(e)))
+        reply = self._attempts(body)
+        reply.text = self.redact(reply.text)
+        reply.detail = self.redact(reply.detail)
+        reply.finish_reason = self.redact(reply.finish_reason)
+        if reply.error:  # the sample outcome is counted in stats.json; the why is here
+            logger.warning("teacher request failed after %d attempt(s): %s: %s", reply.attempts, reply.error, reply.detail)
+        return reply
+
+    def _attempts(self, body: str) -> Reply:
+        import requests
+
+        end = time.monotonic() + self.total_deadline()
         last = Reply(error="connection_error")
+        wait = 0.0
         for attempt in range(self.cfg.max_retries + 1):
             if attempt:
-                time.sleep(self._backoff(attempt - 1))
+                wait = max(wait, self._backoff(attempt - 1))
+                if time.monotonic() + wait >= end:
+                    last.detail += f" (the next try, {wait:.1f} s later, would pass the request deadline)"
+                    last.attempts = attempt
+                    return last
+                time.sleep(wait)
+            wait = 0.0
+            left = end - time.monotonic()
             try:
-                resp = self.session.post(self.url, data=body, timeout=self.cfg.timeout)
+                resp = post_within(self.session, self.url, body, min(self.cfg.timeout, left))
+            except DeadlineExceeded as e:
+                last = Reply(error="timeout", detail=f"deadline {min(self.cfg.timeout, left):g} s: {e}")
+                continue
             except requests.Timeout as e:
                 last = Reply(error="timeout", detail=type(e).__name__)
                 continue
@@ -187,21 +236,28 @@ class OpenAITeacher(Teacher):
                 last = Reply(error="connection_error", detail=type(e).__name__)
                 continue
             if resp.status_code == 429 or resp.status_code >= 500:
-                last = Reply(error="http_error", detail=f"HTTP {resp.status_code}")
+                retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
+                wait = retry_after or 0.0
+                last = Reply(error="http_error", detail=f"HTTP {resp.status_code}"
+                             + (f" (Retry-After {retry_after:g} s)" if retry_after is not None else ""))
                 continue
             if resp.status_code >= 400:  # a client error does not get better by retrying
                 return Reply(error="http_error", detail=f"HTTP {resp.status_code}: {resp.text[:200]}", attempts=attempt + 1)
             try:
-                choice = resp.json()["choices"][0]
+                choice = json.loads(resp.content)["choices"][0]
                 text = choice["message"]["content"]
                 if text is not None and not isinstance(text, str):
                     raise TypeError("content is not a string")
-                return Reply(text=text, finish_reason=choice.get("finish_reason"), attempts=attempt + 1)
+                finish = choice.get("finish_reason")
+                return Reply(text=text, finish_reason=finish if isinstance(finish, str) else None, attempts=attempt + 1)
             except (ValueError, KeyError, IndexError, TypeError) as e:
                 last = Reply(error="malformed_response", detail=f"{type(e).__name__}: {e}"[:200])
                 continue
         last.attempts = self.cfg.max_retries + 1
         return last
+
+    def redact(self, text: str | None) -> str | None:
+        return redact(text, self._key)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from mmreason.chat import chat_messages
+from mmreason.disk_full import write_text_atomic
 from mmreason.errors import PluginError
 from mmreason.eval.report import table
 from mmreason.eval.spec import BenchmarkSpec, load_spec
@@ -226,7 +227,7 @@ class Benchmark(abc.ABC):
                      out_dir: Path) -> list[Path]:
         """report.md and the charts (and any file a benchmark adds)."""
         path = out_dir / "report.md"
-        path.write_text(self.report_md(scores) + "\n", encoding="utf-8")
+        write_text_atomic(path, self.report_md(scores) + "\n")
         return [path, *self.charts(scores, out_dir)]
 
 
@@ -282,7 +283,7 @@ def read_text(path: str | Path) -> str:
     """A predictions file's text; invalid UTF-8 is an error naming file:line (not a byte offset)."""
     data = Path(path).read_bytes()
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")  # a BOM from a Windows editor is no character
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
         col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from mmreason.disk_full import write_text_atomic
 from mmreason.jsonl import append_jsonl, read_jsonl_repair
 
 logger = logging.getLogger(__name__)
@@ -43,9 +44,7 @@ class PredictionCache:
                 raise ValueError(f"{self.path} holds predictions of another run ({shown}); use another output "
                                  f"folder or delete {self.path.name}")
             return
-        tmp = ident_path.with_name(ident_path.name + ".tmp")
-        tmp.write_text(json.dumps(identity, indent=1, sort_keys=True))
-        os.replace(tmp, ident_path)
+        write_text_atomic(ident_path, json.dumps(identity, indent=1, sort_keys=True))
 
     def _load(self) -> None:
         rows, self.repaired = read_jsonl_repair(self.path, corrupt="raise")

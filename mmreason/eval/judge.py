@@ -4,9 +4,12 @@ Base URL and key come from arguments or OPENAI_BASE_URL / OPENAI_API_KEY; the ke
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
+
+from mmreason.http_deadline import post_within
 
 logger = logging.getLogger(__name__)
 
@@ -29,23 +32,24 @@ class OpenAIJudge:
         """The extracted answer text, or "" when every attempt failed (as the official code)."""
         import requests
 
-        headers = {"Content-Type": "application/json"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
-        payload = {"model": self.model, "messages": [{"role": "user", "content": prompt}],
-                   "temperature": 0, "max_tokens": self.max_tokens}
-        for attempt in range(self.patience):
-            self.calls += 1
-            try:
-                r = requests.post(f"{self.base_url}/chat/completions", json=payload, headers=headers,
-                                  timeout=self.timeout)
-                r.raise_for_status()
-                text = (r.json()["choices"][0]["message"]["content"] or "").strip()
-                if text:
-                    return text
-            except Exception as e:  # network errors, bad JSON, HTTP errors: retry, never log headers
-                logger.warning("judge call %d/%d failed: %s", attempt + 1, self.patience, type(e).__name__)
-            if self.sleep:
-                time.sleep(self.sleep)
+        payload = json.dumps({"model": self.model, "messages": [{"role": "user", "content": prompt}],
+                              "temperature": 0, "max_tokens": self.max_tokens})
+        with requests.Session() as session:
+            session.headers["Content-Type"] = "application/json"
+            if self._api_key:
+                session.headers["Authorization"] = f"Bearer {self._api_key}"
+            for attempt in range(self.patience):
+                self.calls += 1
+                try:  # `timeout` bounds the whole reply, however slowly it arrives
+                    r = post_within(session, f"{self.base_url}/chat/completions", payload, self.timeout)
+                    if r.status_code >= 400:
+                        raise RuntimeError(f"HTTP {r.status_code}")
+                    text = (json.loads(r.content)["choices"][0]["message"]["content"] or "").strip()
+                    if text:
+                        return text
+                except Exception as e:  # network errors, bad JSON, HTTP errors: retry, never log headers
+                    logger.warning("judge call %d/%d failed: %s", attempt + 1, self.patience, type(e).__name__)
+                if self.sleep:
+                    time.sleep(self.sleep)
         self.failures += 1
         return ""

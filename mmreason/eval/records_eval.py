@@ -15,6 +15,8 @@ from mmreason.eval.benchmark import Benchmark, ScoreOptions, VideoInput, registe
 from mmreason.eval.report import hbar_chart, table
 from mmreason.eval.run import run_benchmark
 from mmreason.eval.spec import BenchmarkSpec
+from mmreason.disk_full import write_text_atomic
+from mmreason.jsonl import is_jsonl_name
 from mmreason.prompts import DEFAULT_TEMPLATE
 from mmreason.formats import UnknownLayout, open_source, read_source
 from mmreason.errors import RecordError
@@ -79,8 +81,9 @@ class RecordsBenchmark(Benchmark):
 
     @classmethod
     def detect(cls, path: Path) -> BenchmarkSpec | None:
-        """A records JSONL, or a data file / folder in a layout `mmreason.formats` reads (EasyR1, ms-swift, ...)."""
-        if path.suffix != ".jsonl":
+        """A records JSONL (.jsonl or .jsonl.gz), or a data file / folder in a layout `mmreason.formats` reads
+        (EasyR1, ms-swift, ...)."""
+        if not is_jsonl_name(path):
             if path.suffix not in (".json", ".parquet") and not path.is_dir():
                 return None
             try:
@@ -89,7 +92,8 @@ class RecordsBenchmark(Benchmark):
                 return None  # not data this reader knows: another plugin's, or a spec
             if layout == "nep_video":  # FutureBench's own files share it: the futurebench plugin scores those
                 return None
-        return BenchmarkSpec(name=path.name, scorer="records", data_dir=str(path.resolve()), split=path.stem,
+        return BenchmarkSpec(name=path.name, scorer="records", data_dir=str(path.resolve()),
+                             split=path.name.removesuffix(".gz").removesuffix(".jsonl") if is_jsonl_name(path) else path.stem,
                              system_prompt=None, prompt_template=DEFAULT_TEMPLATE, instruction=BOXED_SUFFIX,
                              mode="boxed", max_new_tokens=512, max_new_tokens_cpu=512, temperature=0.0,
                              source=str(path))
@@ -157,9 +161,7 @@ class RecordsBenchmark(Benchmark):
         rows = [{"id": r.id, "source": r.source, "answer": r.answer, "answer_type": r.answer_type,
                  "response": (predictions.get(r.id) or {}).get("response"), **s["per_item"][r.id]} for r in items]
         path = out_dir / "predictions_scored.jsonl"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in rows), encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomic(path, "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in rows))
         return [*super().write_report(s, items, predictions, out_dir), path]
 
 

@@ -7,15 +7,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mmreason.disk_full import guard_disk_full, write_text_atomic
+
 
 def write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-    try:
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)  # nothing half-written left behind
-        raise
+    """Whole or not at all; a full disk is one line naming the file (`write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str))
 
 
 def fmt(v: Any) -> str:
@@ -40,8 +37,11 @@ def pyplot():
 
 def save_figure(fig: Any, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    pyplot().close(fig)
+    try:
+        with guard_disk_full(path, f"the chart {path.name}"):
+            fig.savefig(path, dpi=100)
+    finally:
+        pyplot().close(fig)
     return path
 
 

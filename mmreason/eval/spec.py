@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mmreason.records import BOXED_SUFFIX
+from mmreason.usage import UsageError, yaml_problem
 
 SPEC_DIR = Path(__file__).resolve().parents[2] / "eval"  # the repo's eval/ folder
 # The fields an explicit spec value overrides in a checkpoint's prompt.json (see mmreason.eval.prompting).
@@ -150,7 +151,12 @@ def load_spec(path_or_name: str | Path) -> BenchmarkSpec:
             raise ValueError(f"unknown benchmark {path_or_name!r}: use mathvista, wemath, a spec .yaml or a records .jsonl")
     if not p.is_file():
         raise FileNotFoundError(f"benchmark spec not found: {p}")
-    data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise UsageError(f"{p}: not a valid spec YAML ({yaml_problem(e)})") from None
+    if data is None:
+        raise UsageError(f"{p}: the spec file is empty (or only comments): see eval/*.yaml for specs")
     if not isinstance(data, dict):
         raise ValueError(f"{p}: a spec must be a mapping of fields")
     return spec_from_dict(data, str(p), source=str(p))

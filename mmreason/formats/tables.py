@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from mmreason.errors import RecordError
+from mmreason.jsonl import UTF8_BOM, jsonl_lines
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w.-]+)?$")
 SAVE_TO_DISK_MARKERS = ("dataset_info.json", "dataset_dict.json", "state.json")
@@ -95,8 +96,8 @@ def _undecoded(ds):
 def _json_file(p: Path) -> Table:
     with open(p, "rb") as f:
         head = f.read(4096).lstrip()
-    if head.startswith(b"\xef\xbb\xbf"):
-        head = head[3:].lstrip()
+    if head.startswith(UTF8_BOM):
+        head = head[len(UTF8_BOM):].lstrip()
     if head.startswith(b"["):  # a JSON list (ms-swift, LLaMA-Factory, NEP's EasyR1 JSON)
         try:
             items = json.loads(p.read_bytes().decode("utf-8-sig"))
@@ -109,17 +110,17 @@ def _json_file(p: Path) -> Table:
 
 
 def _jsonl_rows(p: Path) -> Iterator[tuple[str, Any]]:
-    with open(p, "rb") as f:  # bytes per line: a bad byte is this line's error, not the whole file's
-        for lineno, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            where = f"{p}:{lineno}"
-            try:
-                yield where, json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as e:
-                yield where, RecordError(where, f"invalid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})")
-            except json.JSONDecodeError as e:
-                yield where, RecordError(where, f"invalid JSON ({e.msg} at column {e.colno})")
+    # bytes per line: a bad byte is this line's error, not the whole file's (.jsonl.gz and a BOM: jsonl_lines)
+    for lineno, raw in enumerate(jsonl_lines(p), 1):
+        if not raw.strip():
+            continue
+        where = f"{p}:{lineno}"
+        try:
+            yield where, json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            yield where, RecordError(where, f"invalid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})")
+        except json.JSONDecodeError as e:
+            yield where, RecordError(where, f"invalid JSON ({e.msg} at column {e.colno})")
 
 
 def _first_keys(p: Path) -> list[str]:

@@ -286,4 +286,8 @@ def main_raw(a: argparse.Namespace) -> int:
     print(f"built {a.out}/{a.strategy}.jsonl: {nep['written'][a.strategy]} records from {nep['annotations']} "
           f"annotated videos ({q['kept']}/{q['total']} kept, dropped {q['dropped_by_reason']}); "
           f"by strategy {nep['by_strategy']}; stats: {Path(a.out) / 'stats.json'}")
+    if q.get("retryable"):  # the data builder's: no answer from the teacher, asked again by the next run
+        print(f"mmreason nep build: incomplete: {q['retryable']} video(s) got no answer from the teacher (HTTP "
+              "429/5xx, timeouts, connection errors); run the same command again to retry them", file=sys.stderr)
+        return 3
     return 0

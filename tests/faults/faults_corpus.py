@@ -93,6 +93,7 @@ CASES = [
     Case("text_as_image", _bad(images=["images/text.png"]), "corrupt or unreadable image", build_reason="bad_image"),
     Case("decompression_bomb", _bad(images=["images/bomb.png"]), "over the limit", build_reason="bad_image"),
     Case("extreme_aspect", _bad(images=["images/thin.png"]), "aspect ratio over", build_reason="bad_image"),
+    Case("image_url", _bad(images=["http://127.0.0.1:9/dots.png"]), "URLs are not fetched", build_reason="invalid_record"),
     Case("png_16bit", _bad(images=["images/deep16.png"]), converted=True),
     Case("tiff", _bad(images=["images/tiff.tif"]), converted=True),
     Case("bmp", _bad(images=["images/bmp.bmp"]), converted=True),

@@ -1,6 +1,6 @@
 """`make faults`: run the fault-injection suite (tests/faults) and print what it tried and what happened —
-cases per entry point with their outcome counts, kills survived with the items lost and duplicated (both must be
-0), fuzzed texts per property. Exit status: pytest's, or 1 if anything was lost or duplicated.
+cases per entry point with their outcome counts, the teacher/disk/file/usage faults with their outcomes, kills
+survived with the items lost and duplicated (both must be 0), fuzzed texts per property. Exit status: pytest's, or 1 if anything was lost or duplicated.
 
   python tests/faults/report.py [pytest args...]"""
 
@@ -27,13 +27,17 @@ def summarize(rows: list[dict]) -> tuple[str, int]:
     out = []
     inputs = defaultdict(Counter)
     for r in rows:
-        if r["entry"] not in ("kill", "fuzz"):
+        if r["entry"] not in ("kill", "fuzz", "fault"):
             inputs[r["entry"]][r["outcome"]] += 1
     order = ["records", "sft", "grpo", "eval run", "eval score", "data build"]
     out.append("bad inputs (one bad line among good ones, per entry point)")
     out.append(table(["entry point", "cases", "outcomes"],
                      [[e, sum(inputs[e].values()), ", ".join(f"{k} {v}" for k, v in sorted(inputs[e].items()))]
                       for e in sorted(inputs, key=lambda e: order.index(e) if e in order else 99)]))
+    faults = sorted({(r.get("area", "?"), r["case"], r["outcome"]) for r in rows if r["entry"] == "fault"})
+    if faults:
+        out += ["", "faults around the inputs (teacher, disk, files, usage): one case each, what the user gets"]
+        out.append(table(["area", "case", "outcome"], [list(f) for f in faults]))
     kills = defaultdict(lambda: [0, 0, 0, 0])
     for r in rows:
         if r["entry"] == "kill":

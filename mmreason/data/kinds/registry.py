@@ -162,6 +162,12 @@ def validate(r: Recipe) -> None:
     for name in ("concurrency", "batch_size"):
         if getattr(r.teacher, name) < 1:
             raise RecipeError(p, f"teacher.{name}", "must be >= 1")
+    for name in ("timeout", "deadline"):
+        value = getattr(r.teacher, name)
+        if value is not None and not value > 0:
+            raise RecipeError(p, f"teacher.{name}", f"must be > 0 seconds, got {value!r}")
+    if r.teacher.max_retries < 0:
+        raise RecipeError(p, "teacher.max_retries", "must be >= 0")
     if r.sampling.k < 1:
         raise RecipeError(p, "sampling.k", "must be >= 1")
     if r.filters.keep_per_question < 1:
