@@ -18,6 +18,8 @@ import re
 import time
 from pathlib import Path
 
+from mmreason.fingerprint import write_fingerprint
+
 logger = logging.getLogger(__name__)
 
 LAST = ("true", "yes", "1", "auto", "last")
@@ -65,6 +67,11 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
             except OSError as e:  # another process got there first, or a read-only folder: skipping is enough
                 logger.debug("could not move %s aside: %s", folder, e)
     return None
+
+
+def is_automatic(value) -> bool:
+    """Whether `resume_from_checkpoint` asks for whatever checkpoint output_dir holds (not a named folder)."""
+    return value is True or str(value).strip().lower() in LAST
 
 
 def resolve_resume(value, output_dir: str) -> str | None:
@@ -134,6 +141,9 @@ class CheckpointWeightsMixin:
 
     def _save_rng_state(self, output_dir):
         super()._save_rng_state(output_dir)
+        fingerprint = getattr(self, "run_fingerprint", None)
+        if fingerprint is not None and self.args.should_save:  # before trainer_state.json, the completeness mark
+            write_fingerprint(output_dir, fingerprint)
         # transformers writes trainer_state.json (our completeness mark) next, on rank 0 only: a rank dying before
         # its rng_state_<rank>.pth landed would otherwise leave a checkpoint that looks complete, of a smaller world.
         if self.args.world_size > 1:

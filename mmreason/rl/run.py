@@ -15,7 +15,10 @@ from mmreason.modeling import PromptArguments, deprecated
 from mmreason.prompts import save_prompt_spec
 from mmreason.records import RecordError
 from mmreason.distributed import DistributedSetupError, check_distributed, finish_distributed
-from mmreason.resume import resolve_resume
+from mmreason.fingerprint import FingerprintMismatch, check_resume, run_fingerprint
+from mmreason.preemption import EXIT_CODE, PreemptionCallback, preempted
+from mmreason.resume import is_automatic, resolve_resume
+from mmreason.run_lock import RunLock, RunLockError
 from mmreason.video.media import VideoConfig
 
 logger = logging.getLogger("mmreason.grpo")
@@ -225,15 +228,29 @@ def main(argv: list[str] | None = None) -> int:
     check_model_path(model_args.model_name_or_path, "model_name_or_path")
     check_output_dir(training_args.output_dir, "output_dir")
     try:
-        trainer = build_trainer(script_args, training_args, model_args)
-        resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
-        check_distributed(trainer, resume)
-    except (RecordError, FileNotFoundError, DistributedSetupError) as e:  # bad data or launch: one clear line
-        print(f"mmreason grpo: error: {e}", file=sys.stderr)
+        with RunLock(training_args.output_dir):  # the run owns output_dir until it ends (mmreason.run_lock)
+            return _run(script_args, training_args, model_args)
+    except (RecordError, FileNotFoundError, DistributedSetupError, RunLockError, FingerprintMismatch) as e:
+        print(f"mmreason grpo: error: {e}", file=sys.stderr)  # bad data, launch or output folder: one clear line
         return 2
+
+
+def _run(script_args: GRPOScriptArguments, training_args, model_args) -> int:
+    fingerprint = run_fingerprint(script_args, training_args, model_args, data_files=script_args.train_files,
+                                  model=model_args.model_name_or_path)
+    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    check_resume(resume, fingerprint, is_automatic(training_args.resume_from_checkpoint))
+    trainer = build_trainer(script_args, training_args, model_args)
+    check_distributed(trainer, resume)
+    trainer.run_fingerprint = fingerprint  # written into every checkpoint (mmreason.resume)
+    trainer.add_callback(PreemptionCallback())  # SIGTERM: finish the step, save a checkpoint, exit 143
     if resume:
         logger.warning("resuming from %s", resume)
     trainer.train(resume_from_checkpoint=resume)
+    if preempted(trainer):
+        logger.warning("GRPO stopped by SIGTERM at step %d: checkpoint saved in %s; the same command resumes it",
+                       trainer.state.global_step, training_args.output_dir)
+        return EXIT_CODE
     trainer.save_model(training_args.output_dir)
     trainer.save_state()
     if training_args.should_save:

@@ -15,10 +15,13 @@ import sys
 from pathlib import Path
 
 from mmreason.distributed import DistributedSetupError, check_distributed, finish_distributed
+from mmreason.fingerprint import FingerprintMismatch, check_resume, run_fingerprint
 from mmreason.modeling import ModelLoad, load_model, load_processor, prompt_spec_callback
 from mmreason.prompts import PromptSpec, save_prompt_spec
 from mmreason.records import RecordError
-from mmreason.resume import CheckpointWeightsMixin, resolve_resume
+from mmreason.preemption import EXIT_CODE, PreemptionCallback, preempted
+from mmreason.resume import CheckpointWeightsMixin, is_automatic, resolve_resume
+from mmreason.run_lock import RunLock, RunLockError
 from mmreason.sft.config import MMSFTConfig, SFTScriptArguments
 from mmreason.sft.dataset import build_sft_dataset, check_videos, has_video, load_sft_records, split_eval
 from mmreason.sft.freeze import LANGUAGE_LORA_TARGETS, freeze_vision
@@ -61,7 +64,14 @@ def peft_config_for(model_args):
 def train(script_args: SFTScriptArguments, training_args: MMSFTConfig, model_args, video_args: VideoConfig | None = None):
     """Run the SFT stage; returns the trainer (the model and processor are saved to output_dir). Video records
     (alone or mixed with image records) train through the video collator with `video_args` (default: the NEP
-    paper's SFT settings)."""
+    paper's SFT settings). The run holds output_dir's lock (mmreason.run_lock) from start to end; a trainer
+    stopped by SIGTERM (`mmreason.preemption.preempted`) has saved a checkpoint and no final model."""
+    check_output_dir(training_args.output_dir, "output_dir")
+    with RunLock(training_args.output_dir):
+        return _train(script_args, training_args, model_args, video_args)
+
+
+def _train(script_args: SFTScriptArguments, training_args: MMSFTConfig, model_args, video_args: VideoConfig | None):
     from trl import SFTTrainer
 
     class MMSFTTrainer(CheckpointWeightsMixin, SFTTrainer):
@@ -70,6 +80,10 @@ def train(script_args: SFTScriptArguments, training_args: MMSFTConfig, model_arg
     check_training_counts(training_args)
     check_model_path(model_args.model_name_or_path, "model_name_or_path")
     check_output_dir(training_args.output_dir, "output_dir")
+    fingerprint = run_fingerprint(script_args, training_args, model_args, video_args,
+                                  data_files=script_args.train_files, model=model_args.model_name_or_path)
+    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    check_resume(resume, fingerprint, is_automatic(training_args.resume_from_checkpoint))
     spec = script_args.prompt_spec(model_args.model_name_or_path, "sft")
     records, report = load_sft_records(
         script_args.train_files, script_args.lenient, script_args.max_samples, seed=training_args.seed
@@ -99,7 +113,6 @@ def train(script_args: SFTScriptArguments, training_args: MMSFTConfig, model_arg
         collator = VideoSFTCollator(processor, video_args, assistant_only=training_args.assistant_only_loss,
                                     max_length=training_args.max_length)
         training_args.remove_unused_columns = False
-    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
     trainer = MMSFTTrainer(
         model=model,
         args=training_args,
@@ -108,15 +121,18 @@ def train(script_args: SFTScriptArguments, training_args: MMSFTConfig, model_arg
         processing_class=processor,
         data_collator=collator,
         peft_config=peft_config_for(model_args),
-        callbacks=[prompt_spec_callback(spec)],
+        callbacks=[prompt_spec_callback(spec), PreemptionCallback()],
     )
     trainer.prompt_spec = spec
+    trainer.run_fingerprint = fingerprint  # written into every checkpoint (mmreason.resume)
     check_distributed(trainer, resume)
     if trainer.accelerator.is_main_process:
         out = Path(training_args.output_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "sft_data_report.json").write_text(json.dumps(report.to_json(), indent=1))
     trainer.train(resume_from_checkpoint=resume)
+    if preempted(trainer):  # SIGTERM: the checkpoint is saved; the same command resumes it
+        return trainer
     trainer.save_model(training_args.output_dir)  # model (or adapter) + processor: a loadable folder
     if training_args.should_save:
         save_prompt_spec(training_args.output_dir, spec)
@@ -133,9 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     script_args, training_args, model_args, video_args = parse_stage_args(make_parser(), argv, "mmreason sft")
     try:
-        train(script_args, training_args, model_args, video_args)
-    except (RecordError, FileNotFoundError, DistributedSetupError) as e:  # bad data or launch: one clear line
-        print(f"mmreason sft: error: {e}", file=sys.stderr)
+        trainer = train(script_args, training_args, model_args, video_args)
+    except (RecordError, FileNotFoundError, DistributedSetupError, RunLockError, FingerprintMismatch) as e:
+        print(f"mmreason sft: error: {e}", file=sys.stderr)  # bad data, launch or output folder: one clear line
         return 2
+    if preempted(trainer):
+        print(f"SFT stopped by SIGTERM at step {trainer.state.global_step}: checkpoint saved in "
+              f"{training_args.output_dir}; the same command resumes it", file=sys.stderr)
+        return EXIT_CODE
     print(f"SFT done: {training_args.output_dir}")
     return 0

@@ -5,6 +5,8 @@
 SITE: `save`   — the N-th file a checkpoint save writes (torch.save / safetensors): the file is written, cut to half
                  its size, then the process is killed (a kill inside a checkpoint save);
       `step`   — the N-th training step, before it runs;
+      `term`   — the N-th training step, before it runs: SIGTERM to this process (what a scheduler sends before
+                 preempting a job); the stage must finish that step, save a checkpoint and exit 143;
       `append` — the N-th durable JSONL append (the data builder's records/ledger, the eval prediction cache):
                  half of the first line is written, then the process is killed (a kill inside a ledger/cache write).
 N = 0 counts the events and prints `events: K` at exit instead of killing."""
@@ -59,6 +61,17 @@ def install(site: str, nth: int) -> None:
         def step(self, *a, **kw):
             if hit():
                 _kill()
+            return orig(self, *a, **kw)
+
+        transformers.Trainer.training_step = step
+    elif site == "term":
+        import transformers
+
+        orig = transformers.Trainer.training_step
+
+        def step(self, *a, **kw):
+            if hit():
+                os.kill(os.getpid(), signal.SIGTERM)
             return orig(self, *a, **kw)
 
         transformers.Trainer.training_step = step
