@@ -33,6 +33,7 @@ IGNORED = {
     "log_completions", "log_multimodal", "log_unique_prompts", "num_generations_eval", "eval_packing",
     "hub_token", "bf16_full_eval", "fp16_full_eval", "torch_empty_cache_steps", "ignore_data_skip",
     "restore_callback_states_from_checkpoint", "vllm_gpu_memory_utilization", "vllm_enable_sleep_mode",
+    "train_files", "train_file", "model_name_or_path",  # identified by content under "data" and "model" instead
 }  # fmt: skip
 
 
