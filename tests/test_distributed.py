@@ -406,6 +406,37 @@ def test_ddp_timeout_reaches_the_gloo_group_without_the_watchdog(sft_base, tmp_p
     assert left == [] and not psutil.pid_exists(pid)
 
 
+@pytest.mark.slow
+def test_sigterm_to_one_rank_saves_on_every_rank_and_resumes_bit_identically(ddp_run, sft_base, tmp_path):
+    """SIGTERM to rank 1 alone (before its step 2, tests/faults/killer.py): the ranks agree at the step's end, both
+    save checkpoint-2 (each its RNG file) and exit 143; resuming it on 2 processes to step 4 ends bit-identical to
+    the uninterrupted run."""
+    from mmreason.resume import incomplete_reason
+
+    out, log = tmp_path / "termed", tmp_path / "termed.txt"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+           "--master-port", str(free_port()), str(REPO / "tests" / "faults" / "killer.py"), "term", "2", "--", "sft",
+           *map(str, sft_base), "--output_dir", str(out), "--save_steps", "1000", "--use_cpu", "true"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env=env(MMREASON_KILLER_RANK=1), stdout=log.open("w"),
+                          stderr=subprocess.STDOUT, timeout=600)  # fmt: skip
+    text = log.read_text()
+    assert proc.returncode != 0 and "exitcode  : 143" in text, text[-3000:]
+    assert text.count("SIGTERM: finishing the current step") == 1  # only rank 1 was signalled
+    assert "SFT stopped by SIGTERM at step 2" in text
+    ckpt = out / "checkpoint-2"
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2"]
+    assert incomplete_reason(ckpt) is None and (ckpt / "rng_state_0.pth").is_file() and (ckpt / "rng_state_1.pth").is_file()
+
+    resumed, log2 = tmp_path / "resumed", tmp_path / "resumed.txt"
+    args = [*sft_base, "--output_dir", resumed, "--resume_from_checkpoint", ckpt]
+    finish((launch("sft", args, log2, "ddp_cpu.yaml", GPUS_PER_NODE=2, TRANSFORMERS_VERBOSITY="info"), log2))
+    assert "Resuming training from checkpoint with epoch 0 and global step 2" in log2.read_text()
+    a, b = weights(resumed), weights(ddp_run)
+    assert a.keys() == b.keys() and [k for k in a if not torch.equal(a[k], b[k])] == []
+    want = losses(ddp_run / "checkpoint-4")
+    assert [s for s, _, _ in want] == [1, 2, 3, 4] and losses(resumed / "checkpoint-4") == want
+
+
 def test_dummy_image_forward_is_exactly_neutral(tiny_model_dir):
     """The ZeRO-3 text-only fix (mmreason/vision_sync.py) runs the vision tower on a text-only forward and
     changes neither the loss nor any gradient (the tower's are zeros); forwards with an image and decode steps
