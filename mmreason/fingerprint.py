@@ -3,7 +3,8 @@
 It holds what makes two runs the same run: the train files' identity (absolute path, size, SHA-256 of the
 content), the starting model's (path, SHA-256 of config.json, weight file sizes) and every setting of the stage's
 argument dataclasses except those that do not change the trained weights (logging, saving cadence, output_dir,
-evaluation, hub, timeouts, engine/launcher knobs: `IGNORED`). An automatic resume (`resume_from_checkpoint: true`)
+evaluation, hub, timeouts, engine/launcher knobs, and the run's length, max_steps / num_train_epochs, so that a
+rerun with more steps continues the run: `IGNORED`). An automatic resume (`resume_from_checkpoint: true`)
 of a checkpoint whose fingerprint differs stops with `FingerprintMismatch` naming every difference; an explicit
 `resume_from_checkpoint: PATH` resumes and prints the differences loudly.
 """
@@ -34,6 +35,7 @@ IGNORED = {
     "hub_token", "bf16_full_eval", "fp16_full_eval", "torch_empty_cache_steps", "ignore_data_skip",
     "restore_callback_states_from_checkpoint", "vllm_gpu_memory_utilization", "vllm_enable_sleep_mode",
     "train_files", "train_file", "model_name_or_path",  # identified by content under "data" and "model" instead
+    "max_steps", "num_train_epochs",  # a rerun with more steps continues the same run (a longer schedule from there)
 }  # fmt: skip
 
 
