@@ -95,9 +95,9 @@ def _video(entry: Any, video_root: Path, out_dir: Path, where: str, probe: bool)
     if not path.is_file():
         raise RecordError(where, f"past clip not found: {path}")
     if probe:
-        from mmreason.video.media import VideoConfig, open_source
+        from mmreason.video.media import VideoConfig, check_video
 
-        open_source(path, where, VideoConfig())  # raises on zero frames / undecodable
+        check_video(path, VideoConfig(), where=where)  # zero frames, undecodable stream, a corrupt frame
     try:
         rel = os.path.relpath(path.resolve(), out_dir.resolve())
     except ValueError:  # another drive
