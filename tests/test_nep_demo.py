@@ -94,3 +94,73 @@ def test_nep_demo_small(tmp_path, capsys):
     assert (out / "grpo" / "model.safetensors").stat().st_mtime_ns == mtime
     with pytest.raises(SystemExit, match="other settings"):
         demo_main(argv[:2] + ["--n-train", "7"] + argv[4:])
+
+
+def _tree(root) -> dict:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_synthesis_is_byte_identical(tmp_path):
+    """Two `nep synth` runs with the same seed (and the demo's FutureBench records and blanked clips) write the
+    same bytes: the data is not where a demo's table moves."""
+    from mmreason.video.demo import blank_test_clips, futurebench_sft_records
+    from mmreason.video.synth import generate
+
+    trees = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        generate(str(out), 4, 2, seed=3, size=56, train_families=["ball", "sequence"], option_order="sorted")
+        futurebench_sft_records(out)
+        blank_test_clips(out)
+        trees.append(_tree(out))
+    assert trees[0] == trees[1] and any(k.endswith(".mp4") for k in trees[0])
+
+
+def test_a_folder_made_by_other_code_is_refused_not_reused(tmp_path, monkeypatch):
+    """A run folder left by another version of the code printed that version's table: the demo refuses it."""
+    import mmreason.video.demo as demo
+
+    out = tmp_path / "demo"
+    argv = ["--out", str(out), "--n-train", "2", "--n-test", "2", "--prepare-only"]
+    assert demo_main(argv) == 0
+    assert json.loads((out / "demo_data.json").read_text())["code"] == demo.code_identity()
+    assert demo_main(argv) == 0  # same code: reused
+    monkeypatch.setattr(demo, "code_identity", lambda: "another version")
+    with pytest.raises(SystemExit, match="other settings"):
+        demo_main(argv)
+
+
+def test_threads_are_pinned(monkeypatch):
+    import torch
+
+    from mmreason.video.demo import DEMO_THREADS, pin_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        pin_threads()
+        assert torch.get_num_threads() == DEMO_THREADS == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+def test_the_thread_count_does_not_change_the_trained_weights(tmp_path):
+    """OMP_NUM_THREADS 1 and 2 (a laptop and a cluster node) train the same SFT weights: the demo pins torch's
+    threads (without it, 2 threads gave other weights after 10 steps, and another table after 1,200)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    weights = []
+    for threads in ("1", "2"):
+        out = tmp_path / f"t{threads}"
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "PYTHONPATH": str(root), "MMREASON_OFFLINE": "1"}
+        cmd = [sys.executable, "-m", "mmreason", "nep", "demo", "--out", str(out), "--n-train", "4", "--n-test", "2",
+               "--sft-steps", "6", "--grpo-steps", "0", "--no-blank-control", "--eval-batch-size", "2"]
+        proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        weights.append((out / "sft" / "model.safetensors").read_bytes())
+    assert weights[0] == weights[1]

@@ -15,8 +15,9 @@ GRPO: the same FutureBench-prompt MCQs, prompts built from the SFT's prompt.json
 eval sends), reward `answer_letter` in mode `futurebench` (FutureBench's official letter extraction). Eval:
 `mmreason eval run --benchmark futurebench` (official prompt, video settings and letter extraction) on the
 held-out scenes' `test_futurebench.json`, and on a copy whose past clips are blank (`blank_test_clips`). Every
-stage is the real one, in-process; a finished stage is reused on rerun (same settings), `--fresh` starts over;
-step counts and seeds are fixed.
+stage is the real one, in-process; a finished stage is reused on rerun (same settings and same code: a folder made
+by another version is refused), `--fresh` starts over; step counts and seeds are fixed, and torch runs on
+DEMO_THREADS threads whatever the machine, so the same command prints the same table (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ SFT_DATA = {"mcq": ["train_fb_mcq.jsonl"], "sft+mcq": ["train_fb_mcq.jsonl", "tr
             "mix+mcq": ["train_fb_mcq.jsonl", "train_mix.jsonl"]}
 # (A, B) of the paired tests `B vs A` under the table
 PAIRS = (("base", "SFT"), ("SFT", "SFT+GRPO"))
+# CPU threads of every stage: float sums are ordered by the thread count, and 1,200 SFT steps at lr 1e-3 turn a
+# last-bit difference into another table (1 vs 2 threads already give other weights after 10 steps)
+DEMO_THREADS = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +78,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _log(msg: str) -> None:
     print(f"\n[nep-demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def code_identity() -> str:
+    """SHA-256 of the code and configs a demo table depends on (every mmreason module, the two stage configs): a
+    stage made by other code is not reused (a folder left by an older version printed an older table)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    pkg = REPO / "mmreason"
+    for f in [*sorted(pkg.rglob("*.py")), SFT_CONFIG, GRPO_CONFIG]:
+        h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def pin_threads(n: int = DEMO_THREADS) -> None:
+    """The same float reduction order on every machine, whatever OMP_NUM_THREADS or the core count says."""
+    import torch
+
+    torch.set_num_threads(n)
 
 
 def _same(path: Path, settings: dict) -> None:
@@ -131,8 +154,9 @@ def prepare(args, out: Path) -> tuple[Path, Path]:
     from mmreason.tiny import build_tiny_model
     from mmreason.video.synth import generate
 
-    _same(out / "demo_data.json", {k: getattr(args, k) for k in ("size", "n_train", "n_test", "train_families",
-                                                                  "mcq_variants", "option_order", "seed")})
+    _same(out / "demo_data.json", {**{k: getattr(args, k) for k in ("size", "n_train", "n_test", "train_families",
+                                                                     "mcq_variants", "option_order", "seed")},
+                                   "code": code_identity()})
     base = out / "base_model"
     if not (base / "model.safetensors").is_file():
         _log(f"building the {args.size} Qwen2.5-VL checkpoint offline -> {base}")
@@ -151,12 +175,16 @@ def prepare(args, out: Path) -> tuple[Path, Path]:
 
 
 def _stage(main, argv: list[str], dst: Path, what: str) -> None:
-    """Run a training stage's main unless `dst` already holds its weights; record its argv for reuse checks."""
+    """Run a training stage's main unless `dst` already holds its weights; record its argv and code for reuse
+    checks (before training: a stage made by other code or settings is refused, not reused)."""
+    settings = {"argv": argv, "code": code_identity()}
+    if (dst / "demo_stage.json").is_file():
+        _same(dst / "demo_stage.json", settings)
     if not (dst / "model.safetensors").is_file():
         _log(f"{what} -> {dst}")
         if main(argv):
             raise SystemExit(f"nep demo: the {what} stage failed (see above)")
-    _same(dst / "demo_stage.json", {"argv": argv})
+    _same(dst / "demo_stage.json", settings)
 
 
 def run_sft(args, base: Path, data: Path, out: Path) -> Path:
@@ -236,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     if args.fresh and out.exists():
         shutil.rmtree(out)
+    pin_threads()
     t0 = time.time()
     base, data = prepare(args, out)
     if args.prepare_only:
