@@ -26,8 +26,11 @@ import argparse
 import json
 import math
 import shutil
+import sys
 import time
 from pathlib import Path
+
+from mmreason.preemption import EXIT_CODE as PREEMPTED
 
 REPO = Path(__file__).resolve().parents[2]
 SFT_CONFIG = REPO / "configs" / "sft" / "tiny_nep.yaml"
@@ -182,7 +185,12 @@ def _stage(main, argv: list[str], dst: Path, what: str) -> None:
         _same(dst / "demo_stage.json", settings)
     if not (dst / "model.safetensors").is_file():
         _log(f"{what} -> {dst}")
-        if main(argv):
+        rc = main(argv)
+        if rc == PREEMPTED:
+            print(f"nep demo: the {what} stage stopped on SIGTERM with a checkpoint; the same command resumes it",
+                  file=sys.stderr)
+            raise SystemExit(PREEMPTED)
+        if rc:
             raise SystemExit(f"nep demo: the {what} stage failed (see above)")
     _same(dst / "demo_stage.json", settings)
 
