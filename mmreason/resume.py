@@ -6,7 +6,8 @@ processes, transformers writes it on rank 0 without waiting for the other ranks'
 shards); `CheckpointWeightsMixin` adds that barrier, so the state file still means "every rank is done". A job killed in
 the middle of a save leaves a `checkpoint-N` without a readable state file (or without weights): resuming
 moves it aside to `incomplete-checkpoint-N` with a warning and continues from the newest complete one, so
-the next identical command resumes by itself.
+the next identical command resumes by itself. `CheckpointWeightsMixin` also writes the trainer's `run_fingerprint`
+(mmreason/fingerprint.py) into each checkpoint before `trainer_state.json`, so a complete checkpoint names its run.
 """
 
 from __future__ import annotations

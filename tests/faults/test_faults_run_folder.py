@@ -182,3 +182,32 @@ def test_explicit_resume_of_another_runs_checkpoint_proceeds_loudly(tiny_model_d
     assert "settings.learning_rate: 0.01 -> 0.005" in err
     fault_log.record("run folder", "explicit resume of another run's checkpoint", "resumed, differences printed",
                      stage="sft")
+
+
+def test_grpo_resume_with_another_learning_rate_stops_and_names_it(tiny_model_dir, tmp_path, capsys, fault_log):
+    """The GRPO stage checks the same fingerprint before it loads data or a model (its checkpoint is made here from
+    the fingerprint of the first run's arguments, with the files that make it complete)."""
+    from mmreason.fingerprint import run_fingerprint, write_fingerprint
+    from mmreason.rl.run import main as grpo_main
+    from mmreason.rl.run import make_parser
+
+    data = tmp_path / "train.jsonl"
+    data.write_text(json.dumps({"id": "a", "question": "q?", "answer": "1"}) + "\n")
+    out = tmp_path / "out"
+
+    def argv(lr):
+        return ["--model_name_or_path", str(tiny_model_dir), "--train_files", str(data), "--output_dir", str(out),
+                "--learning_rate", lr, "--max_steps", "2", "--bf16", "false", "--resume_from_checkpoint", "true",
+                "--report_to", "none"]
+
+    s, t, m = make_parser().parse_args_and_config(argv("1e-2"))
+    ckpt = out / "checkpoint-1"
+    ckpt.mkdir(parents=True)
+    (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": 1}))
+    (ckpt / "model.safetensors").write_bytes(b"")
+    write_fingerprint(ckpt, run_fingerprint(s, t, m, data_files=s.train_files, model=m.model_name_or_path))
+    assert grpo_main(argv("5e-3")) == 2
+    err = capsys.readouterr().err
+    assert f"{ckpt} belongs to another run" in err and "settings.learning_rate: 0.01 -> 0.005" in err
+    assert not (out / LOCK_NAME).exists()  # released on the way out
+    fault_log.record("run folder", "auto resume, another learning rate", "refused", stage="grpo")
