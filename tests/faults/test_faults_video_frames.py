@@ -85,4 +85,4 @@ def test_nep_build_clip_probe(tmp_path, fault_log):
     entry = {"video_path": "clips/clip.frames.json"}
     with pytest.raises(RecordError, match=r"v1\.json:7: unreadable frame 6 of 8"):
         _video(entry, tmp_path / "root", tmp_path / "out", "v1.json:7", probe=True)
-    fault_log.record("nep build", "corrupt frame in a past clip", "error (strict) / skipped (lenient)")
+    fault_log.record("nep build", "corrupt frame in a past clip", "error naming the entry")
