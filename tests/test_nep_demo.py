@@ -145,9 +145,10 @@ def test_threads_are_pinned(monkeypatch):
 
 
 @pytest.mark.slow
-def test_the_thread_count_does_not_change_the_trained_weights(tmp_path):
-    """OMP_NUM_THREADS 1 and 2 (a laptop and a cluster node) train the same SFT weights: the demo pins torch's
-    threads (without it, 2 threads gave other weights after 10 steps, and another table after 1,200)."""
+def test_the_thread_count_and_cpu_kernels_do_not_change_the_trained_weights(tmp_path):
+    """A machine with 2 threads whose torch picks other CPU kernels (simulated: OMP_NUM_THREADS=2, the ATen
+    kernels of the default vector width, MKL's "compatible" path) trains the same SFT weights as 1 thread with this
+    machine's kernels: the demo pins threads and kernels (without either pin the weights differ after 10 steps)."""
     import os
     import subprocess
     import sys
@@ -155,12 +156,32 @@ def test_the_thread_count_does_not_change_the_trained_weights(tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     weights = []
-    for threads in ("1", "2"):
-        out = tmp_path / f"t{threads}"
-        env = {**os.environ, "OMP_NUM_THREADS": threads, "PYTHONPATH": str(root), "MMREASON_OFFLINE": "1"}
+    other_machine = {"OMP_NUM_THREADS": "2", "ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
+    for name, over in (("here", {"OMP_NUM_THREADS": "1"}), ("other", other_machine)):
+        out = tmp_path / name
+        env = {**os.environ, **over, "PYTHONPATH": str(root), "MMREASON_OFFLINE": "1"}
         cmd = [sys.executable, "-m", "mmreason", "nep", "demo", "--out", str(out), "--n-train", "4", "--n-test", "2",
                "--sft-steps", "6", "--grpo-steps", "0", "--no-blank-control", "--eval-batch-size", "2"]
         proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
         weights.append((out / "sft" / "model.safetensors").read_bytes())
     assert weights[0] == weights[1]
+
+
+def test_cpu_kernels_are_pinned_before_torch_loads(tmp_path):
+    """`pin_isa` sets the kernel choice before torch loads: another vector width asked by the environment is
+    replaced by the demo's (where the CPU has AVX2)."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        pytest.skip("a CPU without AVX2: nothing to pin")
+    code = ("import sys; from mmreason.video.demo import pin_isa; assert pin_isa(); import torch; "
+            "print(torch.backends.cpu.get_cpu_capability())")
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["AVX2"]

@@ -25,12 +25,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
 
-from mmreason.preemption import EXIT_CODE as PREEMPTED
+PREEMPTED = 128 + signal.SIGTERM  # a stage stopped by SIGTERM (mmreason.preemption.EXIT_CODE; kept torch-free here)
+# The CPU's vector width picks other float kernels (ATen's, MKL's, oneDNN's) and so other weights: on one machine
+# an AVX2 run, a default-width run and an MKL "compatible" run trained three different SFT checkpoints in 10 steps.
+# The demo computes as an AVX2 machine does on every x86 CPU that has AVX2 (read when torch loads: `pin_isa`).
+DEMO_ISA = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 REPO = Path(__file__).resolve().parents[2]
 SFT_CONFIG = REPO / "configs" / "sft" / "tiny_nep.yaml"
@@ -93,6 +99,18 @@ def code_identity() -> str:
     for f in [*sorted(pkg.rglob("*.py")), SFT_CONFIG, GRPO_CONFIG]:
         h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()
+
+
+def pin_isa() -> bool:
+    """Set DEMO_ISA before torch loads (True); inside a process that has loaded torch already it cannot apply, and
+    the demo says so unless that process was started with it (False)."""
+    if "torch" not in sys.modules:
+        os.environ.update(DEMO_ISA)
+        return True
+    if any(os.environ.get(k) != v for k, v in DEMO_ISA.items()):
+        print("nep demo: torch was loaded before the demo could pin its CPU kernels (DEMO_ISA): the table may differ "
+              "from another machine's; run `mmreason nep demo` in its own process", file=sys.stderr)
+    return False
 
 
 def pin_threads(n: int = DEMO_THREADS) -> None:
@@ -272,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     if args.fresh and out.exists():
         shutil.rmtree(out)
+    pin_isa()
     pin_threads()
     t0 = time.time()
     base, data = prepare(args, out)
