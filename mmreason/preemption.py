@@ -5,7 +5,8 @@ the flag across ranks (a max all-reduce: the signal may reach one rank or all of
 asks the Trainer for a checkpoint and a stop (`control.should_save`, `control.should_training_stop`), so every rank
 takes part in the save through transformers' own `_save_checkpoint`. The stage then exits with `EXIT_CODE` (143,
 128 + SIGTERM, what a shell reports for a process ended by SIGTERM) without its final save; the same command
-resumes from that checkpoint (`resume_from_checkpoint: true`). A second SIGTERM ends the process at once.
+resumes from that checkpoint (`resume_from_checkpoint: true`). More SIGTERMs change nothing (under a launcher a
+worker often gets the scheduler's signal and the launcher's copy of it); SIGKILL ends the process at once.
 """
 
 from __future__ import annotations
@@ -44,13 +45,11 @@ class PreemptionCallback(TrainerCallback):
         self._previous = None
 
     def _handler(self, signum, frame):
-        if self.signalled:  # a second SIGTERM: the scheduler (or the user) will not wait for the checkpoint
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.raise_signal(signal.SIGTERM)
+        if self.signalled:  # the same request again: a launcher forwards the scheduler's SIGTERM to its workers
             return
         self.signalled = True
         print("SIGTERM: finishing the current step, then saving a checkpoint and exiting with code "
-              f"{EXIT_CODE} (a second SIGTERM ends the process at once)", file=sys.stderr, flush=True)
+              f"{EXIT_CODE} (SIGKILL ends it at once)", file=sys.stderr, flush=True)
 
     def on_train_begin(self, args, state, control, **kwargs):
         try:
