@@ -10,6 +10,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from mmreason.demos.kernels import pin_isa
 from mmreason.errors import RecordError
 from mmreason.offline import offline_defaults
 from mmreason.usage import NothingUsable, UsageError
@@ -73,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if rest and rest[0] in ("-h", "--help") else 2
         (module, func, _), rest = module[rest[0]], rest[1:]
     offline_defaults()  # before a command module imports huggingface_hub / transformers, which read it at import
+    if module == NEP["demo"][0]:
+        pin_isa()  # the demo's CPU kernels are chosen when torch loads, which importing the demo does
     try:
         result = getattr(importlib.import_module(module), func)(rest)
     except Exception as e:

@@ -33,6 +33,7 @@ logger = logging.getLogger("mmreason.distributed")
 
 HEARTBEAT_ENV = "MMREASON_HEARTBEAT_DIR"
 HEARTBEAT_INTERVAL = 2.0  # seconds between a rank's beats
+STOP_GRACE_ENV, STOP_GRACE = "MMREASON_STOP_GRACE", 300.0  # seconds a signalled job gets to save before SIGKILL
 INFO_FILE = "distributed.json"
 # accelerate distributed types that all-reduce gradients across processes
 SYNCED = {"MULTI_CPU", "MULTI_GPU", "MULTI_XPU", "MULTI_NPU", "MULTI_MLU", "MULTI_MUSA", "MULTI_HPU", "MULTI_SDAA",
@@ -373,14 +374,16 @@ def watch(cmd: list[str], timeout: float, poll: float = 1.0, heartbeat_dir: str 
         for p in _tree(root):
             known.setdefault(p.pid, p)
 
-    def end(code: int, why: str) -> int:
+    def end(code: int, why: str, grace: float = 5.0) -> int:
         print(f"mmreason watchdog: {why}; stopping the job", file=sys.stderr, flush=True)
         remember()
-        kill_tree(list(known.values()))
+        kill_tree(list(known.values()), grace=grace)
         return code
 
     def on_signal(signum, _frame):
-        raise SystemExit(end(128 + signum, f"received signal {signum}"))
+        # a scheduler's SIGTERM: the ranks finish their step and save a checkpoint (mmreason.preemption) first
+        grace = float(os.environ.get(STOP_GRACE_ENV, STOP_GRACE))
+        raise SystemExit(end(128 + signum, f"received signal {signum} (SIGKILL after {grace:.0f}s)", grace))
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)

@@ -6,7 +6,8 @@ processes, transformers writes it on rank 0 without waiting for the other ranks'
 shards); `CheckpointWeightsMixin` adds that barrier, so the state file still means "every rank is done". A job killed in
 the middle of a save leaves a `checkpoint-N` without a readable state file (or without weights): resuming
 moves it aside to `incomplete-checkpoint-N` with a warning and continues from the newest complete one, so
-the next identical command resumes by itself.
+the next identical command resumes by itself. `CheckpointWeightsMixin` also writes the trainer's `run_fingerprint`
+(mmreason/fingerprint.py) into each checkpoint before `trainer_state.json`, so a complete checkpoint names its run.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 from mmreason.disk_full import DiskFullSaveMixin
+from mmreason.fingerprint import write_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +69,11 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
             except OSError as e:  # another process got there first, or a read-only folder: skipping is enough
                 logger.debug("could not move %s aside: %s", folder, e)
     return None
+
+
+def is_automatic(value) -> bool:
+    """Whether `resume_from_checkpoint` asks for whatever checkpoint output_dir holds (not a named folder)."""
+    return value is True or str(value).strip().lower() in LAST
 
 
 def resolve_resume(value, output_dir: str) -> str | None:
@@ -136,6 +143,9 @@ class CheckpointWeightsMixin(DiskFullSaveMixin):
 
     def _save_rng_state(self, output_dir):
         super()._save_rng_state(output_dir)
+        fingerprint = getattr(self, "run_fingerprint", None)
+        if fingerprint is not None and self.args.should_save:  # before trainer_state.json, the completeness mark
+            write_fingerprint(output_dir, fingerprint)
         # transformers writes trainer_state.json (our completeness mark) next, on rank 0 only: a rank dying before
         # its rng_state_<rank>.pth landed would otherwise leave a checkpoint that looks complete, of a smaller world.
         if self.args.world_size > 1:

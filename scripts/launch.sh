@@ -18,6 +18,8 @@
 #   GPUS_PER_NODE      processes per node (the node's GPU count; 2 without GPU)
 #   USE_CPU            1: train on CPU with gloo (default: 1 when nvidia-smi lists no GPU)
 #   HEARTBEAT_TIMEOUT  seconds a rank may stop beating (frozen, kill -STOP) before the job is ended (120)
+#   MMREASON_STOP_GRACE  seconds a job that got SIGTERM (a preemption) has to finish its step and save a checkpoint
+#                      before SIGKILL (300; torchrun's TORCH_ELASTIC_SHUTDOWN_TIMEOUT defaults to it)
 #   WATCHDOG           0 to launch without the watchdog
 #   PYTHON             the interpreter with mmreason installed (python)
 # The stage's ddp_timeout (seconds, default 1800) bounds how long the other ranks wait in a collective for a
@@ -71,6 +73,9 @@ fi
 # DeepSpeed JIT-compiles a small op on first use (CPU: ~2 min); keep the build where the next run finds it
 export TORCH_EXTENSIONS_DIR=${TORCH_EXTENSIONS_DIR:-$HOME/.cache/mmreason/torch_extensions}
 export PYTHONPATH="$HERE${PYTHONPATH:+:$PYTHONPATH}"
+# on SIGTERM the ranks finish their step and save (mmreason/preemption.py): torchrun must not SIGKILL them after 30 s
+export MMREASON_STOP_GRACE=${MMREASON_STOP_GRACE:-300}
+export TORCH_ELASTIC_SHUTDOWN_TIMEOUT=${TORCH_ELASTIC_SHUTDOWN_TIMEOUT:-$MMREASON_STOP_GRACE}
 
 CMD=("$PYTHON" -m accelerate.commands.launch
   --config_file "$ACCELERATE_CONFIG"

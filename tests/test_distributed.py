@@ -406,6 +406,70 @@ def test_ddp_timeout_reaches_the_gloo_group_without_the_watchdog(sft_base, tmp_p
     assert left == [] and not psutil.pid_exists(pid)
 
 
+@pytest.mark.slow
+def test_sigterm_to_one_rank_saves_on_every_rank_and_resumes_bit_identically(ddp_run, sft_base, tmp_path):
+    """SIGTERM to rank 1 alone (before its step 2, tests/faults/killer.py): the ranks agree at the step's end, both
+    save checkpoint-2 (each its RNG file) and exit 143; resuming it on 2 processes to step 4 ends bit-identical to
+    the uninterrupted run."""
+    from mmreason.resume import incomplete_reason
+
+    out, log = tmp_path / "termed", tmp_path / "termed.txt"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+           "--master-port", str(free_port()), str(REPO / "tests" / "faults" / "killer.py"), "term", "2", "--", "sft",
+           *map(str, sft_base), "--output_dir", str(out), "--save_steps", "1000", "--use_cpu", "true"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env=env(MMREASON_KILLER_RANK=1), stdout=log.open("w"),
+                          stderr=subprocess.STDOUT, timeout=600)  # fmt: skip
+    text = log.read_text()
+    assert proc.returncode != 0 and "exitcode  : 143" in text, text[-3000:]
+    assert text.count("SIGTERM: finishing the current step") == 1  # only rank 1 was signalled
+    assert "SFT stopped by SIGTERM at step 2" in text
+    ckpt = out / "checkpoint-2"
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2"]
+    assert incomplete_reason(ckpt) is None and (ckpt / "rng_state_0.pth").is_file() and (ckpt / "rng_state_1.pth").is_file()
+
+    resumed, log2 = tmp_path / "resumed", tmp_path / "resumed.txt"
+    args = [*sft_base, "--output_dir", resumed, "--resume_from_checkpoint", ckpt]
+    finish((launch("sft", args, log2, "ddp_cpu.yaml", GPUS_PER_NODE=2, TRANSFORMERS_VERBOSITY="info"), log2))
+    assert "Resuming training from checkpoint with epoch 0 and global step 2" in log2.read_text()
+    a, b = weights(resumed), weights(ddp_run)
+    assert a.keys() == b.keys() and [k for k in a if not torch.equal(a[k], b[k])] == []
+    want = losses(ddp_run / "checkpoint-4")
+    assert [s for s, _, _ in want] == [1, 2, 3, 4] and losses(resumed / "checkpoint-4") == want
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_launch_saves_on_every_rank(sft_base, tmp_path):
+    """SIGTERM to scripts/launch.sh (what a scheduler sends the job): the watchdog passes it to the whole tree and
+    waits MMREASON_STOP_GRACE; every rank gets it at least twice (the watchdog's, torchrun's copy), finishes its
+    step and saves one checkpoint with both RNG files; the job ends with 143."""
+    from mmreason.resume import incomplete_reason
+
+    beats, out, log = tmp_path / "beats", tmp_path / "termed", tmp_path / "log.txt"
+    args = [*sft_base, "--output_dir", out, "--max_steps", "100000", "--save_steps", "1000"]
+    proc = launch("sft", args, log, "ddp_cpu.yaml", GPUS_PER_NODE=2, MMREASON_HEARTBEAT_DIR=beats)
+    first_beat: list[float] = []
+
+    def in_loop() -> bool:  # beats start with the training loop; 2 s later it is inside it
+        first_beat[:] = first_beat or [time.monotonic()]
+        return time.monotonic() - first_beat[0] >= 2
+
+    try:
+        deadline = time.monotonic() + 300
+        while not ((beats / "rank1.beat").is_file() and in_loop()):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=240)
+    finally:
+        stop(proc)
+    text = log.read_text()
+    assert rc == 128 + signal.SIGTERM, text[-3000:]
+    ckpts = sorted(out.glob("checkpoint-*"))
+    assert len(ckpts) == 1 and incomplete_reason(ckpts[0]) is None, text[-3000:]
+    assert (ckpts[0] / "rng_state_0.pth").is_file() and (ckpts[0] / "rng_state_1.pth").is_file()
+    assert text.count("SFT stopped by SIGTERM at step") >= 1 and not (out / "run.lock").exists()
+
+
 def test_dummy_image_forward_is_exactly_neutral(tiny_model_dir):
     """The ZeRO-3 text-only fix (mmreason/vision_sync.py) runs the vision tower on a text-only forward and
     changes neither the loss nor any gradient (the tower's are zeros); forwards with an image and decode steps

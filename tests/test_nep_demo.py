@@ -94,3 +94,94 @@ def test_nep_demo_small(tmp_path, capsys):
     assert (out / "grpo" / "model.safetensors").stat().st_mtime_ns == mtime
     with pytest.raises(SystemExit, match="other settings"):
         demo_main(argv[:2] + ["--n-train", "7"] + argv[4:])
+
+
+def _tree(root) -> dict:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_synthesis_is_byte_identical(tmp_path):
+    """Two `nep synth` runs with the same seed (and the demo's FutureBench records and blanked clips) write the
+    same bytes: the data is not where a demo's table moves."""
+    from mmreason.demos.nep import blank_test_clips, futurebench_sft_records
+    from mmreason.video.synth import generate
+
+    trees = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        generate(str(out), 4, 2, seed=3, size=56, train_families=["ball", "sequence"], option_order="sorted")
+        futurebench_sft_records(out)
+        blank_test_clips(out)
+        trees.append(_tree(out))
+    assert trees[0] == trees[1] and any(k.endswith(".mp4") for k in trees[0])
+
+
+def test_a_folder_made_by_other_code_is_refused_not_reused(tmp_path, monkeypatch):
+    """A run folder left by another version of the code printed that version's table: the demo refuses it."""
+    import mmreason.demos.nep as demo
+
+    out = tmp_path / "demo"
+    argv = ["--out", str(out), "--n-train", "2", "--n-test", "2", "--prepare-only"]
+    assert demo_main(argv) == 0
+    assert json.loads((out / "demo_data.json").read_text())["code"] == demo.code_identity(demo.SFT_CONFIG, demo.GRPO_CONFIG)
+    assert demo_main(argv) == 0  # same code: reused
+    monkeypatch.setattr(demo, "code_identity", lambda *files: "another version")
+    with pytest.raises(SystemExit, match="other settings"):
+        demo_main(argv)
+
+
+def test_threads_are_pinned(monkeypatch):
+    import torch
+
+    from mmreason.demos.kernels import DEMO_THREADS, pin_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        pin_threads()
+        assert torch.get_num_threads() == DEMO_THREADS == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+def test_the_thread_count_and_cpu_kernels_do_not_change_the_trained_weights(tmp_path):
+    """A machine with 2 threads whose torch picks other CPU kernels (simulated: OMP_NUM_THREADS=2, the ATen
+    kernels of the default vector width, MKL's "compatible" path) trains the same SFT weights as 1 thread with this
+    machine's kernels: the demo pins threads and kernels (without either pin the weights differ after 10 steps)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    weights = []
+    other_machine = {"OMP_NUM_THREADS": "2", "ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
+    for name, over in (("here", {"OMP_NUM_THREADS": "1"}), ("other", other_machine)):
+        out = tmp_path / name
+        env = {**os.environ, **over, "PYTHONPATH": str(root), "MMREASON_OFFLINE": "1"}
+        cmd = [sys.executable, "-m", "mmreason", "nep", "demo", "--out", str(out), "--n-train", "4", "--n-test", "2",
+               "--sft-steps", "6", "--grpo-steps", "0", "--no-blank-control", "--eval-batch-size", "2"]
+        proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        weights.append((out / "sft" / "model.safetensors").read_bytes())
+    assert weights[0] == weights[1]
+
+
+def test_cpu_kernels_are_pinned_before_torch_loads(tmp_path):
+    """`pin_isa` sets the kernel choice before torch loads: another vector width asked by the environment is
+    replaced by the demo's (where the CPU has AVX2)."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        pytest.skip("a CPU without AVX2: nothing to pin")
+    code = ("import sys; from mmreason.demos.kernels import pin_isa; assert pin_isa(); import torch; "
+            "print(torch.backends.cpu.get_cpu_capability())")
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["AVX2"]

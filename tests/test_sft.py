@@ -276,3 +276,72 @@ def test_eval_split_ratio_holds_out_records(tiny_model_dir, data_dir, tmp_path):
     for bad in (["--eval_split_ratio", "1.5"], ["--eval_split_ratio", "0.1", "--eval_file", "x.jsonl"]):
         with pytest.raises(ValueError, match="eval_split_ratio|eval_file"):
             _args(tiny_model_dir, data_dir, tmp_path / "x", *bad)
+
+
+def _lengths(tiny_model_dir, data: Path) -> dict[str, int]:
+    """Each record's tokens (text + vision) as the SFT collator makes them, without truncation."""
+    from mmreason.modeling import ModelLoad, load_processor
+    from mmreason.sft.dataset import DataReport, build_sft_dataset
+    from mmreason.sft.run import token_counter
+
+    s, t, m, _ = _args(tiny_model_dir, data.parent, data.parent / "unused")
+    processor = load_processor(ModelLoad.from_trl(m, False, None), None, None)
+    recs, _ = load_sft_records([str(data)])
+    report = DataReport()
+    ds = build_sft_dataset(recs, report=report)
+    count = token_counter(processor, t, None)
+    return {rid: count(ds[i]) for i, (rid, _) in enumerate(report.rows)}
+
+
+@pytest.fixture(scope="module")
+def long_target_data(data_dir, tmp_path_factory):
+    """The synthetic records plus one whose solution (the SFT target) is much longer than the others'."""
+    out = tmp_path_factory.mktemp("long_target")
+    shutil.copytree(data_dir / "images", out / "images")
+    rows = [json.loads(x) for x in (data_dir / "train.jsonl").read_text().splitlines()][:4]
+    rows.append({**rows[0], "id": "long-one", "solution": "I count them one by one. " * 40 + "\\boxed{3}"})
+    (out / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return out / "train.jsonl"
+
+
+def test_max_length_drops_and_counts_records_over_it_lenient(tiny_model_dir, long_target_data, tmp_path, capsys):
+    """A record over max_length is dropped before training and named in the report (lenient), never cut: a cut
+    would train on a truncated target (or crash mid-run when it falls in image tokens)."""
+    from mmreason.sft.run import main
+
+    lengths = _lengths(tiny_model_dir, long_target_data)
+    limit = max(n for rid, n in lengths.items() if rid != "long-one")
+    assert lengths["long-one"] > limit
+    out = tmp_path / "out"
+    argv = ["--model_name_or_path", str(tiny_model_dir), "--train_files", str(long_target_data), "--output_dir",
+            str(out), "--per_device_train_batch_size", "2", "--max_steps", "1", "--save_strategy", "no",
+            "--activation_checkpointing", "false", "--report_to", "none", "--max_length", str(limit)]
+    assert main([*argv, "--lenient", "true"]) == 0
+    assert f"1 dropped over max_length={limit} tokens, 4 examples" in capsys.readouterr().out
+    report = json.loads((out / "sft_data_report.json").read_text())
+    assert report["max_length"] == limit and report["loaded"] == 4
+    assert report["dropped_over_max_length"] == [
+        {"id": "long-one", "where": f"{long_target_data}:5", "tokens": lengths["long-one"]}]
+
+
+def test_max_length_strict_names_the_record(tiny_model_dir, long_target_data, tmp_path, capsys):
+    from mmreason.sft.run import main
+
+    lengths = _lengths(tiny_model_dir, long_target_data)
+    limit = max(n for rid, n in lengths.items() if rid != "long-one")
+    argv = ["--model_name_or_path", str(tiny_model_dir), "--train_files", str(long_target_data), "--output_dir",
+            str(tmp_path / "out"), "--max_steps", "1", "--report_to", "none", "--max_length", str(limit)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{long_target_data}:5: record 'long-one' is {lengths['long-one']} tokens (text + vision) > max_length" in err
+
+
+def test_max_length_below_the_image_tokens_is_caught_before_training(tiny_model_dir, long_target_data, tmp_path,
+                                                                    capsys):
+    """A max_length inside every record's image tokens: no record fits; the run stops before training, naming it."""
+    from mmreason.cli import main
+
+    argv = ["sft", "--model_name_or_path", str(tiny_model_dir), "--train_files", str(long_target_data), "--output_dir",
+            str(tmp_path / "out"), "--max_steps", "1", "--report_to", "none", "--max_length", "8", "--lenient", "true"]
+    assert main(argv) == 2
+    assert "every training example is longer than max_length=8" in capsys.readouterr().err

@@ -199,3 +199,51 @@ def test_video_config_joins_a_trl_parser():
     assert (video.video_fps, video.video_max_pixels, video.video_total_pixels) == (1.0, 12544, 99999)
     with pytest.raises(ValueError, match="min_pixels 5000 > max_pixels 4000"):
         VideoConfig(video_min_pixels=5000, video_max_pixels=4000)
+
+
+def _truncate(png) -> None:
+    png.write_bytes(png.read_bytes()[: len(png.read_bytes()) // 2])  # opens (the header is there), fails to decode
+
+
+def test_a_corrupt_frame_in_the_cut_is_found_before_training(tmp_path):
+    """A frame list / frames folder with one truncated frame: the pre-flight check decodes every frame of the cut,
+    so the record is a file:line error (strict) or a counted skip (lenient) before any model loads, not a crash
+    mid-run. A bad frame outside the cut is never read, by the check or by training."""
+    frames = coded_frames(16)
+    lst = write_frame_list(frames, tmp_path / "clip.frames.json", fps=8)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for i, im in enumerate(frames):
+        im.save(folder / f"{i:04d}.png")
+    bad_in_list = sorted((tmp_path / "clip").glob("*.png"))[5]
+    _truncate(bad_in_list)
+    _truncate(folder / "0012.png")
+    jsonl = _write_jsonl(tmp_path / "data.jsonl", [
+        {"path": "clip.frames.json", "end": 0.5},  # frames 0..3: the bad frame 5 is outside the cut
+        {"path": "clip.frames.json", "start": 0.5, "end": 1.0},  # frames 4..7
+        {"path": "folder", "start": 1.0},  # frames 8..15 of the folder (8 fps)
+    ])
+    recs, _ = load_records(jsonl)
+    cfg = VideoConfig(video_frames_fps=8.0, video_min_pixels=3136, video_max_pixels=3136)
+    with pytest.raises(RecordError) as e:
+        check_record_videos(recs, cfg)
+    assert e.value.where == f"{jsonl}:2" and f"unreadable frame 6 of 16 ({bad_in_list})" in e.value.reason
+    kept, report = check_record_videos(recs, cfg, lenient=True)
+    assert [r.id for r in kept] == ["r0"] and report.loaded == 1
+    assert [s.where for s in report.skipped] == [f"{jsonl}:2", f"{jsonl}:3"]
+    assert f"unreadable frame 13 of 16 ({folder / '0012.png'})" in report.skipped[1].reason
+    assert len(load_clip(lst, ALL, end=0.5).frames) == 4  # the kept record trains
+
+
+def test_nep_build_and_eval_check_decode_the_frames(tmp_path):
+    """`nep build` and `eval run` call the same check (mmreason.media.video.check_video) on the clips they use."""
+    from mmreason.eval.benchmark import VideoInput
+    from mmreason.eval.run import video_check_config
+    from mmreason.media.video import check_video
+
+    lst = write_frame_list(coded_frames(8), tmp_path / "clip.frames.json", fps=8)
+    assert check_video(lst, VideoConfig()) == 8
+    _truncate(sorted((tmp_path / "clip").glob("*.png"))[7])
+    with pytest.raises(RecordError, match="item x: unreadable frame 8 of 8"):
+        check_video(lst, video_check_config(VideoInput(str(lst), reader="clip")), where="item x")
+    assert check_video(lst, VideoConfig(), end=0.5) == 4  # the cut ends before the bad frame

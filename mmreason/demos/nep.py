@@ -16,7 +16,8 @@ eval sends), reward `answer_letter` in mode `futurebench` (FutureBench's officia
 `mmreason eval run --benchmark futurebench` (official prompt, video settings and letter extraction) on the
 held-out scenes' `test_futurebench.json`, and on a copy whose past clips are blank (`blank_test_clips`). Every
 stage is the real one, in-process; a finished stage is reused on rerun (same settings), `--fresh` starts over;
-step counts and seeds are fixed.
+step counts and seeds are fixed, and torch runs on one thread with AVX2 kernels whatever the machine
+(`mmreason.demos.kernels`), so the same command prints the same table (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from pathlib import Path
 from PIL import Image
 
 from mmreason.demos import runner
-from mmreason.demos.runner import REPO, check_same, paired_section
+from mmreason.demos.kernels import pin_isa, pin_threads
+from mmreason.demos.runner import REPO, check_same, code_identity, paired_section
 from mmreason.eval.futurebench import build_prompt
 from mmreason.eval.stats import binomial_se
 from mmreason.media.writer import write_mp4
@@ -119,8 +121,9 @@ def blank_test_clips(data: Path) -> int:
 
 
 def prepare(args, out: Path) -> tuple[Path, Path]:
-    check_same(out / "demo_data.json", {k: getattr(args, k) for k in ("size", "n_train", "n_test", "train_families",
-                                                                      "mcq_variants", "option_order", "seed")}, WHO)
+    settings = {k: getattr(args, k) for k in ("size", "n_train", "n_test", "train_families", "mcq_variants",
+                                              "option_order", "seed")}
+    check_same(out / "demo_data.json", {**settings, "code": code_identity(SFT_CONFIG, GRPO_CONFIG)}, WHO)
     base = runner.base_model(out, args.size, args.seed, WHO)
     data = out / "data"
     if not (data / "blank" / "test_futurebench.json").is_file():
@@ -188,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     if args.fresh and out.exists():
         shutil.rmtree(out)
+    pin_isa()  # `mmreason nep demo` pinned the kernels before torch loaded; in-process callers are warned here
+    pin_threads()
     t0 = time.time()
     base, data = prepare(args, out)
     if args.prepare_only:

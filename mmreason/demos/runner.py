@@ -4,7 +4,10 @@ adapter) is reused when it was made with the same argv, and refused when it was 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import signal
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Mapping
@@ -16,7 +19,18 @@ from mmreason.sft.run import main as sft_main
 from mmreason.tiny import build_tiny_model
 
 REPO = Path(__file__).resolve().parents[2]
-STAGE_FILE = "demo_stage.json"  # the argv a finished stage was made with
+STAGE_FILE = "demo_stage.json"  # the argv and code a finished stage was made with
+PREEMPTED = 128 + signal.SIGTERM  # a stage stopped by SIGTERM saved a checkpoint (mmreason.preemption.EXIT_CODE)
+
+
+def code_identity(*files: Path) -> str:
+    """SHA-256 of the code a demo's numbers depend on (every mmreason module) and of `files` (the stage configs): a
+    stage made by other code is refused, not reused (a folder left by an older version printed an older table)."""
+    h = hashlib.sha256()
+    for f in [*sorted((REPO / "mmreason").rglob("*.py")), *files]:
+        h.update(str(f.resolve().relative_to(REPO) if f.resolve().is_relative_to(REPO) else f).encode() + b"\0"
+                 + f.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def log(who: str, msg: str) -> None:
@@ -52,14 +66,22 @@ def base_model(out: Path, size: str, seed: int, who: str = "demo") -> Path:
 
 def run_stage(label: str, stage_main: Callable[[list[str]], int], argv: list[str], dst: Path,
               who: str = "demo") -> Path:
-    """Run a stage's CLI main in-process unless `dst` already holds its finished output (same argv)."""
+    """Run a stage's CLI main in-process unless `dst` already holds its finished output (same argv, same code and
+    config files); a stage stopped by SIGTERM exits 143 (its checkpoint resumes on the same command)."""
+    settings = {"argv": argv, "code": code_identity(*(Path(a) for a in argv if a.endswith((".yaml", ".yml"))))}
+    if (dst / STAGE_FILE).is_file() or finished(dst):
+        check_same(dst / STAGE_FILE, settings, who)  # before training: other settings or code are refused
     if finished(dst):
-        check_same(dst / STAGE_FILE, {"argv": argv}, who)
         return dst
     log(who, f"{label} -> {dst}")
-    if stage_main(argv):
+    rc = stage_main(argv)
+    if rc == PREEMPTED:
+        print(f"{who}: the {label} stage stopped on SIGTERM with a checkpoint; the same command resumes it",
+              file=sys.stderr)
+        raise SystemExit(PREEMPTED)
+    if rc:
         raise SystemExit(f"{who}: the {label} stage failed (see above)")
-    check_same(dst / STAGE_FILE, {"argv": argv}, who)
+    check_same(dst / STAGE_FILE, settings, who)
     return dst
 
 

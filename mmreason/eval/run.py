@@ -20,6 +20,7 @@ from mmreason.eval.spec import BenchmarkSpec
 from mmreason.generation import GenerationSettings, load_backend
 from mmreason.prompts import MAX_TEXT_CHARS, drop_long_chats
 from mmreason.errors import RecordError
+from mmreason.media.video import check_video, clip_config
 from mmreason.records import check_image
 from mmreason.usage import NothingUsable, UsageError, check_count, check_model_path, check_output_dir, check_output_file
 
@@ -69,6 +70,11 @@ def generate_cached(items: list[Item], cache: PredictionCache, make_backend: Cal
     return len(todo)
 
 
+def video_check_config(video: VideoInput):
+    """The VideoConfig a video input is read with (the clip reader's; qwen-vl-utils reads container files only)."""
+    return clip_config(video.fps, video.max_frames, video.min_pixels, video.max_pixels, video.total_pixels)
+
+
 def check_media(bench: Benchmark, items: list[Item]) -> None:
     """Every image and video file exists and every image decodes, before any model is loaded (a truncated
     image would otherwise stop every rerun at the same batch)."""
@@ -87,12 +93,17 @@ def check_media(bench: Benchmark, items: list[Item]) -> None:
                     it.media[i] = str(check_image(Path(path), f"{name} item {it.id}"))
                 except RecordError as e:
                     corrupt.append(str(e))
+            else:
+                try:  # decodes every frame of a frame list / folder in the cut, a container at the cut's ends
+                    check_video(path, video_check_config(m), m.start, m.end, f"{name} item {it.id}")
+                except RecordError as e:
+                    corrupt.append(str(e))
     for kind, paths in missing.items():
         if paths:
             raise FileNotFoundError(f"{name}: {len(paths)} {kind} file(s) not found, e.g. {paths[0]} "
                                     f"({bench.media_hint})")
     if corrupt:
-        raise ValueError(f"{name}: {len(corrupt)} unreadable image(s), e.g. {corrupt[0]}")
+        raise ValueError(f"{name}: {len(corrupt)} unreadable image(s) or video(s), e.g. {corrupt[0]}")
 
 
 def drop_long(items: list[Item], max_chars: int | None) -> tuple[list[Item], list[dict[str, Any]]]:

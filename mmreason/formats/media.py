@@ -1,7 +1,7 @@
 """Images and videos named by outside layouts: a path (relative to the media folder), image bytes from parquet
 ({bytes, path}) or a PIL image. Bytes go to a content-addressed cache beside the image gate's
 (`<MMREASON_IMAGE_CACHE>/sources/<sha256>.<ext>`): the same image in two rows, or in two runs, is one file. The gate
-itself (`mmreason.images`) checks every path when the record is validated."""
+itself (`mmreason.media.images`) checks every path when the record is validated."""
 
 from __future__ import annotations
 

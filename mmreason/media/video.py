@@ -96,10 +96,12 @@ class VideoClip:
 
 
 class _Source:
-    """A decodable frame sequence: n frames, their timestamps, and a batch getter."""
+    """A decodable frame sequence: n frames, their timestamps, a batch getter, and `check(indices)`, which decodes
+    what a cut over those frames will need and raises RecordError if it cannot."""
 
-    def __init__(self, fps: float, timestamps: list[float], get):
+    def __init__(self, fps: float, timestamps: list[float], get, check=None):
         self.fps, self.timestamps, self.get = fps, timestamps, get
+        self.check = check or (lambda indices: get([indices[0], indices[-1]]) if indices else None)
 
 
 def _open_file(path: Path, where: str) -> _Source:
@@ -128,7 +130,23 @@ def _open_file(path: Path, where: str) -> _Source:
             raise RecordError(where, f"undecodable frames in video {path}: {e}") from None
         return [Image.fromarray(a) for a in arr]
 
-    return _Source(fps, ts, get)
+    return _Source(fps, ts, get)  # check: the stream decodes at the cut's first and last frame
+
+
+def _image_checker(paths: list[Path], where: str):
+    """Decode every frame image of a cut (not just open it: a truncated PNG opens, and fails mid-run)."""
+    def check(indices):
+        from PIL import Image
+
+        for i in indices:
+            try:
+                with Image.open(paths[i]) as im:
+                    im.load()
+            except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError, ...
+                raise RecordError(where, f"unreadable frame {i + 1} of {len(paths)} ({paths[i]}): "
+                                         f"{type(e).__name__}: {e}") from None
+
+    return check
 
 
 def _image_getter(paths: list[Path], where: str):
@@ -163,14 +181,15 @@ def _open_frame_list(path: Path, where: str) -> _Source:
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise RecordError(where, f"frame list {path}: {len(missing)} frame file(s) not found, first {missing[0]}")
-    return _Source(float(fps), [i / fps for i in range(len(paths))], _image_getter(paths, where))
+    return _Source(float(fps), [i / fps for i in range(len(paths))], _image_getter(paths, where),
+                   _image_checker(paths, where))
 
 
 def _open_folder(path: Path, where: str, fps: float) -> _Source:
     paths = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise RecordError(where, f"video has zero frames: folder {path} holds no {'/'.join(IMAGE_SUFFIXES)} images")
-    return _Source(fps, [i / fps for i in range(len(paths))], _image_getter(paths, where))
+    return _Source(fps, [i / fps for i in range(len(paths))], _image_getter(paths, where), _image_checker(paths, where))
 
 
 def open_source(path: str | Path, where: str, cfg: VideoConfig) -> _Source:
@@ -303,20 +322,29 @@ def load_record_video(rec: Record, cfg: VideoConfig) -> VideoClip:
     return load_clip(rec.video_path(), cfg, rec.video.start, rec.video.end, where=record_where(rec))
 
 
+def check_video(path: str | Path, cfg: VideoConfig, start: float | None = None, end: float | None = None,
+                where: str = "") -> int:
+    """The pre-flight check before any model loads: open the video and decode what its cut [start, end) will use
+    — every frame of a frame list or folder in the cut, and for a container file the cut's first and last frame
+    (the stream decodes there). Returns the number of source frames in the cut; raises `RecordError(where, ...)`."""
+    where = where or str(path)
+    check_time_range(start, end, where)
+    src = open_source(path, where, cfg)
+    candidates = frames_in_range(src.timestamps, start, end)
+    if not candidates:
+        duration = len(src.timestamps) / src.fps
+        raise RecordError(where, f"no frames in [{start}, {end}) s of {path} (duration {duration:.3f} s)")
+    src.check(candidates)
+    return len(candidates)
+
+
 def check_record_video(rec: Record, cfg: VideoConfig) -> int:
-    """Open the record's video and count the source frames in its cut, without decoding frames: the
-    cheap pre-flight check before training. Returns the count; raises `RecordError` naming file:line."""
+    """`check_video` of the record's video and cut. Returns the count of source frames in the cut; raises
+    `RecordError` naming the record's file:line."""
     where = record_where(rec)
     if rec.video is None:
         raise RecordError(where, "record has no 'video'")
-    check_time_range(rec.video.start, rec.video.end, where)
-    src = open_source(rec.video_path(), where, cfg)
-    n = len(frames_in_range(src.timestamps, rec.video.start, rec.video.end))
-    if n == 0:
-        duration = len(src.timestamps) / src.fps
-        raise RecordError(where, f"no frames in [{rec.video.start}, {rec.video.end}) s of {rec.video_path()} "
-                                 f"(duration {duration:.3f} s)")
-    return n
+    return check_video(rec.video_path(), cfg, rec.video.start, rec.video.end, where)
 
 
 @dataclass

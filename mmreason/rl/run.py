@@ -14,16 +14,19 @@ from dataclasses import dataclass, field, fields
 from mmreason.formats import DataFormatArguments
 from mmreason.distributed import DistributedSetupError, check_distributed, finish_distributed
 from mmreason.errors import RecordError
+from mmreason.fingerprint import FingerprintMismatch, check_resume, run_fingerprint
 from mmreason.media.video import VideoConfig
 from mmreason.modeling import ModelLoad, PromptArguments, deprecated, load_model, load_processor, prompt_spec_callback
 from mmreason.offline import offline_defaults
+from mmreason.preemption import EXIT_CODE, PreemptionCallback, preempted
 from mmreason.prompts import save_prompt_spec
-from mmreason.resume import CheckpointWeightsMixin, resolve_resume
+from mmreason.resume import CheckpointWeightsMixin, is_automatic, resolve_resume
 from mmreason.rewards.registry import build_reward_funcs
 from mmreason.rl.callbacks import CollapseWarningCallback
 from mmreason.rl.config import MMReasonGRPOConfig
 from mmreason.rl.data import build_grpo_dataset
 from mmreason.rl.trainer import MMReasonGRPOTrainer
+from mmreason.run_lock import RunLock, RunLockError
 from mmreason.usage import check_model_path, check_output_dir, check_training_counts, parse_stage_args
 
 logger = logging.getLogger("mmreason.grpo")
@@ -210,15 +213,29 @@ def main(argv: list[str] | None = None) -> int:
     check_model_path(model_args.model_name_or_path, "model_name_or_path")
     check_output_dir(training_args.output_dir, "output_dir")
     try:
-        trainer = build_trainer(script_args, training_args, model_args)
-        resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
-        check_distributed(trainer, resume)
-    except (RecordError, FileNotFoundError, DistributedSetupError) as e:  # bad data or launch: one clear line
-        print(f"mmreason grpo: error: {e}", file=sys.stderr)
+        with RunLock(training_args.output_dir):  # the run owns output_dir until it ends (mmreason.run_lock)
+            return _run(script_args, training_args, model_args)
+    except (RecordError, FileNotFoundError, DistributedSetupError, RunLockError, FingerprintMismatch) as e:
+        print(f"mmreason grpo: error: {e}", file=sys.stderr)  # bad data, launch or output folder: one clear line
         return 2
+
+
+def _run(script_args: GRPOScriptArguments, training_args, model_args) -> int:
+    fingerprint = run_fingerprint(script_args, training_args, model_args, data_files=script_args.train_files,
+                                  model=model_args.model_name_or_path)
+    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    check_resume(resume, fingerprint, is_automatic(training_args.resume_from_checkpoint))
+    trainer = build_trainer(script_args, training_args, model_args)
+    check_distributed(trainer, resume)
+    trainer.run_fingerprint = fingerprint  # written into every checkpoint (mmreason.resume)
+    trainer.add_callback(PreemptionCallback())  # SIGTERM: finish the step, save a checkpoint, exit 143
     if resume:
         logger.warning("resuming from %s", resume)
     trainer.train(resume_from_checkpoint=resume)
+    if preempted(trainer):
+        logger.warning("GRPO stopped by SIGTERM at step %d: checkpoint saved in %s; the same command resumes it",
+                       trainer.state.global_step, training_args.output_dir)
+        return EXIT_CODE
     trainer.save_model(training_args.output_dir)
     trainer.save_state()
     if training_args.should_save:

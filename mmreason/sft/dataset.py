@@ -8,6 +8,7 @@ image block and the processor opens it at batch time, so no pixels are held in m
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mmreason.errors import RecordError
@@ -31,6 +32,10 @@ class DataReport:
     sources: list[dict] = field(default_factory=list)
     dropped_long: list[dict] = field(default_factory=list)  # {"id", "chars"} over max_text_chars
     max_text_chars: int | None = None
+    dropped_tokens: list[dict] = field(default_factory=list)  # {"id", "where", "tokens"} over max_length
+    max_length: int | None = None
+    # (id, file:line) of each dataset row, in order: to name a record found over max_length after tokenising
+    rows: list[tuple[str, str]] = field(default_factory=list, repr=False)
 
     def add(self, rep: LoadReport) -> None:
         self.sources.append({"path": rep.path, "loaded": rep.loaded, "skipped": len(rep.skipped)})
@@ -44,11 +49,17 @@ class DataReport:
             lines.append(f"  ... and {len(self.skipped) - 20} more")
         lines += [f"  dropped {d['id']}: {d['chars']} characters > max_text_chars {self.max_text_chars}"
                   for d in self.dropped_long[:20]]
+        if self.max_length is not None:
+            lines.append(f"  {len(self.dropped_tokens)} dropped over max_length={self.max_length} tokens (text + "
+                         "vision; never truncated)")
+            lines += [f"  dropped {d['id']} ({d['where']}): {d['tokens']} tokens > max_length {self.max_length}"
+                      for d in self.dropped_tokens[:20]]
         return "\n".join(lines)
 
     def to_json(self) -> dict:
         return {"loaded": self.loaded, "skipped": self.skipped, "sources": self.sources,
-                "dropped_long": self.dropped_long, "max_text_chars": self.max_text_chars}
+                "dropped_long": self.dropped_long, "max_text_chars": self.max_text_chars,
+                "dropped_over_max_length": self.dropped_tokens, "max_length": self.max_length}
 
 
 def _sft_problem(rec: Record) -> str | None:
@@ -93,14 +104,14 @@ def load_sft_records(
     return out, report
 
 
-def drop_long(examples: list[dict], ids: list[str], max_chars: int | None, report: DataReport) -> list[dict]:
-    """Drop examples over `max_chars` characters (before tokenisation), counted in `report` with their ids."""
+def drop_long(items: list, ids: list[str], max_chars: int | None, report: DataReport, chats: list) -> list:
+    """Drop items whose chat is over `max_chars` characters (before tokenisation), counted in `report` with their
+    ids."""
     report.max_text_chars = max_chars
     if max_chars is None:
-        return examples
+        return items
     check_count(max_chars, "max_text_chars", 1)
-    keep, report.dropped_long = drop_long_chats(examples, ids, [ex["messages"] for ex in examples], max_chars,
-                                                "max_text_chars")
+    keep, report.dropped_long = drop_long_chats(items, ids, chats, max_chars, "max_text_chars")
     if report.dropped_long:
         report.loaded = len(keep)
     if not keep:
@@ -121,13 +132,49 @@ def build_sft_dataset(records: list[Record], spec: PromptSpec | None = None, max
     from datasets import Dataset
 
     spec = spec or PromptSpec()
+    report = report if report is not None else DataReport()
     if has_video(records) if video is None else video:
         examples = [video_sft_example(rec, spec) for rec in records]
     else:
         examples = [to_sft_example(rec, spec=spec) for rec in records]
+    rows = [(r.id, r.origin or r.id) for r in records]
     if max_text_chars is not None:
-        examples = drop_long(examples, [r.id for r in records], max_text_chars, report or DataReport())
+        pairs = drop_long(list(zip(examples, rows)), [r.id for r in records], max_text_chars, report,
+                          [ex["messages"] for ex in examples])
+        examples, rows = [e for e, _ in pairs], [r for _, r in pairs]
+    report.rows = rows
     return Dataset.from_list(examples)
+
+
+def drop_over_max_length(ds, count_tokens: Callable[[dict], int], max_length: int | None, lenient: bool,
+                         report: DataReport):
+    """Tokenise every row as its collator will (`count_tokens`: text and vision tokens, no truncation) and keep
+    those within `max_length`: the collator then never cuts one (a cut through image tokens crashes mid-run, a cut
+    target trains on a truncated answer). Strict: the first row over raises `RecordError` naming its file:line;
+    lenient: the rows over are dropped and counted in `report` with their ids. `report.rows` names the rows."""
+    report.max_length = max_length
+    if max_length is None:
+        return ds
+    check_count(max_length, "max_length", 1)
+    keep = []
+    for i in range(len(ds)):
+        n = count_tokens(ds[i])
+        if n <= max_length:
+            keep.append(i)
+            continue
+        rid, where = report.rows[i] if i < len(report.rows) else (f"row {i}", f"row {i}")
+        if not lenient:
+            raise RecordError(where, f"record {rid!r} is {n} tokens (text + vision) > max_length {max_length}: "
+                                     "raise max_length, or set lenient to drop such records (they are never cut)")
+        report.dropped_tokens.append({"id": rid, "where": where, "tokens": n})
+    if report.dropped_tokens:
+        logger.warning("dropped %d of %d examples over max_length=%d tokens: %s", len(report.dropped_tokens), len(ds),
+                       max_length, ", ".join(f"{d['id']} ({d['tokens']})" for d in report.dropped_tokens[:5]))
+        report.loaded = len(keep)
+        report.rows = [report.rows[i] for i in keep]
+    if not keep:
+        raise NothingUsable(f"every training example is longer than max_length={max_length}: {report.summary()}")
+    return ds.select(keep) if len(keep) < len(ds) else ds
 
 
 def check_videos(records: list[Record], cfg, lenient: bool, report: DataReport) -> list[Record]:

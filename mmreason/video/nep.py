@@ -43,7 +43,7 @@ from mmreason.data.recipe import RecipeError, parse_overrides
 from mmreason.data.teachers import TeacherError
 from mmreason.errors import RecordError
 from mmreason.formats.tables import open_table
-from mmreason.media.video import VideoConfig, open_source
+from mmreason.media.video import VideoConfig, check_video
 from mmreason.offline import offline_defaults
 from mmreason.records import LETTERS, Record, Video, load_records, write_records
 from mmreason.video.prompts import CFT_WRONG_RATIO, cft_record, distill_record, mix, resample_cft, sft_record
@@ -89,7 +89,7 @@ def _video(entry: Any, video_root: Path, out_dir: Path, where: str, probe: bool)
     if not path.is_file():
         raise RecordError(where, f"past clip not found: {path}")
     if probe:
-        open_source(path, where, VideoConfig())  # raises on zero frames / undecodable
+        check_video(path, VideoConfig(), where=where)  # zero frames, undecodable stream, a corrupt frame
     try:
         rel = os.path.relpath(path.resolve(), out_dir.resolve())
     except ValueError:  # another drive

@@ -5,6 +5,9 @@
 SITE: `save`   — the N-th file a checkpoint save writes (torch.save / safetensors): the file is written, cut to half
                  its size, then the process is killed (a kill inside a checkpoint save);
       `step`   — the N-th training step, before it runs;
+      `term`   — the N-th training step, before it runs: SIGTERM to this process (what a scheduler sends before
+                 preempting a job); the stage must finish that step, save a checkpoint and exit 143. Under a
+                 multi-process launch, MMREASON_KILLER_RANK=R signals rank R only;
       `append` — the N-th durable JSONL append (the data builder's records/ledger, the eval prediction cache):
                  half of the first line is written, then the process is killed (a kill inside a ledger/cache write).
 N = 0 counts the events and prints `events: K` at exit instead of killing."""
@@ -59,6 +62,19 @@ def install(site: str, nth: int) -> None:
         def step(self, *a, **kw):
             if hit():
                 _kill()
+            return orig(self, *a, **kw)
+
+        transformers.Trainer.training_step = step
+    elif site == "term":
+        import transformers
+
+        orig = transformers.Trainer.training_step
+
+        only = os.environ.get("MMREASON_KILLER_RANK")
+
+        def step(self, *a, **kw):
+            if hit() and (only is None or only == os.environ.get("RANK", "0")):
+                os.kill(os.getpid(), signal.SIGTERM)
             return orig(self, *a, **kw)
 
         transformers.Trainer.training_step = step

@@ -1,6 +1,7 @@
 """`make faults`: run the fault-injection suite (tests/faults) and print what it tried and what happened —
 cases per entry point with their outcome counts, the teacher/disk/file/usage faults with their outcomes, kills
-survived with the items lost and duplicated (both must be 0), fuzzed texts per property. Exit status: pytest's, or 1 if anything was lost or duplicated.
+(SIGKILL, SIGTERM) survived with the items lost and duplicated (both must be 0), the output-folder ownership cases,
+fuzzed texts per property. Exit status: pytest's, or 1 if anything was lost or duplicated.
 
   python tests/faults/report.py [pytest args...]"""
 
@@ -27,7 +28,7 @@ def summarize(rows: list[dict]) -> tuple[str, int]:
     out = []
     inputs = defaultdict(Counter)
     for r in rows:
-        if r["entry"] not in ("kill", "fuzz", "fault"):
+        if r["entry"] not in ("kill", "fuzz", "fault", "run folder"):
             inputs[r["entry"]][r["outcome"]] += 1
     order = ["records", "sft", "grpo", "eval run", "eval score", "data build"]
     out.append("bad inputs (one bad line among good ones, per entry point)")
@@ -46,10 +47,15 @@ def summarize(rows: list[dict]) -> tuple[str, int]:
             k[1] += r["outcome"] == "survived"
             k[2] += r.get("lost", 0)
             k[3] += r.get("duplicated", 0)
-    out += ["", "SIGKILL at seeded points, then the same command again"]
+    out += ["", "SIGKILL at seeded points, SIGTERM before a step (stage 'X SIGTERM': saved, exit 143), then the same "
+            "command again"]
     out.append(table(["stage", "kills", "survived", "items lost", "items duplicated"],
                      [[k, *v] for k, v in sorted(kills.items())] +
                      [["total", *[sum(v[i] for v in kills.values()) for i in range(4)]]]))
+    owned = [r for r in rows if r["entry"] == "run folder"]
+    if owned:
+        out += ["", "a run owns its output folder (lock, fingerprint on resume)"]
+        out.append(table(["case", "stage", "outcome"], [[r["case"], r.get("stage", ""), r["outcome"]] for r in owned]))
     fuzz = [r for r in rows if r["entry"] == "fuzz"]
     out += ["", "reward and scorer fuzzing (never raise, in time, in range)"]
     out.append(table(["property", "texts", "engine"], [[r["case"], r.get("n", 0), r.get("engine", "")] for r in fuzz]))

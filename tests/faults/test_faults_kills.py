@@ -1,4 +1,5 @@
-"""Fault injection (b): SIGKILL at seeded random points — inside an SFT or GRPO checkpoint save or between steps,
+"""Fault injection (b): SIGTERM before a training step (SFT, GRPO: the step finishes, a checkpoint is saved, exit
+143, the same command resumes bit-identically); SIGKILL at seeded random points — inside an SFT or GRPO checkpoint save or between steps,
 inside the data builder's ledger/records append, inside the eval prediction-cache append — then the same command
 again: nothing lost, nothing duplicated, the step/item sequence continuous, and the result equal to the
 uninterrupted run (SFT and GRPO weights, losses and rewards bit for bit, the data builder's records and ledger, the
@@ -29,12 +30,21 @@ SAVE_EVENTS_PER_CHECKPOINT = 5  # model.safetensors, optimizer.pt, scheduler.pt,
 pytestmark = pytest.mark.slow
 
 
-def killed(site: str, nth: int, argv: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+def killed(site: str, nth: int, argv: list[str], timeout: float = 300, code: int = -signal.SIGKILL
+           ) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MMREASON_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, str(KILLER), site, str(nth), "--", *argv], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stderr[-3000:])
+    assert proc.returncode == code, (proc.returncode, proc.stderr[-3000:])
     return proc
+
+
+def terminated(nth: int, argv: list[str]) -> subprocess.CompletedProcess:
+    """SIGTERM before training step `nth`: the stage finishes that step, saves checkpoint-nth, exits 143."""
+    return killed("term", nth, argv, code=128 + signal.SIGTERM)
+
+
+NO_PERIODIC_SAVE = ["--save_steps", "1000"]  # the only checkpoint a SIGTERM run leaves is the one it saves on SIGTERM
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +112,28 @@ def test_sft_killed_resumes_by_itself(tiny_model_dir, sft_data, sft_uninterrupte
                      lost=lost, duplicated=duplicated, kind="sft")
 
 
+def test_sft_sigterm_saves_the_step_and_resumes_bit_identically(tiny_model_dir, sft_data, sft_uninterrupted,
+                                                                 tmp_path, fault_log):
+    from mmreason.resume import incomplete_reason
+
+    out, nth = tmp_path / "termed", 2
+    argv = [*_sft_argv(tiny_model_dir, sft_data, out), *NO_PERIODIC_SAVE]
+    proc = terminated(nth, ["sft", *argv])
+    assert "SFT stopped by SIGTERM at step 2" in proc.stderr
+    assert [p.name for p in out.glob("checkpoint-*")] == [f"checkpoint-{nth}"]
+    assert incomplete_reason(out / f"checkpoint-{nth}") is None and not (out / "model.safetensors").exists()
+    trainer = _train(argv)  # the same command again
+    steps = [h["step"] for h in trainer.state.log_history if "loss" in h]
+    assert steps == list(range(1, MAX_STEPS + 1))
+    whole, whole_losses = sft_uninterrupted
+    assert [h["loss"] for h in trainer.state.log_history if "loss" in h] == whole_losses
+    a, b = load_file(out / "model.safetensors"), load_file(whole / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    lost = len(set(range(1, MAX_STEPS + 1)) - set(steps))
+    fault_log.record("kill", f"sft SIGTERM before step {nth}", "survived", resumed_from=f"checkpoint-{nth}",
+                     lost=lost, duplicated=sum(n - 1 for n in Counter(steps).values()), kind="sft SIGTERM")
+
+
 # ---------------------------------------------------------------- GRPO
 
 GRPO_STEPS = 4
@@ -167,6 +199,32 @@ def test_grpo_killed_resumes_by_itself(tiny_model_dir, sft_data, grpo_uninterrup
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     fault_log.record("kill", f"grpo {site} #{nth}", "survived", resumed_from=Path(start).name if start else None,
                      lost=lost, duplicated=duplicated, kind="grpo")
+
+
+def test_grpo_sigterm_saves_the_step_and_resumes_bit_identically(tiny_model_dir, sft_data, grpo_uninterrupted,
+                                                                  tmp_path, fault_log):
+    """SIGTERM before step 3: checkpoint-3 lands inside a generation window (steps_per_generation 2), so the resumed
+    step 4 must train on the rollouts buffered in it."""
+    from mmreason.resume import incomplete_reason
+    from mmreason.rl.run import main as grpo_main
+
+    out, nth = tmp_path / "termed", 3
+    argv = [*_grpo_argv(tiny_model_dir, sft_data, out), *NO_PERIODIC_SAVE]
+    proc = terminated(nth, ["grpo", *argv])
+    assert "GRPO stopped by SIGTERM at step 3" in proc.stderr
+    assert [p.name for p in out.glob("checkpoint-*")] == [f"checkpoint-{nth}"]
+    assert incomplete_reason(out / f"checkpoint-{nth}") is None and not (out / "model.safetensors").exists()
+    assert grpo_main(argv) == 0  # the same command again
+    logs, whole = _grpo_logs(out), _grpo_logs(grpo_uninterrupted)
+    steps = [h["step"] for h in logs]
+    assert steps == list(range(1, GRPO_STEPS + 1))
+    keys = ("loss", "reward", "completions/mean_length")
+    assert [[h.get(k) for k in keys] for h in logs] == [[h.get(k) for k in keys] for h in whole]
+    a, b = load_file(out / "model.safetensors"), load_file(grpo_uninterrupted / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    lost = len(set(range(1, GRPO_STEPS + 1)) - set(steps))
+    fault_log.record("kill", f"grpo SIGTERM before step {nth}", "survived", resumed_from=f"checkpoint-{nth}",
+                     lost=lost, duplicated=sum(n - 1 for n in Counter(steps).values()), kind="grpo SIGTERM")
 
 
 # ---------------------------------------------------------------- data build
