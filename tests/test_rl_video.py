@@ -439,13 +439,15 @@ def test_eval_batches_carry_the_video_and_a_video_outside_the_column_is_refused(
         text_only._generate_and_score_completions(rows_of(dataset.remove_columns(["video"]), [0]))
 
 
-def test_video_with_vllm_is_a_clear_error(dataset, tmp_path):
+def test_video_with_vllm_server_is_a_clear_error(dataset, tmp_path):
+    """Colocate vLLM rolls videos out (tests/test_rl_vllm_video.py); TRL's server API cannot carry them."""
     from mmreason.rl.config import MMReasonGRPOConfig
     from mmreason.rl.trainer import MMReasonGRPOTrainer
 
-    with pytest.raises(ValueError, match="video GRPO needs HF generation"):
+    with pytest.raises(ValueError, match="video GRPO with use_vllm needs vllm_mode: colocate"):
         MMReasonGRPOTrainer(model="unused", reward_funcs=[varying_reward],
-                            args=MMReasonGRPOConfig(**common_args(tmp_path, use_vllm=True)), train_dataset=dataset)
+                            args=MMReasonGRPOConfig(**common_args(tmp_path, use_vllm=True, vllm_mode="server")),
+                            train_dataset=dataset)
     assert "vllm" not in sys.modules
 
 
