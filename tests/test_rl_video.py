@@ -489,8 +489,10 @@ def test_nep_config_reaches_trl_intact(tmp_path):
               "--output_dir", str(tmp_path / "o")])
     assert (args.num_generations, args.temperature, args.learning_rate, args.beta, args.entropy_coef) == (
         8, 1.0, 1e-6, 0.01, 1e-3)
-    assert (args.max_prompt_length, args.max_completion_length, args.use_vllm, args.cov_mode) == (4096, 2048, False,
-                                                                                                  "none")
+    assert (args.max_prompt_length, args.max_completion_length, args.cov_mode) == (4096, 2048, "none")
+    # EasyR1's rollout: vLLM colocated, tensor parallel 1, memory 0.5, context = prompt + response
+    assert (args.use_vllm, args.vllm_mode, args.vllm_tensor_parallel_size, args.vllm_gpu_memory_utilization,
+            args.vllm_max_model_length) == (True, "colocate", 1, 0.5, 4096 + 2048)
     assert args.registry_conflicts() == ["entropy_coef / use_adaptive_entropy"]  # TRL's own loss carries it
     assert script.reward_funcs == ["answer_letter"] and script.reward_options == {"answer_letter": {"mode": "official"}}
     v = script.video_config()
