@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     ap.add_argument("--dry-run", action="store_true", help="CPU, fp32, 1-2 steps per row")
     ap.add_argument("--out", default="runs/gpu_smoke")
-    ap.add_argument("--timeout", type=float, default=300.0, help="seconds per row")
+    ap.add_argument("--timeout", type=float, default=240.0, help="seconds per row (a hung row fails, the rest run)")
     ap.add_argument("--row", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)  # internal: one row in this process
     a = ap.parse_args(argv)
     out = Path(a.out).resolve()
