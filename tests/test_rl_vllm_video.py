@@ -168,6 +168,21 @@ def test_video_grpo_trains_with_vllm_colocate(engine, tiny_model_dir, dataset, p
     assert any(not torch.equal(engine_params[n], before[n]) for n in changed)  # the engine holds updated weights
 
 
+def test_sampling_parameters_are_trls_with_the_placeholders_biased_out():
+    import types
+
+    from mmreason.rl.vllm_video import SUPPRESS_BIAS, sampling_kwargs
+
+    vg = types.SimpleNamespace(repetition_penalty=1.1, temperature=0.7, top_p=0.9, top_k=5, min_p=None,
+                               max_completion_length=12, logprobs=0, structured_outputs_regex=None,
+                               generation_kwargs={"seed": 3, "logit_bias": {7: 1.5}})
+    kw = sampling_kwargs(vg, [11, 12])
+    assert kw == {"n": 1, "repetition_penalty": 1.1, "temperature": 0.7, "top_p": 0.9, "top_k": 5, "min_p": 0.0,
+                  "max_tokens": 12, "logprobs": 0, "seed": 3, "logit_bias": {7: 1.5, 11: SUPPRESS_BIAS,
+                                                                                12: SUPPRESS_BIAS}}
+    fake_vllm.SamplingParams(**kw)  # vLLM's keyword names
+
+
 def test_server_mode_with_video_is_a_one_line_error(dataset, tmp_path):
     from mmreason.rl.config import MMReasonGRPOConfig
     from mmreason.rl.trainer import MMReasonGRPOTrainer

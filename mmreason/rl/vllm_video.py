@@ -47,7 +47,7 @@ def rollout_requests(prompt_ids: Sequence[Sequence[int]], media: Sequence[Any]) 
         key = tuple(map(id, m.clips)) + ("|",) + tuple(map(id, m.images))
         if key not in shared:
             shared[key] = media_request(m.images, [c.frames for c in m.clips], [c.metadata() for c in m.clips])
-        out.append({"prompt_token_ids": list(ids), **shared[key]})
+        out.append({"prompt_token_ids": [int(t) for t in ids], **shared[key]})
     return out
 
 
