@@ -23,6 +23,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT = "smoke_row.json"
+# tests only: a stand-in `vllm` module file (tests/fake_vllm.py, with an `install()`) put into each row's process, so
+# the dry run also runs the vLLM rows through the CLI on CPU
+FAKE_VLLM_ENV = "SMOKE_FAKE_VLLM"
 SMOKE_REWARD = "smoke_text_hash"
 
 
@@ -39,8 +42,19 @@ def register_smoke_reward() -> None:
         return [zlib.crc32(t.encode()) % 1000 / 1000 for t in texts]
 
 
+def loss_flag() -> str:
+    """The GRPO config field that selects the registry loss: `cov_mode`, being renamed `policy_loss`."""
+    import dataclasses
+
+    from mmreason.rl.config import MMReasonGRPOConfig
+
+    names = {f.name for f in dataclasses.fields(MMReasonGRPOConfig)}
+    return "--policy_loss" if "policy_loss" in names else "--cov_mode"
+
+
 def rows(data: Path, out: Path, dry: bool, has_vllm: bool) -> list[tuple[str, list[str]]]:
     """(row name, mmreason CLI arguments) per row. Steps shrink to 1-2 in a dry run."""
+    loss = loss_flag()
     base = str(data / "base_model")
     img, nep = data / "img", data / "nep"
     steps = (lambda n: str(min(n, 2))) if dry else str
@@ -62,10 +76,10 @@ def rows(data: Path, out: Path, dry: bool, has_vllm: bool) -> list[tuple[str, li
                          "--train_files", str(nep / "train_mcq.jsonl"), "--output_dir", str(out / "sft_video"),
                          "--max_steps", steps(3), "--per_device_train_batch_size", "4"]),
         ("grpo_clip_cov_5", [*grpo_img, "--output_dir", str(out / "grpo_clip_cov"), "--max_steps", steps(5),
-                             "--cov_mode", "clip_cov"]),
+                             loss, "clip_cov"]),
         # KL-Cov acts only off policy (|logp - old_logp| = 0 on policy): two updates per generation round
         ("grpo_kl_cov_5", [*grpo_img, "--output_dir", str(out / "grpo_kl_cov"), "--max_steps", steps(5),
-                           "--cov_mode", "kl_cov", "--steps_per_generation", "2", "--gradient_accumulation_steps", "1",
+                           loss, "kl_cov", "--steps_per_generation", "2", "--gradient_accumulation_steps", "1",
                            "--per_device_train_batch_size", "4"]),
         ("grpo_video_3", [*grpo_video, "--output_dir", str(out / "grpo_video"), "--max_steps", steps(3)]),
         ("eval_run_16", ["eval", "run", "--model", base, "--benchmark", str(img / "train.jsonl"), "--limit", "16",
@@ -113,6 +127,10 @@ def run_row(argv: list[str], result: Path) -> int:
 
     Trainer.log = spy
     register_smoke_reward()
+    if os.environ.get(FAKE_VLLM_ENV):
+        from mmreason.plugins import import_file
+
+        import_file(os.environ[FAKE_VLLM_ENV], "smoke_fake_vllm").install()
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -174,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     ap.add_argument("--dry-run", action="store_true", help="CPU, fp32, 1-2 steps per row")
     ap.add_argument("--out", default="runs/gpu_smoke")
+    ap.add_argument("--only", default="", help="comma-separated row names to run (default: all)")
     ap.add_argument("--timeout", type=float, default=240.0, help="seconds per row (a hung row fails, the rest run)")
     ap.add_argument("--row", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)  # internal: one row in this process
     a = ap.parse_args(argv)
@@ -197,9 +216,17 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     with open(out / "smoke.log", "w") as log:
         prepare(data, env, log)
-        has_vllm = device == "cuda" and vllm_importable(env)
+        fake_vllm = bool(env.get(FAKE_VLLM_ENV))
+        has_vllm = fake_vllm or (device == "cuda" and vllm_importable(env))
         table = []
-        for name, args in rows(data, out, a.dry_run, has_vllm):
+        selected = rows(data, out, a.dry_run, has_vllm)
+        only = [r for r in a.only.split(",") if r]
+        unknown = set(only) - {name for name, _ in selected}
+        if unknown:
+            raise SystemExit(f"gpu_smoke: no row(s) {sorted(unknown)}; rows: {[name for name, _ in selected]}")
+        for name, args in selected:
+            if only and name not in only:
+                continue
             args = precision_args(args, device)
             row_out = out / name
             row_out.mkdir(parents=True, exist_ok=True)
@@ -228,9 +255,11 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         device_name = torch.cuda.get_device_name(0)
+    vllm_note = ("stand-in engine (tests)" if fake_vllm else "yes" if has_vllm
+                 else "no (vllm not importable)" if device == "cuda" else "no (cpu)")
     mem_label = "peak GPU MiB" if device == "cuda" else "peak RSS MiB"
     print(f"gpu_smoke: {device_name}, {'bf16' if device == 'cuda' else 'fp32'}, "
-          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, vllm rows: {'yes' if has_vllm else 'no (vllm not importable)' if device == 'cuda' else 'no (cpu)'}")
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, vllm rows: {vllm_note}")
     print(f"| row | status | seconds | {mem_label} | loss finite |")
     print("| --- | --- | --- | --- | --- |")
     for r in table:

@@ -131,6 +131,8 @@ def test_engine_sees_the_hf_prompt_ids_and_video_grid(engine, tiny_model_dir, da
         # removes (two tokens of the tiny vocabulary: ~3e-3); a forward on other frames or positions is further off
         assert t._metrics["train"]["sampling/sampling_logp_difference/max"][-1] < 1e-2
     assert sum(len(g) for g in out["video_grid_thw"]) > 0
+    bias = t.vllm_generation.generation_kwargs["logit_bias"]
+    assert bias == {processor.image_token_id: -100.0, processor.video_token_id: -100.0}
 
 
 def test_without_the_pixel_bounds_the_engine_would_count_other_tokens(engine, tiny_model_dir, dataset, processor,
@@ -171,12 +173,15 @@ def test_video_grpo_trains_with_vllm_colocate(engine, tiny_model_dir, dataset, p
 def test_sampling_parameters_are_trls_with_the_placeholders_biased_out():
     import types
 
-    from mmreason.rl.vllm_video import SUPPRESS_BIAS, sampling_kwargs
+    from mmreason.rl.vllm_video import SUPPRESS_BIAS, bias_out_placeholders, sampling_kwargs
 
+    user = {"seed": 3, "logit_bias": {7: 1.5}}
     vg = types.SimpleNamespace(repetition_penalty=1.1, temperature=0.7, top_p=0.9, top_k=5, min_p=None,
                                max_completion_length=12, logprobs=0, structured_outputs_regex=None,
-                               generation_kwargs={"seed": 3, "logit_bias": {7: 1.5}})
-    kw = sampling_kwargs(vg, [11, 12])
+                               generation_kwargs=user)
+    bias_out_placeholders(vg, [11, 12])
+    assert user == {"seed": 3, "logit_bias": {7: 1.5}}  # the config's own dict is left as it was
+    kw = sampling_kwargs(vg)
     assert kw == {"n": 1, "repetition_penalty": 1.1, "temperature": 0.7, "top_p": 0.9, "top_k": 5, "min_p": 0.0,
                   "max_tokens": 12, "logprobs": 0, "seed": 3, "logit_bias": {7: 1.5, 11: SUPPRESS_BIAS,
                                                                                 12: SUPPRESS_BIAS}}

@@ -51,9 +51,8 @@ def rollout_requests(prompt_ids: Sequence[Sequence[int]], media: Sequence[Any]) 
     return out
 
 
-def sampling_kwargs(vg, suppress_token_ids: Sequence[int] = ()) -> dict[str, Any]:
-    """TRL's colocate `SamplingParams` keyword arguments (n=1: each rank's rows already hold num_generations copies),
-    with the media placeholder tokens biased out of the completions."""
+def sampling_kwargs(vg) -> dict[str, Any]:
+    """TRL's colocate `SamplingParams` keyword arguments (n=1: each rank's rows already hold num_generations copies)."""
     kw: dict[str, Any] = {
         "n": 1,
         "repetition_penalty": vg.repetition_penalty,
@@ -65,10 +64,6 @@ def sampling_kwargs(vg, suppress_token_ids: Sequence[int] = ()) -> dict[str, Any
         "logprobs": vg.logprobs,
     }
     kw.update(vg.generation_kwargs)
-    if suppress_token_ids:
-        bias = dict(kw.get("logit_bias") or {})
-        bias.update({int(t): SUPPRESS_BIAS for t in suppress_token_ids})
-        kw["logit_bias"] = bias
     if vg.structured_outputs_regex is not None or isinstance(kw.get("structured_outputs"), dict):
         from vllm.sampling_params import StructuredOutputsParams  # vLLM: GPU-only, imported when used
 
@@ -79,7 +74,7 @@ def sampling_kwargs(vg, suppress_token_ids: Sequence[int] = ()) -> dict[str, Any
     return kw
 
 
-def generate_colocate(vg, requests: list[dict[str, Any]], suppress_token_ids: Sequence[int] = ()):
+def generate_colocate(vg, requests: list[dict[str, Any]]):
     """TRL's colocate generation over full requests (`vg`: the trainer's `VLLMGeneration`) ->
     (completion_ids, per-token top logprobs) for this rank's rows."""
     import torch
@@ -91,7 +86,7 @@ def generate_colocate(vg, requests: list[dict[str, Any]], suppress_token_ids: Se
         raise ValueError(f"video rollouts need vllm_mode colocate, got {vg.mode!r}")
     if vg.enable_sleep_mode and vg._llm_weights_sleeping:  # sleep level 2 discarded the weights: push them again
         vg.sync_weights()
-    params = SamplingParams(**sampling_kwargs(vg, suppress_token_ids))
+    params = SamplingParams(**sampling_kwargs(vg))
     tp = vg.tensor_parallel_size
     local = len(requests)
     if tp > 1:
@@ -123,11 +118,28 @@ def generate_colocate(vg, requests: list[dict[str, Any]], suppress_token_ids: Se
     return completion_ids, logprobs
 
 
+def bias_out_placeholders(vg, token_ids: Sequence[int]) -> None:
+    """Keep the image / video placeholder tokens out of colocated vLLM's completions through the engine's
+    `generation_kwargs` (read by TRL's image path and by `generate_colocate`): TRL's HF path suppresses the image
+    token, its vLLM path does not, and a sampled placeholder breaks the loss forward ("Image features and image
+    tokens do not match"; seen with the tiny model in scripts/gpu_smoke.py). Server mode is left as TRL has it: the
+    server receives the kwargs as JSON, whose keys would be strings."""
+    bias = dict(vg.generation_kwargs.get("logit_bias") or {})
+    if all(bias.get(t) == SUPPRESS_BIAS for t in token_ids):
+        return
+    bias.update({int(t): SUPPRESS_BIAS for t in token_ids})
+    vg.generation_kwargs = {**vg.generation_kwargs, "logit_bias": bias}  # a new dict: args.generation_kwargs stays
+
+
 class VLLMVideoMixin:
     """Routes the generation of a batch with decoded media (the trainer's `_media`, set while a video-dataset batch
-    is generated) through `generate_colocate`; every other batch takes TRL's path unchanged."""
+    is generated) through `generate_colocate`; every other batch takes TRL's path, with the placeholder tokens kept
+    out of colocated vLLM's completions."""
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        if self.use_vllm and self.vllm_mode == "colocate":
+            bias_out_placeholders(self.vllm_generation, [t for t in (self._image_pad_token_id,
+                                                                     self._video_pad_token_id) if t is not None])
         media = getattr(self, "_media", None)
         if not (self.use_vllm and media is not None):
             return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
@@ -138,10 +150,8 @@ class VLLMVideoMixin:
             with profiling_context(self, "sync_weights"):
                 self.vllm_generation.sync_weights()
             self._last_loaded_step = self.state.global_step
-        suppress = [t for t in (self._image_pad_token_id, self._video_pad_token_id) if t is not None]
         with profiling_context(self, "vLLM.generate"):
-            completion_ids, logprobs = generate_colocate(self.vllm_generation, rollout_requests(prompt_ids, media),
-                                                         suppress)
+            completion_ids, logprobs = generate_colocate(self.vllm_generation, rollout_requests(prompt_ids, media))
         if logprobs is not None:  # top-1 = the sampled token's logprob (TRL's importance-sampling correction)
             logprobs = [[lp[0] for lp in seq] for seq in logprobs]
         return completion_ids, logprobs
