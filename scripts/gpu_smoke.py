@@ -46,6 +46,8 @@ def loss_flag() -> str:
     """The GRPO config field that selects the registry loss: `cov_mode`, being renamed `policy_loss`."""
     import dataclasses
 
+    if str(REPO) not in sys.path:  # run as `python scripts/gpu_smoke.py` without the project installed
+        sys.path.insert(0, str(REPO))
     from mmreason.rl.config import MMReasonGRPOConfig
 
     names = {f.name for f in dataclasses.fields(MMReasonGRPOConfig)}
