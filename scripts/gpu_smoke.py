@@ -190,7 +190,8 @@ def check_row(name: str, argv: list[str], result: dict, out: Path) -> tuple[bool
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description="The one-GPU smoke check: the tiny Qwen2.5-VL through every stage, one "
+                                             "table (docs/gpu.md).")
     ap.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     ap.add_argument("--dry-run", action="store_true", help="CPU, fp32, 1-2 steps per row")
     ap.add_argument("--out", default="runs/gpu_smoke")
