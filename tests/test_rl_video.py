@@ -439,13 +439,15 @@ def test_eval_batches_carry_the_video_and_a_video_outside_the_column_is_refused(
         text_only._generate_and_score_completions(rows_of(dataset.remove_columns(["video"]), [0]))
 
 
-def test_video_with_vllm_is_a_clear_error(dataset, tmp_path):
+def test_video_with_vllm_server_is_a_clear_error(dataset, tmp_path):
+    """Colocate vLLM rolls videos out (tests/test_rl_vllm_video.py); TRL's server API cannot carry them."""
     from mmreason.rl.config import MMReasonGRPOConfig
     from mmreason.rl.trainer import MMReasonGRPOTrainer
 
-    with pytest.raises(ValueError, match="video GRPO needs HF generation"):
+    with pytest.raises(ValueError, match="video GRPO with use_vllm needs vllm_mode: colocate"):
         MMReasonGRPOTrainer(model="unused", reward_funcs=[varying_reward],
-                            args=MMReasonGRPOConfig(**common_args(tmp_path, use_vllm=True)), train_dataset=dataset)
+                            args=MMReasonGRPOConfig(**common_args(tmp_path, use_vllm=True, vllm_mode="server")),
+                            train_dataset=dataset)
     assert "vllm" not in sys.modules
 
 
@@ -487,8 +489,10 @@ def test_nep_config_reaches_trl_intact(tmp_path):
               "--output_dir", str(tmp_path / "o")])
     assert (args.num_generations, args.temperature, args.learning_rate, args.beta, args.entropy_coef) == (
         8, 1.0, 1e-6, 0.01, 1e-3)
-    assert (args.max_prompt_length, args.max_completion_length, args.use_vllm, args.cov_mode) == (4096, 2048, False,
-                                                                                                  "none")
+    assert (args.max_prompt_length, args.max_completion_length, args.cov_mode) == (4096, 2048, "none")
+    # EasyR1's rollout: vLLM colocated, tensor parallel 1, memory 0.5, context = prompt + response
+    assert (args.use_vllm, args.vllm_mode, args.vllm_tensor_parallel_size, args.vllm_gpu_memory_utilization,
+            args.vllm_max_model_length) == (True, "colocate", 1, 0.5, 4096 + 2048)
     assert args.registry_conflicts() == ["entropy_coef / use_adaptive_entropy"]  # TRL's own loss carries it
     assert script.reward_funcs == ["answer_letter"] and script.reward_options == {"answer_letter": {"mode": "official"}}
     v = script.video_config()

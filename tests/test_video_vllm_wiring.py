@@ -87,3 +87,41 @@ def test_vllm_request_without_video_has_no_video_kwargs(fake_vllm, tiny_model_di
     be.generate([([{"role": "user", "content": [{"type": "text", "text": "hi"}]}], [])], progress=False)
     (req,) = fake_vllm["calls"][0]
     assert set(req) == {"prompt"}
+
+
+def test_vllm_request_with_an_image_and_a_video_matches_hf_inputs(fake_vllm, tiny_model_dir):
+    """One prompt with an image (56x56) and a clip (28x28 frames): the processor bounds of the request span both
+    media's own pixel counts, so the engine's processor leaves each as the HF backend encodes it (the checkpoint's
+    default minimum would upscale the frames)."""
+    from PIL import Image
+
+    from mmreason.generation.vllm_requests import vllm_request
+    from video_fixtures import coded_frames
+
+    frames = coded_frames(4, size=28)
+    meta = {"fps": 4.0, "total_num_frames": 4, "frames_indices": [0, 1, 2, 3]}
+    image = Image.new("RGB", (56, 56), (200, 30, 30))
+    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "video", "video": frames, "video_metadata": meta},
+                                         {"type": "text", "text": "What next?"}]}]
+    be = load_backend(str(tiny_model_dir), "vllm", GenerationSettings(max_new_tokens=4))
+    req = be.request(msgs, [image])
+    kw = req["mm_processor_kwargs"]
+    assert kw["size"] == {"shortest_edge": 28 * 28, "longest_edge": 56 * 56}
+    assert len(req["multi_modal_data"]["image"]) == 1 and req["multi_modal_data"]["video"][0][1] == meta
+
+    hf = HFBackend(str(tiny_model_dir), GenerationSettings(max_new_tokens=4))
+    want = hf.encode([(msgs, [image])])
+    ((arr, _),) = req["multi_modal_data"]["video"]
+    got = hf.processor(text=[req["prompt"]], images=req["multi_modal_data"]["image"], videos=[arr],
+                       return_tensors="pt", **kw)
+    for key in ("image_grid_thw", "video_grid_thw", "second_per_grid_ts", "input_ids", "mm_token_type_ids"):
+        assert torch.equal(torch.as_tensor(got[key]), torch.as_tensor(want[key])), key
+    assert torch.allclose(got["pixel_values"], want["pixel_values"])
+    assert torch.allclose(got["pixel_values_videos"], want["pixel_values_videos"])
+
+    # the same prompt as token ids (GRPO's rollouts) carries the same media
+    by_ids = vllm_request(want["input_ids"][0].tolist(), {"images": [image], "videos": [frames],
+                                                          "video_metadata": [meta]})
+    assert by_ids["prompt_token_ids"] == want["input_ids"][0].tolist() and by_ids["mm_processor_kwargs"] == kw
+    with pytest.raises(ValueError, match="needs its metadata"):
+        vllm_request("p", {"videos": [frames], "video_metadata": []})

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from mmreason.generation.vision import frame_hw, placeholders, video_bounds_of, vision_inputs
+from mmreason.generation.vision import placeholders, video_bounds_of, vision_inputs
+from mmreason.generation.vllm_requests import vllm_request
 from mmreason.modeling import ModelLoad, adapter_base, is_adapter_dir, load_model, load_processor
 
 logger = logging.getLogger(__name__)
@@ -199,7 +200,8 @@ class VLLMBackend:
 
     def request(self, messages: list[dict[str, Any]], images: Sequence[Any]) -> dict[str, Any]:
         """One vLLM prompt dict: the chat-templated text and its media, decoded by the same layer as the HF
-        backend (`mmreason.generation.vision`), so both see the same frames and metadata."""
+        backend (`mmreason.generation.vision`), so both see the same frames and metadata; built by
+        `mmreason.generation.vllm_requests` (GRPO's vLLM rollouts use the same function)."""
         conv = fill_images(messages, images, self.settings)
         prompt = self.processor.apply_chat_template(placeholders(conv), tokenize=False, add_generation_prompt=True)
         return vllm_request(prompt, vision_inputs([conv]))
@@ -219,44 +221,6 @@ class VLLMBackend:
                     on_batch(start, texts)
                 bar.update(len(texts))
         return outs
-
-
-def _frames_array(video: Any) -> Any:
-    """PIL frames -> one uint8 array [T, H, W, 3] (vLLM reads a list inside a tuple as it is); tensors
-    [T, 3, H, W] (qwen-vl-utils) stay as they are."""
-    if hasattr(video, "shape"):
-        return video
-    import numpy as np
-
-    return np.stack([np.asarray(im.convert("RGB")) for im in video])
-
-
-def vllm_request(prompt: str, vision: dict[str, Any]) -> dict[str, Any]:
-    """A vLLM prompt dict from `vision_inputs` output (images, videos, video_metadata).
-
-    Videos go as `multi_modal_data["video"] = [(frames, metadata)]`, the shape qwen-vl-utils'
-    `process_vision_info(..., return_video_metadata=True)` gives and vLLM's parsers read (models whose parser
-    needs metadata keep it). vLLM's Qwen2.5-VL parser drops the tuple's metadata, and transformers 5.x ignores a
-    scalar `fps` when `do_sample_frames=False` (the temporal RoPE ids would collapse: docs/STACK.md), so the
-    metadata also goes to the HF processor call as `mm_processor_kwargs["video_metadata"]`, with
-    `do_sample_frames=False` (the frames are already sampled) and, for a video-only prompt, the video resize
-    bounded to the frames' own pixel counts (the processor's defaults would upscale small frames)."""
-    mm: dict[str, Any] = {}
-    if vision.get("images"):
-        mm["image"] = vision["images"]
-    req: dict[str, Any] = {"prompt": prompt}
-    videos = vision.get("videos") or []
-    if videos:
-        metas = [dict(m) for m in vision["video_metadata"]]
-        mm["video"] = [(_frames_array(v), m) for v, m in zip(videos, metas)]
-        kwargs: dict[str, Any] = {"do_sample_frames": False, "video_metadata": metas}
-        if "image" not in mm:  # `size` would bound the images too
-            areas = [h * w for h, w in map(frame_hw, videos)]
-            kwargs["size"] = {"shortest_edge": min(areas), "longest_edge": max(areas)}
-        req["mm_processor_kwargs"] = kwargs
-    if mm:
-        req["multi_modal_data"] = mm
-    return req
 
 
 BACKENDS = {"hf": HFBackend, "vllm": VLLMBackend}

@@ -9,8 +9,9 @@ extended the way trl/experimental/gmpo does (a config subclass and overridden ho
   loss), the loss is TRL's own `_compute_loss`, unchanged;
 - video: a batch from a dataset with a `video` column is encoded here (`_tokenize_prompts`,
   mmreason/rl/video.py) and its videos reach generation, the old / reference log-probs, every loss path and
-  the batch split (`_get_per_token_logps_and_entropies`), which stock TRL 1.16 does not do. Image-only
-  datasets take TRL's path unchanged;
+  the batch split (`_get_per_token_logps_and_entropies`), which stock TRL 1.16 does not do; with use_vllm their
+  rollouts go through vLLM with the same media (mmreason/rl/vllm_video.py, colocate). Image-only datasets take
+  TRL's path unchanged;
 - checkpoints: the generation state (micro-step, buffered rollouts) is saved and restored with the RNG state
   (mmreason/rl/generation_state.py), so a resumed run continues exactly as the uninterrupted one."""
 
@@ -30,6 +31,7 @@ from mmreason.rl.generation_state import GenerationStateMixin
 from mmreason.rl.losses import LossContext, covariance_stats, policy_loss
 from mmreason.rl.refill import merge_groups, refill_rows
 from mmreason.rl.video import VIDEO_COLUMN, encode, forward_inputs, is_video_batch, load_row_media, template_messages
+from mmreason.rl.vllm_video import VLLMVideoMixin, check_vllm_video
 
 GROUP_MASK = "group_mask"  # [B] float, 0 for the rows of the groups dynamic sampling keeps out of the loss
 
@@ -60,7 +62,7 @@ def _video_parts(prompt) -> bool:
     )
 
 
-class MMReasonGRPOTrainer(GenerationStateMixin, GRPOTrainer):
+class MMReasonGRPOTrainer(GenerationStateMixin, VLLMVideoMixin, GRPOTrainer):  # VLLMVideoMixin: video rollouts on vLLM
     _tag_names = ["trl", "grpo", "mmreason"]
 
     def __init__(self, model, reward_funcs, args: MMReasonGRPOConfig | None = None, video_config=None, **kwargs):
@@ -69,11 +71,8 @@ class MMReasonGRPOTrainer(GenerationStateMixin, GRPOTrainer):
         if args is None:
             args = MMReasonGRPOConfig("mmreason-grpo")
         has_video = any(_has_video(kwargs.get(k)) for k in ("train_dataset", "eval_dataset"))
-        if has_video and args.use_vllm:
-            raise ValueError(
-                "video GRPO needs HF generation for now: TRL 1.16's vLLM rollouts pass images only "
-                "(multi_modal_data={'image': ...}), so a video would be dropped from generation; set use_vllm: false"
-            )
+        if has_video:  # vLLM video rollouts (mmreason/rl/vllm_video.py): refuse what they cannot do before the engine
+            check_vllm_video(args)
         super().__init__(model, reward_funcs, args=args, **kwargs)
         self._media = None  # the current batch's decoded images / clips, while TRL generates it
         self._encoded = None  # ... and their processor encoding (mmreason.rl.video.Encoded)
