@@ -328,7 +328,7 @@ def video_dataset(data_dir, processor):
 @pytest.mark.parametrize("loss", ["none", "clip_cov", "kl_cov", "trl_entropy"])
 def test_a_training_step_with_video_changes_the_vision_tower(loss, tiny_model_dir, video_dataset, processor, tmp_path):
     """Video-only data: the vision tower gets a gradient only if the videos are in the loss forward."""
-    kw = {"entropy_coef": 1e-3} if loss == "trl_entropy" else {"cov_mode": loss}
+    kw = {"entropy_coef": 1e-3} if loss == "trl_entropy" else {"policy_loss": loss}
     if loss == "clip_cov":
         kw.update(clip_cov_lb=-1e9, clip_cov_ub=1e9, clip_cov_ratio=0.5)
     t = ours(tiny_model_dir, video_dataset, processor, tmp_path, max_steps=1, beta=0.04, **kw)
@@ -487,7 +487,7 @@ def test_nep_config_reaches_trl_intact(tmp_path):
               "--output_dir", str(tmp_path / "o")])
     assert (args.num_generations, args.temperature, args.learning_rate, args.beta, args.entropy_coef) == (
         8, 1.0, 1e-6, 0.01, 1e-3)
-    assert (args.max_prompt_length, args.max_completion_length, args.use_vllm, args.cov_mode) == (4096, 2048, False,
+    assert (args.max_prompt_length, args.max_completion_length, args.use_vllm, args.policy_loss) == (4096, 2048, False,
                                                                                                   "none")
     assert args.registry_conflicts() == ["entropy_coef / use_adaptive_entropy"]  # TRL's own loss carries it
     assert script.reward_funcs == ["answer_letter"] and script.reward_options == {"answer_letter": {"mode": "official"}}

@@ -20,13 +20,23 @@ from contextlib import contextmanager
 
 import torch
 from accelerate.utils import gather_object
-from trl import GRPOTrainer
+from datasets import IterableDataset
+from trl import GRPOConfig, GRPOTrainer
+from trl.trainer.utils import get_config_model_id
 
 from mmreason.rl import metrics as M
-from mmreason.rl.config import MMReasonGRPOConfig
+from mmreason.rl.config import CLIPPED_LOSS_TYPES, MMReasonGRPOConfig
 from mmreason.rl.data import fit_images
 from mmreason.rl.generation_state import GenerationStateMixin
-from mmreason.rl.losses import LossContext, covariance_stats, policy_loss
+from mmreason.rl.losses import (
+    LossContext,
+    PolicyPass,
+    clip_cov_selection,
+    cov_stats,
+    covariance_stats,
+    kl_cov_selection,
+    policy_loss,
+)
 from mmreason.rl.refill import merge_groups, refill_rows
 from mmreason.rl.video import (
     VIDEO_COLUMN,
@@ -36,6 +46,7 @@ from mmreason.rl.video import (
     load_row_media,
     template_messages,
 )
+from mmreason.video.media import VideoConfig, set_video_pixels
 
 GROUP_MASK = "group_mask"  # [B] float, 0 for the rows of the groups dynamic sampling keeps out of the loss
 
@@ -51,11 +62,16 @@ def zero_variance_groups(rewards: torch.Tensor, num_generations: int) -> torch.T
 
 
 def _has_video(dataset) -> bool:
-    """A dataset (or a dict of them) with a `video` column holding at least one video."""
+    """A dataset (or a dict of them) with a `video` column holding at least one video; for an iterable dataset,
+    which cannot be scanned without consuming it, a `video` column."""
     if isinstance(dataset, dict):
         return any(_has_video(d) for d in dataset.values())
     names = getattr(dataset, "column_names", None) or []
-    return VIDEO_COLUMN in names and any(v is not None for v in dataset[VIDEO_COLUMN])
+    if VIDEO_COLUMN not in names:
+        return False
+    if isinstance(dataset, IterableDataset):
+        return True
+    return any(v is not None for v in dataset[VIDEO_COLUMN])
 
 
 def _video_parts(prompt) -> bool:
@@ -69,25 +85,46 @@ def _video_parts(prompt) -> bool:
 class MMReasonGRPOTrainer(GenerationStateMixin, GRPOTrainer):
     _tag_names = ["trl", "grpo", "mmreason"]
 
-    def __init__(self, model, reward_funcs, args: MMReasonGRPOConfig | None = None, video_config=None, **kwargs):
-        """`video_config`: a mmreason.video.media.VideoConfig (frame sampling and pixel bounds) for datasets with a
+    def __init__(
+        self,
+        model,
+        reward_funcs=None,
+        args: GRPOConfig | None = None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        reward_processing_classes=None,
+        callbacks=None,
+        optimizers=(None, None),
+        quantization_config=None,
+        peft_config=None,
+        tools=None,
+        rollout_func=None,
+        environment_factory=None,
+        *,
+        video_config=None,
+    ):
+        """TRL's GRPOTrainer constructor, parameter for parameter; a stock GRPOConfig is taken as a
+        MMReasonGRPOConfig with our fields at their defaults (TRL's behaviour), before any model loads.
+        `video_config`: a mmreason.video.media.VideoConfig (frame sampling and pixel bounds) for datasets with a
         `video` column; default VideoConfig()."""
         if args is None:
-            args = MMReasonGRPOConfig("mmreason-grpo")
-        has_video = any(_has_video(kwargs.get(k)) for k in ("train_dataset", "eval_dataset"))
+            model_name = model if isinstance(model, str) else get_config_model_id(model.config)
+            args = MMReasonGRPOConfig(f"{model_name.split('/')[-1]}-GRPO")
+        args = MMReasonGRPOConfig.from_grpo_config(args)
+        has_video = _has_video(train_dataset) or _has_video(eval_dataset)
         if has_video and args.use_vllm:
             raise ValueError(
                 "video GRPO needs HF generation for now: TRL 1.16's vLLM rollouts pass images only "
                 "(multi_modal_data={'image': ...}), so a video would be dropped from generation; set use_vllm: false"
             )
-        super().__init__(model, reward_funcs, args=args, **kwargs)
+        super().__init__(model, reward_funcs, args, train_dataset, eval_dataset, processing_class,
+                         reward_processing_classes, callbacks, optimizers, quantization_config, peft_config, tools,
+                         rollout_func, environment_factory)
         self._media = None  # the current batch's decoded images / clips, while TRL generates it
         self._encoded = None  # ... and their processor encoding (mmreason.rl.video.Encoded)
-        self._video_forward = None  # a rollout whose videos the next log-prob pass must use (TRL's loss path)
         self.video_config = None  # set for datasets with videos: their batches take `_generate_video_round`
         if has_video:
-            from mmreason.video.media import VideoConfig, set_video_pixels
-
             if self.tools or self.environment_factories is not None or self.rollout_func is not None:
                 raise ValueError("video GRPO does not support tools, environments or rollout_func")
             self.video_config = video_config or VideoConfig()
@@ -95,13 +132,6 @@ class MMReasonGRPOTrainer(GenerationStateMixin, GRPOTrainer):
             set_video_pixels(self.processing_class, self.video_config.video_min_pixels,
                              self.video_config.video_max_pixels)
             self._suppress_video_token()
-        if not isinstance(self.args, MMReasonGRPOConfig):
-            raise TypeError(f"args must be a MMReasonGRPOConfig, got {type(self.args).__name__}")
-        wants_registry = self.args.cov_mode != "none" or self.args.clip_ratio_c is not None
-        if wants_registry and self.aux_loss_enabled:
-            raise ValueError("cov_mode other than 'none' and clip_ratio_c do not support the MoE router aux loss")
-        # TRL's own _compute_loss for the options only it implements (the config rejects them with our losses)
-        self._trl_owns_loss = not wants_registry and (bool(self.args.registry_conflicts()) or self.aux_loss_enabled)
         name = self.args.dynamic_sampling_reward
         if self.args.dynamic_sampling != "off" and name is not None and name not in self.reward_func_names:
             raise ValueError(
@@ -117,7 +147,6 @@ class MMReasonGRPOTrainer(GenerationStateMixin, GRPOTrainer):
             if not hasattr(self.train_dataset, "__getitem__"):
                 raise ValueError("dynamic_sampling 'refill' draws extra prompts by index: needs a map-style train_dataset")
         self._reward_capture = None
-        self._entropy_capture = None
 
     def _suppress_video_token(self) -> None:
         """TRL keeps the image placeholder token out of sampled completions (it would mismatch the image
@@ -346,15 +375,126 @@ class MMReasonGRPOTrainer(GenerationStateMixin, GRPOTrainer):
         return mask
 
     def _compute_loss(self, model, inputs):
-        if self._trl_owns_loss:
-            return self._compute_trl_loss(model, inputs)
-        return self._compute_registry_loss(model, inputs)
+        """The one place the policy loss is chosen. TRL's `_compute_loss` always computes the loss (every loss_type,
+        importance-sampling level, delta, off-policy mask, entropy mask and bonus, beta KL, MoE aux loss); the
+        selected policy loss acts through a `PolicyPass` handed to it in place of the model, which TRL passes on to
+        `_get_per_token_logps_and_entropies` only: after the policy forward, and before TRL reads the advantages,
+        `_apply_policy_loss` changes them in the pass's copy of `inputs` and may leave a term to add."""
+        inputs = self._with_group_mask(inputs)
+        step = PolicyPass(model=model, inputs=dict(inputs))
+        loss = super()._compute_loss(step, step.inputs)
+        if step.logps is None:
+            raise RuntimeError("TRL's _compute_loss ran no policy forward through _get_per_token_logps_and_entropies")
+        mask = self._loss_mask(inputs)
+        if step.extra is not None:
+            loss = loss + self._aggregate(step.extra, mask, inputs)
+        self._log_entropy(inputs, step.entropies)
+        self._log_loss_stats(step.stats, mask)
+        return loss
+
+    def _with_group_mask(self, inputs):
+        """TRL's loss takes its mask from completion_mask x tool_mask only (and the attention mask from
+        completion_mask): tool_mask is the one hook that removes the rows dynamic sampling drops from TRL's loss
+        without changing the forward pass. num_items_in_batch already counts the kept tokens only."""
+        if GROUP_MASK not in inputs:
+            return inputs
+        tool = inputs.get("tool_mask", torch.ones_like(inputs["completion_mask"]))
+        return {**inputs, "tool_mask": tool * inputs[GROUP_MASK].unsqueeze(1).to(tool.dtype)}
+
+    def _apply_policy_loss(self, step: "PolicyPass", logps: torch.Tensor, entropies: torch.Tensor) -> None:
+        """Given the policy forward's log-probs, make `args.policy_loss` act on TRL's objective (see the
+        config's policy_loss help):
+        - none: nothing (stock TRL, bit for bit);
+        - clip_cov: the selected tokens' advantages become 0: no loss, no gradient, for every TRL objective;
+        - kl_cov on a clipped loss_type at token level (the paper's form), and plugin losses: TRL's policy term
+          gets advantage 0 and the registry loss, with TRL's token weights, is left to add;
+        - kl_cov elsewhere: the penalty, with TRL's token weights, is left to add to TRL's objective."""
+        args, inputs = self.args, step.inputs
+        step.logps, step.entropies = logps.detach(), entropies.detach()
+        mask = self._loss_mask(inputs)
+        old = inputs.get("old_per_token_logps")
+        old = logps.detach() if old is None else old
+        advantages = inputs["advantages"]
+        adv = advantages.unsqueeze(1) if advantages.dim() == 1 else advantages
+        name = args.policy_loss
+        if name == "none":
+            with torch.no_grad():
+                step.stats = {**covariance_stats(logps, adv, mask).metrics(), **self._dual_clip_stats(logps, old, adv, mask)}
+            return
+        if name == "clip_cov":
+            with torch.no_grad():
+                selected, cov, n_cand = clip_cov_selection(
+                    logps, adv.expand_as(logps), mask, self._ratio_clipped(logps, old, adv, mask),
+                    args.clip_cov_ratio, args.clip_cov_lb, args.clip_cov_ub, self._cov_generator())
+            inputs["advantages"] = torch.where(selected, torch.zeros_like(logps), adv)
+            step.stats = {**cov_stats(cov, mask.bool(), selected, n_cand).metrics(),
+                          **self._dual_clip_stats(logps, old, adv, mask)}
+            return
+        weights = self._trl_token_weights(inputs, logps, old, adv, mask, entropies)
+        if name == "kl_cov" and not args.uses_paper_kl_cov():
+            with torch.no_grad():
+                selected, cov = kl_cov_selection(logps, adv, mask, args.kl_cov_ratio)
+            penalty = args.ppo_kl_coef * (logps - old).abs()
+            step.extra = torch.where(selected, penalty, torch.zeros_like(penalty)) * weights
+            step.stats = {**cov_stats(cov, mask.bool(), selected, int(mask.sum())).metrics(),
+                          **self._dual_clip_stats(logps, old, adv, mask)}
+            return
+        loss_mask = mask
+        if self.top_entropy_quantile < 1.0:
+            loss_mask = mask * self.get_high_entropy_mask(entropies, mask, 1 - self.top_entropy_quantile)
+        ctx = LossContext(epsilon_low=self.epsilon_low, epsilon_high=self.epsilon_high, generator=self._cov_generator(),
+                          entropies=entropies.detach(), step=self._step, options=dict(args.loss_options or {}))
+        per_token_loss, step.stats = policy_loss(logps, old, advantages, loss_mask, args, ctx)
+        inputs["advantages"] = torch.zeros_like(advantages)
+        step.extra = per_token_loss * weights
+
+    def _trl_ratio(self, logps, old, mask) -> torch.Tensor:
+        """TRL's importance ratio: [B, T] per token, or [B, 1] per sequence (GSPO)."""
+        log_ratio = (logps - old).detach()
+        if self.importance_sampling_level == "sequence":
+            log_ratio = ((log_ratio * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).unsqueeze(-1)
+        return torch.exp(log_ratio)
+
+    def _dual_clip_stats(self, logps, old, adv, mask) -> dict[str, float]:
+        """With delta (= clip_ratio_c) on TRL's clipped surrogate: the fraction of loss tokens it caps (A < 0 and
+        ratio > delta: verl's pg_clipfrac_lower)."""
+        if self.args.delta is None or self.loss_type not in CLIPPED_LOSS_TYPES:
+            return {}
+        capped = ((adv < 0) & (self._trl_ratio(logps, old, mask) > self.args.delta)).expand_as(logps) & mask.bool()
+        return {M.DUAL_CLIP_FRAC: float(capped.sum() / mask.sum().clamp(min=1))}
+
+    def _ratio_clipped(self, logps, old, adv, mask) -> torch.Tensor:
+        """The tokens TRL's clipped surrogate already cuts (pg2 > pg1, with TRL's ratio: per token or per sequence,
+        capped by delta); none for cispo / sapo / vespo, which have no hard clip."""
+        if self.loss_type not in CLIPPED_LOSS_TYPES:
+            return torch.zeros_like(mask, dtype=torch.bool)
+        ratio = self._trl_ratio(logps, old, mask)
+        r1 = ratio if self.args.delta is None else torch.clamp(ratio, max=self.args.delta)
+        pg1 = -adv * r1
+        pg2 = -adv * torch.clamp(ratio, 1 - self.epsilon_low, 1 + self.epsilon_high)
+        return (pg2 > pg1).expand_as(logps)
+
+    def _trl_token_weights(self, inputs, logps, old, adv, mask, entropies):
+        """What TRL multiplies its per-token policy loss by: the off-policy sequence mask, the high-entropy mask
+        (top_entropy_quantile) and the vLLM importance-sampling ratio."""
+        weights = torch.ones_like(logps)
+        if self.off_policy_mask_threshold is not None:
+            weights = weights * self.get_off_policy_mask(adv, logps, inputs.get("sampling_per_token_logps", old),
+                                                         mask, self.off_policy_mask_threshold)
+        if self.top_entropy_quantile < 1.0:
+            weights = weights * self.get_high_entropy_mask(entropies, mask, 1 - self.top_entropy_quantile)
+        if self.use_vllm and self.vllm_importance_sampling_correction and self.loss_type != "vespo":
+            weights = weights * inputs["importance_sampling_ratio"]
+        return weights
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args,
-                                           video_inputs=None, **kwargs):
-        """TRL's pass, or, for a batch with videos, `_video_logps` over `video_inputs` (the registry loss), the
-        rollout of TRL's loss path (`_video_forward`) or the batch being generated (old / reference log-probs)."""
-        batch = video_inputs if video_inputs is not None else self._video_forward
+                                           **kwargs):
+        """TRL's pass, or, for a batch with videos, `_video_logps` (the loss's batch, or the batch being generated
+        for the old / reference log-probs). `model` is a `PolicyPass` for the policy forward of `_compute_loss`."""
+        step = model if isinstance(model, PolicyPass) else None
+        if step is not None:
+            model = step.model
+        batch = step.inputs if step is not None and is_video_batch(step.inputs) else None
         if batch is None and self._encoded is not None:
             batch = self._encoded.rollout_fields(input_ids.size(1) - logits_to_keep, logits_to_keep)
         if batch is None:
@@ -367,8 +507,8 @@ class MMReasonGRPOTrainer(GenerationStateMixin, GRPOTrainer):
                                                       batch_size=kwargs.get("batch_size"),
                                                       compute_entropy=kwargs.get("compute_entropy", False),
                                                       compute_aux_loss=kwargs.get("compute_aux_loss", False))
-        if self._entropy_capture is not None and kwargs.get("compute_entropy"):  # TRL's policy pass
-            self._entropy_capture.append((logps.detach(), entropies.detach()))
+        if step is not None:
+            self._apply_policy_loss(step, logps, entropies)
         return logps, entropies, aux
 
     def _video_logps(self, model, input_ids, attention_mask, logits_to_keep, batch, batch_size=None,
@@ -397,112 +537,29 @@ class MMReasonGRPOTrainer(GenerationStateMixin, GRPOTrainer):
         aux = torch.stack(all_aux).mean() if compute_aux_loss else None
         return logps, entropies, aux
 
-    def _compute_trl_loss(self, model, inputs):
-        """TRL's `_compute_loss` as is, plus our entropy / covariance instrumentation."""
-        if GROUP_MASK in inputs:
-            # TRL's loss takes its mask from completion_mask x tool_mask only (and the attention mask from
-            # completion_mask): tool_mask is the one hook that removes rows from TRL's loss without changing
-            # the forward pass. num_items_in_batch already counts the kept tokens only.
-            tool = inputs.get("tool_mask", torch.ones_like(inputs["completion_mask"]))
-            inputs = {**inputs, "tool_mask": tool * inputs[GROUP_MASK].unsqueeze(1).to(tool.dtype)}
-        with self._capture("_entropy_capture") as box:
-            self._video_forward = inputs if is_video_batch(inputs) else None
-            try:
-                loss = super()._compute_loss(model, inputs)
-            finally:
-                self._video_forward = None
-        if box:
-            logps, entropies = box[-1]
-            self._log_entropy(inputs, entropies)
-            stats = covariance_stats(logps, inputs["advantages"], self._loss_mask(inputs))
-            self._log_loss_stats(stats.metrics(), self._loss_mask(inputs))
-        return loss
-
     def _cov_generator(self) -> torch.Generator:
         # Seeded from (seed, micro-step): reproducible, and identical after a resume.
         return torch.Generator().manual_seed(self.args.seed * 1_000_003 + self._step * 101 + self.accelerator.process_index)
 
-    def _compute_registry_loss(self, model, inputs):
-        """The selected registry loss (+ dual-clip). Around it, the parent's `_compute_loss` for the options the
-        registry supports (loss_type grpo/bnpo/dr_grpo/dapo, beta KL with its bias correction,
-        top_entropy_quantile, vLLM importance-sampling correction), operation for operation, so cov_mode none
-        is bit-identical to TRL; the config rejects the rest."""
-        args = self.args
-        prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]
-        completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
-        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
-        attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
-        logits_to_keep = completion_ids.size(1)
-        mask = self._loss_mask(inputs)
-
-        per_token_logps, entropies, _ = self._get_per_token_logps_and_entropies(
-            model,
-            input_ids,
-            attention_mask,
-            logits_to_keep,
-            compute_entropy=True,
-            pixel_values=inputs.get("pixel_values"),
-            image_grid_thw=inputs.get("image_grid_thw"),
-            num_images=inputs.get("num_images"),
-            pixel_attention_mask=inputs.get("pixel_attention_mask"),
-            spatial_shapes=inputs.get("spatial_shapes"),
-            num_tiles=inputs.get("num_tiles"),
-            image_sizes=inputs.get("image_sizes"),
-            token_type_ids=inputs.get("token_type_ids"),
-            mm_token_type_ids=inputs.get("mm_token_type_ids"),
-            image_position_ids=inputs.get("image_position_ids"),
-            video_inputs=inputs if is_video_batch(inputs) else None,
-        )
-        old = inputs.get("old_per_token_logps")
-        old = per_token_logps.detach() if old is None else old
-        advantages = inputs["advantages"]
-
-        loss_mask = mask
-        if self.top_entropy_quantile < 1.0:
-            loss_mask = mask * self.get_high_entropy_mask(entropies, mask, 1 - self.top_entropy_quantile)
-
-        ctx = LossContext(epsilon_low=self.epsilon_low, epsilon_high=self.epsilon_high,
-                          generator=self._cov_generator(), entropies=entropies.detach(), step=self._step)
-        per_token_loss, stats = policy_loss(per_token_logps, old, advantages, loss_mask, args, ctx)
-
-        if loss_mask is not mask:
-            per_token_loss = per_token_loss * loss_mask
-        if self.use_vllm and self.vllm_importance_sampling_correction:
-            per_token_loss = per_token_loss * inputs["importance_sampling_ratio"]
-        if self.beta != 0.0:
-            ref = inputs["ref_per_token_logps"]
-            per_token_kl = torch.exp(ref - per_token_logps) - (ref - per_token_logps) - 1
-            if args.use_bias_correction_kl:
-                per_token_kl = per_token_kl * torch.exp(per_token_logps - old)
-            per_token_loss = per_token_loss + self.beta * per_token_kl
-
-        loss = self._aggregate(per_token_loss, mask, inputs)
-
-        mode = "train" if self.model.training else "eval"
-        mask_f = mask.float()
-        if self.beta != 0.0:
-            self._metrics[mode]["kl"].append(self._global_masked_mean(per_token_kl, mask_f))
-        self._metrics[mode]["entropy"].append(self._global_masked_mean(entropies, mask_f))
-        self._log_entropy(inputs, entropies.detach())
-        self._log_loss_stats(stats, loss_mask)
-        return loss
-
     def _aggregate(self, per_token_loss, mask, inputs):
-        """The parent's aggregation for loss_type grpo / bnpo / dr_grpo / dapo (pinned to TRL's by a test)."""
+        """TRL's aggregation of a per-token loss for `loss_type` (pinned to TRL's by a test), for the terms a
+        policy loss adds to TRL's (linear in the per-token loss, so adding aggregates = aggregating the sum)."""
         mode = "train" if self.model.training else "eval"
         accum = self.current_gradient_accumulation_steps if mode == "train" else 1.0
-        if self.loss_type == "grpo":
+        if self.loss_type in ("grpo", "sapo"):
             return ((per_token_loss * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean() / accum
         if self.loss_type == "bnpo":
             return (per_token_loss * mask).sum() / mask.sum().clamp(min=1.0) / accum
         if self.loss_type == "dr_grpo":
             return (per_token_loss * mask).sum() / (per_token_loss.size(0) * self.max_completion_length) / accum
-        if self.loss_type == "dapo":
+        if self.loss_type == "luspo":
+            return (per_token_loss * mask).sum(-1).mean() / accum
+        if self.loss_type in ("cispo", "dapo", "vespo"):
             normalizer = inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes
             if mode == "train":
                 normalizer = normalizer * self.current_gradient_accumulation_steps / self.args.steps_per_generation
             return (per_token_loss * mask).sum() / normalizer
-        raise ValueError(f"the loss registry does not support loss_type {self.loss_type!r}")
+        raise ValueError(f"unknown loss_type {self.loss_type!r}")
 
     # ---------------------------------------------------------------- instrumentation
 
