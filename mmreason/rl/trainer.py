@@ -426,7 +426,8 @@ class MMReasonGRPOTrainer(GenerationStateMixin, GRPOTrainer):
                 selected, cov, n_cand = clip_cov_selection(
                     logps, adv.expand_as(logps), mask, self._ratio_clipped(logps, old, adv, mask),
                     args.clip_cov_ratio, args.clip_cov_lb, args.clip_cov_ub, self._cov_generator())
-            inputs["advantages"] = torch.where(selected, torch.zeros_like(logps), adv)
+            if selected.any():  # else unchanged: a [B, T] copy would reorder GSPO's backward sums by an ulp
+                inputs["advantages"] = torch.where(selected, torch.zeros_like(logps), adv)
             step.stats = {**cov_stats(cov, mask.bool(), selected, n_cand).metrics(),
                           **self._dual_clip_stats(logps, old, adv, mask)}
             return
