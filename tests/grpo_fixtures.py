@@ -10,9 +10,9 @@ def varying_reward(completions, **kwargs):
     return [float(i % NUM_GEN) for i in range(len(completions))]
 
 
-def length_reward(completions, completion_ids, **kwargs):
-    """Depends on the sampled tokens: a stochastic but seeded learning signal."""
-    return [float(len(ids) % 3) for ids in completion_ids]
+def token_reward(completions, completion_ids, **kwargs):
+    """Varies within every group (position in group) and depends on the sampled tokens (their first id)."""
+    return [float(i % NUM_GEN) + 0.1 * (ids[0] % 5) for i, ids in enumerate(completion_ids)]
 
 
 def write_records(folder, n=8):
