@@ -349,7 +349,7 @@ def test_dynamic_sampling_modes_and_dual_clip_parse(tmp_path):
 
 
 def test_zero_variance_groups():
-    from mmreason.rl.trainer import zero_variance_groups
+    from mmreason.rl.dynamic_sampling import zero_variance_groups
 
     r = torch.tensor([1.0, 1, 1, 0, 0, 0, 0, 0, 2, 2, float("nan"), 2, float("nan"), 1, float("nan"), float("nan")])
     assert zero_variance_groups(r, 4).tolist() == [False, True, True, True]

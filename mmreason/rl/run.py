@@ -145,12 +145,8 @@ def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
 
     from mmreason.modeling import ModelLoad, load_model, load_processor, prompt_spec_callback
     from mmreason.rl.data import build_grpo_dataset
-    from mmreason.resume import CheckpointWeightsMixin
     from mmreason.rl.callbacks import CollapseWarningCallback
-    from mmreason.rl.trainer import MMReasonGRPOTrainer
-
-    class ResumableGRPOTrainer(CheckpointWeightsMixin, MMReasonGRPOTrainer):
-        """Resume loads the checkpoint's weights under the model's key names (mmreason.resume)."""
+    from mmreason.rl.trainer import ResumableGRPOTrainer
 
     if not script_args.train_files:
         raise ValueError("train_files is required (records JSONL files)")

@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 
-from mmreason.records import RecordError
 
 VIDEO_KEYS = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")  # per-sample lists in a rollout
 VIDEO_COLUMN = "video"  # the dataset column: {"path", "start", "end", "origin"} or None
@@ -195,12 +194,3 @@ def forward_inputs(batch: dict, start: int, end: int, device=None) -> dict[str, 
         kw = {k: v.to(device) for k, v in kw.items()}
     return kw
 
-
-def check_video_rows(pixel_values_videos: list, video_grid_thw: list, where: str = "rollout") -> None:
-    """Each row's video pixel rows match its grid (a batch split / shuffle / merge that lost rows fails here)."""
-    if len(pixel_values_videos) != len(video_grid_thw):
-        raise RecordError(where, f"{len(pixel_values_videos)} video pixel rows for {len(video_grid_thw)} grids")
-    for i, (pv, g) in enumerate(zip(pixel_values_videos, video_grid_thw)):
-        if pv.size(0) != int(g.prod(-1).sum()):
-            raise RecordError(where, f"row {i}: {pv.size(0)} video pixel rows, its grid {g.tolist()} needs "
-                                     f"{int(g.prod(-1).sum())}")
