@@ -6,6 +6,7 @@ when asked) -> save (model, processor, prompt.json)."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import sys
@@ -16,6 +17,7 @@ from mmreason.prompts import save_prompt_spec
 from mmreason.records import RecordError
 from mmreason.distributed import DistributedSetupError, check_distributed, finish_distributed
 from mmreason.resume import resolve_resume
+from mmreason.rewards.registry import NamedReward
 from mmreason.video.media import VideoConfig
 
 logger = logging.getLogger("mmreason.grpo")
@@ -48,10 +50,11 @@ class GRPOScriptArguments(PromptArguments, VideoConfig):
     reward_options: dict | str | None = field(
         default=None,
         metadata={
-            "help": "Per-reward keyword options, by registry name, e.g. {accuracy: {single_box: false}} in YAML or "
-            "'{\"accuracy\": {\"single_box\": false}}' on the command line. An option the reward does not take "
-            "is an error. Registry rewards only (a dotted-path reward takes its options in its own code). See each "
-            "reward's docstring in mmreason/rewards/."
+            "help": "Per-reward keyword options, by the name used in reward_funcs (a registry name or a dotted path), "
+            "e.g. {accuracy: {single_box: false}, my_pkg.rewards.length: {target: 200}} in YAML or "
+            "'{\"accuracy\": {\"single_box\": false}}' on the command line; they reach every reward, built in or "
+            "external, as keyword arguments on each call. An option the reward does not take (no such parameter and "
+            "no **kwargs) is an error. See each built-in reward's docstring in mmreason/rewards/."
         },
     )
     max_samples: int | None = field(
@@ -127,15 +130,28 @@ def resolve_reward_funcs(names: list[str], num_generations: int, options: dict |
     if registry:
         from mmreason.rewards import build_reward_funcs
 
-        built = list(build_reward_funcs(registry, num_generations, options=options, **common))
+        registry_options = {k: v for k, v in (options or {}).items() if "." not in k}
+        built = list(build_reward_funcs(registry, num_generations, options=registry_options, **common))
     funcs = []
     for name in names:
         if "." in name:
             module, attr = name.rsplit(".", 1)
-            funcs.append(getattr(importlib.import_module(module), attr))
+            funcs.append(_external_reward(getattr(importlib.import_module(module), attr), name, (options or {}).get(name)))
         else:
             funcs.append(built.pop(0))
     return funcs
+
+
+def _external_reward(func, name: str, options: dict | None):
+    """A dotted-path reward as TRL would call it, with its `reward_options` bound (logged under its own name)."""
+    if not options:
+        return func
+    params = inspect.signature(func).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        bad = [k for k in options if k not in params]
+        if bad:
+            raise ValueError(f"reward {name!r} has no option(s) {bad}")
+    return NamedReward(getattr(func, "__name__", name.rsplit(".", 1)[1]), func, dict(options))
 
 
 def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
