@@ -186,6 +186,31 @@ def test_kl_cov_by_hand_on_the_papers_options_and_on_gspo(pair):
         assert torch.allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
+def test_clip_cov_in_the_trainer_is_the_official_kernel_on_the_papers_options(pair):
+    """On the paper's options (dapo, token level, no delta) the trainer's Clip-Cov (TRL's loss with the selected
+    advantages 0) is the kernel that equals the official code (tests/test_rl_losses.py), token-mean aggregated,
+    plus TRL's beta KL: the same tokens selected (same generator and candidate rule), the same loss."""
+    from mmreason.rl.losses import clip_cov_loss
+
+    stock, mine, on, off = pair
+    mask = off["completion_mask"].float()
+    with option(stock, mine, "loss_type", "dapo"):
+        mine.args.policy_loss, mine.args.clip_cov_lb, mine.args.clip_cov_ub = "clip_cov", -0.5, 0.5
+        mine.args.clip_cov_ratio = 0.2
+        got = run(mine, off)[0]
+        assert 0 < frac_selected(mine) <= 0.2
+        lp = stock._get_per_token_logps_and_entropies(
+            stock.model, torch.cat([off["prompt_ids"], off["completion_ids"]], 1),
+            torch.cat([off["prompt_mask"], off["completion_mask"]], 1), off["completion_ids"].size(1),
+            compute_entropy=True, pixel_values=off["pixel_values"], image_grid_thw=off["image_grid_thw"],
+            num_images=off["num_images"], mm_token_type_ids=off.get("mm_token_type_ids"))[0].detach()
+        kernel = clip_cov_loss(lp, off["old_per_token_logps"], off["advantages"], mask, mine.epsilon_low,
+                               mine.epsilon_high, clip_cov_ratio=0.2, clip_cov_lb=-0.5, clip_cov_ub=0.5,
+                               generator=mine._cov_generator())
+        kl_only = run(stock, dict(off, advantages=torch.zeros_like(off["advantages"])))[0]
+        assert torch.allclose(got, kl_only + (kernel * mask).sum() / off["num_items_in_batch"], rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize("loss_type", ["cispo", "sapo", "vespo"])
 def test_dual_clip_is_refused_where_there_is_no_ratio_branch_to_cap(loss_type, tmp_path):
     from mmreason.rl.config import MMReasonGRPOConfig

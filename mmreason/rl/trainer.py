@@ -3,7 +3,8 @@ with the policy losses (Clip-Cov, KL-Cov, plugins, dual-clip) acting through TRL
 loss option, entropy and covariance instrumentation and per-source reward logging; extended the way
 trl/experimental/gmpo does (a config subclass and overridden hooks):
 
-- `_compute_loss`: the one place the policy loss is chosen (see there);
+- `_compute_loss`: TRL's, always; the policy loss is chosen in one method, `_apply_policy_loss`, which acts on
+  TRL's inputs between its policy forward and its loss;
 - `_generate_and_score_completions`: one generation round (`_generate_round`), then dynamic sampling
   (mmreason/rl/dynamic_sampling.py);
 - video: datasets with a `video` column take `_generate_video_round` (mmreason/rl/video_rollouts.py), so their
@@ -191,7 +192,7 @@ class MMReasonGRPOTrainer(GenerationStateMixin, DynamicSamplingMixin, VideoRollo
     # ---------------------------------------------------------------- loss
 
     def _compute_loss(self, model, inputs):
-        """The one place the policy loss is chosen. TRL's `_compute_loss` always computes the loss (every loss_type,
+        """TRL's `_compute_loss` always computes the loss (every loss_type,
         importance-sampling level, delta, off-policy mask, entropy mask and bonus, beta KL, MoE aux loss); the
         selected policy loss acts through a `PolicyPass` handed to it in place of the model, which TRL passes on to
         `_get_per_token_logps_and_entropies` only: after the policy forward, and before TRL reads the advantages,
@@ -209,8 +210,8 @@ class MMReasonGRPOTrainer(GenerationStateMixin, DynamicSamplingMixin, VideoRollo
         return loss
 
     def _apply_policy_loss(self, step: "PolicyPass", logps: torch.Tensor, entropies: torch.Tensor) -> None:
-        """Given the policy forward's log-probs, make `args.policy_loss` act on TRL's objective (see the
-        config's policy_loss help):
+        """The one place the policy loss is chosen: given the policy forward's log-probs, make `args.policy_loss`
+        act on TRL's objective (see the config's policy_loss help):
         - none: nothing (stock TRL, bit for bit);
         - clip_cov: the selected tokens' advantages become 0: no loss, no gradient, for every TRL objective;
         - kl_cov on a clipped loss_type at token level (the paper's form), and plugin losses: TRL's policy term
