@@ -154,3 +154,22 @@ def test_the_constructor_is_trls():
     head = list(ours.values())[: len(theirs)]
     assert [(p.name, p.kind, p.default) for p in head] == [(p.name, p.kind, p.default) for p in theirs.values()]
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in list(ours.values())[len(theirs):])
+
+
+def test_the_config_is_decided_before_any_model_loads(tmp_path):
+    """A stock GRPOConfig becomes ours (TRL's fields as set, ours at their defaults); a config that is not a
+    GRPOConfig is refused before the model path is even looked at."""
+    from trl import GRPOConfig
+    from transformers import TrainingArguments
+
+    from mmreason.rl.config import MMReasonGRPOConfig
+    from mmreason.rl.trainer import MMReasonGRPOTrainer
+
+    stock = GRPOConfig(**trl_args(tmp_path, loss_type="bnpo", steps_per_generation=2, epsilon_high=0.28))
+    ours = MMReasonGRPOConfig.from_grpo_config(stock)
+    assert (ours.loss_type, ours.steps_per_generation, ours.generation_batch_size, ours.epsilon_high) == (
+        "bnpo", 2, stock.generation_batch_size, 0.28)
+    assert (ours.policy_loss, ours.clip_ratio_c, ours.dynamic_sampling, ours.delta) == ("none", None, "off", None)
+    with pytest.raises(TypeError, match="must be a GRPOConfig"):
+        MMReasonGRPOTrainer(str(tmp_path / "no_such_model"), [token_reward],
+                            TrainingArguments(str(tmp_path / "o"), use_cpu=True))
