@@ -353,7 +353,7 @@ def _cycles(cyc: dict, name: str) -> list[dict]:
 
 
 def report(label: str, inter: dict, hooks: dict, sep: dict, reps: int) -> dict[str, list[str]]:
-    """Print one vocabulary's lines; returns {README table row: [Clip-Cov cell, KL-Cov cell]}."""
+    """Print one vocabulary's lines; returns {docs/results.md table row: [Clip-Cov cell, KL-Cov cell]}."""
     cyc, prof = inter["cycles"], inter["profile"]
     n = len(cyc["stock"]["cpu_s"])
     base = _cycles(cyc, "stock")
@@ -442,7 +442,7 @@ def main(profile: bool = False) -> None:
                 _print_profile(label, inter["profile"])
             sys.stdout.flush()
     labels = list(table)
-    print("\nREADME table (ours ÷ stock TRL, Clip-Cov / KL-Cov):")
+    print("\ndocs/results.md table (ours ÷ stock TRL, Clip-Cov / KL-Cov):")
     print("| GRPO, ours ÷ stock TRL, Clip-Cov / KL-Cov | " + " | ".join(labels) + " |")
     print("|---" * (len(labels) + 1) + "|")
     for key in table[labels[0]]:

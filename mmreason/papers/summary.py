@@ -65,7 +65,7 @@ class ClaimResult:
 
 
 def overview_table(claims: list[ClaimResult]) -> str:
-    """The README's "What the miniatures show" layout: claim, paper number, toy result, verdict."""
+    """The layout of the paper-miniatures table in docs/results.md: claim, paper number, toy result, verdict."""
     rows = ["| claim | paper | toy result | verdict |", "|---|---|---|---|"]
     rows += [f"| {c.title} | {c.paper} | {c.toy_result()} | {c.overall} |" for c in claims]
     return "\n".join(rows)
