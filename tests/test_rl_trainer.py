@@ -222,7 +222,8 @@ def test_a_plugin_loss_file_selected_from_yaml_trains(tiny_model_dir, dataset, p
         "from mmreason.rl.losses import register_loss\n\n\n"
         "@register_loss('frozen_test_loss')\n"
         "def frozen(logp, old_logp, advantages, mask, cfg, ctx):\n"
-        "    return logp * 0.0, {'frozen/epsilon_high': ctx.epsilon_high, 'frozen/scale': ctx.options['scale']}\n"
+        "    return logp * 0.0, {'frozen/epsilon_high': ctx.epsilon_high,\n"
+        "                        'frozen/scale': ctx.options.get('scale', 0.0)}\n"
     )
     cfg = tmp_path / "plugin.yaml"
     cfg.write_text(json.dumps({**common_args(tmp_path), "max_steps": 1, "beta": 0.0, "epsilon_high": 0.28,
@@ -733,7 +734,7 @@ def test_run_main_trains_saves_and_resumes(tiny_model_dir, records_file, tmp_pat
     from mmreason.rl.plot import main as plot_main
     from mmreason.rl.run import main
 
-    (tmp_path / "ext_opt_rewards.py").write_text(
+    (tmp_path / "my_rewards.py").write_text(
         "def accuracy(completions, record_id, **kw):\n    return [float(i % 4) for i in range(len(completions))]\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -741,7 +742,7 @@ def test_run_main_trains_saves_and_resumes(tiny_model_dir, records_file, tmp_pat
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(
         f"model_name_or_path: {tiny_model_dir}\ntrain_files: [{records_file}]\noutput_dir: {out}\n"
-        "reward_funcs: [ext_opt_rewards.accuracy]\nper_device_train_batch_size: 8\nnum_generations: 4\n"
+        "reward_funcs: [my_rewards.accuracy]\nper_device_train_batch_size: 8\nnum_generations: 4\n"
         "max_completion_length: 8\nbf16: false\ngradient_checkpointing: false\nreport_to: none\nlogging_steps: 1\n"
         "save_strategy: steps\nsave_steps: 1\nmax_steps: 2\npolicy_loss: clip_cov\nresume_from_checkpoint: auto\n"
         "max_prompt_length: 300\nlearning_rate: 1.0e-3\n"
@@ -841,21 +842,21 @@ def test_reward_options_reach_an_external_reward_selected_from_yaml(tmp_path, mo
     call, is logged under its own name, and an option it does not take is an error."""
     from mmreason.rl.run import make_parser, resolve_reward_funcs
 
-    (tmp_path / "ext_opt_rewards.py").write_text(
+    (tmp_path / "opt_rewards_external.py").write_text(
         "def near_length(completions, target=10, **kw):\n"
         "    return [-abs(len(c[0]['content']) - target) for c in completions]\n"
         "def strict(completions, scale=1.0):\n"
         "    return [scale] * len(completions)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("reward_funcs: [ext_opt_rewards.near_length, accuracy]\n"
-                   "reward_options:\n  ext_opt_rewards.near_length: {target: 3}\n  accuracy: {single_box: false}\n"
+    cfg.write_text("reward_funcs: [opt_rewards_external.near_length, accuracy]\n"
+                   "reward_options:\n  opt_rewards_external.near_length: {target: 3}\n  accuracy: {single_box: false}\n"
                    f"output_dir: {tmp_path}\nbf16: false\n")
     script, _, _ = make_parser().parse_args_and_config(args=["--config", str(cfg)])
     near, acc = resolve_reward_funcs(script.reward_funcs, 4, options=script.reward_options)
     assert near.__name__ == "near_length" and acc.__name__ == "accuracy"
     assert near(completions=[[{"role": "assistant", "content": "abcde"}]]) == [-2]  # target 3 arrived (default 10: -5)
     with pytest.raises(ValueError, match="no option"):
-        resolve_reward_funcs(["ext_opt_rewards.strict"], 4, options={"ext_opt_rewards.strict": {"target": 1}})
-    assert resolve_reward_funcs(["ext_opt_rewards.strict"], 4, options={"ext_opt_rewards.strict": {"scale": 2.0}})[0](
+        resolve_reward_funcs(["opt_rewards_external.strict"], 4, options={"opt_rewards_external.strict": {"target": 1}})
+    assert resolve_reward_funcs(["opt_rewards_external.strict"], 4, options={"opt_rewards_external.strict": {"scale": 2.0}})[0](
         completions=[[{}]]) == [2.0]
