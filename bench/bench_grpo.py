@@ -97,7 +97,7 @@ def bench_reward(completions, completion_ids, **kwargs):
 
 
 def _trainer(spec: dict, mode: str, **extra):
-    """Stock TRL GRPOTrainer (mode "stock") or ours with cov_mode=mode, on the bench's model, data and shape."""
+    """Stock TRL GRPOTrainer (mode "stock") or ours with policy_loss=mode, on the bench's model, data and shape."""
     from transformers import AutoProcessor
     from trl import GRPOConfig, GRPOTrainer
 
@@ -117,7 +117,7 @@ def _trainer(spec: dict, mode: str, **extra):
     kw = dict(model=spec["model"], reward_funcs=[bench_reward], train_dataset=ds, processing_class=processor)
     if mode == "stock":
         return GRPOTrainer(args=GRPOConfig(**common), **kw)
-    return MMReasonGRPOTrainer(args=MMReasonGRPOConfig(**common, cov_mode=mode, clip_cov_lb=0.0), **kw)
+    return MMReasonGRPOTrainer(args=MMReasonGRPOConfig(**common, policy_loss=mode, clip_cov_lb=0.0), **kw)
 
 
 def worker(spec: dict) -> dict:

@@ -42,21 +42,9 @@ def register_smoke_reward() -> None:
         return [zlib.crc32(t.encode()) % 1000 / 1000 for t in texts]
 
 
-def loss_flag() -> str:
-    """The GRPO config field that selects the registry loss: `cov_mode`, being renamed `policy_loss`."""
-    import dataclasses
-
-    if str(REPO) not in sys.path:  # run as `python scripts/gpu_smoke.py` without the project installed
-        sys.path.insert(0, str(REPO))
-    from mmreason.rl.config import MMReasonGRPOConfig
-
-    names = {f.name for f in dataclasses.fields(MMReasonGRPOConfig)}
-    return "--policy_loss" if "policy_loss" in names else "--cov_mode"
-
-
 def rows(data: Path, out: Path, dry: bool, has_vllm: bool) -> list[tuple[str, list[str]]]:
     """(row name, mmreason CLI arguments) per row. Steps shrink to 1-2 in a dry run."""
-    loss = loss_flag()
+    loss = "--policy_loss"
     base = str(data / "base_model")
     img, nep = data / "img", data / "nep"
     steps = (lambda n: str(min(n, 2))) if dry else str

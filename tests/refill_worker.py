@@ -26,7 +26,7 @@ def main(model_dir: str, records: str, out: str) -> None:
     args = MMReasonGRPOConfig(
         output_dir=out + ".run", per_device_train_batch_size=8, num_generations=4, max_completion_length=8,
         bf16=False, report_to="none", save_strategy="no", seed=0, loss_type="dapo", beta=0.0,
-        dynamic_sampling="refill", dynamic_sampling_max_rounds=6, use_cpu=True, cov_mode="clip_cov", clip_cov_lb=0.0,
+        dynamic_sampling="refill", dynamic_sampling_max_rounds=6, use_cpu=True, policy_loss="clip_cov", clip_cov_lb=0.0,
         clip_ratio_c=3.0,
     )
     trainer = MMReasonGRPOTrainer(model=model_dir, reward_funcs=[accuracy], args=args, train_dataset=dataset,

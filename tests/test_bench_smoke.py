@@ -56,7 +56,7 @@ def test_grpo_bench_workers_run_every_mode(tiny_model_dir, tmp_path, monkeypatch
         prof = r["profile"][name]
         called = {n for n, (t, calls) in prof["functions"].items() if calls > 0}
         assert any("kl_cov_loss" in n for n in called) == (mode == "kl_cov")
-        assert any("_compute_registry_loss" in n for n in called) == (mode != "stock")
+        assert any("_apply_policy_loss" in n for n in called) == (mode != "stock")
         assert any("trl/trainer/grpo_trainer.py" in n and "_generate_and_score_completions" in n for n in called)
         # stock runs no mmreason code; ours does, a small part of the step
         assert (prof["own_s"] > 0) == (mode != "stock") and prof["own_s"] < prof["total_s"]
@@ -67,7 +67,7 @@ def test_own_time_counts_our_code_and_what_it_calls_not_trl():
     transformers functions called from our code (super() hooks) and torch ops called from TRL are left out."""
     from bench.bench_grpo import own_time
 
-    ours = ("/x/site-packages/mmreason/rl/trainer.py", 10, "_compute_registry_loss")
+    ours = ("/x/site-packages/mmreason/rl/trainer.py", 10, "_apply_policy_loss")
     ours2 = ("/x/site-packages/mmreason/rl/losses.py", 5, "kl_cov_loss")
     trl = ("/x/site-packages/trl/trainer/grpo_trainer.py", 1, "_get_per_token_logps_and_entropies")
     topk = ("~", 0, "<built-in method torch.topk>")

@@ -68,7 +68,7 @@ def _rlcs(size: str) -> Paper:
             "num_iterations": (1, "actor/config.py ppo_epochs"),
             "scale_rewards": ("group", "adv_estimator grpo: (r - group mean) / group std"),
             "mask_truncated_completions": (False, "EasyR1 keeps truncated responses in the loss"),
-            "cov_mode": ("none", "core_algos.compute_policy_loss: clipped surrogate"),
+            "policy_loss": ("none", "core_algos.compute_policy_loss: clipped surrogate"),
             "dynamic_sampling": ("off", "no online filtering in this recipe"),
             "learning_rate": (1e-6, "config.yaml worker.actor.optim.lr"),
             "lr_scheduler_type": ("constant", "actor/config.py warmup_style constant"),
@@ -128,7 +128,7 @@ def _entropy(mode: str) -> Paper:
         specific = {
             "epsilon": (1.0, f"{script} clip_ratio_low=1"),
             "epsilon_high": (1.0, f"{script} clip_ratio_high=1"),
-            "cov_mode": ("clip_cov", f"{script} loss_mode=clip_cov"),
+            "policy_loss": ("clip_cov", f"{script} loss_mode=clip_cov"),
             "clip_cov_ratio": (2e-4, f"{script} clip_cov_ratio=0.0002"),
             "clip_cov_lb": (1.0, f"{script} clip_cov_lb=1.0"),
             "clip_cov_ub": (5.0, f"{script} clip_cov_ub=5.0"),
@@ -138,7 +138,7 @@ def _entropy(mode: str) -> Paper:
         specific = {
             "epsilon": (0.2, f"{script} clip_ratio_low=0.2"),
             "epsilon_high": (0.2, f"{script} clip_ratio_high=0.2"),
-            "cov_mode": ("kl_cov", f"{script} loss_mode=kl_cov"),
+            "policy_loss": ("kl_cov", f"{script} loss_mode=kl_cov"),
             "kl_cov_ratio": (2e-3, f"{script} k_percent=0.2 (percent: core_algos takes k / 100)"),
             "ppo_kl_coef": (1.0, f"{script} ppo_kl_coef=1"),
             "num_train_epochs": (15, f"{script} total_epochs=15"),

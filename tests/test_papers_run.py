@@ -38,7 +38,7 @@ def stubbed(tmp_path, monkeypatch):
 
     def run_grpo(args, start, data, dst, config=demo.GRPO_CONFIG):
         grpo_calls.append((start.name, dst.name, config.name, args.grpo_steps, list(args.grpo_arg)))
-        mode = next((args.grpo_arg[i + 1] for i, a in enumerate(args.grpo_arg) if a == "--cov_mode"), None)
+        mode = next((args.grpo_arg[i + 1] for i, a in enumerate(args.grpo_arg) if a == "--policy_loss"), None)
         steps = range(1, 21)
         if mode == "none":  # GRPO: entropy collapses
             ent = [0.6 - 0.025 * s for s in steps]

@@ -71,10 +71,13 @@ def test_reward_plugin_file_from_yaml_with_its_options(tmp_path, monkeypatch):
     assert funcs[1](prompts=["q"], completions=["abc"]) == [6.0]
     with pytest.raises(ValueError, match="has no option"):
         resolve_reward_funcs(["my_rewards.py:length_bonus"], 4, options={"my_rewards.py:length_bonus": {"nope": 1}})
-    with pytest.warns(DeprecationWarning, match="old dotted form"):
-        monkeypatch.syspath_prepend(str(tmp_path))
-        old = resolve_reward_funcs(["my_rewards.length_bonus"], 4)
-    assert old[0](prompts=["q"], completions=["ab"]) == [2.0]
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with pytest.warns(DeprecationWarning, match="old dotted form"):
+            old = resolve_reward_funcs(["my_rewards.length_bonus"], 4)
+        assert old[0](prompts=["q"], completions=["ab"]) == [2.0]
+    finally:
+        sys.modules.pop("my_rewards", None)  # imported by name: another test's my_rewards.py must not find it
 
 
 def test_loss_plugin_file_from_yaml(tmp_path, monkeypatch):
@@ -86,11 +89,11 @@ def test_loss_plugin_file_from_yaml(tmp_path, monkeypatch):
             return -0.5 * advantages.unsqueeze(-1) * logp, {}
     """))
     cfg = tmp_path / "grpo.yaml"
-    cfg.write_text(f"loss_plugins: [my_loss.py:halved_pg]\ncov_mode: halved_pg\noutput_dir: {tmp_path / 'out'}\n"
+    cfg.write_text(f"loss_plugins: [my_loss.py:halved_pg]\npolicy_loss: halved_pg\noutput_dir: {tmp_path / 'out'}\n"
                    "bf16: false\n")
     monkeypatch.chdir(tmp_path)
     _, args, _ = make_parser().parse_args_and_config(args=["--config", str(cfg)])
-    assert args.cov_mode == "halved_pg" and get_loss("halved_pg").__module__.startswith("mmreason_plugin_my_loss")
+    assert args.policy_loss == "halved_pg" and get_loss("halved_pg").__module__.startswith("mmreason_plugin_my_loss")
     load_loss_plugins(["my_loss.py:halved_pg"])  # the same reference again: no "registered twice"
     with pytest.raises(PluginError, match="my_loss.py has no 'nope'"):
         load_loss_plugins(["my_loss.py:nope"])

@@ -42,7 +42,7 @@ def _reference_cov(logp, adv, mask):
 def _cfg(**kw):
     from types import SimpleNamespace
 
-    base = dict(cov_mode="none", clip_ratio_c=None, kl_cov_ratio=2e-3, ppo_kl_coef=1.0, clip_cov_ratio=2e-4,
+    base = dict(policy_loss="none", clip_ratio_c=None, kl_cov_ratio=2e-3, ppo_kl_coef=1.0, clip_cov_ratio=2e-4,
                 clip_cov_lb=1.0, clip_cov_ub=5.0)
     return SimpleNamespace(**{**base, **kw})
 
@@ -57,7 +57,7 @@ def test_registry_one_signature():
     logp, old, adv, mask = _batch(2)
     for name, fn in LOSSES.items():
         assert list(inspect.signature(fn).parameters)[:6] == ["logp", "old_logp", "advantages", "mask", "cfg", "ctx"]
-        loss, stats = fn(logp, old, adv, mask, _cfg(cov_mode=name), CTX)
+        loss, stats = fn(logp, old, adv, mask, _cfg(policy_loss=name), CTX)
         assert loss.shape == logp.shape and all(isinstance(v, float) for v in stats.values()), name
     # the registered covariance losses are the kernels with their hyper-parameters read from cfg / ctx
     cfg = _cfg(kl_cov_ratio=0.1, ppo_kl_coef=0.7, clip_cov_ratio=0.1, clip_cov_lb=-1.0)
@@ -90,7 +90,7 @@ def test_loss_plugins_register_once_and_clash_loudly(tmp_path):
     load_loss_plugins([str(plugin)])
     load_loss_plugins([str(plugin)])  # the same file again: imported once, no "registered twice"
     logp, old, adv, mask = _batch(0)
-    loss, stats = policy_loss(logp, old, adv, mask, _cfg(cov_mode="toy_plugin_loss", toy_scale=2.0), CTX)
+    loss, stats = policy_loss(logp, old, adv, mask, _cfg(policy_loss="toy_plugin_loss", toy_scale=2.0), CTX)
     assert torch.equal(loss, -logp * 2.0) and stats == {"toy/scale": 2.0}
     clash = tmp_path / "clash.py"
     clash.write_text(plugin.read_text())
@@ -123,17 +123,17 @@ _HAND = {
 _CAPPED = {"none": 2, "clip_cov": 1, "kl_cov": 2}  # tokens the dual-clip changes, of 8
 
 
-@pytest.mark.parametrize("cov_mode", sorted(_HAND))
-def test_dual_clip_hand_example_every_cov_mode(cov_mode):
+@pytest.mark.parametrize("name", sorted(_HAND))
+def test_dual_clip_hand_example_every_policy_loss(name):
     mask = torch.ones_like(_LOGP)
-    cfg = dict(cov_mode=cov_mode, clip_cov_ratio=0.1, kl_cov_ratio=0.125, ppo_kl_coef=1.0)
-    off, on = _HAND[cov_mode]
+    cfg = dict(policy_loss=name, clip_cov_ratio=0.1, kl_cov_ratio=0.125, ppo_kl_coef=1.0)
+    off, on = _HAND[name]
     loss, stats = policy_loss(_LOGP, _OLD, _ADV, mask, _cfg(**cfg), CTX)
     assert torch.allclose(loss, torch.tensor(off, dtype=torch.float64), atol=1e-12) and "clip_ratio/dual_mean" not in stats
     logp = _LOGP.clone().requires_grad_(True)
     loss, stats = policy_loss(logp, _OLD, _ADV, mask, _cfg(clip_ratio_c=1.5, **cfg), CTX)
     assert torch.allclose(loss, torch.tensor(on, dtype=torch.float64), atol=1e-12)
-    assert stats["clip_ratio/dual_mean"] == _CAPPED[cov_mode] / 8
+    assert stats["clip_ratio/dual_mean"] == _CAPPED[name] / 8
     loss.sum().backward()
     capped = torch.tensor(on, dtype=torch.float64) == 1.5
     assert torch.all(logp.grad[capped] == 0)  # a capped token no longer pushes

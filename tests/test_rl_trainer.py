@@ -1,4 +1,4 @@
-"""The GRPO stage on the tiny Qwen2.5-VL: loss parity with stock TRL, one step per cov_mode, dynamic
+"""The GRPO stage on the tiny Qwen2.5-VL: loss parity with stock TRL, one step per policy_loss, dynamic
 sampling, vLLM config wiring (without vllm), the prompt budget, resume. Rewards are local functions."""
 
 import json
@@ -110,18 +110,18 @@ def test_loss_equals_stock_trl_and_cov_losses_on_policy(tiny_model_dir, dataset,
     for loss_type in ("dapo", "grpo", "bnpo", "dr_grpo"):
         stock.loss_type = mine.loss_type = loss_type
         ref_loss, ref_grads = loss_and_grad(stock)
-        mine.args.cov_mode = "none"
+        mine.args.policy_loss = "none"
         loss, grads = loss_and_grad(mine)
         assert torch.equal(loss, ref_loss), loss_type
         assert all(torch.equal(a, b) for a, b in zip(grads, ref_grads))
         # On-policy (ratio 1) with no token selected, Clip-Cov is the stock loss; KL-Cov's penalty |0| adds 0.
-        mine.args.cov_mode, mine.args.clip_cov_lb, mine.args.clip_cov_ub = "clip_cov", 1e8, 1e9
+        mine.args.policy_loss, mine.args.clip_cov_lb, mine.args.clip_cov_ub = "clip_cov", 1e8, 1e9
         assert torch.allclose(loss_and_grad(mine)[0], ref_loss, atol=1e-6), loss_type
-        mine.args.cov_mode = "kl_cov"
+        mine.args.policy_loss = "kl_cov"
         assert torch.allclose(loss_and_grad(mine)[0], ref_loss, atol=1e-6), loss_type
     # with tokens actually detached, Clip-Cov differs from the stock loss
     mine.loss_type = "dapo"
-    mine.args.cov_mode, mine.args.clip_cov_lb, mine.args.clip_cov_ub, mine.args.clip_cov_ratio = "clip_cov", -1e9, 1e9, 0.5
+    mine.args.policy_loss, mine.args.clip_cov_lb, mine.args.clip_cov_ub, mine.args.clip_cov_ratio = "clip_cov", -1e9, 1e9, 0.5
     stock.loss_type = "dapo"
     assert not torch.allclose(loss_and_grad(mine)[0], loss_and_grad(stock)[0])
     assert mine._metrics["train"]["cov/frac_selected"][-1] > 0.4
@@ -134,11 +134,12 @@ def _stock(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, 
                        train_dataset=dataset, processing_class=processor)
 
 
-def test_aggregation_is_pinned_to_trls_for_every_supported_loss_type(tiny_model_dir, dataset, processor, tmp_path,
-                                                                     monkeypatch):
-    """TRL's _compute_loss on a fake policy pass (logp = 0 -> ratio 1 -> per-token loss = -A exactly, with [B, T]
-    advantages TRL accepts) is TRL's aggregation of a chosen per-token tensor; ours must give the same numbers."""
-    from mmreason.rl.config import COV_LOSS_TYPES
+def test_aggregation_is_pinned_to_trls_for_every_loss_type(tiny_model_dir, dataset, processor, tmp_path,
+                                                           monkeypatch):
+    """TRL's _compute_loss on a fake policy pass (logp = 0 -> ratio 1 -> per-token loss = -A exactly for the
+    clipped surrogates, with [B, T] advantages TRL accepts) is TRL's aggregation of a chosen per-token tensor; ours
+    must give the same numbers. sapo aggregates as grpo, cispo and vespo as dapo (TRL's own grouping)."""
+    from mmreason.rl.config import CLIPPED_LOSS_TYPES
 
     stock = _stock(tiny_model_dir, dataset, processor, tmp_path, beta=0.0, steps_per_generation=4)
     mine = ours(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, beta=0.0, steps_per_generation=4)
@@ -152,7 +153,7 @@ def test_aggregation_is_pinned_to_trls_for_every_supported_loss_type(tiny_model_
               "advantages": -target, "num_items_in_batch": mask.sum() * 3}
     monkeypatch.setattr(stock, "_get_per_token_logps_and_entropies",
                         lambda *a, **k: (torch.zeros(B, T, requires_grad=True), torch.ones(B, T), None))
-    for loss_type in COV_LOSS_TYPES:
+    for loss_type in CLIPPED_LOSS_TYPES:
         for training, accum in ((True, 1), (True, 3), (False, 3)):
             for t in (stock, mine):
                 t.loss_type, t.current_gradient_accumulation_steps = loss_type, accum
@@ -160,43 +161,29 @@ def test_aggregation_is_pinned_to_trls_for_every_supported_loss_type(tiny_model_
             want = stock._compute_loss(stock.model, inputs)
             got = mine._aggregate(target, mask, inputs)
             assert torch.equal(got, want.detach()), (loss_type, training, accum, float(got), float(want))
-    mine.loss_type = "sapo"
-    with pytest.raises(ValueError, match="sapo"):
+            for same, as_ in (("sapo", "grpo"), ("cispo", "dapo"), ("vespo", "dapo")):
+                if loss_type == as_:
+                    mine.loss_type = same
+                    assert torch.equal(mine._aggregate(target, mask, inputs), got)
+    mine.loss_type = "nope"
+    with pytest.raises(ValueError, match="nope"):
         mine._aggregate(target, mask, inputs)
 
 
-def test_options_the_registry_lacks_go_to_trls_loss_unchanged(tiny_model_dir, dataset, processor, tmp_path):
-    """GSPO (sequence-level importance sampling) is TRL's own: ours hands it to TRL's _compute_loss, bit for bit,
-    and still logs the entropy and covariance; a registry loss or dual-clip with it is a config error."""
-    from mmreason.rl.config import MMReasonGRPOConfig
+def test_dual_clip_is_trls_delta_and_verls_formula(tiny_model_dir, dataset, processor, tmp_path):
+    """clip_ratio_c sets TRL's delta: off-policy, ours with clip_ratio_c 3 equals stock TRL with delta 3 bit for bit,
+    and both equal verl's dual-clip min(max(pg1, pg2), -3A) for A < 0, aggregated token-mean (dapo)."""
+    from mmreason.rl.losses import dual_clip
 
-    kw = dict(beta=0.04, importance_sampling_level="sequence", loss_type="grpo")
-    stock = _stock(tiny_model_dir, dataset, processor, tmp_path, **kw)
-    mine = ours(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, **kw)
-    assert mine._trl_owns_loss
-    for t in (stock, mine):
-        t.model.train()
-        t.current_gradient_accumulation_steps = 1
-    torch.manual_seed(0)
-    inputs = stock._generate_and_score_completions(group_rows(dataset, [1, 2]))
-    losses = [t._compute_loss(t.model, inputs) for t in (stock, mine)]
-    assert torch.equal(losses[0], losses[1])
-    assert mine._metrics["train"]["entropy/token_mean"][-1] > 0 and "cov/mean" in mine._metrics["train"]
-    for bad in (dict(cov_mode="clip_cov"), dict(clip_ratio_c=3.0)):
-        with pytest.raises(ValueError, match="importance_sampling_level"):
-            MMReasonGRPOConfig(**common_args(tmp_path, **kw, **bad))
-
-
-def test_dual_clip_in_the_trainer(tiny_model_dir, dataset, processor, tmp_path):
-    kw = dict(beta=0.04, loss_type="dapo")
-    stock = _stock(tiny_model_dir, dataset, processor, tmp_path, **kw)
+    kw = dict(beta=0.0, loss_type="dapo")
+    stock = _stock(tiny_model_dir, dataset, processor, tmp_path, delta=3.0, **kw)
     mine = ours(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, clip_ratio_c=3.0, **kw)
+    assert mine.args.delta == 3.0
     for t in (stock, mine):
         t.model.train()
         t.current_gradient_accumulation_steps = 1
     torch.manual_seed(0)
     inputs = stock._generate_and_score_completions(group_rows(dataset, [1, 2]))
-    # on-policy the ratio is 1 and -A * 3 never binds: the stock loss, bit for bit
     assert torch.equal(mine._compute_loss(mine.model, inputs), stock._compute_loss(stock.model, inputs))
     assert mine._metrics["train"]["clip_ratio/dual_mean"][-1] == 0.0
     # off-policy by e^2 ~ 7.4 > 3 on every token: every negative-advantage token is capped, and only those
@@ -205,21 +192,28 @@ def test_dual_clip_in_the_trainer(tiny_model_dir, dataset, processor, tmp_path):
             mine.model, torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], 1),
             torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], 1), inputs["completion_ids"].size(1),
             pixel_values=inputs["pixel_values"], image_grid_thw=inputs["image_grid_thw"], num_images=inputs["num_images"])
-    off = dict(inputs, old_per_token_logps=logps - 2.0)
+    old = logps - 2.0
+    off = dict(inputs, old_per_token_logps=old)
     dual = mine._compute_loss(mine.model, off)
+    assert torch.equal(dual, stock._compute_loss(stock.model, off))
     mask = inputs["completion_mask"].float()
     negative = (inputs["advantages"] < 0).float().unsqueeze(1)
     assert mine._metrics["train"]["clip_ratio/dual_mean"][-1] == pytest.approx(float((negative * mask).sum() / mask.sum()))
     assert 0 < mine._metrics["train"]["clip_ratio/dual_mean"][-1] < 1
-    mine.args.clip_ratio_c = None
-    assert torch.equal(mine._compute_loss(mine.model, off), stock._compute_loss(stock.model, off))
-    assert not torch.allclose(dual, stock._compute_loss(stock.model, off))
+    adv = inputs["advantages"].unsqueeze(1)
+    r = torch.exp(logps - old)
+    verl, _ = dual_clip(torch.maximum(-adv * r, -adv * torch.clamp(r, 0.8, 1.2)), inputs["advantages"], 3.0)
+    assert torch.allclose(dual, (verl * mask).sum() / inputs["num_items_in_batch"], rtol=1e-6, atol=0)
+    no_dual = ours(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, **kw)
+    no_dual.model.train()
+    no_dual.current_gradient_accumulation_steps = 1
+    assert not torch.allclose(dual, no_dual._compute_loss(no_dual.model, off))
 
 
 def test_a_plugin_loss_file_selected_from_yaml_trains(tiny_model_dir, dataset, processor, tmp_path):
-    """Adding a loss = one new file: registered by its own decorator, selected by `cov_mode` in the YAML,
+    """Adding a loss = one new file: registered by its own decorator, selected by `policy_loss` in the YAML,
     imported through `loss_plugins`. The toy loss is zero with a live graph, so the step must leave every weight
-    as it was (the same step with cov_mode none changes most of them, see below), and its stats are logged."""
+    as it was (the same step with policy_loss none changes most of them, see below), and its stats are logged."""
     from mmreason.rl.run import make_parser
     from mmreason.rl.trainer import MMReasonGRPOTrainer
 
@@ -228,11 +222,13 @@ def test_a_plugin_loss_file_selected_from_yaml_trains(tiny_model_dir, dataset, p
         "from mmreason.rl.losses import register_loss\n\n\n"
         "@register_loss('frozen_test_loss')\n"
         "def frozen(logp, old_logp, advantages, mask, cfg, ctx):\n"
-        "    return logp * 0.0, {'frozen/epsilon_high': ctx.epsilon_high, 'frozen/ppo_kl_coef': cfg.ppo_kl_coef}\n"
+        "    return logp * 0.0, {'frozen/epsilon_high': ctx.epsilon_high,\n"
+        "                        'frozen/scale': ctx.options.get('scale', 0.0)}\n"
     )
     cfg = tmp_path / "plugin.yaml"
     cfg.write_text(json.dumps({**common_args(tmp_path), "max_steps": 1, "beta": 0.0, "epsilon_high": 0.28,
-                               "ppo_kl_coef": 0.5, "cov_mode": "frozen_test_loss", "loss_plugins": [str(plugin)]}))
+                               "loss_options": {"scale": 0.5}, "policy_loss": "frozen_test_loss",
+                               "loss_plugins": [str(plugin)]}))
     _, args, _ = make_parser().parse_args_and_config(args=["--config", str(cfg)])
     trainer = MMReasonGRPOTrainer(model=str(tiny_model_dir), reward_funcs=[varying_reward], args=args,
                                   train_dataset=dataset, processing_class=processor)
@@ -240,19 +236,19 @@ def test_a_plugin_loss_file_selected_from_yaml_trains(tiny_model_dir, dataset, p
     trainer.train()
     assert all(torch.equal(p, before[n]) for n, p in trainer.model.named_parameters())
     log = next(h for h in trainer.state.log_history if "loss" in h)
-    assert log["frozen/epsilon_high"] == pytest.approx(0.28) and log["frozen/ppo_kl_coef"] == 0.5
+    assert log["frozen/epsilon_high"] == pytest.approx(0.28) and log["frozen/scale"] == 0.5  # loss_options arrived
     assert log["entropy/token_mean"] > 0
 
 
-# ---------------------------------------------------------------- one step per cov_mode
+# ---------------------------------------------------------------- one step per policy_loss
 
 
-@pytest.mark.parametrize("cov_mode", ["none", "clip_cov", "kl_cov"])
-def test_one_step_changes_parameters_and_logs(cov_mode, tiny_model_dir, dataset, processor, tmp_path):
+@pytest.mark.parametrize("policy_loss", ["none", "clip_cov", "kl_cov"])
+def test_one_step_changes_parameters_and_logs(policy_loss, tiny_model_dir, dataset, processor, tmp_path):
     # kl_cov off-policy (two micro-batches per generation, one per optimizer step) so its penalty acts
-    extra = dict(steps_per_generation=2) if cov_mode == "kl_cov" else {}
-    trainer = ours(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, cov_mode=cov_mode,
-                   max_steps=2 if cov_mode == "kl_cov" else 1, clip_cov_lb=0.0, clip_cov_ratio=0.05, **extra)
+    extra = dict(steps_per_generation=2) if policy_loss == "kl_cov" else {}
+    trainer = ours(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, policy_loss=policy_loss,
+                   max_steps=2 if policy_loss == "kl_cov" else 1, clip_cov_lb=0.0, clip_cov_ratio=0.05, **extra)
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     trainer.train()
     changed = [n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])]
@@ -262,7 +258,7 @@ def test_one_step_changes_parameters_and_logs(cov_mode, tiny_model_dir, dataset,
                 "rewards/varying_reward/mean"):
         assert key in logs[0], key
     assert logs[0]["entropy/token_mean"] > 0
-    if cov_mode != "none":
+    if policy_loss != "none":
         assert logs[0]["cov/frac_selected"] > 0
 
 
@@ -278,13 +274,13 @@ def _advantage_weighted_logp(trainer, out) -> float:
     return ((out["advantages"].unsqueeze(1) * logps * mask).sum() / mask.sum()).item()
 
 
-@pytest.mark.parametrize("cov_mode", ["none", "clip_cov", "kl_cov"])
-def test_a_loss_step_raises_the_advantage_weighted_logp(cov_mode, tiny_model_dir, dataset, processor, tmp_path):
+@pytest.mark.parametrize("policy_loss", ["none", "clip_cov", "kl_cov"])
+def test_a_loss_step_raises_the_advantage_weighted_logp(policy_loss, tiny_model_dir, dataset, processor, tmp_path):
     """Direction check of the whole loss path (rollout batch -> our _compute_loss -> gradient): a small plain
     gradient step makes rewarded completions more likely and penalised ones less; with the advantages negated
     it does the opposite. A sign or alignment slip anywhere in the path fails this."""
-    trainer = ours(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, cov_mode=cov_mode,
-                   clip_cov_lb=0.0, clip_cov_ratio=0.05, steps_per_generation=2 if cov_mode == "kl_cov" else None)
+    trainer = ours(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, policy_loss=policy_loss,
+                   clip_cov_lb=0.0, clip_cov_ratio=0.05, steps_per_generation=2 if policy_loss == "kl_cov" else None)
     trainer.model.train()
     trainer.current_gradient_accumulation_steps = 1
     out = trainer._generate_and_score_completions(group_rows(dataset, [0, 1, 2, 3]))
@@ -301,21 +297,20 @@ def test_a_loss_step_raises_the_advantage_weighted_logp(cov_mode, tiny_model_dir
             for p in trainer.model.parameters():
                 if p.grad is not None:
                     p -= 1e-3 * p.grad
-        assert _advantage_weighted_logp(trainer, batch) > before + 1e-6, (cov_mode, sign)
+        assert _advantage_weighted_logp(trainer, batch) > before + 1e-6, (policy_loss, sign)
 
 
 def test_kl_cov_on_policy_warns_loudly(tmp_path):
     from mmreason.rl.config import MMReasonGRPOConfig
 
     with pytest.warns(UserWarning, match="does NOTHING"):
-        MMReasonGRPOConfig(**common_args(tmp_path, cov_mode="kl_cov"))
+        MMReasonGRPOConfig(**common_args(tmp_path, policy_loss="kl_cov"))
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        MMReasonGRPOConfig(**common_args(tmp_path, cov_mode="kl_cov", num_iterations=2))
-    with pytest.raises(ValueError, match="cov_mode"):
-        MMReasonGRPOConfig(**common_args(tmp_path, cov_mode="clip_cov", loss_type="cispo"))
-    with pytest.raises(ValueError):
-        MMReasonGRPOConfig(**common_args(tmp_path, cov_mode="clipcov"))
+        MMReasonGRPOConfig(**common_args(tmp_path, policy_loss="kl_cov", num_iterations=2))
+    assert MMReasonGRPOConfig(**common_args(tmp_path, policy_loss="clip_cov", loss_type="cispo")).loss_type == "cispo"
+    with pytest.raises(ValueError, match="policy_loss must be a registered loss"):
+        MMReasonGRPOConfig(**common_args(tmp_path, policy_loss="clipcov"))
 
 
 # ---------------------------------------------------------------- dynamic sampling
@@ -354,7 +349,7 @@ def test_dynamic_sampling_modes_and_dual_clip_parse(tmp_path):
 
 
 def test_zero_variance_groups():
-    from mmreason.rl.trainer import zero_variance_groups
+    from mmreason.rl.dynamic_sampling import zero_variance_groups
 
     r = torch.tensor([1.0, 1, 1, 0, 0, 0, 0, 0, 2, 2, float("nan"), 2, float("nan"), 1, float("nan"), float("nan")])
     assert zero_variance_groups(r, 4).tolist() == [False, True, True, True]
@@ -668,7 +663,7 @@ def test_paper_configs_reach_trl_intact(tiny_model_dir, dataset, processor, tmp_
         assert (args.num_generations, args.temperature, args.top_p, args.max_completion_length) == (10, 0.7, 0.99, 2048)
         assert (args.learning_rate, str(args.lr_scheduler_type), args.beta, args.epsilon, args.epsilon_high) == (
             1e-6, "SchedulerType.CONSTANT", 0.01, 0.2, 0.3)
-        assert (args.weight_decay, args.max_grad_norm, args.cov_mode) == (0.01, 1.0, "none")
+        assert (args.weight_decay, args.max_grad_norm, args.policy_loss) == (0.01, 1.0, "none")
         assert script.max_pixels == 1204224
         assert script.system_prompt == ""  # none of our own: not inherited from the SFT checkpoint
         if variant == "_strict":  # ours: single-box accuracy + 0.1 format, the boxed instruction appended
@@ -681,9 +676,9 @@ def test_paper_configs_reach_trl_intact(tiny_model_dir, dataset, processor, tmp_
     # CLI overrides win over the YAML
     _, args, _ = make_parser().parse_args_and_config(
         args=["--config", str(REPO / "configs/grpo/qwen2_5_vl_3b.yaml"), "--bf16", "false",
-              "--vllm_gpu_memory_utilization", "0.3", "--cov_mode", "clip_cov", "--output_dir", str(tmp_path / "o")]
+              "--vllm_gpu_memory_utilization", "0.3", "--policy_loss", "clip_cov", "--output_dir", str(tmp_path / "o")]
     )
-    assert args.vllm_gpu_memory_utilization == 0.3 and args.cov_mode == "clip_cov"
+    assert args.vllm_gpu_memory_utilization == 0.3 and args.policy_loss == "clip_cov"
 
     seen = {}
 
@@ -706,15 +701,15 @@ def test_paper_configs_reach_trl_intact(tiny_model_dir, dataset, processor, tmp_
     assert (seen["gpu_memory_utilization"], seen["tensor_parallel_size"]) == (0.4, 2)
     assert (seen["temperature"], seen["top_p"], seen["max_completion_length"], seen["max_model_length"]) == (
         0.7, 0.99, 2048, 4096)
-    for name, cov_mode in (("clip_cov", "clip_cov"), ("kl_cov", "kl_cov")):  # the Entropy-Mechanism settings build too
+    for name, policy_loss in (("clip_cov", "clip_cov"), ("kl_cov", "kl_cov")):  # the Entropy-Mechanism settings build too
         _, args_em, _ = make_parser().parse_args_and_config(
             args=["--config", str(REPO / f"configs/grpo/qwen2_5_vl_7b_{name}.yaml"), "--bf16", "false",
                   "--output_dir", str(tmp_path / name), "--gradient_checkpointing", "false"])
         args_em.reward_weights = args7_weights
         trainer = MMReasonGRPOTrainer(model=str(tiny_model_dir), reward_funcs=[accuracy, varying_reward], args=args_em,
                                       train_dataset=dataset, processing_class=processor)
-        assert (trainer.args.cov_mode, trainer.args.dynamic_sampling, trainer.args.is_on_policy()) == (
-            cov_mode, "refill", False)
+        assert (trainer.args.policy_loss, trainer.args.dynamic_sampling, trainer.args.is_on_policy()) == (
+            policy_loss, "refill", False)
         assert (seen["temperature"], seen["max_completion_length"], seen["max_model_length"]) == (1.0, 8192, 10240)
     assert "vllm" not in sys.modules
 
@@ -749,7 +744,7 @@ def test_run_main_trains_saves_and_resumes(tiny_model_dir, records_file, tmp_pat
         f"model_name_or_path: {tiny_model_dir}\ntrain_files: [{records_file}]\noutput_dir: {out}\n"
         "reward_funcs: [my_rewards.accuracy]\nper_device_train_batch_size: 8\nnum_generations: 4\n"
         "max_completion_length: 8\nbf16: false\ngradient_checkpointing: false\nreport_to: none\nlogging_steps: 1\n"
-        "save_strategy: steps\nsave_steps: 1\nmax_steps: 2\ncov_mode: clip_cov\nresume_from_checkpoint: auto\n"
+        "save_strategy: steps\nsave_steps: 1\nmax_steps: 2\npolicy_loss: clip_cov\nresume_from_checkpoint: auto\n"
         "max_prompt_length: 300\nlearning_rate: 1.0e-3\n"
     )
     assert main(["--config", str(cfg)]) == 0
@@ -840,3 +835,28 @@ def test_reward_options_from_yaml_and_cli_reach_the_reward(tmp_path):
     for bad, match in (('{"mcq_letter": {}}', "not in reward_funcs"), ("{oops", "not JSON"), ('{"format": 1}', "option dicts")):
         with pytest.raises(ValueError, match=match):
             make_parser().parse_args_and_config(args=["--config", str(cfg), "--reward_options", bad])
+
+
+def test_reward_options_reach_an_external_reward_selected_from_yaml(tmp_path, monkeypatch):
+    """A reward outside the registry (a dotted path in reward_funcs) gets its reward_options from the YAML on every
+    call, is logged under its own name, and an option it does not take is an error."""
+    from mmreason.rl.run import make_parser, resolve_reward_funcs
+
+    (tmp_path / "opt_rewards_external.py").write_text(
+        "def near_length(completions, target=10, **kw):\n"
+        "    return [-abs(len(c[0]['content']) - target) for c in completions]\n"
+        "def strict(completions, scale=1.0):\n"
+        "    return [scale] * len(completions)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("reward_funcs: [opt_rewards_external.near_length, accuracy]\n"
+                   "reward_options:\n  opt_rewards_external.near_length: {target: 3}\n  accuracy: {single_box: false}\n"
+                   f"output_dir: {tmp_path}\nbf16: false\n")
+    script, _, _ = make_parser().parse_args_and_config(args=["--config", str(cfg)])
+    near, acc = resolve_reward_funcs(script.reward_funcs, 4, options=script.reward_options)
+    assert near.__name__ == "near_length" and acc.__name__ == "accuracy"
+    assert near(completions=[[{"role": "assistant", "content": "abcde"}]]) == [-2]  # target 3 arrived (default 10: -5)
+    with pytest.raises(ValueError, match="no option"):
+        resolve_reward_funcs(["opt_rewards_external.strict"], 4, options={"opt_rewards_external.strict": {"target": 1}})
+    assert resolve_reward_funcs(["opt_rewards_external.strict"], 4, options={"opt_rewards_external.strict": {"scale": 2.0}})[0](
+        completions=[[{}]]) == [2.0]

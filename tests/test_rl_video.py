@@ -119,6 +119,13 @@ class ForwardSpy:
         self.handle.remove()
 
 
+def check_video_rows(pixel_values_videos: list, video_grid_thw: list) -> None:
+    """Each row's video pixel rows match its grid (a batch split / shuffle / merge that lost rows fails here)."""
+    assert len(pixel_values_videos) == len(video_grid_thw)
+    for i, (pv, g) in enumerate(zip(pixel_values_videos, video_grid_thw)):
+        assert pv.size(0) == int(g.prod(-1).sum()), (i, pv.size(0), g.tolist())
+
+
 # ---------------------------------------------------------------- the video reaches the loss
 
 
@@ -148,9 +155,9 @@ def test_only_the_frames_change_and_the_loss_changes(tiny_model_dir, dataset, pr
     spy.close()
     assert abs(loss_a - loss_b) > 1e-7  # same tokens, advantages and masks: only the frames differ
     assert all("pixel_values_videos" in c and "mm_token_type_ids" in c for c in spy.calls)
-    # TRL's own loss path (an option only TRL implements: entropy_coef) sees the video too
+    # with TRL's entropy bonus on, the video still reaches the loss
     t.args.entropy_coef = t.entropy_coef = 1e-3
-    t._trl_owns_loss = True
+    t._entropy_bonus_enabled = True
     trl_a, trl_b = t._compute_loss(t.model, out_a).item(), t._compute_loss(t.model, swapped).item()
     assert abs(trl_a - trl_b) > 1e-7
     # stock TRL on the same batch: its loss forward takes token ids only, so the frames do not change its loss
@@ -328,11 +335,10 @@ def video_dataset(data_dir, processor):
 @pytest.mark.parametrize("loss", ["none", "clip_cov", "kl_cov", "trl_entropy"])
 def test_a_training_step_with_video_changes_the_vision_tower(loss, tiny_model_dir, video_dataset, processor, tmp_path):
     """Video-only data: the vision tower gets a gradient only if the videos are in the loss forward."""
-    kw = {"entropy_coef": 1e-3} if loss == "trl_entropy" else {"cov_mode": loss}
+    kw = {"entropy_coef": 1e-3} if loss == "trl_entropy" else {"policy_loss": loss}
     if loss == "clip_cov":
         kw.update(clip_cov_lb=-1e9, clip_cov_ub=1e9, clip_cov_ratio=0.5)
     t = ours(tiny_model_dir, video_dataset, processor, tmp_path, max_steps=1, beta=0.04, **kw)
-    assert t._trl_owns_loss == (loss == "trl_entropy")
     before = {n: p.detach().clone() for n, p in t.model.named_parameters()}
     t.train()
     changed = {n for n, p in t.model.named_parameters() if not torch.equal(before[n], p.detach())}
@@ -344,7 +350,6 @@ def test_a_training_step_with_video_changes_the_vision_tower(loss, tiny_model_di
 def test_the_batch_split_and_shuffle_keep_every_samples_video_rows(tiny_model_dir, dataset, processor, tmp_path):
     """TRL's _prepare_inputs shuffles the generation batch and splits it into steps_per_generation batches: each
     row must keep its own video (a flat pixel_values_videos would keep only the first B rows)."""
-    from mmreason.rl.video import check_video_rows
 
     t = ours(tiny_model_dir, dataset, processor, tmp_path, per_device_train_batch_size=NUM_GEN,
              steps_per_generation=2)
@@ -383,7 +388,6 @@ def test_the_batch_split_and_shuffle_keep_every_samples_video_rows(tiny_model_di
 
 def test_refill_merges_video_rollouts_group_by_group(tiny_model_dir, dataset, processor, tmp_path):
     from mmreason.rl.refill import merge_groups
-    from mmreason.rl.video import check_video_rows
 
     t = ours(tiny_model_dir, dataset, processor, tmp_path)
     torch.manual_seed(0)
@@ -403,8 +407,7 @@ def test_refill_merges_video_rollouts_group_by_group(tiny_model_dir, dataset, pr
 def test_dynamic_sampling_refill_step_with_video(tiny_model_dir, dataset, processor, tmp_path):
     t = ours(tiny_model_dir, dataset, processor, tmp_path, reward=accuracy, max_steps=1, dynamic_sampling="refill",
              dynamic_sampling_max_rounds=2, loss_type="dapo")
-    from mmreason.rl.trainer import GROUP_MASK
-    from mmreason.rl.video import check_video_rows
+    from mmreason.rl.dynamic_sampling import GROUP_MASK
 
     torch.manual_seed(0)
     out = t._generate_and_score_completions(rows_of(dataset, [0, 1]))  # v0's group has no reward variance
@@ -489,11 +492,10 @@ def test_nep_config_reaches_trl_intact(tmp_path):
               "--output_dir", str(tmp_path / "o")])
     assert (args.num_generations, args.temperature, args.learning_rate, args.beta, args.entropy_coef) == (
         8, 1.0, 1e-6, 0.01, 1e-3)
-    assert (args.max_prompt_length, args.max_completion_length, args.cov_mode) == (4096, 2048, "none")
+    assert (args.max_prompt_length, args.max_completion_length, args.policy_loss) == (4096, 2048, "none")
     # EasyR1's rollout: vLLM colocated, tensor parallel 1, memory 0.5, context = prompt + response
     assert (args.use_vllm, args.vllm_mode, args.vllm_tensor_parallel_size, args.vllm_gpu_memory_utilization,
             args.vllm_max_model_length) == (True, "colocate", 1, 0.5, 4096 + 2048)
-    assert args.registry_conflicts() == ["entropy_coef / use_adaptive_entropy"]  # TRL's own loss carries it
     assert script.reward_funcs == ["answer_letter"] and script.reward_options == {"answer_letter": {"mode": "official"}}
     v = script.video_config()
     assert (v.video_fps, v.video_min_pixels, v.video_total_pixels) == (2.0, 3136, 1605632)

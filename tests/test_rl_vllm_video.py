@@ -139,14 +139,16 @@ def test_without_the_pixel_bounds_the_engine_would_count_other_tokens(engine, ti
                                                                       tmp_path):
     """The control: the same request with no `size` in its processor kwargs makes the engine upscale the 28x28
     frames to the checkpoint's minimum, and the prompt's placeholder run no longer fits (vLLM raises there)."""
+    from mmreason.rl.rounds import Round
     from mmreason.rl.video import load_row_media
     from mmreason.rl.vllm_video import rollout_requests
 
     t = trainer(tiny_model_dir, dataset, processor, tmp_path)
     rows = rows_of(dataset, [0])
-    t._media = load_row_media(rows, video_cfg(), lambda ims: ims)
+    media = load_row_media(rows, video_cfg(), lambda ims: ims)
+    t._round = Round(media=media)  # the round TRL's generation of this batch would run in
     ids, _, _ = t._tokenize_prompts([r["prompt"] for r in rows])
-    (req, *_) = rollout_requests(ids, t._media)
+    (req, *_) = rollout_requests(ids, media)
     (llm,) = engine
     llm.process(req)  # fits
     unbounded = {**req, "mm_processor_kwargs": {k: v for k, v in req["mm_processor_kwargs"].items() if k != "size"}}

@@ -146,7 +146,7 @@ def entropy_mechanism(ctx: Context, steps: int, seed: int, steps_per_generation:
     for name, mode in ENTROPY_METHODS.items():
         # steps_per_generation > gradient_accumulation_steps (1): updates after the first of each generation are
         # off-policy, so |logp - old_logp| > 0 and KL-Cov's penalty acts.
-        extra = ["--cov_mode", mode, "--steps_per_generation", str(steps_per_generation),
+        extra = ["--policy_loss", mode, "--steps_per_generation", str(steps_per_generation),
                  "--gradient_accumulation_steps", "1"]
         runs[name] = ctx.grpo(ctx.sft, out / mode, steps, extra)
         scores[name] = ctx.evaluate(runs[name], f"entropy_{mode}")
@@ -190,7 +190,7 @@ def entropy_mechanism(ctx: Context, steps: int, seed: int, steps_per_generation:
                                                      ("accuracy reward, fixed held-out questions", evals)],
                               "Entropy mechanism miniature: GRPO vs Clip-Cov vs KL-Cov"))
     c.pngs += [f for n in ENTROPY_METHODS for f in fits[n].get("files", []) if f.endswith("entropy_law.png")]
-    c.notes.append(f"{demo.GRPO_CONFIG.relative_to(REPO)} with cov_mode none / clip_cov / kl_cov, {steps} steps, seed "
+    c.notes.append(f"{demo.GRPO_CONFIG.relative_to(REPO)} with policy_loss none / clip_cov / kl_cov, {steps} steps, seed "
                    f"{seed}, steps_per_generation {steps_per_generation} (off-policy updates, so KL-Cov acts).")
     c.seconds = time.time() - t0
     return c

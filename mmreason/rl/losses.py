@@ -10,9 +10,12 @@
 - stats: {metric name: float}. A value is a mean over this call's `mask` tokens, combined across processes
   weighted by token count, unless its name ends in "/max" or "/min" (combined by max / min).
 
-`cov_mode: <name>` in the config selects a loss; `policy_loss` is the one entry point the trainer calls, and adds
-the dual-clip (`clip_ratio_c`) to whichever loss is selected. Adding a loss is one new file that calls
-`@register_loss("my_loss")` (or a plain function), listed in the config's `loss_plugins` as `file.py:NAME`.
+`policy_loss: <name>` in the config selects a loss; `policy_loss()` here is the registry's one entry point (the loss,
+then the dual-clip `clip_ratio_c` / `delta` on A < 0 tokens). The trainer calls it where a loss replaces TRL's policy
+term (plugins, KL-Cov in the paper's form); Clip-Cov and KL-Cov on top of TRL's own objective use the selection
+kernels (`clip_cov_selection`, `kl_cov_selection`). Adding a loss is one new file that calls
+`@register_loss("my_loss")` (or a plain function), listed in the config's `loss_plugins` as `file.py:NAME`; its own
+hyper-parameters come from the config's `loss_options` as `ctx.options`.
 
 Clip-Cov and KL-Cov come from "The Entropy Mechanism of Reinforcement Learning for Reasoning Language
 Models" (Cui et al., 2025; reference code: PRIME-RL/Entropy-Mechanism-of-RL, verl core_algos). Policy
@@ -31,9 +34,9 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -42,6 +45,7 @@ from mmreason.rl import metrics as M
 
 LossFn = Callable[..., tuple[torch.Tensor, dict[str, float]]]
 LOSSES: dict[str, LossFn] = {}
+BUILTIN_LOSSES = ("none", "clip_cov", "kl_cov")
 _ORIGINS: dict[str, str] = {}  # name -> the module that registered it, for the "registered twice" error
 
 
@@ -93,6 +97,7 @@ class LossContext:
     generator: torch.Generator | None = None  # CPU generator seeded from (seed, micro-step, process)
     entropies: torch.Tensor | None = None  # [B, T] per-token policy entropy (detached)
     step: int = 0  # the trainer's micro-step counter
+    options: dict = field(default_factory=dict)  # the config's loss_options (a plugin's own hyper-parameters)
 
 
 @dataclass
@@ -135,7 +140,20 @@ def token_covariance(logp: torch.Tensor, advantages: torch.Tensor, mask: torch.T
     return (adv - adv_mean) * (lp - lp_mean)
 
 
-def _stats(cov, valid, selected, num_candidates) -> CovStats:
+@dataclass(eq=False)
+class PolicyPass:
+    """One `_compute_loss` call's policy loss, handed to TRL's `_compute_loss` in place of the model: TRL passes it
+    on to `_get_per_token_logps_and_entropies`, where the trainer runs `model` and fills in the rest."""
+
+    model: Any  # the model TRL's _compute_loss was called with
+    inputs: dict  # the copy of the batch TRL reads (its `advantages` may be replaced after the forward)
+    logps: torch.Tensor | None = None  # the policy forward's per-token log-probs (detached)
+    entropies: torch.Tensor | None = None
+    extra: torch.Tensor | None = None  # [B, T] a term to aggregate and add to TRL's loss
+    stats: dict = field(default_factory=dict)
+
+
+def cov_stats(cov, valid, selected, num_candidates) -> CovStats:
     n = int(valid.sum())
     vals = cov[valid]
     k = int(selected.sum())
@@ -150,9 +168,9 @@ def _stats(cov, valid, selected, num_candidates) -> CovStats:
 
 
 def covariance_stats(logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor) -> CovStats:
-    """Covariance statistics alone (no token selected): what cov_mode 'none' logs."""
+    """Covariance statistics alone (no token selected): what policy_loss 'none' logs."""
     valid = mask.bool()
-    return _stats(token_covariance(logp, advantages, mask), valid, torch.zeros_like(valid), 0)
+    return cov_stats(token_covariance(logp, advantages, mask), valid, torch.zeros_like(valid), 0)
 
 
 def clip_ratio_stats(ratio: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, ctx: LossContext):
@@ -226,9 +244,11 @@ def dual_clip(per_token_loss: torch.Tensor, advantages: torch.Tensor, clip_ratio
 
 
 def policy_loss(logp, old_logp, advantages, mask, cfg, ctx: LossContext):
-    """The selected loss (`cfg.cov_mode`), then the dual-clip when `cfg.clip_ratio_c` is set."""
-    per_token_loss, stats = get_loss(cfg.cov_mode)(logp, old_logp, advantages, mask, cfg, ctx)
+    """The selected loss (`cfg.policy_loss`), then the dual-clip when `cfg.clip_ratio_c` (or TRL's `delta`, the
+    same cap on the clipped surrogate) is set."""
+    per_token_loss, stats = get_loss(cfg.policy_loss)(logp, old_logp, advantages, mask, cfg, ctx)
     c = getattr(cfg, "clip_ratio_c", None)
+    c = getattr(cfg, "delta", None) if c is None else c
     if c is not None:
         per_token_loss, capped = dual_clip(per_token_loss, advantages, c)
         valid = mask.bool()
@@ -256,7 +276,19 @@ def kl_cov_loss(
     adv = broadcast_advantages(advantages, logp)
     log_ratio = logp - old_logp
     pg1 = -adv * torch.exp(log_ratio)
-    cov = token_covariance(logp, adv, mask)
+    selected, cov = kl_cov_selection(logp, adv, mask, kl_cov_ratio)
+    loss = torch.where(selected, pg1 + ppo_kl_coef * log_ratio.abs(), pg1)
+    loss = torch.where(valid, loss, torch.zeros_like(loss))
+    if return_stats:
+        return loss, cov_stats(cov, valid, selected, int(valid.sum()))
+    return loss
+
+
+def kl_cov_selection(logp, advantages, mask, kl_cov_ratio: float):
+    """KL-Cov's tokens: the k = max(1, int(N * kl_cov_ratio)) valid tokens with the largest covariance.
+    Returns (selected bool [B, T], cov [B, T])."""
+    valid = mask.bool()
+    cov = token_covariance(logp, advantages, mask)
     selected = torch.zeros_like(valid)
     n = int(valid.sum())
     if n > 0:
@@ -264,11 +296,7 @@ def kl_cov_loss(
         flat_valid = valid.reshape(-1).nonzero(as_tuple=True)[0]
         top = torch.topk(cov.reshape(-1)[flat_valid], k, largest=True).indices
         selected.view(-1)[flat_valid[top]] = True
-    loss = torch.where(selected, pg1 + ppo_kl_coef * log_ratio.abs(), pg1)
-    loss = torch.where(valid, loss, torch.zeros_like(loss))
-    if return_stats:
-        return loss, _stats(cov, valid, selected, n)
-    return loss
+    return selected, cov
 
 
 def clip_cov_loss(
@@ -295,9 +323,25 @@ def clip_cov_loss(
     ratio = torch.exp(logp - old_logp)
     pg1 = -adv * ratio
     pg2 = -adv * torch.clamp(ratio, 1 - epsilon_low, 1 + epsilon_high)
-    clipped_by_ppo = pg2 > pg1
-    cov = token_covariance(logp, adv, mask)
-    candidates = valid & ~clipped_by_ppo & (cov > clip_cov_lb) & (cov < clip_cov_ub)
+    selected, cov, num_candidates = clip_cov_selection(logp, adv, mask, pg2 > pg1, clip_cov_ratio, clip_cov_lb,
+                                                       clip_cov_ub, generator)
+    loss = torch.maximum(pg1, pg2)
+    loss = torch.where(valid & ~selected, loss, torch.zeros_like(loss))
+    if return_stats:
+        return loss, cov_stats(cov, valid, selected, num_candidates)
+    return loss
+
+
+def clip_cov_selection(logp, advantages, mask, clipped, clip_cov_ratio: float, clip_cov_lb: float,
+                       clip_cov_ub: float, generator: torch.Generator | None = None):
+    """Clip-Cov's tokens: a random subset of min(max(1, int(N * clip_cov_ratio)), #candidates) candidates, those
+    valid, not `clipped` (bool [B, T] or [B, 1]: the ratio clip already cuts them) and with clip_cov_lb < cov <
+    clip_cov_ub. Returns (selected bool [B, T], cov [B, T], #candidates)."""
+    if clip_cov_ratio <= 0:
+        raise ValueError(f"clip_cov_ratio must be > 0, got {clip_cov_ratio}")
+    valid = mask.bool()
+    cov = token_covariance(logp, advantages, mask)
+    candidates = valid & ~clipped & (cov > clip_cov_lb) & (cov < clip_cov_ub)
     cand_idx = candidates.reshape(-1).nonzero(as_tuple=True)[0]
     n = int(valid.sum())
     selected = torch.zeros_like(valid)
@@ -305,8 +349,4 @@ def clip_cov_loss(
         k = min(max(1, int(n * clip_cov_ratio)), cand_idx.numel())
         perm = torch.randperm(cand_idx.numel(), generator=generator)[:k].to(cand_idx.device)
         selected.view(-1)[cand_idx[perm]] = True
-    loss = torch.maximum(pg1, pg2)
-    loss = torch.where(valid & ~selected, loss, torch.zeros_like(loss))
-    if return_stats:
-        return loss, _stats(cov, valid, selected, int(cand_idx.numel()))
-    return loss
+    return selected, cov, int(cand_idx.numel())

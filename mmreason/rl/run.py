@@ -6,26 +6,27 @@ when asked) -> save (model, processor, prompt.json)."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import sys
 from dataclasses import dataclass, field, fields
 
-from mmreason.formats import DataFormatArguments
 from mmreason.distributed import DistributedSetupError, check_distributed, finish_distributed
 from mmreason.errors import RecordError
 from mmreason.fingerprint import FingerprintMismatch, check_resume, run_fingerprint
+from mmreason.formats import DataFormatArguments
 from mmreason.media.video import VideoConfig
 from mmreason.modeling import ModelLoad, PromptArguments, deprecated, load_model, load_processor, prompt_spec_callback
 from mmreason.offline import offline_defaults
 from mmreason.preemption import EXIT_CODE, PreemptionCallback, preempted
 from mmreason.prompts import save_prompt_spec
-from mmreason.resume import CheckpointWeightsMixin, is_automatic, resolve_resume
+from mmreason.resume import is_automatic, resolve_resume
 from mmreason.rewards.registry import build_reward_funcs
 from mmreason.rl.callbacks import CollapseWarningCallback
 from mmreason.rl.config import MMReasonGRPOConfig
 from mmreason.rl.data import build_grpo_dataset
-from mmreason.rl.trainer import MMReasonGRPOTrainer
+from mmreason.rl.trainer import ResumableGRPOTrainer
 from mmreason.run_lock import RunLock, RunLockError
 from mmreason.usage import check_model_path, check_output_dir, check_training_counts, parse_stage_args
 
@@ -60,10 +61,11 @@ class GRPOScriptArguments(PromptArguments, VideoConfig, DataFormatArguments):
     reward_options: dict | str | None = field(
         default=None,
         metadata={
-            "help": "Per-reward keyword options, by registry name, e.g. {accuracy: {single_box: false}} in YAML or "
-            "'{\"accuracy\": {\"single_box\": false}}' on the command line. An option the reward does not take "
-            "is an error. Keyed by the reward_funcs entry (a plugin's too). See each reward's docstring in "
-            "mmreason/rewards/."
+            "help": "Per-reward keyword options, keyed by the reward_funcs entry (a built-in name or a plugin "
+            "spec), e.g. {accuracy: {single_box: false}, my_rewards.py:length: {target: 200}} in YAML or "
+            "'{\"accuracy\": {\"single_box\": false}}' on the command line; they reach every reward, built in or "
+            "external, as keyword arguments on each call. An option the reward does not take (no such parameter and "
+            "no **kwargs) is an error. See each built-in reward's docstring in mmreason/rewards/."
         },
     )
     max_samples: int | None = field(
@@ -139,8 +141,6 @@ def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
     -> trainer (which saves the spec as prompt.json with every checkpoint; `trainer.prompt_spec`)."""
     from trl import get_peft_config
 
-    class ResumableGRPOTrainer(CheckpointWeightsMixin, MMReasonGRPOTrainer):
-        """Resume loads the checkpoint's weights under the model's key names (mmreason.resume)."""
 
     if not script_args.train_files:
         raise ValueError("train_files is required (records JSONL files)")

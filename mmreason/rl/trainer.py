@@ -1,19 +1,21 @@
-"""`MMReasonGRPOTrainer`: TRL's GRPOTrainer with the loss registry (Clip-Cov, KL-Cov, plugins, dual-clip),
-entropy and covariance instrumentation, dynamic sampling (mask / refill) and per-source reward logging,
-extended the way trl/experimental/gmpo does (a config subclass and overridden hooks):
+"""`MMReasonGRPOTrainer`: TRL's GRPOTrainer, a drop-in subclass (TRL's constructor, a stock GRPOConfig accepted),
+with the policy losses (Clip-Cov, KL-Cov, plugins, dual-clip) acting through TRL's own `_compute_loss` for every TRL
+loss option, entropy and covariance instrumentation and per-source reward logging; extended the way
+trl/experimental/gmpo does (a config subclass and overridden hooks):
 
-- `_generate_and_score_completions`: one override for per-source logging and dynamic sampling;
-- `_compute_loss`: the registry's `policy_loss` (mmreason/rl/losses.py), called in `_compute_registry_loss`
-  only. With cov_mode none, no dual-clip and an option the registry does not implement (loss_type sapo /
-  cispo / vespo / luspo, sequence-level importance sampling, delta, off-policy mask, entropy bonus, MoE aux
-  loss), the loss is TRL's own `_compute_loss`, unchanged;
-- video: a batch from a dataset with a `video` column is encoded here (`_tokenize_prompts`,
-  mmreason/rl/video.py) and its videos reach generation, the old / reference log-probs, every loss path and
-  the batch split (`_get_per_token_logps_and_entropies`), which stock TRL 1.16 does not do; with use_vllm their
-  rollouts go through vLLM with the same media (mmreason/rl/vllm_video.py, colocate). Image-only datasets take
-  TRL's path unchanged;
+- `_compute_loss`: TRL's, always; the policy loss is chosen in one method, `_apply_policy_loss`, which acts on
+  TRL's inputs between its policy forward and its loss;
+- `_generate_and_score_completions`: one generation round (`_generate_round`), then dynamic sampling
+  (mmreason/rl/dynamic_sampling.py);
+- video: datasets with a `video` column take `_generate_video_round` (mmreason/rl/video_rollouts.py), so their
+  videos reach generation, the old / reference log-probs, the loss and the batch split, which stock TRL 1.16 does
+  not do; with use_vllm their rollouts go through vLLM with the same media (mmreason/rl/vllm_video.py, colocate).
+  Image-only datasets take TRL's path unchanged;
 - checkpoints: the generation state (micro-step, buffered rollouts) is saved and restored with the RNG state
-  (mmreason/rl/generation_state.py), so a resumed run continues exactly as the uninterrupted one."""
+  (mmreason/rl/generation_state.py), so a resumed run continues exactly as the uninterrupted one.
+
+`ResumableGRPOTrainer` (below) adds loading a checkpoint's weights under the model's key names (mmreason.resume):
+the trainer `mmreason grpo` builds."""
 
 from __future__ import annotations
 
@@ -21,37 +23,42 @@ from contextlib import contextmanager
 
 import torch
 from accelerate.utils import gather_object
-from trl import GRPOTrainer
+from datasets import IterableDataset
+from trl import GRPOConfig, GRPOTrainer
+from trl.trainer.utils import get_config_model_id
 
-from mmreason.media.video import VideoConfig, set_video_pixels
+from mmreason.resume import CheckpointWeightsMixin
 from mmreason.rl import metrics as M
-from mmreason.rl.config import MMReasonGRPOConfig
+from mmreason.rl.config import CLIPPED_LOSS_TYPES, MMReasonGRPOConfig
 from mmreason.rl.data import fit_images
+from mmreason.rl.dynamic_sampling import DynamicSamplingMixin
 from mmreason.rl.generation_state import GenerationStateMixin
-from mmreason.rl.losses import LossContext, covariance_stats, policy_loss
-from mmreason.rl.refill import merge_groups, refill_rows
-from mmreason.rl.video import VIDEO_COLUMN, encode, forward_inputs, is_video_batch, load_row_media, template_messages
+from mmreason.rl.losses import (
+    LossContext,
+    PolicyPass,
+    clip_cov_selection,
+    cov_stats,
+    covariance_stats,
+    kl_cov_selection,
+    policy_loss,
+)
+from mmreason.rl.rounds import Round
+from mmreason.rl.video import VIDEO_COLUMN, is_video_batch
+from mmreason.rl.video_rollouts import VideoRolloutMixin
 from mmreason.rl.vllm_video import VLLMVideoMixin, check_vllm_video
-
-GROUP_MASK = "group_mask"  # [B] float, 0 for the rows of the groups dynamic sampling keeps out of the loss
-
-
-def zero_variance_groups(rewards: torch.Tensor, num_generations: int) -> torch.Tensor:
-    """rewards [G * num_generations] (NaN = unscorable, ignored) -> bool [G]: groups whose finite rewards are
-    all equal (or that have fewer than two finite rewards)."""
-    grouped = rewards.view(-1, num_generations)
-    finite = torch.isfinite(grouped)
-    hi = torch.where(finite, grouped, torch.full_like(grouped, -torch.inf)).amax(dim=1)
-    lo = torch.where(finite, grouped, torch.full_like(grouped, torch.inf)).amin(dim=1)
-    return (finite.sum(dim=1) < 2) | torch.isclose(hi, lo)
 
 
 def _has_video(dataset) -> bool:
-    """A dataset (or a dict of them) with a `video` column holding at least one video."""
+    """A dataset (or a dict of them) with a `video` column holding at least one video; for an iterable dataset,
+    which cannot be scanned without consuming it, a `video` column."""
     if isinstance(dataset, dict):
         return any(_has_video(d) for d in dataset.values())
     names = getattr(dataset, "column_names", None) or []
-    return VIDEO_COLUMN in names and any(v is not None for v in dataset[VIDEO_COLUMN])
+    if VIDEO_COLUMN not in names:
+        return False
+    if isinstance(dataset, IterableDataset):
+        return True
+    return any(v is not None for v in dataset[VIDEO_COLUMN])
 
 
 def _video_parts(prompt) -> bool:
@@ -62,110 +69,86 @@ def _video_parts(prompt) -> bool:
     )
 
 
-class MMReasonGRPOTrainer(GenerationStateMixin, VLLMVideoMixin, GRPOTrainer):  # VLLMVideoMixin: video rollouts on vLLM
+class MMReasonGRPOTrainer(GenerationStateMixin, DynamicSamplingMixin, VideoRolloutMixin, VLLMVideoMixin, GRPOTrainer):
     _tag_names = ["trl", "grpo", "mmreason"]
 
-    def __init__(self, model, reward_funcs, args: MMReasonGRPOConfig | None = None, video_config=None, **kwargs):
-        """`video_config`: a mmreason.media.video.VideoConfig (frame sampling and pixel bounds) for datasets with a
+    def __init__(
+        self,
+        model,
+        reward_funcs=None,
+        args: GRPOConfig | None = None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        reward_processing_classes=None,
+        callbacks=None,
+        optimizers=(None, None),
+        quantization_config=None,
+        peft_config=None,
+        tools=None,
+        rollout_func=None,
+        environment_factory=None,
+        *,
+        video_config=None,
+    ):
+        """TRL's GRPOTrainer constructor, parameter for parameter; a stock GRPOConfig is taken as a
+        MMReasonGRPOConfig with our fields at their defaults (TRL's behaviour), before any model loads.
+        `video_config`: a mmreason.media.video.VideoConfig (frame sampling and pixel bounds) for datasets with a
         `video` column; default VideoConfig()."""
         if args is None:
-            args = MMReasonGRPOConfig("mmreason-grpo")
-        has_video = any(_has_video(kwargs.get(k)) for k in ("train_dataset", "eval_dataset"))
+            model_name = model if isinstance(model, str) else get_config_model_id(model.config)
+            args = MMReasonGRPOConfig(f"{model_name.split('/')[-1]}-GRPO")
+        args = MMReasonGRPOConfig.from_grpo_config(args)
+        has_video = _has_video(train_dataset) or _has_video(eval_dataset)
         if has_video:  # vLLM video rollouts (mmreason/rl/vllm_video.py): refuse what they cannot do before the engine
             check_vllm_video(args)
-        super().__init__(model, reward_funcs, args=args, **kwargs)
-        self._media = None  # the current batch's decoded images / clips, while TRL generates it
-        self._encoded = None  # ... and their processor encoding (mmreason.rl.video.Encoded)
-        self._video_forward = None  # a rollout whose videos the next log-prob pass must use (TRL's loss path)
-        self.video_config = None  # set for datasets with videos: their batches take `_generate_video_round`
+        super().__init__(model, reward_funcs, args, train_dataset, eval_dataset, processing_class,
+                         reward_processing_classes, callbacks, optimizers, quantization_config, peft_config, tools,
+                         rollout_func, environment_factory)
         if has_video:
-            if self.tools or self.environment_factories is not None or self.rollout_func is not None:
-                raise ValueError("video GRPO does not support tools, environments or rollout_func")
-            self.video_config = video_config or VideoConfig()
-            # the processor must keep the frames at the size media.py resized them to (its defaults upscale)
-            set_video_pixels(self.processing_class, self.video_config.video_min_pixels,
-                             self.video_config.video_max_pixels)
-            self._suppress_video_token()
-        if not isinstance(self.args, MMReasonGRPOConfig):
-            raise TypeError(f"args must be a MMReasonGRPOConfig, got {type(self.args).__name__}")
-        wants_registry = self.args.cov_mode != "none" or self.args.clip_ratio_c is not None
-        if wants_registry and self.aux_loss_enabled:
-            raise ValueError("cov_mode other than 'none' and clip_ratio_c do not support the MoE router aux loss")
-        # TRL's own _compute_loss for the options only it implements (the config rejects them with our losses)
-        self._trl_owns_loss = not wants_registry and (bool(self.args.registry_conflicts()) or self.aux_loss_enabled)
-        name = self.args.dynamic_sampling_reward
-        if self.args.dynamic_sampling != "off" and name is not None and name not in self.reward_func_names:
-            raise ValueError(
-                f"dynamic_sampling_reward={name!r} is not one of the reward functions {self.reward_func_names}"
-            )
-        if self.args.dynamic_sampling == "refill":
-            local = self.args.per_device_train_batch_size * self.args.steps_per_generation
-            if local % self.num_generations:
-                raise ValueError(
-                    f"dynamic_sampling 'refill' replaces whole groups on each process: per_device_train_batch_size * "
-                    f"steps_per_generation ({local}) must be a multiple of num_generations ({self.num_generations})"
-                )
-            if not hasattr(self.train_dataset, "__getitem__"):
-                raise ValueError("dynamic_sampling 'refill' draws extra prompts by index: needs a map-style train_dataset")
-        self._reward_capture = None
-        self._entropy_capture = None
-
-    def _suppress_video_token(self) -> None:
-        """TRL keeps the image placeholder token out of sampled completions (it would mismatch the image
-        features); the video placeholder needs the same, or a sampled <|video_pad|> breaks the loss forward
-        ("video features and video tokens do not match")."""
-        video_id = self._video_pad_token_id
-        gen = getattr(self, "generation_config", None)
-        if video_id is None or gen is None:
-            return
-        suppress = list(gen.suppress_tokens or [])
-        if video_id not in suppress:
-            suppress.append(video_id)
-        gen.suppress_tokens = suppress
-        self.generation_kwargs["suppress_tokens"] = suppress
+            self._setup_video(video_config)
+        self._check_dynamic_sampling()
 
     # ---------------------------------------------------------------- rollouts
 
-    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-        if self._reward_capture is not None:
-            self._reward_capture.append(rewards_per_func)
-        return rewards_per_func
-
-    @contextmanager
-    def _capture(self, attr: str):
-        """Hand a value computed by a TRL hook back to the one call that asked for it (no state survives the
-        call). Used for the gathered rewards `_calculate_rewards` returns: TRL's output carries only the local
-        advantages, and its completion log (`self._logs["rewards"]`) is a deque bounded by
-        generation_batch_size that an eval batch can overflow."""
-        box: list = []
-        setattr(self, attr, box)
-        try:
-            yield box
-        finally:
-            setattr(self, attr, None)
+    def _generate_and_score_completions(self, inputs):
+        mode = "train" if self.model.training else "eval"
+        output, rewards = self._generate_round(inputs, mode)
+        return self._dynamic_sampling(output, rewards, mode)
 
     def _generate_round(self, inputs, mode: str):
         """One TRL generation + scoring of `inputs` (this process's rows) -> (output, rewards_per_func gathered
-        over all processes), with the rewards logged per record source."""
+        over all processes), with the rewards logged per record source. The round's state (`Round`) lives for this
+        call only; TRL's output carries only the local advantages, and its completion log is a deque bounded by
+        generation_batch_size that an eval batch can overflow, hence the rewards from `_calculate_rewards`."""
         if self.video_config is None and any(_video_parts(x.get("prompt")) for x in inputs):
             raise ValueError(
                 "a prompt holds a {'type': 'video'} part but the dataset has no `video` column: TRL 1.16 would "
                 "generate with that video and compute the loss without it. Give video records a `video` column "
                 "(mmreason.rl.data.build_grpo_dataset does) and keep the messages' video parts as placeholders"
             )
-        if inputs and self.video_config is not None and VIDEO_COLUMN in inputs[0]:
-            with self._capture("_reward_capture") as box:
+        if self._round is not None:
+            raise RuntimeError("a generation round started inside another")
+        self._round = round_ = Round()
+        try:
+            if inputs and self.video_config is not None and VIDEO_COLUMN in inputs[0]:
                 output = self._generate_video_round(inputs)
-        else:
-            if inputs and "images" in inputs[0]:
-                inputs = [{**x, "images": fit_images(x["images"], self.processing_class)} for x in inputs]
-            with self._capture("_reward_capture") as box, self._images_logged_on_every_rank(inputs):
-                output = super()._generate_and_score_completions(inputs)
-        rewards = box[-1]
+            else:
+                if inputs and "images" in inputs[0]:
+                    inputs = [{**x, "images": fit_images(x["images"], self.processing_class)} for x in inputs]
+                with self._images_logged_on_every_rank(inputs):
+                    output = super()._generate_and_score_completions(inputs)
+        finally:
+            self._round = None
         if inputs and "source" in inputs[0]:
-            self._log_rewards_by_source(mode, [x["source"] for x in inputs], rewards)
-        return output, rewards
+            self._log_rewards_by_source(mode, [x["source"] for x in inputs], round_.rewards)
+        return output, round_.rewards
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        if self._round is not None:
+            self._round.rewards = rewards_per_func
+        return rewards_per_func
 
     @contextmanager
     def _images_logged_on_every_rank(self, inputs):
@@ -187,117 +170,6 @@ class MMReasonGRPOTrainer(GenerationStateMixin, VLLMVideoMixin, GRPOTrainer):  #
         if any(rows):
             self._logs["images"].extend(rows)
 
-    def _generate_video_round(self, inputs):
-        """TRL's generation + scoring of a batch from a dataset with a `video` column. TRL sees no `images`
-        column (it would build the forward inputs from images alone); `_tokenize_prompts` encodes the batch's
-        images and videos, and the log-prob passes inside TRL's call take them from there. The output carries
-        them for the loss (mmreason/rl/video.py: images flat as TRL's, videos per sample)."""
-        media = load_row_media(inputs, self.video_config, lambda ims: fit_images(ims, self.processing_class))
-        rows = [{k: v for k, v in x.items() if k != "images"} for x in inputs]
-        self._media = media
-        try:
-            output = super()._generate_and_score_completions(rows)
-            encoded = self._encoded
-        finally:
-            self._media = self._encoded = None
-        device = output["prompt_ids"].device
-        fields = encoded.rollout_fields(output["prompt_ids"].size(1), output["completion_ids"].size(1))
-        for k, v in fields.items():
-            if isinstance(v, torch.Tensor):
-                v = v.to(device)
-            elif v and isinstance(v[0], torch.Tensor):
-                v = [t.to(device) for t in v]
-            output[k] = v
-        return output
-
-    def _tokenize_prompts(self, prompts: list):
-        if self._media is None:
-            return super()._tokenize_prompts(prompts)
-        if len(prompts) != len(self._media):
-            raise RuntimeError(f"{len(prompts)} prompts for {len(self._media)} rows of media")
-        texts = [
-            self.processing_class.apply_chat_template(
-                template_messages(p), tokenize=False, add_generation_prompt=True, chat_template=self.chat_template,
-                **self.chat_template_kwargs,
-            )
-            for p in prompts
-        ]
-        self._encoded = encode(self.processing_class, texts, self._media)
-        return self._encoded.prompt_ids, None, self._encoded.generate_fields()
-
-    def _generate_and_score_completions(self, inputs):
-        mode = "train" if self.model.training else "eval"
-        output, rewards = self._generate_round(inputs, mode)
-        if self.args.dynamic_sampling == "off":
-            return output
-        num_generations = self.num_generations if mode == "train" else self.num_generations_eval
-        dead = zero_variance_groups(self._signal_rewards(rewards), num_generations)
-        if self.args.dynamic_sampling == "refill" and mode == "train":
-            output, dead = self._refill(output, dead, num_generations)
-        else:
-            local = output["completion_ids"].size(0)
-            proc = self.accelerator.process_index
-            dead = dead.repeat_interleave(num_generations)[proc * local : (proc + 1) * local]
-        return self._mask_rows(output, dead, mode)
-
-    def _mask_rows(self, output, dead_rows: torch.Tensor, mode: str):
-        """Keep the rows of zero-variance groups out of the loss: `group_mask` (0 on them) enters the loss mask
-        and `num_items_in_batch` (TRL's count of loss tokens over the generation batch, all processes)."""
-        keep = (~dead_rows).to(output["completion_mask"].device, torch.float32)
-        output[GROUP_MASK] = keep
-        output["num_items_in_batch"] = self.accelerator.gather(self._loss_mask(output).sum()).sum()
-        num_generations = self.num_generations if mode == "train" else self.num_generations_eval
-        counts = self.accelerator.reduce(
-            torch.tensor([float(dead_rows.sum()), float(dead_rows.numel())], device=keep.device), reduction="sum"
-        )
-        self._metrics[mode][M.DS_DROPPED_GROUPS].append(float(counts[0]) / num_generations)
-        self._metrics[mode][M.DS_DROPPED_FRAC].append(float(counts[0] / counts[1].clamp(min=1.0)))
-        return output
-
-    def _refill(self, output, dead: torch.Tensor, num_generations: int):
-        """DAPO's dynamic sampling: while some group of the batch has no reward variance (all processes, a
-        reduced count, so every process runs the same rounds) and fewer than dynamic_sampling_max_rounds extra
-        rounds ran, generate one more generation batch of fresh prompts and put its groups with signal in place
-        of this process's zero-variance groups. Returns the merged output and its still-dead rows."""
-        G = num_generations
-        n_local = output["completion_ids"].size(0) // G
-        proc = self.accelerator.process_index
-        local_dead = dead[proc * n_local : (proc + 1) * n_local].tolist()
-        rounds_out, picks = [output], [(0, s) for s in range(n_local)]
-        rounds = refilled = 0
-        device = output["completion_mask"].device
-
-        def remaining() -> int:
-            return int(self.accelerator.reduce(torch.tensor(float(sum(local_dead)), device=device), reduction="sum"))
-
-        while remaining() > 0 and rounds < self.args.dynamic_sampling_max_rounds:
-            rounds += 1
-            rows = refill_rows(self.train_dataset, n_local * self.accelerator.num_processes, G, proc, n_local,
-                               seed=self.args.seed, step=self._step, round_=rounds)
-            out_r, rewards_r = self._generate_round(rows, "train")
-            alive_r = (~zero_variance_groups(self._signal_rewards(rewards_r), G))[proc * n_local : (proc + 1) * n_local]
-            spare = [j for j in range(n_local) if alive_r[j]]
-            used = False
-            for s in range(n_local):
-                if local_dead[s] and spare:
-                    picks[s] = (len(rounds_out), spare.pop(0))
-                    local_dead[s] = False
-                    refilled += 1
-                    used = True
-            if used:  # a round none of whose groups is taken is not kept (its images can be large)
-                rounds_out.append(out_r)
-        left = remaining()
-        totals = self.accelerator.reduce(torch.tensor(float(refilled), device=device), reduction="sum")
-        self._metrics["train"][M.DS_REFILL_ROUNDS].append(float(rounds))
-        self._metrics["train"][M.DS_REFILLED_GROUPS].append(float(totals))
-        self._metrics["train"][M.DS_REFILL_CAP_HIT].append(float(left > 0))
-        merged = output
-        if len(rounds_out) > 1:
-            merged = merge_groups(rounds_out, picks, G, pad_token_id=self._tokenizer.pad_token_id,
-                                  pad_to_multiple_of=self.pad_to_multiple_of)
-        dead_rows = torch.tensor(local_dead, dtype=torch.bool, device=device).repeat_interleave(G)
-        return merged, dead_rows
-
     def _log_rewards_by_source(self, mode: str, local_sources: list[str], rewards: torch.Tensor) -> None:
         """Every reward function's values on this generation batch (`rewards`: gathered over all processes,
         in gather order), logged per source."""
@@ -316,38 +188,123 @@ class MMReasonGRPOTrainer(GenerationStateMixin, VLLMVideoMixin, GRPOTrainer):  #
                 if scored:  # an all-unscored source logs nothing (TRL's `log` would divide by zero)
                     self._metrics[mode][M.source_reward_key(name, src)].extend(scored)
 
-    def _signal_rewards(self, rewards_per_func: torch.Tensor) -> torch.Tensor:
-        name = self.args.dynamic_sampling_reward
-        if name is not None:
-            return rewards_per_func[:, self.reward_func_names.index(name)]
-        weights = self.reward_weights.to(rewards_per_func.device)
-        total = (rewards_per_func * weights).nansum(dim=1)
-        total[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
-        return total
-
     # ---------------------------------------------------------------- loss
 
-    def _loss_mask(self, inputs) -> torch.Tensor:
-        """TRL's loss mask (completion_mask x tool_mask) x our group_mask."""
-        mask = inputs["completion_mask"]
-        if "tool_mask" in inputs:
-            mask = mask * inputs["tool_mask"]
-        if GROUP_MASK in inputs:
-            mask = mask * inputs[GROUP_MASK].unsqueeze(1).to(mask.dtype)
-        return mask
-
     def _compute_loss(self, model, inputs):
-        if self._trl_owns_loss:
-            return self._compute_trl_loss(model, inputs)
-        return self._compute_registry_loss(model, inputs)
+        """TRL's `_compute_loss` always computes the loss (every loss_type,
+        importance-sampling level, delta, off-policy mask, entropy mask and bonus, beta KL, MoE aux loss); the
+        selected policy loss acts through a `PolicyPass` handed to it in place of the model, which TRL passes on to
+        `_get_per_token_logps_and_entropies` only: after the policy forward, and before TRL reads the advantages,
+        `_apply_policy_loss` changes them in the pass's copy of `inputs` and may leave a term to add."""
+        inputs = self._with_group_mask(inputs)
+        step = PolicyPass(model=model, inputs=dict(inputs))
+        loss = super()._compute_loss(step, step.inputs)
+        if step.logps is None:
+            raise RuntimeError("TRL's _compute_loss ran no policy forward through _get_per_token_logps_and_entropies")
+        mask = self._loss_mask(inputs)
+        if step.extra is not None:
+            loss = loss + self._aggregate(step.extra, mask, inputs)
+        self._log_entropy(inputs, step.entropies)
+        self._log_loss_stats(step.stats, mask)
+        return loss
+
+    def _apply_policy_loss(self, step: "PolicyPass", logps: torch.Tensor, entropies: torch.Tensor) -> None:
+        """The one place the policy loss is chosen: given the policy forward's log-probs, make `args.policy_loss`
+        act on TRL's objective (see the config's policy_loss help):
+        - none: nothing (stock TRL, bit for bit);
+        - clip_cov: the selected tokens' advantages become 0: no loss, no gradient, for every TRL objective;
+        - kl_cov on a clipped loss_type at token level (the paper's form), and plugin losses: TRL's policy term
+          gets advantage 0 and the registry loss, with TRL's token weights, is left to add;
+        - kl_cov elsewhere: the penalty, with TRL's token weights, is left to add to TRL's objective."""
+        args, inputs = self.args, step.inputs
+        step.logps, step.entropies = logps.detach(), entropies.detach()
+        mask = self._loss_mask(inputs)
+        old = inputs.get("old_per_token_logps")
+        old = logps.detach() if old is None else old
+        advantages = inputs["advantages"]
+        adv = advantages.unsqueeze(1) if advantages.dim() == 1 else advantages
+        name = args.policy_loss
+        if name == "none":
+            with torch.no_grad():
+                step.stats = {**covariance_stats(logps, adv, mask).metrics(), **self._dual_clip_stats(logps, old, adv, mask)}
+            return
+        if name == "clip_cov":
+            with torch.no_grad():
+                selected, cov, n_cand = clip_cov_selection(
+                    logps, adv.expand_as(logps), mask, self._ratio_clipped(logps, old, adv, mask),
+                    args.clip_cov_ratio, args.clip_cov_lb, args.clip_cov_ub, self._cov_generator())
+            if selected.any():  # else unchanged: a [B, T] copy would reorder GSPO's backward sums by an ulp
+                inputs["advantages"] = torch.where(selected, torch.zeros_like(logps), adv)
+            step.stats = {**cov_stats(cov, mask.bool(), selected, n_cand).metrics(),
+                          **self._dual_clip_stats(logps, old, adv, mask)}
+            return
+        weights = self._trl_token_weights(inputs, logps, old, adv, mask, entropies)
+        if name == "kl_cov" and not args.uses_paper_kl_cov():
+            with torch.no_grad():
+                selected, cov = kl_cov_selection(logps, adv, mask, args.kl_cov_ratio)
+            penalty = args.ppo_kl_coef * (logps - old).abs()
+            step.extra = torch.where(selected, penalty, torch.zeros_like(penalty)) * weights
+            step.stats = {**cov_stats(cov, mask.bool(), selected, int(mask.sum())).metrics(),
+                          **self._dual_clip_stats(logps, old, adv, mask)}
+            return
+        loss_mask = mask
+        if self.top_entropy_quantile < 1.0:
+            loss_mask = mask * self.get_high_entropy_mask(entropies, mask, 1 - self.top_entropy_quantile)
+        ctx = LossContext(epsilon_low=self.epsilon_low, epsilon_high=self.epsilon_high, generator=self._cov_generator(),
+                          entropies=entropies.detach(), step=self._step, options=dict(args.loss_options or {}))
+        per_token_loss, step.stats = policy_loss(logps, old, advantages, loss_mask, args, ctx)
+        inputs["advantages"] = torch.zeros_like(advantages)
+        step.extra = per_token_loss * weights
+
+    def _trl_ratio(self, logps, old, mask) -> torch.Tensor:
+        """TRL's importance ratio: [B, T] per token, or [B, 1] per sequence (GSPO)."""
+        log_ratio = (logps - old).detach()
+        if self.importance_sampling_level == "sequence":
+            log_ratio = ((log_ratio * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).unsqueeze(-1)
+        return torch.exp(log_ratio)
+
+    def _dual_clip_stats(self, logps, old, adv, mask) -> dict[str, float]:
+        """With delta (= clip_ratio_c) on TRL's clipped surrogate: the fraction of loss tokens it caps (A < 0 and
+        ratio > delta: verl's pg_clipfrac_lower)."""
+        if self.args.delta is None or self.loss_type not in CLIPPED_LOSS_TYPES:
+            return {}
+        capped = ((adv < 0) & (self._trl_ratio(logps, old, mask) > self.args.delta)).expand_as(logps) & mask.bool()
+        return {M.DUAL_CLIP_FRAC: float(capped.sum() / mask.sum().clamp(min=1))}
+
+    def _ratio_clipped(self, logps, old, adv, mask) -> torch.Tensor:
+        """The tokens TRL's clipped surrogate already cuts (pg2 > pg1, with TRL's ratio: per token or per sequence,
+        capped by delta); none for cispo / sapo / vespo, which have no hard clip."""
+        if self.loss_type not in CLIPPED_LOSS_TYPES:
+            return torch.zeros_like(mask, dtype=torch.bool)
+        ratio = self._trl_ratio(logps, old, mask)
+        r1 = ratio if self.args.delta is None else torch.clamp(ratio, max=self.args.delta)
+        pg1 = -adv * r1
+        pg2 = -adv * torch.clamp(ratio, 1 - self.epsilon_low, 1 + self.epsilon_high)
+        return (pg2 > pg1).expand_as(logps)
+
+    def _trl_token_weights(self, inputs, logps, old, adv, mask, entropies):
+        """What TRL multiplies its per-token policy loss by: the off-policy sequence mask, the high-entropy mask
+        (top_entropy_quantile) and the vLLM importance-sampling ratio."""
+        weights = torch.ones_like(logps)
+        if self.off_policy_mask_threshold is not None:
+            weights = weights * self.get_off_policy_mask(adv, logps, inputs.get("sampling_per_token_logps", old),
+                                                         mask, self.off_policy_mask_threshold)
+        if self.top_entropy_quantile < 1.0:
+            weights = weights * self.get_high_entropy_mask(entropies, mask, 1 - self.top_entropy_quantile)
+        if self.use_vllm and self.vllm_importance_sampling_correction and self.loss_type != "vespo":
+            weights = weights * inputs["importance_sampling_ratio"]
+        return weights
 
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, *args,
                                            video_inputs=None, **kwargs):
-        """TRL's pass, or, for a batch with videos, `_video_logps` over `video_inputs` (the registry loss), the
-        rollout of TRL's loss path (`_video_forward`) or the batch being generated (old / reference log-probs)."""
-        batch = video_inputs if video_inputs is not None else self._video_forward
-        if batch is None and self._encoded is not None:
-            batch = self._encoded.rollout_fields(input_ids.size(1) - logits_to_keep, logits_to_keep)
+        """TRL's pass, or, for a batch with videos, `_video_logps` (the loss's batch, `video_inputs`, or the batch
+        being generated for the old / reference log-probs). `model` is a `PolicyPass` for the policy forward of
+        `_compute_loss`."""
+        step = model if isinstance(model, PolicyPass) else None
+        if step is not None:
+            model = step.model
+            video_inputs = step.inputs if is_video_batch(step.inputs) else None
+        batch = self._video_batch(input_ids, logits_to_keep, video_inputs)
         if batch is None:
             logps, entropies, aux = super()._get_per_token_logps_and_entropies(
                 model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
@@ -358,142 +315,33 @@ class MMReasonGRPOTrainer(GenerationStateMixin, VLLMVideoMixin, GRPOTrainer):  #
                                                       batch_size=kwargs.get("batch_size"),
                                                       compute_entropy=kwargs.get("compute_entropy", False),
                                                       compute_aux_loss=kwargs.get("compute_aux_loss", False))
-        if self._entropy_capture is not None and kwargs.get("compute_entropy"):  # TRL's policy pass
-            self._entropy_capture.append((logps.detach(), entropies.detach()))
+        if step is not None:
+            self._apply_policy_loss(step, logps, entropies)
         return logps, entropies, aux
-
-    def _video_logps(self, model, input_ids, attention_mask, logits_to_keep, batch, batch_size=None,
-                     compute_entropy=False, compute_aux_loss=False):
-        """TRL's chunked log-prob / entropy pass with the media of rows [start, end) of `batch` in each chunk."""
-        batch_size = batch_size or input_ids.size(0)
-        all_logps, all_entropies, all_aux = [], [], []
-        for start in range(0, input_ids.size(0), batch_size):
-            end = min(start + batch_size, input_ids.size(0))
-            ids, mask = input_ids[start:end], attention_mask[start:end]
-            model_inputs = {"input_ids": ids, "attention_mask": mask,
-                            **forward_inputs(batch, start, end, device=input_ids.device)}
-            if compute_aux_loss:
-                model_inputs["output_router_logits"] = True
-            labels = ids.masked_fill(mask == 0, -100)
-            labels[:, :-logits_to_keep] = -100
-            with self.accelerator.autocast():
-                outputs = model(**model_inputs, labels=labels, fused_lm_head=True)
-            all_logps.append(outputs.log_probs[:, -logits_to_keep:])
-            if compute_entropy:
-                all_entropies.append(outputs.entropy[:, -logits_to_keep:])
-            if compute_aux_loss:
-                all_aux.append(outputs.aux_loss)
-        logps = torch.cat(all_logps, dim=0)
-        entropies = torch.cat(all_entropies, dim=0) if compute_entropy else None
-        aux = torch.stack(all_aux).mean() if compute_aux_loss else None
-        return logps, entropies, aux
-
-    def _compute_trl_loss(self, model, inputs):
-        """TRL's `_compute_loss` as is, plus our entropy / covariance instrumentation."""
-        if GROUP_MASK in inputs:
-            # TRL's loss takes its mask from completion_mask x tool_mask only (and the attention mask from
-            # completion_mask): tool_mask is the one hook that removes rows from TRL's loss without changing
-            # the forward pass. num_items_in_batch already counts the kept tokens only.
-            tool = inputs.get("tool_mask", torch.ones_like(inputs["completion_mask"]))
-            inputs = {**inputs, "tool_mask": tool * inputs[GROUP_MASK].unsqueeze(1).to(tool.dtype)}
-        with self._capture("_entropy_capture") as box:
-            self._video_forward = inputs if is_video_batch(inputs) else None
-            try:
-                loss = super()._compute_loss(model, inputs)
-            finally:
-                self._video_forward = None
-        if box:
-            logps, entropies = box[-1]
-            self._log_entropy(inputs, entropies)
-            stats = covariance_stats(logps, inputs["advantages"], self._loss_mask(inputs))
-            self._log_loss_stats(stats.metrics(), self._loss_mask(inputs))
-        return loss
 
     def _cov_generator(self) -> torch.Generator:
         # Seeded from (seed, micro-step): reproducible, and identical after a resume.
         return torch.Generator().manual_seed(self.args.seed * 1_000_003 + self._step * 101 + self.accelerator.process_index)
 
-    def _compute_registry_loss(self, model, inputs):
-        """The selected registry loss (+ dual-clip). Around it, the parent's `_compute_loss` for the options the
-        registry supports (loss_type grpo/bnpo/dr_grpo/dapo, beta KL with its bias correction,
-        top_entropy_quantile, vLLM importance-sampling correction), operation for operation, so cov_mode none
-        is bit-identical to TRL; the config rejects the rest."""
-        args = self.args
-        prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]
-        completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
-        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
-        attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
-        logits_to_keep = completion_ids.size(1)
-        mask = self._loss_mask(inputs)
-
-        per_token_logps, entropies, _ = self._get_per_token_logps_and_entropies(
-            model,
-            input_ids,
-            attention_mask,
-            logits_to_keep,
-            compute_entropy=True,
-            pixel_values=inputs.get("pixel_values"),
-            image_grid_thw=inputs.get("image_grid_thw"),
-            num_images=inputs.get("num_images"),
-            pixel_attention_mask=inputs.get("pixel_attention_mask"),
-            spatial_shapes=inputs.get("spatial_shapes"),
-            num_tiles=inputs.get("num_tiles"),
-            image_sizes=inputs.get("image_sizes"),
-            token_type_ids=inputs.get("token_type_ids"),
-            mm_token_type_ids=inputs.get("mm_token_type_ids"),
-            image_position_ids=inputs.get("image_position_ids"),
-            video_inputs=inputs if is_video_batch(inputs) else None,
-        )
-        old = inputs.get("old_per_token_logps")
-        old = per_token_logps.detach() if old is None else old
-        advantages = inputs["advantages"]
-
-        loss_mask = mask
-        if self.top_entropy_quantile < 1.0:
-            loss_mask = mask * self.get_high_entropy_mask(entropies, mask, 1 - self.top_entropy_quantile)
-
-        ctx = LossContext(epsilon_low=self.epsilon_low, epsilon_high=self.epsilon_high,
-                          generator=self._cov_generator(), entropies=entropies.detach(), step=self._step)
-        per_token_loss, stats = policy_loss(per_token_logps, old, advantages, loss_mask, args, ctx)
-
-        if loss_mask is not mask:
-            per_token_loss = per_token_loss * loss_mask
-        if self.use_vllm and self.vllm_importance_sampling_correction:
-            per_token_loss = per_token_loss * inputs["importance_sampling_ratio"]
-        if self.beta != 0.0:
-            ref = inputs["ref_per_token_logps"]
-            per_token_kl = torch.exp(ref - per_token_logps) - (ref - per_token_logps) - 1
-            if args.use_bias_correction_kl:
-                per_token_kl = per_token_kl * torch.exp(per_token_logps - old)
-            per_token_loss = per_token_loss + self.beta * per_token_kl
-
-        loss = self._aggregate(per_token_loss, mask, inputs)
-
-        mode = "train" if self.model.training else "eval"
-        mask_f = mask.float()
-        if self.beta != 0.0:
-            self._metrics[mode]["kl"].append(self._global_masked_mean(per_token_kl, mask_f))
-        self._metrics[mode]["entropy"].append(self._global_masked_mean(entropies, mask_f))
-        self._log_entropy(inputs, entropies.detach())
-        self._log_loss_stats(stats, loss_mask)
-        return loss
-
     def _aggregate(self, per_token_loss, mask, inputs):
-        """The parent's aggregation for loss_type grpo / bnpo / dr_grpo / dapo (pinned to TRL's by a test)."""
+        """TRL's aggregation of a per-token loss for `loss_type` (pinned to TRL's by a test), for the terms a
+        policy loss adds to TRL's (linear in the per-token loss, so adding aggregates = aggregating the sum)."""
         mode = "train" if self.model.training else "eval"
         accum = self.current_gradient_accumulation_steps if mode == "train" else 1.0
-        if self.loss_type == "grpo":
+        if self.loss_type in ("grpo", "sapo"):
             return ((per_token_loss * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean() / accum
         if self.loss_type == "bnpo":
             return (per_token_loss * mask).sum() / mask.sum().clamp(min=1.0) / accum
         if self.loss_type == "dr_grpo":
             return (per_token_loss * mask).sum() / (per_token_loss.size(0) * self.max_completion_length) / accum
-        if self.loss_type == "dapo":
+        if self.loss_type == "luspo":
+            return (per_token_loss * mask).sum(-1).mean() / accum
+        if self.loss_type in ("cispo", "dapo", "vespo"):
             normalizer = inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes
             if mode == "train":
                 normalizer = normalizer * self.current_gradient_accumulation_steps / self.args.steps_per_generation
             return (per_token_loss * mask).sum() / normalizer
-        raise ValueError(f"the loss registry does not support loss_type {self.loss_type!r}")
+        raise ValueError(f"unknown loss_type {self.loss_type!r}")
 
     # ---------------------------------------------------------------- instrumentation
 
@@ -533,3 +381,7 @@ class MMReasonGRPOTrainer(GenerationStateMixin, VLLMVideoMixin, GRPOTrainer):  #
                 for i, k in enumerate(ks):
                     col = vals[:, i][~torch.isnan(vals[:, i])]
                     self._metrics[mode][k].append(float(pick(col)) if col.numel() else float("nan"))
+
+
+class ResumableGRPOTrainer(CheckpointWeightsMixin, MMReasonGRPOTrainer):
+    """Resume loads the checkpoint's weights under the model's key names (mmreason.resume)."""

@@ -192,12 +192,3 @@ def forward_inputs(batch: dict, start: int, end: int, device=None) -> dict[str, 
         kw = {k: v.to(device) for k, v in kw.items()}
     return kw
 
-
-def check_video_rows(pixel_values_videos: list, video_grid_thw: list, where: str = "rollout") -> None:
-    """Each row's video pixel rows match its grid (a batch split / shuffle / merge that lost rows fails here)."""
-    if len(pixel_values_videos) != len(video_grid_thw):
-        raise RecordError(where, f"{len(pixel_values_videos)} video pixel rows for {len(video_grid_thw)} grids")
-    for i, (pv, g) in enumerate(zip(pixel_values_videos, video_grid_thw)):
-        if pv.size(0) != int(g.prod(-1).sum()):
-            raise RecordError(where, f"row {i}: {pv.size(0)} video pixel rows, its grid {g.tolist()} needs "
-                                     f"{int(g.prod(-1).sum())}")

@@ -132,15 +132,15 @@ def bias_out_placeholders(vg, token_ids: Sequence[int]) -> None:
 
 
 class VLLMVideoMixin:
-    """Routes the generation of a batch with decoded media (the trainer's `_media`, set while a video-dataset batch
-    is generated) through `generate_colocate`; every other batch takes TRL's path, with the placeholder tokens kept
+    """Routes the generation of a batch with decoded media (the trainer's `_round.media`, set while a video-dataset
+    batch is generated: mmreason/rl/video_rollouts.py) through `generate_colocate`; every other batch takes TRL's path, with the placeholder tokens kept
     out of colocated vLLM's completions."""
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
         if self.use_vllm and self.vllm_mode == "colocate":
             bias_out_placeholders(self.vllm_generation, [t for t in (self._image_pad_token_id,
                                                                      self._video_pad_token_id) if t is not None])
-        media = getattr(self, "_media", None)
+        media = self._round.media if self._round is not None else None
         if not (self.use_vllm and media is not None):
             return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
                                                  has_tool_images=has_tool_images)
