@@ -173,8 +173,12 @@ def test_video_item_reaches_the_backend(tmp_path):
     (tmp_path / "videos").mkdir()
     with pytest.raises(FileNotFoundError, match=r"clipbench: 3 video file\(s\) not found, e.g. .*clip0.mp4"):
         run_benchmark(None, spec, tmp_path / "out", backend_obj=Recorder(), progress=False)
-    for i in range(3):
-        (tmp_path / "videos" / f"clip{i}.mp4").write_bytes(b"\0")
+    from PIL import Image
+
+    from mmreason.media.writer import write_mp4
+
+    for i in range(3):  # real clips: eval decodes every video's cut before generation (a corrupt one is named)
+        write_mp4([Image.new("RGB", (28, 28), (40 * i, 80, 120))] * 4, tmp_path / "videos" / f"clip{i}.mp4", 2)
     rec = Recorder()
     s = run_benchmark(None, spec, tmp_path / "out", backend_obj=rec, progress=False)
     assert s["per_hop"] == {"1": 1.0, "2": 1.0} and s["total"] == 3

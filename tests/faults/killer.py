@@ -85,13 +85,13 @@ def install(site: str, nth: int) -> None:
 
         orig = jl._write_lines
 
-        def write(fd, rows, sort_keys):
+        def write(fd, rows, sort_keys, *rest):
             rows = list(rows)
             if hit() and rows:
                 data = (json.dumps(rows[0], ensure_ascii=False, sort_keys=sort_keys) + "\n").encode()
                 os.write(fd, data[: max(1, len(data) // 2)])
                 _kill()
-            return orig(fd, rows, sort_keys)
+            return orig(fd, rows, sort_keys, *rest)
 
         jl._write_lines = write
     else:
