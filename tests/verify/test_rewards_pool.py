@@ -151,7 +151,7 @@ def test_workers_stop_when_the_process_exits(tmp_path):
         "    assert verify_many([(r'\\frac{1}{2}', '0.5', 'text', None, None)])[0].correct\n"
         "    print(' '.join(str(w.process.pid) for w in get_pool()._workers), flush=True)\n"
     )
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "MMREASON_VERIFY_WORKERS": "2", "PYTHONPATH": str(repo)}
     out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
