@@ -1,6 +1,7 @@
 """Shared fixtures: everything offline, one tiny Qwen2.5-VL checkpoint per test session."""
 
 import os
+import sys
 
 os.environ["MMREASON_OFFLINE"] = "1"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -15,6 +16,12 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+# Tests live in folders mirroring mmreason/ (tests/rl/, tests/eval/, ...); the helper modules they share by bare
+# name (ports, video_fixtures, grpo_fixtures, fake_vllm, test_build_common, test_paper_configs) and the worker
+# scripts stay here in tests/, importable from every folder.
+TESTS = str(Path(__file__).resolve().parent)
+if TESTS not in sys.path:
+    sys.path.insert(0, TESTS)
 # Small copies of the benchmark data, in the layout of the full data (see tests/fixtures/README.md).
 FIXTURES = REPO / "tests" / "fixtures" / "benchmarks"
 FULL_DATA_ENV = "MMREASON_BENCHMARKS"

@@ -21,7 +21,7 @@ BENCHMARKS = REPO / "tests" / "fixtures" / "benchmarks"
 # behaviour of the teacher on question i (by i % len(BEHAVIOURS))
 BEHAVIOURS = ["correct", "wrong", "mixed", "malformed", "flaky500", "empty", "truncated", "correct", "mixed", "fail500"]
 # The same, where every question gets an answer: a question that only ever gets HTTP 500 stays retryable and is
-# asked again by every rerun (tests/test_build_transient.py), so a build is complete only without it.
+# asked again by every rerun (tests/data/test_build_transient.py), so a build is complete only without it.
 ANSWERED = [b if b != "fail500" else "wrong" for b in BEHAVIOURS]
 
 

@@ -201,6 +201,11 @@ class VerifyPool:
         with self._lock:
             return dict(self._counts)
 
+    @property
+    def processes(self) -> list:
+        """The worker processes (multiprocessing.Process) running now; empty before the first pooled check."""
+        return [w.process for w in self._workers]
+
     def close(self) -> None:
         with self._lock:
             if os.getpid() == self._pid:

@@ -18,7 +18,7 @@ from mmreason.media.video import VideoConfig, load_record_video
 from mmreason.video.nep import build_raw, main
 from mmreason.video.prompts import (CFT_SYSTEM_PROMPT, DISTILL_SYSTEM_PROMPT, SFT_QUESTION_POOL, think_answer)
 
-RECIPE = Path(__file__).resolve().parents[1] / "data_recipes" / "nep_raw.yaml"
+RECIPE = Path(__file__).resolve().parents[2] / "data_recipes" / "nep_raw.yaml"
 FPS, N = 8, 32  # 4 s clips; frame i shows code i
 ALL_FRAMES = VideoConfig(video_fps=8.0, video_max_frames=64, video_min_frames=1, video_min_pixels=3136,
                          video_max_pixels=3136)

@@ -61,7 +61,7 @@ def test_pool_results_equal_match_answer(pool):
 def test_pathological_input_times_out_worker_killed_others_answered(pool):
     pool.verify_many([(r"\frac{1}{2}", "0.5", "text", None, None)])  # workers warm
     before = pool.stats()
-    pids_before = {w.process.pid for w in pool._workers}
+    pids_before = {pr.pid for pr in pool.processes}
     items = [(PATHOLOGICAL, "1", "text", None, None), (r"\frac{3}{4}", "0.75", "text", None, None),
              (r"\sqrt{8}", r"2\sqrt{2}", "text", None, None), (PATHOLOGICAL, "1", "text", None, None)]
     t0 = time.monotonic()
@@ -73,7 +73,7 @@ def test_pathological_input_times_out_worker_killed_others_answered(pool):
     after = pool.stats()
     assert after["timeouts"] == before["timeouts"] + 2  # what callers saw
     assert after["restarts"] == before["restarts"] + 1  # one worker killed
-    killed = pids_before - {w.process.pid for w in pool._workers}
+    killed = pids_before - {pr.pid for pr in pool.processes}
     assert len(killed) == 1  # exactly the stuck worker was replaced
     # the replacement works
     assert pool.verify_many([(r"\frac{1}{3}", "1/3", "text", None, None)])[0].status == "correct"
@@ -123,7 +123,7 @@ def test_thread_safe_concurrent_batches(pool):
 def test_close_stops_workers():
     p = VerifyPool(workers=1, timeout=2.0)
     assert p.verify_many([(r"\frac{1}{2}", "0.5", "text", None, None)])[0].correct
-    procs = [w.process for w in p._workers]
+    procs = p.processes
     p.close()
     assert procs and all(not pr.is_alive() for pr in procs)
 
@@ -149,9 +149,9 @@ def test_workers_stop_when_the_process_exits(tmp_path):
         "from mmreason.verify.pool import get_pool, verify_many\n"
         "if __name__ == '__main__':\n"
         "    assert verify_many([(r'\\frac{1}{2}', '0.5', 'text', None, None)])[0].correct\n"
-        "    print(' '.join(str(w.process.pid) for w in get_pool()._workers), flush=True)\n"
+        "    print(' '.join(str(pr.pid) for pr in get_pool().processes), flush=True)\n"
     )
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "MMREASON_VERIFY_WORKERS": "2", "PYTHONPATH": str(repo)}
     out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

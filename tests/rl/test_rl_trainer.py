@@ -11,7 +11,7 @@ import pytest
 from ports import free_port
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NUM_GEN = 4
 
 

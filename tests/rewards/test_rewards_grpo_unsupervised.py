@@ -4,7 +4,7 @@ without answers, reward_funcs [majority_vote]; and the 7B config reaching TRL wi
 import json
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_unsupervised_configs_parse_with_mmupt_settings():

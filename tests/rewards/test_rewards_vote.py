@@ -16,7 +16,7 @@ import mmreason.rewards.vote as vote_mod
 from mmreason.rewards.registry import build_reward_funcs
 from mmreason.rewards.vote import cluster_groups, majority_vote
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def box(x):

@@ -230,7 +230,7 @@ def test_apply_image_bounds_changes_token_count(tiny_model_dir):
 def test_paper_configs_parse_with_paper_settings(name):
     import yaml
 
-    path = Path(__file__).resolve().parents[1] / "configs" / "sft" / f"{name}.yaml"
+    path = Path(__file__).resolve().parents[2] / "configs" / "sft" / f"{name}.yaml"
     raw = yaml.safe_load(path.read_text())
     assert raw["bf16"] is True and raw["dtype"] == "bfloat16"
     assert raw["per_device_train_batch_size"] * raw["gradient_accumulation_steps"] * 4 == 64  # 4 GPUs, as the official run

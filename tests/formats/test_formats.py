@@ -338,7 +338,7 @@ def test_grpo_step_on_the_nep_easyr1_video_json(tiny_model_dir, nep_layouts, tmp
     from mmreason.rl.run import main
 
     d, root = nep_layouts
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     out = tmp_path / "grpo"
     assert main(["--config", str(repo / "configs" / "grpo" / "tiny_nep.yaml"), "--model_name_or_path",
                  str(tiny_model_dir), "--train_files", str(d / "nep_grpo.json"), "--media_dir", str(root),

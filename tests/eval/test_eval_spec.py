@@ -9,7 +9,7 @@ from mmreason.eval.benchmark import benchmark_class
 from mmreason.eval.spec import PRESETS, load_spec
 from mmreason.prompts import render
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 MATH_SPECS = sorted(p for p in (REPO / "eval").glob("*.yaml") if not p.name.startswith("futurebench"))

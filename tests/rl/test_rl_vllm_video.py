@@ -14,7 +14,7 @@ from video_fixtures import write_coded_mp4
 
 import fake_vllm
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NUM_GEN = 4
 CHOICES = ["It bounces back.", "It stops.", "It passes through.", "It jumps."]
 

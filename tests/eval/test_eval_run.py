@@ -16,7 +16,7 @@ from mmreason.eval.cache import PredictionCache
 from mmreason.eval.cli import main as eval_main
 from mmreason.eval.run import run_benchmark
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _ids(path):

@@ -154,7 +154,7 @@ def test_the_thread_count_and_cpu_kernels_do_not_change_the_trained_weights(tmp_
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     weights = []
     other_machine = {"OMP_NUM_THREADS": "2", "ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
     for name, over in (("here", {"OMP_NUM_THREADS": "1"}), ("other", other_machine)):

@@ -10,7 +10,7 @@ from ports import free_port
 import torch
 from video_fixtures import write_coded_mp4
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NUM_GEN = 4
 CHOICES = ["It bounces back.", "It stops.", "It passes through.", "It jumps."]
 
@@ -443,7 +443,7 @@ def test_eval_batches_carry_the_video_and_a_video_outside_the_column_is_refused(
 
 
 def test_video_with_vllm_server_is_a_clear_error(dataset, tmp_path):
-    """Colocate vLLM rolls videos out (tests/test_rl_vllm_video.py); TRL's server API cannot carry them."""
+    """Colocate vLLM rolls videos out (tests/rl/test_rl_vllm_video.py); TRL's server API cannot carry them."""
     from mmreason.rl.config import MMReasonGRPOConfig
     from mmreason.rl.trainer import MMReasonGRPOTrainer
 
