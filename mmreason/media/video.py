@@ -241,17 +241,23 @@ def frame_size(height: int, width: int, n_frames: int, cfg: VideoConfig) -> tupl
     return smart_resize(height, width, factor=PIXEL_FACTOR, min_pixels=cfg.video_min_pixels, max_pixels=max_pixels)
 
 
-def load_clip(
-    path: str | Path, cfg: VideoConfig, start: float | None = None, end: float | None = None, where: str = ""
-) -> VideoClip:
-    """Decode, cut [start, end) and sample one clip; raise `RecordError(where, ...)` on bad video."""
-    where = where or str(path)
+def open_cut(path: str | Path, cfg: VideoConfig, start: float | None, end: float | None, where: str):
+    """The opened source and the indices of its frames in the cut [start, end); `RecordError` when it has none."""
     check_time_range(start, end, where)
     src = open_source(path, where, cfg)
     candidates = frames_in_range(src.timestamps, start, end)
     if not candidates:
         duration = len(src.timestamps) / src.fps
         raise RecordError(where, f"no frames in [{start}, {end}) s of {path} (duration {duration:.3f} s)")
+    return src, candidates
+
+
+def load_clip(
+    path: str | Path, cfg: VideoConfig, start: float | None = None, end: float | None = None, where: str = ""
+) -> VideoClip:
+    """Decode, cut [start, end) and sample one clip; raise `RecordError(where, ...)` on bad video."""
+    where = where or str(path)
+    src, candidates = open_cut(path, cfg, start, end, where)
     n = sample_count(len(candidates), src.fps, cfg)
     if n == len(candidates):
         picks = list(range(n))
@@ -328,12 +334,7 @@ def check_video(path: str | Path, cfg: VideoConfig, start: float | None = None, 
     — every frame of a frame list or folder in the cut, and for a container file the cut's first and last frame
     (the stream decodes there). Returns the number of source frames in the cut; raises `RecordError(where, ...)`."""
     where = where or str(path)
-    check_time_range(start, end, where)
-    src = open_source(path, where, cfg)
-    candidates = frames_in_range(src.timestamps, start, end)
-    if not candidates:
-        duration = len(src.timestamps) / src.fps
-        raise RecordError(where, f"no frames in [{start}, {end}) s of {path} (duration {duration:.3f} s)")
+    src, candidates = open_cut(path, cfg, start, end, where)
     src.check(candidates)
     return len(candidates)
 
