@@ -79,6 +79,19 @@ def benchmarks(request) -> Benchmarks:
     return Benchmarks(request.getfixturevalue("full_benchmarks_dir"), True, **FULL_SIZES)
 
 
+@pytest.fixture(autouse=True)
+def forget_modules_imported_from_tmp(tmp_path_factory):
+    """A test that imports a module it wrote into its tmp folder (a reward or loss plugin by dotted name) leaves it
+    in sys.modules under a plain name like `my_rewards`; another test's file of the same name would then get the
+    first one. Drop such modules after each test."""
+    before = set(sys.modules)
+    yield
+    base = str(tmp_path_factory.getbasetemp())
+    for name in set(sys.modules) - before:
+        if (getattr(sys.modules[name], "__file__", None) or "").startswith(base):
+            del sys.modules[name]
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Report every full-data skip under one location, so `-ra` prints it as one line with its count."""
