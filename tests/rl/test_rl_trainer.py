@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from ports import free_port
+from ports import two_process_views
 import torch
 
 REPO = Path(__file__).resolve().parents[2]
@@ -483,17 +483,7 @@ def test_refill_in_a_training_step(tiny_model_dir, dataset, processor, tmp_path)
 @pytest.mark.slow
 def test_refill_keeps_processes_in_step(tiny_model_dir, records_file, tmp_path):
     """2 processes (gloo): only process 0 has a group without signal; both run the same rounds and agree."""
-    import os
-    import subprocess
-
-    out = tmp_path / "view"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-         str(REPO / "tests/refill_worker.py"), str(tiny_model_dir), str(records_file), str(out)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    views = [json.loads((tmp_path / f"view.{r}").read_text()) for r in (0, 1)]
+    views = two_process_views("refill_worker.py", [tiny_model_dir, records_file], tmp_path / "view", timeout=300)
     assert views[0]["rounds"] == views[1]["rounds"] and views[0]["rounds"][0] >= 1
     assert views[0]["refilled"] == views[1]["refilled"] == [1.0] and views[0]["cap_hit"] == views[1]["cap_hit"] == [0.0]
     for v in views:

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from ports import free_port
+from ports import two_process_views
 import torch
 from video_fixtures import write_coded_mp4
 
@@ -537,17 +537,8 @@ def test_grpo_cli_runs_tiny_nep_on_synthetic_video(tiny_model_dir, tmp_path):
 def test_video_grpo_trains_in_step_on_two_processes(tiny_model_dir, data_dir, tmp_path):
     """2 processes (gloo, DDP): each process generates and scores its own rows (videos of other lengths, images);
     after two steps both hold the same weights, and the vision tower moved."""
-    import os
-    import subprocess
-
-    out = tmp_path / "view"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-         str(REPO / "tests/video_grpo_worker.py"), str(tiny_model_dir), str(data_dir / "mixed.jsonl"), str(out)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    views = [json.loads((tmp_path / f"view.{r}").read_text()) for r in (0, 1)]
+    views = two_process_views("video_grpo_worker.py", [tiny_model_dir, data_dir / "mixed.jsonl"], tmp_path / "view",
+                              timeout=600)
     assert views[0]["steps"] == views[1]["steps"] == 2
     assert views[0]["digest"] == views[1]["digest"]  # DDP kept the processes' weights equal
     assert views[0]["visual_changed"] and views[1]["visual_changed"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from ports import free_port
+from ports import free_port, two_process_views
 from video_fixtures import write_coded_mp4
 
 import fake_vllm
@@ -207,17 +207,7 @@ def test_video_grpo_with_vllm_stays_in_step_on_two_processes(tiny_model_dir, rec
     """2 processes (gloo), vllm_tensor_parallel_size 2: both ranks' engines form one tensor-parallel group, so each
     gathers both ranks' requests (rows with videos, images, both, none) and must receive the same batch; the
     ranks keep their own slices and their weights stay equal."""
-    import os
-    import subprocess
-
-    out = tmp_path / "view"
-    env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'tests'}", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-         str(REPO / "tests/vllm_video_worker.py"), str(tiny_model_dir), str(records), str(out)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    views = [json.loads((tmp_path / f"view.{r}").read_text()) for r in (0, 1)]
+    views = two_process_views("vllm_video_worker.py", [tiny_model_dir, records], tmp_path / "view", timeout=600)
     assert views[0]["steps"] == views[1]["steps"] == 2
     assert views[0]["digest"] == views[1]["digest"]
     assert views[0]["served"] == views[1]["served"]  # one TP group: the same gathered requests on both engines
