@@ -141,8 +141,19 @@ class CheckpointWeightsMixin(DiskFullSaveMixin):
         self._issue_warnings_after_load(result)
         return True
 
+    def save_extra_state(self, output_dir: str) -> None:
+        """Hook: a trainer's own state for its checkpoint (the GRPO trainer's generation state), written after the
+        RNG state and before trainer_state.json. Nothing by default."""
+
+    def load_extra_state(self, checkpoint: str) -> None:
+        """Hook: restore what `save_extra_state` wrote, when transformers restores the RNG state on resume."""
+
     def _save_rng_state(self, output_dir):
+        """The one place a checkpoint's non-weight state is written, in the order that keeps trainer_state.json
+        (written next by transformers) the completeness mark: the RNG state, the trainer's extra state, the run
+        fingerprint, then a barrier across ranks."""
         super()._save_rng_state(output_dir)
+        self.save_extra_state(output_dir)
         fingerprint = getattr(self, "run_fingerprint", None)
         if fingerprint is not None and self.args.should_save:  # before trainer_state.json, the completeness mark
             write_fingerprint(output_dir, fingerprint)
@@ -150,6 +161,11 @@ class CheckpointWeightsMixin(DiskFullSaveMixin):
         # its rng_state_<rank>.pth landed would otherwise leave a checkpoint that looks complete, of a smaller world.
         if self.args.world_size > 1:
             self.accelerator.wait_for_everyone()
+
+    def _load_rng_state(self, checkpoint):
+        super()._load_rng_state(checkpoint)
+        if checkpoint is not None:
+            self.load_extra_state(checkpoint)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         if not self._load_mapped(resume_from_checkpoint, self.model if model is None else model):

@@ -186,8 +186,11 @@ def test_every_rank_has_saved_before_rank0_marks_the_checkpoint_complete(tmp_pat
             self.args = SimpleNamespace(world_size=world_size)
             self.accelerator = SimpleNamespace(wait_for_everyone=lambda: calls.append(("barrier",)))
 
+        def save_extra_state(self, output_dir):
+            calls.append(("extra", output_dir))
+
     Trainer(2)._save_rng_state("ck")
-    assert calls == [("rng", "ck"), ("barrier",)]
+    assert calls == [("rng", "ck"), ("extra", "ck"), ("barrier",)]
     calls.clear()
     Trainer(1)._save_rng_state("ck")
-    assert calls == [("rng", "ck")]
+    assert calls == [("rng", "ck"), ("extra", "ck")]

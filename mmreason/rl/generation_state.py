@@ -23,23 +23,21 @@ STATE_FILE = "grpo_generation_state.pt"
 
 
 class GenerationStateMixin:
-    """GRPOTrainer mixin: `_step` and, inside a generation window, `_buffered_inputs` go into each checkpoint."""
+    """GRPOTrainer mixin: `_step` and, inside a generation window, `_buffered_inputs` go into each checkpoint, through
+    the hooks `mmreason.resume.CheckpointWeightsMixin` calls from the one `_save_rng_state` / `_load_rng_state`
+    (so this mixin comes before it in the trainer's bases)."""
 
     def _generation_state_file(self, folder: str) -> str:
         name = STATE_FILE if self.args.world_size <= 1 else STATE_FILE.replace(".pt", f"_{self.args.process_index}.pt")
         return os.path.join(folder, name)
 
-    def _save_rng_state(self, output_dir: str) -> None:
-        super()._save_rng_state(output_dir)
+    def save_extra_state(self, output_dir: str) -> None:
         every = self.args.steps_per_generation * self.num_iterations
         mid_window = self._step % every != 0 and self._buffered_inputs is not None
         buffer = _to(self._buffered_inputs, "cpu") if mid_window else None  # a device-free file
         torch.save({"step": self._step, "buffer": buffer}, self._generation_state_file(output_dir))
 
-    def _load_rng_state(self, checkpoint: str | None) -> None:
-        super()._load_rng_state(checkpoint)
-        if checkpoint is None:
-            return
+    def load_extra_state(self, checkpoint: str) -> None:
         path = self._generation_state_file(checkpoint)
         if not os.path.isfile(path):
             logger.warning("%s: no %s (a checkpoint from before it was saved): GRPO resumes at micro-step 0 and "

@@ -26,7 +26,7 @@ from mmreason.rewards.registry import build_reward_funcs
 from mmreason.rl.callbacks import CollapseWarningCallback
 from mmreason.rl.config import MMReasonGRPOConfig
 from mmreason.rl.data import build_grpo_dataset
-from mmreason.rl.trainer import ResumableGRPOTrainer
+from mmreason.rl.trainer import MMReasonGRPOTrainer
 from mmreason.run_lock import RunLock, RunLockError
 from mmreason.usage import check_model_path, check_output_dir, check_training_counts, parse_stage_args
 
@@ -187,7 +187,7 @@ def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
         list(script_args.reward_funcs), training_args.num_generations, options=script_args.reward_options,
         stop_token_ids=stop_ids
     )
-    trainer = ResumableGRPOTrainer(
+    trainer = MMReasonGRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
         args=training_args,

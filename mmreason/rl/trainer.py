@@ -12,10 +12,9 @@ trl/experimental/gmpo does (a config subclass and overridden hooks):
   not do; with use_vllm their rollouts go through vLLM with the same media (mmreason/rl/vllm_video.py, colocate).
   Image-only datasets take TRL's path unchanged;
 - checkpoints: the generation state (micro-step, buffered rollouts) is saved and restored with the RNG state
-  (mmreason/rl/generation_state.py), so a resumed run continues exactly as the uninterrupted one.
-
-`ResumableGRPOTrainer` (below) adds loading a checkpoint's weights under the model's key names (mmreason.resume):
-the trainer `mmreason grpo` builds."""
+  (mmreason/rl/generation_state.py), so a resumed run continues exactly as the uninterrupted one; resume loads a
+  checkpoint's weights under the model's key names, a full disk is one line, and a run's fingerprint is written
+  when `mmreason grpo` set one (mmreason.resume.CheckpointWeightsMixin)."""
 
 from __future__ import annotations
 
@@ -69,7 +68,8 @@ def _video_parts(prompt) -> bool:
     )
 
 
-class MMReasonGRPOTrainer(GenerationStateMixin, DynamicSamplingMixin, VideoRolloutMixin, VLLMVideoMixin, GRPOTrainer):
+class MMReasonGRPOTrainer(GenerationStateMixin, CheckpointWeightsMixin, DynamicSamplingMixin, VideoRolloutMixin,
+                          VLLMVideoMixin, GRPOTrainer):
     _tag_names = ["trl", "grpo", "mmreason"]
 
     def __init__(
@@ -382,6 +382,3 @@ class MMReasonGRPOTrainer(GenerationStateMixin, DynamicSamplingMixin, VideoRollo
                     col = vals[:, i][~torch.isnan(vals[:, i])]
                     self._metrics[mode][k].append(float(pick(col)) if col.numel() else float("nan"))
 
-
-class ResumableGRPOTrainer(CheckpointWeightsMixin, MMReasonGRPOTrainer):
-    """Resume loads the checkpoint's weights under the model's key names (mmreason.resume)."""

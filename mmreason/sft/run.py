@@ -14,6 +14,8 @@ import logging
 import sys
 from pathlib import Path
 
+from trl import SFTTrainer
+
 from mmreason.distributed import DistributedSetupError, check_distributed, finish_distributed
 from mmreason.errors import RecordError
 from mmreason.fingerprint import FingerprintMismatch, check_resume, run_fingerprint
@@ -82,6 +84,11 @@ def peft_config_for(model_args):
     return get_peft_config(model_args)
 
 
+class MMSFTTrainer(CheckpointWeightsMixin, SFTTrainer):
+    """TRL's SFTTrainer; resume loads the checkpoint's weights under the model's key names, a full disk is one line,
+    and checkpoints carry the run fingerprint (mmreason.resume)."""
+
+
 def train(script_args: SFTScriptArguments, training_args: MMSFTConfig, model_args, video_args: VideoConfig | None = None):
     """Run the SFT stage; returns the trainer (the model and processor are saved to output_dir). Video records
     (alone or mixed with image records) train through the video collator with `video_args` (default: the NEP
@@ -95,11 +102,6 @@ def train(script_args: SFTScriptArguments, training_args: MMSFTConfig, model_arg
 
 
 def _train(script_args: SFTScriptArguments, training_args: MMSFTConfig, model_args, video_args: VideoConfig | None):
-    from trl import SFTTrainer
-
-    class MMSFTTrainer(CheckpointWeightsMixin, SFTTrainer):
-        """TRL's SFTTrainer; resume loads the checkpoint's weights under the model's key names."""
-
     fingerprint = run_fingerprint(script_args, training_args, model_args, video_args,
                                   data_files=script_args.train_files, model=model_args.model_name_or_path)
     resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)

@@ -9,15 +9,7 @@ import torch
 from mmreason.rl.generation_state import GenerationStateMixin
 
 
-class Base:
-    def _save_rng_state(self, output_dir):
-        pass
-
-    def _load_rng_state(self, checkpoint):
-        pass
-
-
-class Trainer(GenerationStateMixin, Base):
+class Trainer(GenerationStateMixin):
     def __init__(self, world_size=1, rank=0, steps_per_generation=2, num_iterations=1):
         self.args = SimpleNamespace(world_size=world_size, process_index=rank,
                                     steps_per_generation=steps_per_generation)
@@ -37,10 +29,10 @@ def test_a_resume_inside_a_generation_window_gets_the_rollouts_back(tmp_path):
     for world_size, rank, name in ((1, 0, "grpo_generation_state.pt"), (2, 1, "grpo_generation_state_1.pt")):
         killed = Trainer(world_size, rank)
         killed._step, killed._buffered_inputs = 3, batches()  # step 3 of a 2-step window: the next step reuses it
-        killed._save_rng_state(str(tmp_path))
+        killed.save_extra_state(str(tmp_path))
         assert (tmp_path / name).is_file()
         resumed = Trainer(world_size, rank)
-        resumed._load_rng_state(str(tmp_path))
+        resumed.load_extra_state(str(tmp_path))
         assert resumed._step == 3 and len(resumed._buffered_inputs) == 2
         for got, want in zip(resumed._buffered_inputs, batches()):
             assert got.keys() == want.keys() and torch.equal(got["completion_ids"], want["completion_ids"])
@@ -50,7 +42,7 @@ def test_a_resume_inside_a_generation_window_gets_the_rollouts_back(tmp_path):
 def test_at_a_window_end_only_the_step_is_saved(tmp_path):
     t = Trainer(steps_per_generation=2, num_iterations=2)
     t._step, t._buffered_inputs = 4, batches()  # 4 % (2 * 2) == 0: the next step generates afresh
-    t._save_rng_state(str(tmp_path))
+    t.save_extra_state(str(tmp_path))
     state = torch.load(tmp_path / "grpo_generation_state.pt", weights_only=True)
     assert state == {"step": 4, "buffer": None}
 
@@ -58,5 +50,16 @@ def test_at_a_window_end_only_the_step_is_saved(tmp_path):
 def test_a_checkpoint_without_the_file_resumes_as_trl_does_with_a_warning(tmp_path, caplog):
     t = Trainer()
     with caplog.at_level(logging.WARNING):
-        t._load_rng_state(str(tmp_path))
+        t.load_extra_state(str(tmp_path))
     assert t._step == 0 and t._buffered_inputs is None and "no grpo_generation_state.pt" in caplog.text
+
+
+def test_the_grpo_trainer_saves_its_generation_state_through_the_checkpoint_hooks():
+    """GenerationStateMixin must come before CheckpointWeightsMixin in the bases, or the latter's empty hooks win
+    and checkpoints silently lose the generation state."""
+    from mmreason.resume import CheckpointWeightsMixin
+    from mmreason.rl.trainer import MMReasonGRPOTrainer
+
+    assert issubclass(MMReasonGRPOTrainer, CheckpointWeightsMixin)
+    assert MMReasonGRPOTrainer.save_extra_state is GenerationStateMixin.save_extra_state
+    assert MMReasonGRPOTrainer.load_extra_state is GenerationStateMixin.load_extra_state
