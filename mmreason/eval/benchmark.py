@@ -373,9 +373,18 @@ def benchmark_class(spec: BenchmarkSpec) -> type[Benchmark]:
     return cls
 
 
-def resolve(benchmark: str | Path) -> tuple[BenchmarkSpec, Benchmark]:
+def resolve(benchmark: str | Path, data_format: dict | None = None) -> tuple[BenchmarkSpec, Benchmark]:
     """`--benchmark` -> (spec, plugin): a data file a plugin reads directly (e.g. a records .jsonl), a spec
-    YAML, a repo spec name (eval/<name>.yaml) or a built-in preset."""
+    YAML, a repo spec name (eval/<name>.yaml) or a built-in preset. `data_format` (layout options, `eval run
+    --data-format ...`): `benchmark` is a data file or folder read as records in that layout, not detected."""
+    if data_format:
+        if not Path(benchmark).exists():
+            raise UsageError(f"--benchmark {benchmark}: no such file or folder (--data-format and the key flags read "
+                             "a data file or folder as records)")
+        records = builtin_benchmarks()["records"]
+        spec = records.spec_for(Path(benchmark))
+        spec.data_format = dict(data_format)
+        return spec, records(spec)
     spec = None
     for cls in builtin_benchmarks().values():
         spec = cls.detect(Path(benchmark))

@@ -22,6 +22,7 @@ import sys
 from mmreason.eval.compare import compare_files
 from mmreason.eval.judge import OpenAIJudge
 from mmreason.eval.run import run_benchmark, score_file
+from mmreason.formats.options import add_format_flags, format_flags_given
 from mmreason.offline import offline_defaults
 from mmreason.prompts import MAX_TEXT_CHARS
 from mmreason.usage import positive_int
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--instruction", help="value of {{ instruction }} in the prompt template (default: the "
                                          "checkpoint's prompt.json, else the spec's; '' = none)")
     r.add_argument("--no-progress", action="store_true")
+    add_format_flags(r)
     _add_judge(r)
     s = sub.add_parser("score", help="score predictions produced anywhere")
     s.add_argument("--benchmark", required=True, help="mathvista | wemath | eval/<spec>.yaml | records .jsonl")
@@ -95,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: an error)")
     s.add_argument("--breakdown-from-predictions", action="store_true",
                    help="MathVista: take breakdown fields from the prediction records (official scorer behaviour)")
+    add_format_flags(s)
     _add_judge(s)
     c = sub.add_parser("compare", help="paired test of two evals of the same items (McNemar, paired bootstrap)")
     c.add_argument("a", help="scores.json (or its eval output folder) of model A, e.g. the starting checkpoint")
@@ -119,11 +122,12 @@ def main(argv: list[str] | None = None) -> int:
                           max_new_tokens=args.max_new_tokens, temperature=args.temperature, judge=_judge(args),
                           progress=not args.no_progress, system_prompt=args.system_prompt,
                           instruction=args.instruction, max_prompt_chars=args.max_prompt_chars,
-                          video_root=args.video_root)
+                          video_root=args.video_root, data_format=format_flags_given(args) or None)
     else:
         s = score_file(args.benchmark, args.predictions, args.output, annotations=args.annotations, mode=args.mode,
                        judge=_judge(args), only_predicted=args.only_predicted,
-                       breakdown_from_predictions=args.breakdown_from_predictions, lenient=args.lenient)
+                       breakdown_from_predictions=args.breakdown_from_predictions, lenient=args.lenient,
+                       data_format=format_flags_given(args) or None)
     keys = ("benchmark", "mode", "total", "correct", "accuracy", "score_strict", "score_loose")
     print(json.dumps({k: s[k] for k in keys if k in s}))
     return 0

@@ -19,6 +19,7 @@ from mmreason.disk_full import write_text_atomic
 from mmreason.jsonl import is_jsonl_name
 from mmreason.prompts import DEFAULT_TEMPLATE
 from mmreason.formats import UnknownLayout, open_source, read_source
+from mmreason.formats.options import format_options_from
 from mmreason.errors import RecordError
 from mmreason.records import BOXED_SUFFIX, LoadReport, Record
 from mmreason.verify import extract_boxed, verify_many
@@ -92,6 +93,11 @@ class RecordsBenchmark(Benchmark):
                 return None  # not data this reader knows: another plugin's, or a spec
             if layout == "nep_video":  # FutureBench's own files share it: the futurebench plugin scores those
                 return None
+        return cls.spec_for(path)
+
+    @classmethod
+    def spec_for(cls, path: Path) -> BenchmarkSpec:
+        """The spec of a data file or folder read as records (`--data-format` skips `detect` and comes here)."""
         return BenchmarkSpec(name=path.name, scorer="records", data_dir=str(path.resolve()),
                              split=path.name.removesuffix(".gz").removesuffix(".jsonl") if is_jsonl_name(path) else path.stem,
                              system_prompt=None, prompt_template=DEFAULT_TEMPLATE, instruction=BOXED_SUFFIX,
@@ -105,7 +111,8 @@ class RecordsBenchmark(Benchmark):
         if data_dir is None:
             raise ValueError(f"{self.spec.where()}: records benchmark without a records file")
         report = LoadReport(str(data_dir))
-        recs = list(read_source(data_dir, strict=False, report=report))
+        options = format_options_from(self.spec.data_format, self.spec.where())
+        recs = list(read_source(data_dir, options, strict=False, report=report))
         if report.skipped:
             logger.warning("%s: %d bad record(s) skipped", data_dir, len(report.skipped))
         self.skipped = [f"{e.where}: {e.reason}" for e in report.skipped]
@@ -114,6 +121,8 @@ class RecordsBenchmark(Benchmark):
 
     def identity(self):
         ident = {"records": str(self.spec.resolved_data_dir())}
+        if self.spec.data_format:  # another layout or column reads other items: not the same cache
+            ident["data_format"] = dict(sorted(self.spec.data_format.items()))
         if getattr(self, "has_video", False):
             # Clips have been cut by the training loader (start <= t < end) since the cut-leak fix: a cache
             # made before it holds answers that saw the frame at `end`, and is refused rather than reused.

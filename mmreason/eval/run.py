@@ -130,17 +130,19 @@ def run_benchmark(model: str | os.PathLike | None, benchmark: str | os.PathLike,
                   on_batch: Callable[[int], None] | None = None, backend_obj: Any = None,
                   system_prompt: str | None = None, instruction: str | None = None,
                   min_pixels: int | None = None, max_pixels: int | None = None,
-                  max_prompt_chars: int | None = MAX_TEXT_CHARS, video_root: str | None = None) -> dict[str, Any]:
+                  max_prompt_chars: int | None = MAX_TEXT_CHARS, video_root: str | None = None,
+                  data_format: dict | None = None) -> dict[str, Any]:
     """Generate and score any benchmark (a name, a spec YAML, a records .jsonl) end to end; resumable through
     OUT/predictions.jsonl. `system_prompt`, `instruction`, `min_pixels`, `max_pixels` override the spec and the
     checkpoint's prompt.json (None = not given; "" = explicitly none). `backend_obj`: an already-built backend.
     Prompts over `max_prompt_chars` characters are not generated (counted in scores.json `dropped_long`).
     `video_root`: the folder the items' video paths resolve against (the spec's video_root; FutureBench: your
-    V1-33K/first_part_video)."""
+    V1-33K/first_part_video). `data_format`: layout options (mmreason.formats.DataFormatArguments fields) forcing
+    how a data file or folder is read; None: detected."""
     for flag, v in (("--limit", limit), ("--batch-size", batch_size), ("--max-new-tokens", max_new_tokens),
                     ("--max-prompt-chars", max_prompt_chars)):
         check_count(v, flag, 1)
-    spec, bench = resolve(str(benchmark))
+    spec, bench = resolve(str(benchmark), data_format)
     if data_dir is not None:
         spec.data_dir = str(Path(data_dir).resolve())
     if video_root is not None:
@@ -197,16 +199,17 @@ def run_benchmark(model: str | os.PathLike | None, benchmark: str | os.PathLike,
 def score_file(benchmark: str | os.PathLike, predictions: str | os.PathLike, output: str | os.PathLike,
                annotations: str | None = None, mode: str | None = None, judge: Any = None,
                only_predicted: bool = False, breakdown_from_predictions: bool = False,
-               lenient: bool = False) -> dict[str, Any]:
+               lenient: bool = False, data_format: dict | None = None) -> dict[str, Any]:
     """`mmreason eval score`: score predictions produced anywhere. `annotations` is the benchmark's data
     folder (official layout) or its <split>.json file; without it, the spec's data (else the Hub copy).
     `mode` defaults to the benchmark's first (official) mode. An id predicted twice with different content is an
     error; `lenient`: the first is kept and both places are reported in scores.json `prediction_repeats`.
-    No prediction matching any item (an empty file, the wrong benchmark) is an error."""
+    No prediction matching any item (an empty file, the wrong benchmark) is an error. `data_format`: as in
+    `run_benchmark`."""
     out = check_output_file(output, "--output")
     if not Path(predictions).is_file():
         raise UsageError(f"--predictions {predictions}: no such file")
-    spec, bench = resolve(str(benchmark))
+    spec, bench = resolve(str(benchmark), data_format)
     raw = bench.load(*bench.data_location(annotations))
     preds = bench.read_predictions(predictions)
     conflicts = getattr(preds, "conflicts", [])

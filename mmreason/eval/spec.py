@@ -67,6 +67,10 @@ class BenchmarkSpec:
         "help": "Per-frame max pixels (null: from video_total_pixels / frames, capped at 768*28*28)."})
     video_total_pixels: int | None = field(default=None, metadata={
         "help": "Pixel budget of all frames of a video together (qwen-vl-utils `total_pixels`)."})
+    data_format: dict = field(default_factory=dict, metadata={
+        "help": "Records benchmarks (a data file or folder): how it is read (mmreason.formats), keys data_format "
+                "(auto | records | easyr1 | swift | messages | sharegpt | verl | nep_video), prompt_key, answer_key, "
+                "image_key, video_key, media_dir; `eval run --data-format ...` sets them. Empty: detected."})
     source: str | None = field(default=None, repr=False, metadata={"help": "(set by the loader) spec file."})
     explicit: frozenset = field(default=frozenset(), repr=False, compare=False, metadata={
         "help": "(set by the loader) the fields the spec file sets; they override a checkpoint's prompt.json."})

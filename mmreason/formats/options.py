@@ -5,7 +5,8 @@ Shared by every stage that takes data (`train_files` of SFT and GRPO, `eval run`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import argparse
+from dataclasses import dataclass, field, fields
 
 LAYOUT_NAMES = ("records", "easyr1", "swift", "messages", "sharegpt", "verl", "nep_video")
 
@@ -43,3 +44,28 @@ class DataFormatArguments:
         return DataFormatArguments(**{k: getattr(self, k) for k in
                                       ("data_format", "prompt_key", "answer_key", "image_key", "video_key",
                                        "media_dir")})
+
+
+def add_format_flags(parser: argparse.ArgumentParser) -> None:
+    """`--data-format`, `--prompt-key`, ... on an argparse command, with DataFormatArguments' help (unset: None)."""
+    for f in fields(DataFormatArguments):
+        extra = {"choices": ["auto", *LAYOUT_NAMES]} if f.name == "data_format" else {}
+        flags = ["--" + f.name.replace("_", "-"), "--" + f.name]  # eval's hyphens; the stages' underscores too
+        parser.add_argument(*flags, dest=f.name, default=None, help=f.metadata["help"], **extra)
+
+
+def format_flags_given(args: argparse.Namespace) -> dict[str, str]:
+    """The layout options set on the command line (an empty dict when none: the layout is detected)."""
+    return {f.name: getattr(args, f.name) for f in fields(DataFormatArguments) if getattr(args, f.name, None) is not None}
+
+
+def format_options_from(options: dict, where: str) -> DataFormatArguments:
+    """DataFormatArguments from a spec's `data_format` mapping; an unknown key or layout is one error naming `where`."""
+    known = {f.name for f in fields(DataFormatArguments)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"{where}: data_format: unknown key(s) {unknown}; known: {sorted(known)}")
+    try:
+        return DataFormatArguments(**options)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None

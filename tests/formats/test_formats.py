@@ -255,6 +255,37 @@ def test_eval_run_reads_a_released_layout(tiny_model_dir, layouts, tmp_path):
     assert scores["total"] == 3
 
 
+def test_eval_run_and_score_read_a_forced_layout_with_its_own_columns(tiny_model_dir, tmp_path):
+    """Columns no detector knows (question / solution / imgs): detection reads the JSONL as records and finds none
+    usable; --data-format easyr1 with the key flags reads every row, and the cache identity names the layout."""
+    from mmreason.eval.cli import main as eval_main
+    from mmreason.usage import NothingUsable, UsageError
+
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "a.png").write_bytes(_png())
+    rows = [{"question": f"<image>What is {i}+1?", "solution": str(i + 1), "imgs": ["img/a.png"]} for i in range(3)]
+    data = tmp_path / "own_columns.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base = ["run", "--model", str(tiny_model_dir), "--benchmark", str(data), "--max-new-tokens", "4", "--no-progress"]
+    with pytest.raises(NothingUsable):
+        eval_main(base + ["--output-dir", str(tmp_path / "auto")])
+    flags = ["--data-format", "easyr1", "--prompt-key", "question", "--answer-key", "solution", "--image-key", "imgs"]
+    out = tmp_path / "forced"
+    assert eval_main(base + ["--output-dir", str(out)] + flags) == 0
+    assert json.loads((out / "scores.json").read_text())["total"] == 3
+    ident = json.loads((out / "predictions.jsonl.identity.json").read_text())
+    assert ident["data_format"] == {"answer_key": "solution", "data_format": "easyr1", "image_key": "imgs",
+                                    "prompt_key": "question"}
+    assert eval_main(["score", "--benchmark", str(data), "--predictions", str(out / "predictions.jsonl"), "--output",
+                      str(tmp_path / "rescored" / "scores.json")] + flags) == 0
+    assert json.loads((tmp_path / "rescored" / "scores.json").read_text())["total"] == 3
+    with pytest.raises(UsageError, match="no such file or folder"):
+        eval_main(base[:4] + [str(tmp_path / "missing.jsonl"), "--output-dir", str(tmp_path / "m")] + base[5:] + flags)
+    with pytest.raises(SystemExit) as e:
+        eval_main(base + ["--output-dir", str(tmp_path / "b"), "--data-format", "bogus"])
+    assert e.value.code == 2
+
+
 @pytest.fixture(scope="module")
 def nep_layouts(tmp_path_factory):
     """NEP's two released layouts over the same clips: LLaMA-Factory `video_fp_sft_data` (messages + videos) and
@@ -402,3 +433,13 @@ def test_grpo_names_a_placeholder_mismatch_before_any_model_loads(tiny_model_dir
             "--reward_funcs", "accuracy", "--bf16", "false", "--report_to", "none"]
     assert main(argv) == 2
     assert f"{bad}:2: 2 <image> placeholder(s) in the question but 1 image(s)" in capsys.readouterr().err
+
+
+def test_a_spec_data_format_mapping_is_checked_where_it_is_read():
+    from mmreason.formats.options import format_options_from
+
+    assert format_options_from({"data_format": "swift"}, "s.yaml").data_format == "swift"
+    with pytest.raises(ValueError, match=r"s.yaml: data_format: unknown key\(s\) \['prompt'\]"):
+        format_options_from({"prompt": "q"}, "s.yaml")
+    with pytest.raises(ValueError, match="s.yaml: data_format 'csv'"):
+        format_options_from({"data_format": "csv"}, "s.yaml")
