@@ -36,7 +36,7 @@ import importlib
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
@@ -138,19 +138,6 @@ def token_covariance(logp: torch.Tensor, advantages: torch.Tensor, mask: torch.T
     adv_mean = (adv * valid).sum() / n
     lp_mean = (lp * valid).sum() / n
     return (adv - adv_mean) * (lp - lp_mean)
-
-
-@dataclass(eq=False)
-class PolicyPass:
-    """One `_compute_loss` call's policy loss, handed to TRL's `_compute_loss` in place of the model: TRL passes it
-    on to `_get_per_token_logps_and_entropies`, where the trainer runs `model` and fills in the rest."""
-
-    model: Any  # the model TRL's _compute_loss was called with
-    inputs: dict  # the copy of the batch TRL reads (its `advantages` may be replaced after the forward)
-    logps: torch.Tensor | None = None  # the policy forward's per-token log-probs (detached)
-    entropies: torch.Tensor | None = None
-    extra: torch.Tensor | None = None  # [B, T] a term to aggregate and add to TRL's loss
-    stats: dict = field(default_factory=dict)
 
 
 def cov_stats(cov, valid, selected, num_candidates) -> CovStats:
