@@ -35,14 +35,10 @@ from mmreason.rl.config import CLIPPED_LOSS_TYPES, MMReasonGRPOConfig
 from mmreason.rl.data import fit_images
 from mmreason.rl.dynamic_sampling import DynamicSamplingMixin
 from mmreason.rl.generation_state import GenerationStateMixin
-from mmreason.rl.losses import (
-    LossContext,
-    clip_cov_selection,
-    cov_stats,
-    covariance_stats,
-    kl_cov_selection,
-    policy_loss,
-)
+from mmreason.rl.losses import LossContext, policy_loss
+from mmreason.rl.losses.clip_cov import clip_cov_selection
+from mmreason.rl.losses.covariance import cov_stats, covariance_stats
+from mmreason.rl.losses.kl_cov import kl_cov_selection
 from mmreason.rl.rounds import Round
 from mmreason.rl.video import VIDEO_COLUMN, is_video_batch
 from mmreason.rl.video_rollouts import VideoRolloutMixin
