@@ -74,6 +74,29 @@ def test_registry_one_signature():
         get_loss("nope")
 
 
+def test_builtin_losses_are_the_files_of_the_package():
+    """Each built-in is one module of mmreason/rl/losses/ with `@register_loss("name")`, and the package scan finds
+    exactly those: the names read from the folder's source files (not a list kept here) are `builtin_losses()`,
+    each registered by its own file."""
+    import ast
+    from pathlib import Path
+
+    import mmreason.rl.losses as package
+
+    in_files = {}
+    for path in sorted(Path(package.__file__).parent.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = [d.args[0].value for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
+                 for d in node.decorator_list
+                 if isinstance(d, ast.Call) and getattr(d.func, "id", None) == "register_loss"]
+        assert len(names) <= 1, f"{path.name} registers {names}: one built-in loss per file"
+        in_files.update({name: path.stem for name in names})
+    assert {"none", "clip_cov", "kl_cov"} <= set(in_files)
+    assert builtin_losses() == tuple(sorted(in_files))
+    assert {name: get_loss(name).__module__ for name in builtin_losses()} == {
+        name: f"mmreason.rl.losses.{stem}" for name, stem in in_files.items()}
+
+
 def test_loss_plugins_register_once_and_clash_loudly(tmp_path):
     plugin = tmp_path / "toy_loss.py"
     plugin.write_text(
