@@ -68,7 +68,7 @@ def test_own_time_counts_our_code_and_what_it_calls_not_trl():
     from bench.bench_grpo import own_time
 
     ours = ("/x/site-packages/mmreason/rl/trainer.py", 10, "_apply_policy_loss")
-    ours2 = ("/x/site-packages/mmreason/rl/losses.py", 5, "kl_cov_loss")
+    ours2 = ("/x/site-packages/mmreason/rl/losses/kl_cov.py", 5, "kl_cov_loss")
     trl = ("/x/site-packages/trl/trainer/grpo_trainer.py", 1, "_get_per_token_logps_and_entropies")
     topk = ("~", 0, "<built-in method torch.topk>")
     exp = ("~", 0, "<built-in method torch.exp>")

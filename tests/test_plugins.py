@@ -208,6 +208,24 @@ def test_builtin_benchmark_is_one_file(package_file):
         BENCHMARKS.pop("zz_test_bench", None)
 
 
+def test_builtin_loss_is_one_file(package_file):
+    from mmreason.rl.losses import builtin_losses, get_loss
+    from mmreason.rl.losses.registry import LOSSES
+
+    package_file("rl/losses", "zz_test_loss_plugin", """
+        from mmreason.rl.losses.registry import register_loss
+
+        @register_loss("zz_test_loss")
+        def zz(logp, old_logp, advantages, mask, cfg, ctx):
+            return -logp, {}
+    """)
+    try:
+        assert get_loss("zz_test_loss").__module__ == "mmreason.rl.losses.zz_test_loss_plugin"  # found by the scan
+        assert {"none", "clip_cov", "kl_cov", "zz_test_loss"} <= set(builtin_losses())
+    finally:
+        LOSSES.pop("zz_test_loss", None)
+
+
 def test_builtin_recipe_kind_is_one_file():
     path = PKG / "data" / "kinds" / "zz_test_kind_plugin.py"
     assert not path.exists()

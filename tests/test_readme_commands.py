@@ -172,7 +172,7 @@ REPO_PATH = re.compile(r"(?<![\w./-])((?:mmreason|configs|data_recipes|eval|scri
 
 def path_problems(pages) -> list[str]:
     """Every repository path a page shows in inline code or a shell block (`configs/grpo/tiny_demo.yaml`,
-    `mmreason/rl/losses.py`, `configs/sft/qwen2_5_vl_{3b,7b}.yaml`) exists. Placeholders (`<name>`, `NAME`,
+    `mmreason/rl/losses/registry.py`, `configs/sft/qwen2_5_vl_{3b,7b}.yaml`) exists. Placeholders (`<name>`, `NAME`,
     `...`) are not paths."""
     problems = []
     for page in pages:

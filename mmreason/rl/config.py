@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from trl import GRPOConfig
 
 from mmreason.prompts import MAX_TEXT_CHARS
-from mmreason.rl.losses import BUILTIN_LOSSES, LOSSES, load_loss_plugins
+from mmreason.rl.losses.registry import LOSSES, builtin_losses, load_loss_plugins
 from mmreason.usage import check_count
 
 logger = logging.getLogger(__name__)
@@ -35,8 +35,8 @@ class MMReasonGRPOConfig(GRPOConfig):
     policy_loss: str = field(
         default="none",
         metadata={
-            "help": "Policy loss, by its name in the loss registry (mmreason/rl/losses.py; built in: "
-            + ", ".join(sorted(LOSSES))
+            "help": "Policy loss, by its name in the loss registry (mmreason/rl/losses/, one file per built-in: "
+            + ", ".join(builtin_losses())
             + "). 'none': TRL's own objective for `loss_type`, bit for bit. "
             "'clip_cov' (Cui et al. 2025): a random clip_cov_ratio fraction of the tokens whose covariance "
             "cov = (A - mean A)(logp - mean logp) lies in (clip_cov_lb, clip_cov_ub) and that the ratio clip does not "
@@ -171,13 +171,14 @@ class MMReasonGRPOConfig(GRPOConfig):
         super().__post_init__()
         check_count(self.max_prompt_chars, "max_prompt_chars", 1)
         load_loss_plugins(self.loss_plugins)
+        builtin = builtin_losses()
         if self.policy_loss not in LOSSES:
             raise ValueError(
                 f"policy_loss must be a registered loss, one of {sorted(LOSSES)} (others via loss_plugins), got "
                 f"{self.policy_loss!r}"
             )
         self.loss_options = _options_dict(self.loss_options, "loss_options")
-        if self.loss_options and self.policy_loss in BUILTIN_LOSSES:
+        if self.loss_options and self.policy_loss in builtin:
             raise ValueError(f"loss_options are for plugin losses; policy_loss {self.policy_loss!r} takes its "
                              f"hyper-parameters as fields (kl_cov_ratio, clip_cov_ratio, ...), got {self.loss_options}")
         if self.max_prompt_length is not None and self.max_prompt_length <= 0:

@@ -19,6 +19,8 @@ trl/experimental/gmpo does (a config subclass and overridden hooks):
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from accelerate.utils import gather_object
@@ -32,19 +34,27 @@ from mmreason.rl.config import CLIPPED_LOSS_TYPES, MMReasonGRPOConfig
 from mmreason.rl.data import fit_images
 from mmreason.rl.dynamic_sampling import DynamicSamplingMixin
 from mmreason.rl.generation_state import GenerationStateMixin
-from mmreason.rl.losses import (
-    LossContext,
-    PolicyPass,
-    clip_cov_selection,
-    cov_stats,
-    covariance_stats,
-    kl_cov_selection,
-    policy_loss,
-)
+from mmreason.rl.losses import LossContext, policy_loss
+from mmreason.rl.losses.clip_cov import clip_cov_selection
+from mmreason.rl.losses.covariance import cov_stats, covariance_stats
+from mmreason.rl.losses.kl_cov import kl_cov_selection
 from mmreason.rl.rounds import Round
 from mmreason.rl.video import VIDEO_COLUMN, is_video_batch
 from mmreason.rl.video_rollouts import VideoRolloutMixin
 from mmreason.rl.vllm_video import VLLMVideoMixin, check_vllm_video
+
+
+@dataclass(eq=False)
+class PolicyPass:
+    """One `_compute_loss` call's policy loss, handed to TRL's `_compute_loss` in place of the model: TRL passes it
+    on to `_get_per_token_logps_and_entropies`, where the trainer runs `model` and fills in the rest."""
+
+    model: Any  # the model TRL's _compute_loss was called with
+    inputs: dict  # the copy of the batch TRL reads (its `advantages` may be replaced after the forward)
+    logps: torch.Tensor | None = None  # the policy forward's per-token log-probs (detached)
+    entropies: torch.Tensor | None = None
+    extra: torch.Tensor | None = None  # [B, T] a term to aggregate and add to TRL's loss
+    stats: dict = field(default_factory=dict)
 
 
 def _has_video(dataset) -> bool:
@@ -208,7 +218,7 @@ class MMReasonGRPOTrainer(GenerationStateMixin, CheckpointWeightsMixin, DynamicS
         self._log_loss_stats(step.stats, mask)
         return loss
 
-    def _apply_policy_loss(self, step: "PolicyPass", logps: torch.Tensor, entropies: torch.Tensor) -> None:
+    def _apply_policy_loss(self, step: PolicyPass, logps: torch.Tensor, entropies: torch.Tensor) -> None:
         """The one place the policy loss is chosen: given the policy forward's log-probs, make `args.policy_loss`
         act on TRL's objective (see the config's policy_loss help):
         - none: nothing (stock TRL, bit for bit);

@@ -8,16 +8,11 @@ import pytest
 import torch
 
 from mmreason.rl.entropy_law import fit_entropy_law
-from mmreason.rl.losses import (
-    LOSSES,
-    LossContext,
-    clip_cov_loss,
-    covariance_stats,
-    get_loss,
-    kl_cov_loss,
-    load_loss_plugins,
-    policy_loss,
-)
+from mmreason.rl.losses import LossContext, builtin_losses, get_loss, load_loss_plugins, policy_loss
+from mmreason.rl.losses.clip_cov import clip_cov_loss
+from mmreason.rl.losses.covariance import covariance_stats
+from mmreason.rl.losses.kl_cov import kl_cov_loss
+from mmreason.rl.losses.registry import LOSSES
 
 
 def _batch(seed, B=6, T=9, scale=1.0):
@@ -53,7 +48,7 @@ CTX = LossContext(epsilon_low=0.2, epsilon_high=0.2)
 def test_registry_one_signature():
     import inspect
 
-    assert set(LOSSES) >= {"none", "kl_cov", "clip_cov"}
+    assert set(builtin_losses()) == {"none", "kl_cov", "clip_cov"} <= set(LOSSES)
     logp, old, adv, mask = _batch(2)
     for name, fn in LOSSES.items():
         assert list(inspect.signature(fn).parameters)[:6] == ["logp", "old_logp", "advantages", "mask", "cfg", "ctx"]
@@ -77,6 +72,29 @@ def test_registry_one_signature():
     assert stats["clip_ratio/high_mean"] == pytest.approx(float((((r > 1.3) & (a > 0)) * mask).sum() / mask.sum()))
     with pytest.raises(KeyError):
         get_loss("nope")
+
+
+def test_builtin_losses_are_the_files_of_the_package():
+    """Each built-in is one module of mmreason/rl/losses/ with `@register_loss("name")`, and the package scan finds
+    exactly those: the names read from the folder's source files (not a list kept here) are `builtin_losses()`,
+    each registered by its own file."""
+    import ast
+    from pathlib import Path
+
+    import mmreason.rl.losses as package
+
+    in_files = {}
+    for path in sorted(Path(package.__file__).parent.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = [d.args[0].value for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
+                 for d in node.decorator_list
+                 if isinstance(d, ast.Call) and getattr(d.func, "id", None) == "register_loss"]
+        assert len(names) <= 1, f"{path.name} registers {names}: one built-in loss per file"
+        in_files.update({name: path.stem for name in names})
+    assert {"none", "clip_cov", "kl_cov"} <= set(in_files)
+    assert builtin_losses() == tuple(sorted(in_files))
+    assert {name: get_loss(name).__module__ for name in builtin_losses()} == {
+        name: f"mmreason.rl.losses.{stem}" for name, stem in in_files.items()}
 
 
 def test_loss_plugins_register_once_and_clash_loudly(tmp_path):

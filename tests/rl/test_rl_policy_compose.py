@@ -190,7 +190,7 @@ def test_clip_cov_in_the_trainer_is_the_official_kernel_on_the_papers_options(pa
     """On the paper's options (dapo, token level, no delta) the trainer's Clip-Cov (TRL's loss with the selected
     advantages 0) is the kernel that equals the official code (tests/rl/test_rl_losses.py), token-mean aggregated,
     plus TRL's beta KL: the same tokens selected (same generator and candidate rule), the same loss."""
-    from mmreason.rl.losses import clip_cov_loss
+    from mmreason.rl.losses.clip_cov import clip_cov_loss
 
     stock, mine, on, off = pair
     mask = off["completion_mask"].float()

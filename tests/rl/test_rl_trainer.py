@@ -173,7 +173,7 @@ def test_aggregation_is_pinned_to_trls_for_every_loss_type(tiny_model_dir, datas
 def test_dual_clip_is_trls_delta_and_verls_formula(tiny_model_dir, dataset, processor, tmp_path):
     """clip_ratio_c sets TRL's delta: off-policy, ours with clip_ratio_c 3 equals stock TRL with delta 3 bit for bit,
     and both equal verl's dual-clip min(max(pg1, pg2), -3A) for A < 0, aggregated token-mean (dapo)."""
-    from mmreason.rl.losses import dual_clip
+    from mmreason.rl.losses.registry import dual_clip
 
     kw = dict(beta=0.0, loss_type="dapo")
     stock = _stock(tiny_model_dir, dataset, processor, tmp_path, delta=3.0, **kw)
