@@ -206,7 +206,7 @@ def test_clip_cov_in_the_trainer_is_the_official_kernel_on_the_papers_options(pa
             num_images=off["num_images"], mm_token_type_ids=off.get("mm_token_type_ids"))[0].detach()
         kernel = clip_cov_loss(lp, off["old_per_token_logps"], off["advantages"], mask, mine.epsilon_low,
                                mine.epsilon_high, clip_cov_ratio=0.2, clip_cov_lb=-0.5, clip_cov_ub=0.5,
-                               generator=mine._cov_generator())
+                               generator=mine.cov_generator())
         kl_only = run(stock, dict(off, advantages=torch.zeros_like(off["advantages"])))[0]
         assert torch.allclose(got, kl_only + (kernel * mask).sum() / off["num_items_in_batch"], rtol=1e-5, atol=1e-7)
 

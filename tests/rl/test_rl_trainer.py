@@ -524,7 +524,7 @@ def test_per_source_rewards_skip_unscored_and_follow_the_gathered_order(tiny_mod
     remote = ["synth/b", "synth/none"]
     monkeypatch.setattr(T, "gather_object", lambda local: list(local) + remote)
     monkeypatch.setattr(type(trainer.accelerator), "num_processes", property(lambda self: 2))
-    trainer._log_rewards_by_source("eval", ["synth/a", "synth/none"], rewards)
+    trainer.log_rewards_by_source("eval", ["synth/a", "synth/none"], rewards)
     logged = trainer._metrics["eval"]
     assert logged["rewards_by_source/accuracy/synth/a"] == [1.0]
     assert logged["rewards_by_source/accuracy/synth/b"] == [0.0]
