@@ -234,9 +234,8 @@ def test_dual_clip_and_options_refusals_name_their_reason(tmp_path):
 
 
 def test_cov_mode_is_an_alias_that_warns(tmp_path):
-    import mmreason.rl.config as C
+    from mmreason.rl.config import MMReasonGRPOConfig
 
-    C._COV_MODE_WARNED.clear()
     with pytest.warns(FutureWarning, match="renamed policy_loss"):
-        args = C.MMReasonGRPOConfig(**trl_args(tmp_path, cov_mode="clip_cov"))
+        args = MMReasonGRPOConfig(**trl_args(tmp_path, cov_mode="clip_cov"))
     assert args.policy_loss == "clip_cov" and args.cov_mode is None
