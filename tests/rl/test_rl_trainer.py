@@ -138,9 +138,14 @@ def _stock(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, 
 def test_aggregation_is_pinned_to_trls_for_every_loss_type(tiny_model_dir, dataset, processor, tmp_path,
                                                            monkeypatch):
     """TRL's _compute_loss on a fake policy pass (logp = 0 -> ratio 1 -> per-token loss = -A exactly for the
-    clipped surrogates, with [B, T] advantages TRL accepts) is TRL's aggregation of a chosen per-token tensor; ours
-    must give the same numbers. sapo aggregates as grpo, cispo and vespo as dapo (TRL's own grouping)."""
+    clipped surrogates, with [B, T] advantages TRL accepts) is TRL's aggregation of a chosen per-token tensor. A
+    plugin loss returning that tensor goes through ours (TRL's policy term, its advantages zeroed, is 0; the plugin's
+    term is added as TRL aggregates its own), and must give the same numbers. sapo aggregates as grpo, cispo and
+    vespo as dapo (TRL's own grouping)."""
+    from trl import GRPOTrainer
+
     from mmreason.rl.config import CLIPPED_LOSS_TYPES
+    from mmreason.rl.losses import LOSSES
 
     stock = _stock(tiny_model_dir, dataset, processor, tmp_path, beta=0.0, steps_per_generation=4)
     mine = ours(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, beta=0.0, steps_per_generation=4)
@@ -152,23 +157,26 @@ def test_aggregation_is_pinned_to_trls_for_every_loss_type(tiny_model_dir, datas
     inputs = {"prompt_ids": torch.ones(B, 2, dtype=torch.long), "prompt_mask": torch.ones(B, 2, dtype=torch.long),
               "completion_ids": torch.zeros(B, T, dtype=torch.long), "completion_mask": mask,
               "advantages": -target, "num_items_in_batch": mask.sum() * 3}
-    trl_hooks.replace_token_logps(monkeypatch, stock,
+    # TRL's pass, under ours too (ours runs the policy loss on what it returns)
+    trl_hooks.replace_token_logps(monkeypatch, GRPOTrainer,
                                   lambda *a, **k: (torch.zeros(B, T, requires_grad=True), torch.ones(B, T), None))
+    monkeypatch.setitem(LOSSES, "target_test_loss", lambda logp, old, adv, mask, cfg, ctx: (target, {}))
+    mine.args.policy_loss = "target_test_loss"
     for loss_type in CLIPPED_LOSS_TYPES:
         for training, accum in ((True, 1), (True, 3), (False, 3)):
             for t in (stock, mine):
                 t.loss_type, t.current_gradient_accumulation_steps = loss_type, accum
                 t.model.train(training)
             want = stock.compute_loss(stock.model, inputs)
-            got = mine._aggregate(target, mask, inputs)
-            assert torch.equal(got, want.detach()), (loss_type, training, accum, float(got), float(want))
+            got = mine.compute_loss(mine.model, inputs)
+            assert torch.equal(got.detach(), want.detach()), (loss_type, training, accum, float(got), float(want))
             for same, as_ in (("sapo", "grpo"), ("cispo", "dapo"), ("vespo", "dapo")):
                 if loss_type == as_:
                     mine.loss_type = same
-                    assert torch.equal(mine._aggregate(target, mask, inputs), got)
+                    assert torch.equal(mine.compute_loss(mine.model, inputs).detach(), got.detach())
     mine.loss_type = "nope"
     with pytest.raises(ValueError, match="nope"):
-        mine._aggregate(target, mask, inputs)
+        mine.compute_loss(mine.model, inputs)
 
 
 def test_dual_clip_is_trls_delta_and_verls_formula(tiny_model_dir, dataset, processor, tmp_path):
