@@ -140,17 +140,11 @@ def test_without_the_pixel_bounds_the_engine_would_count_other_tokens(engine, ti
                                                                       tmp_path):
     """The control: the same request with no `size` in its processor kwargs makes the engine upscale the 28x28
     frames to the checkpoint's minimum, and the prompt's placeholder run no longer fits (vLLM raises there)."""
-    from mmreason.rl.rounds import Round
-    from mmreason.rl.video import load_row_media
-    from mmreason.rl.vllm_video import rollout_requests
-
     t = trainer(tiny_model_dir, dataset, processor, tmp_path)
-    rows = rows_of(dataset, [0])
-    media = load_row_media(rows, video_cfg(), lambda ims: ims)
-    t._round = Round(media=media)  # the round TRL's generation of this batch would run in
-    ids, _, _ = trl_hooks.tokenize_prompts(t, [r["prompt"] for r in rows])
-    (req, *_) = rollout_requests(ids, media)
     (llm,) = engine
+    trl_hooks.generate(t, rows_of(dataset, [0]))
+    req = llm.requests[0]  # the request the engine got for the batch's first row
+    assert req["mm_processor_kwargs"]["size"] and len(llm.served[0].video_grid_thw) == 1
     llm.process(req)  # fits
     unbounded = {**req, "mm_processor_kwargs": {k: v for k, v in req["mm_processor_kwargs"].items() if k != "size"}}
     with pytest.raises(ValueError, match="placeholder runs"):
