@@ -96,7 +96,7 @@ def bench_reward(completions, completion_ids, **kwargs):
     return [float(sum(ids) % 5) for ids in completion_ids]
 
 
-def _trainer(spec: dict, mode: str, **extra):
+def make_trainer(spec: dict, mode: str, **extra):
     """Stock TRL GRPOTrainer (mode "stock") or ours with policy_loss=mode, on the bench's model, data and shape."""
     from transformers import AutoProcessor
     from trl import GRPOConfig, GRPOTrainer
@@ -128,7 +128,7 @@ def worker(spec: dict) -> dict:
 
     shape = SHAPES[spec["label"]]
     WARMUP = shape["warmup"]
-    trainer = _trainer(spec, spec["mode"], max_steps=WARMUP + shape["steps"], logging_steps=1, learning_rate=1e-4)
+    trainer = make_trainer(spec, spec["mode"], max_steps=WARMUP + shape["steps"], logging_steps=1, learning_rate=1e-4)
 
     times, cpu, t0 = [], [], [0.0, 0.0]
 
@@ -165,7 +165,7 @@ def loss_worker(spec: dict) -> dict:
 
     import torch
 
-    trainers = {mode: _trainer(spec, mode) for mode in MODES}
+    trainers = {mode: make_trainer(spec, mode) for mode in MODES}
     ds, shape = trainers["stock"].train_dataset, SHAPES[spec["label"]]
     for t in trainers.values():
         t.model.train()
@@ -208,8 +208,8 @@ def interleaved_worker(spec: dict) -> dict:
     max_steps = CYCLE * (skip + shape["max_rounds"] + 1)
 
     def make(tag: str) -> dict:
-        return {name: _trainer(dict(spec, out=f"{spec['out']}_{tag}_{name}"), mode, max_steps=max_steps,
-                               logging_steps=1, learning_rate=1e-4) for name, mode in TRAINERS.items()}
+        return {name: make_trainer(dict(spec, out=f"{spec['out']}_{tag}_{name}"), mode, max_steps=max_steps,
+                                   logging_steps=1, learning_rate=1e-4) for name, mode in TRAINERS.items()}
 
     def should_stop(cycles: dict) -> bool:
         n = len(cycles["stock"]) - skip

@@ -17,8 +17,8 @@ import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # Tests live in folders mirroring mmreason/ (tests/rl/, tests/eval/, ...); the helper modules they share by bare
-# name (ports, video_fixtures, grpo_fixtures, fake_vllm, test_build_common, test_paper_configs) and the worker
-# scripts stay here in tests/, importable from every folder.
+# name (ports, video_fixtures, grpo_fixtures, fake_vllm, trl_hooks, test_build_common, test_paper_configs) and the
+# worker scripts stay here in tests/, importable from every folder.
 TESTS = str(Path(__file__).resolve().parent)
 if TESTS not in sys.path:
     sys.path.insert(0, TESTS)

@@ -7,7 +7,8 @@ processes each request's media alone through the processor with the request's `m
 keeps only the frames of a `(frames, metadata)` tuple, as vLLM's Qwen2.5-VL parser does), checks that every run of
 placeholder tokens in the prompt ids has the length the processed media need (vLLM raises on a mismatch), then
 samples the completion with the HF model and returns the sampled tokens' log-probs (temperature-scaled, vLLM's
-`processed_logprobs`). Every request it served is kept in `FakeLLM.served` for the tests to compare."""
+`processed_logprobs`). Every request it got is kept in `FakeLLM.requests`, and its view of it (what it processed)
+in `FakeLLM.served`, for the tests to compare."""
 
 from __future__ import annotations
 
@@ -67,6 +68,7 @@ class FakeLLM:
         self.processor = AutoProcessor.from_pretrained(model)  # the checkpoint's own bounds, as the engine loads it
         self.model = AutoModelForImageTextToText.from_pretrained(model, dtype=torch.float32).eval()
         self.seed, self.calls = seed, 0
+        self.requests: list[dict] = []
         self.served: list[Served] = []
         runner = types.SimpleNamespace(model=_Weights(self.model))
         self.llm_engine = types.SimpleNamespace(
@@ -127,14 +129,15 @@ class FakeLLM:
         sp = sampling_params
         results = []
         self.calls += 1
-        eos = self._eos_ids()
+        eos = self.eos_ids()
         for i, req in enumerate(prompts):
+            self.requests.append(req)
             inputs, served = self.process(req)
             outs = []
             for j in range(sp.n):
                 # the same seed on every rank of a tensor-parallel group (TRL: seed = process_index // tp)
                 g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.calls * 1009 + i * 31 + j)
-                tokens, lps = self._sample(inputs, sp, eos, g)
+                tokens, lps = self.sample(inputs, sp, eos, g)
                 served.completion = tokens
                 logprobs = None
                 if sp.logprobs is not None:
@@ -144,13 +147,13 @@ class FakeLLM:
             results.append(RequestOutput(prompt_token_ids=served.prompt_token_ids, outputs=outs))
         return results
 
-    def _eos_ids(self) -> set[int]:
+    def eos_ids(self) -> set[int]:
         gen = getattr(self.model, "generation_config", None)
         eos = getattr(gen, "eos_token_id", None) or self.processor.tokenizer.eos_token_id
         return set(eos if isinstance(eos, list) else [eos])
 
     @torch.no_grad()
-    def _sample(self, inputs, sp, eos, g):
+    def sample(self, inputs, sp, eos, g):
         """Token-by-token sampling (full forward each step: tiny models) -> (tokens, temperature-scaled log-probs)."""
         ids = inputs["input_ids"]
         tokens, lps = [], []

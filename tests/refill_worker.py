@@ -7,6 +7,7 @@ import json
 import sys
 
 import torch
+import trl_hooks
 
 
 def accuracy(completions, record_id, **kwargs):
@@ -36,11 +37,11 @@ def main(model_dir: str, records: str, out: str) -> None:
     ids = [0, 1] if rank == 0 else [1, 3]  # process 0: q0 has no signal
     rows = [dataset[i] for i in ids for _ in range(4)]
     torch.manual_seed(rank)
-    output = trainer._generate_and_score_completions(rows)
-    m = trainer._metrics["train"]
+    output = trl_hooks.generate(trainer, rows)
+    m = trl_hooks.metrics(trainer)
     alive = (output["advantages"].view(-1, 4).abs().sum(dim=1) > 0).tolist()
     trainer.current_gradient_accumulation_steps = 1
-    trainer._compute_loss(trainer.model, output).backward()  # the registry loss's stats are combined over processes
+    trainer.compute_loss(trainer.model, output).backward()  # the registry loss's stats are combined over processes
     json.dump({"rounds": m["dynamic_sampling/refill_rounds"], "refilled": m["dynamic_sampling/refilled_groups"],
                "cap_hit": m["dynamic_sampling/refill_cap_hit"], "alive": alive,
                "group_mask": output["group_mask"].tolist(), "num_items": int(output["num_items_in_batch"]),

@@ -90,7 +90,6 @@ def test_reset_mode_restarts_every_cycle_from_the_same_weights(tiny_model_dir, t
     import torch
 
     import bench.bench_grpo as B
-    import bench.interleave as I
     from bench.interleave import train_interleaved
 
     data = B.write_records(tmp_path / "data", n=8)
@@ -98,29 +97,28 @@ def test_reset_mode_restarts_every_cycle_from_the_same_weights(tiny_model_dir, t
     spec = {"model": str(tiny_model_dir), "data": str(data), "label": "tiny vocab"}
 
     def make(name):
-        return B._trainer(dict(spec, out=str(tmp_path / name)), "stock", max_steps=8, logging_steps=1,
-                          learning_rate=1e-2, temperature=1.5)
+        return B.make_trainer(dict(spec, out=str(tmp_path / name)), "stock", max_steps=8, logging_steps=1,
+                              learning_rate=1e-2, temperature=1.5)
 
     start = {k: v.clone() for k, v in make("probe").model.state_dict().items()}
-    restored = []
-    real_restore = I._restore
-
-    def checked_restore(trainer, snap):
-        real_restore(trainer, snap)
-        weights = trainer.model.state_dict()
-        restored.append(all(torch.equal(weights[k], start[k]) for k in start))
-        assert not trainer.optimizer.state_dict()["state"]  # Adam's moments start empty again
-
-    monkeypatch.setattr(I, "_restore", checked_restore)
     a, b = make("a"), make("b")
-    train_interleaved({"a": a, "b": b}, 2, reset=True)
+    at_start = []  # per cycle, as it starts (after the reset): the starting weights, and Adam's moments empty?
+
+    def check(name):
+        trainer = {"a": a, "b": b}[name]
+        weights = trainer.model.state_dict()
+        at_start.append((all(torch.equal(weights[k], start[k]) for k in start),
+                         not trainer.optimizer.state_dict()["state"]))
+
+    train_interleaved({"a": a, "b": b}, 2, reset=True, on_acquire=check)
     drift = make("drift")
     train_interleaved({"drift": drift}, 2)
 
     def losses(t):
         return [h["loss"] for h in t.state.log_history if "loss" in h]
 
-    assert restored == [True] * 6  # 2 trainers x 3 cycles after the first (the 4th holds the end of train())
+    # 2 trainers x 4 cycles (the first from the weights as loaded, 3 restored, the 4th holds the end of train())
+    assert at_start == [(True, True)] * 8
     assert losses(a) == losses(b) and len(losses(a)) == 8
     assert losses(a)[:2] == losses(drift)[:2]  # round 0: same start, same seed
     assert losses(a)[2:] != losses(drift)[2:]  # later rounds: reset weights vs weights trained on
@@ -148,8 +146,8 @@ def test_interleaving_alternates_trainers_and_keeps_each_rng(tiny_model_dir, tmp
             log.append(self.name)
 
     def make(name):
-        t = B._trainer(dict(spec, out=str(tmp_path / name)), "stock", max_steps=6, logging_steps=1,
-                       learning_rate=1e-2, temperature=1.5)
+        t = B.make_trainer(dict(spec, out=str(tmp_path / name)), "stock", max_steps=6, logging_steps=1,
+                           learning_rate=1e-2, temperature=1.5)
         t.add_callback(Order(name))
         return t
 

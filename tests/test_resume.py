@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import trl_hooks
 
 from mmreason.resume import resolve_resume
 from mmreason.rl.run import resolve_resume as grpo_resume
@@ -156,14 +157,14 @@ def test_grpo_resume_restores_every_weight(tiny_model_dir, tmp_path):
     with torch.no_grad():
         for p in model.parameters():
             p.sub_(0.5)
-    trainer._load_from_checkpoint(str(tmp_path / "checkpoint-1"))
+    trl_hooks.load_checkpoint_weights(trainer, str(tmp_path / "checkpoint-1"))
     now = model.state_dict()
     assert [k for k in expected if not torch.equal(expected[k], now[k])] == []
     with torch.no_grad():  # load_best_model_at_end reads a checkpoint the same way
         for p in model.parameters():
             p.sub_(0.5)
     trainer.state.best_model_checkpoint = str(tmp_path / "checkpoint-1")
-    trainer._load_best_model()
+    trl_hooks.load_best_model(trainer)
     now = model.state_dict()
     assert [k for k in expected if not torch.equal(expected[k], now[k])] == []
 
@@ -189,8 +190,8 @@ def test_every_rank_has_saved_before_rank0_marks_the_checkpoint_complete(tmp_pat
         def save_extra_state(self, output_dir):
             calls.append(("extra", output_dir))
 
-    Trainer(2)._save_rng_state("ck")
+    trl_hooks.save_checkpoint_rng(Trainer(2), "ck")
     assert calls == [("rng", "ck"), ("extra", "ck"), ("barrier",)]
     calls.clear()
-    Trainer(1)._save_rng_state("ck")
+    trl_hooks.save_checkpoint_rng(Trainer(1), "ck")
     assert calls == [("rng", "ck"), ("extra", "ck")]

@@ -7,6 +7,7 @@ import json
 import sys
 
 import torch
+import trl_hooks
 
 
 def varying(completions, **kwargs):
@@ -34,14 +35,8 @@ def main(model_dir: str, records: str, out: str) -> None:
                                   processing_class=processor, video_config=cfg)
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     seen = []
-    original = trainer._generate_video_round
-
-    def spy(inputs):
-        output = original(inputs)
-        seen.append([int(g.prod(-1).sum()) for g in output["video_grid_thw"]])
-        return output
-
-    trainer._generate_video_round = spy
+    trl_hooks.watch_generation(trainer, lambda output: seen.append([int(g.prod(-1).sum())
+                                                                    for g in output["video_grid_thw"]]))
     trainer.train()
     model = trainer.accelerator.unwrap_model(trainer.model)
     digest = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in model.parameters())).hexdigest()

@@ -8,6 +8,7 @@ import json
 import sys
 
 import fake_vllm
+import trl_hooks
 
 
 def varying(completions, **kwargs):
@@ -47,14 +48,7 @@ def main(model_dir: str, records: str, out: str) -> None:
         return res
 
     llm.generate = spy
-    original = trainer._generate_video_round
-
-    def keep(inputs):
-        output = original(inputs)
-        own.append(output["completion_ids"].tolist())
-        return output
-
-    trainer._generate_video_round = keep
+    trl_hooks.watch_generation(trainer, lambda output: own.append(output["completion_ids"].tolist()))
     trainer.train()
     model = trainer.accelerator.unwrap_model(trainer.model)
     digest = hashlib.sha256(b"".join(p.detach().cpu().numpy().tobytes() for p in model.parameters())).hexdigest()

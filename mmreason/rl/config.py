@@ -165,8 +165,9 @@ class MMReasonGRPOConfig(GRPOConfig):
     )
 
     def __post_init__(self):
-        if self.cov_mode is not None:
-            _warn_cov_mode_once()
+        if self.cov_mode is not None:  # shown once per place that sets it (Python's default for a FutureWarning)
+            warnings.warn("cov_mode is renamed policy_loss; cov_mode still works as an alias", FutureWarning,
+                          stacklevel=2)
             self.policy_loss, self.cov_mode = self.cov_mode, None
         super().__post_init__()
         check_count(self.max_prompt_chars, "max_prompt_chars", 1)
@@ -246,15 +247,6 @@ class MMReasonGRPOConfig(GRPOConfig):
         if args.generation_batch_size is not None and args.steps_per_generation is not None:
             values["generation_batch_size"] = None
         return cls(**values)
-
-
-_COV_MODE_WARNED = []
-
-
-def _warn_cov_mode_once() -> None:
-    if not _COV_MODE_WARNED:
-        _COV_MODE_WARNED.append(True)
-        warnings.warn("cov_mode is renamed policy_loss; cov_mode still works as an alias", FutureWarning, stacklevel=3)
 
 
 def _options_dict(value, name: str) -> dict:

@@ -151,7 +151,7 @@ class MMReasonGRPOTrainer(GenerationStateMixin, CheckpointWeightsMixin, DynamicS
         finally:
             self._round = None
         if inputs and "source" in inputs[0]:
-            self._log_rewards_by_source(mode, [x["source"] for x in inputs], round_.rewards)
+            self.log_rewards_by_source(mode, [x["source"] for x in inputs], round_.rewards)
         return output, round_.rewards
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
@@ -180,9 +180,10 @@ class MMReasonGRPOTrainer(GenerationStateMixin, CheckpointWeightsMixin, DynamicS
         if any(rows):
             self._logs["images"].extend(rows)
 
-    def _log_rewards_by_source(self, mode: str, local_sources: list[str], rewards: torch.Tensor) -> None:
+    def log_rewards_by_source(self, mode: str, local_sources: list[str], rewards: torch.Tensor) -> None:
         """Every reward function's values on this generation batch (`rewards`: gathered over all processes,
-        in gather order), logged per source."""
+        in gather order), logged per source (this process's `local_sources`, gathered here): one
+        `rewards_by_source/<function>/<source>` entry per scored rollout. Each generation round calls it."""
         local_sources = [s or "unknown" for s in local_sources]
         sources = gather_object(local_sources) if self.accelerator.num_processes > 1 else local_sources
         if len(sources) != rewards.size(0):
@@ -242,7 +243,7 @@ class MMReasonGRPOTrainer(GenerationStateMixin, CheckpointWeightsMixin, DynamicS
             with torch.no_grad():
                 selected, cov, n_cand = clip_cov_selection(
                     logps, adv.expand_as(logps), mask, self._ratio_clipped(logps, old, adv, mask),
-                    args.clip_cov_ratio, args.clip_cov_lb, args.clip_cov_ub, self._cov_generator())
+                    args.clip_cov_ratio, args.clip_cov_lb, args.clip_cov_ub, self.cov_generator())
             if selected.any():  # else unchanged: a [B, T] copy would reorder GSPO's backward sums by an ulp
                 inputs["advantages"] = torch.where(selected, torch.zeros_like(logps), adv)
             step.stats = {**cov_stats(cov, mask.bool(), selected, n_cand).metrics(),
@@ -260,7 +261,7 @@ class MMReasonGRPOTrainer(GenerationStateMixin, CheckpointWeightsMixin, DynamicS
         loss_mask = mask
         if self.top_entropy_quantile < 1.0:
             loss_mask = mask * self.get_high_entropy_mask(entropies, mask, 1 - self.top_entropy_quantile)
-        ctx = LossContext(epsilon_low=self.epsilon_low, epsilon_high=self.epsilon_high, generator=self._cov_generator(),
+        ctx = LossContext(epsilon_low=self.epsilon_low, epsilon_high=self.epsilon_high, generator=self.cov_generator(),
                           entropies=entropies.detach(), step=self._step, options=dict(args.loss_options or {}))
         per_token_loss, step.stats = policy_loss(logps, old, advantages, loss_mask, args, ctx)
         inputs["advantages"] = torch.zeros_like(advantages)
@@ -329,8 +330,10 @@ class MMReasonGRPOTrainer(GenerationStateMixin, CheckpointWeightsMixin, DynamicS
             self._apply_policy_loss(step, logps, entropies)
         return logps, entropies, aux
 
-    def _cov_generator(self) -> torch.Generator:
-        # Seeded from (seed, micro-step): reproducible, and identical after a resume.
+    def cov_generator(self) -> torch.Generator:
+        """A fresh generator for this micro-step's policy loss (Clip-Cov's random pick of its selected tokens, a
+        plugin loss's `ctx.generator`): seeded from (seed, micro-step, process), so reproducible, and identical
+        after a resume."""
         return torch.Generator().manual_seed(self.args.seed * 1_000_003 + self._step * 101 + self.accelerator.process_index)
 
     def _aggregate(self, per_token_loss, mask, inputs):

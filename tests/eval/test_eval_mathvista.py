@@ -181,18 +181,22 @@ def test_judge_mode_against_loopback_server(problems, tmp_path, monkeypatch, cap
 
 
 def test_quick_extract_equals_official_regex_and_is_linear():
+    """The rule shortcut `The answer is "..."` (for a free-form text answer no other rule reads)."""
     import re
     import time
 
     rx = re.compile(r'The answer is "(.*)"\.')
+    text = {"question_type": "free_form", "answer_type": "text", "choices": None}
     rng = random.Random(0)
     toks = ['The answer is "', '".', '"', ".", "x", "\n", "\r", "The answer is"]
     for _ in range(5000):
         s = "".join(rng.choice(toks) for _ in range(rng.randint(0, 12)))
         m = rx.search(s)
-        assert mv._quick_extract(s) == (m.group(1) if m else None), repr(s)
+        want = "" if s == "" else (m.group(1) if m else None)  # an empty response is "" before any rule
+        assert mv.rule_extract(s, text) == want, repr(s)
+    assert mv.rule_extract('The answer is "7".', text, quick_extract=False) is None
     t = time.perf_counter()
-    mv._quick_extract('The answer is "' * 70_000)  # ~1 MB: the regex takes minutes here
+    mv.rule_extract('The answer is "' * 70_000, text)  # ~1 MB: the regex takes minutes here
     assert time.perf_counter() - t < 1.0
 
 

@@ -83,17 +83,17 @@ def install(site: str, nth: int) -> None:
 
         import mmreason.jsonl as jl
 
-        orig = jl._write_lines
+        orig = jl.AppendLog.append
 
-        def write(fd, rows, sort_keys, *rest):
+        def append(self, rows):
             rows = list(rows)
             if hit() and rows:
-                data = (json.dumps(rows[0], ensure_ascii=False, sort_keys=sort_keys) + "\n").encode()
-                os.write(fd, data[: max(1, len(data) // 2)])
+                data = (json.dumps(rows[0], ensure_ascii=False, sort_keys=self.sort_keys) + "\n").encode()
+                os.write(self.fd, data[: max(1, len(data) // 2)])
                 _kill()
-            return orig(fd, rows, sort_keys, *rest)
+            return orig(self, rows)
 
-        jl._write_lines = write
+        jl.AppendLog.append = append
     else:
         raise SystemExit(f"unknown site {site!r}")
 

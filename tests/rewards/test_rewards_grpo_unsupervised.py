@@ -4,6 +4,8 @@ without answers, reward_funcs [majority_vote]; and the 7B config reaching TRL wi
 import json
 from pathlib import Path
 
+import trl_hooks
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -51,7 +53,7 @@ def test_unsupervised_grpo_step_on_unlabeled_records(tiny_model_dir, tmp_path):
 
 
 def test_trl_calls_registry_rewards_with_its_real_kwargs(tiny_model_dir, tmp_path):
-    """TRL's own `_calculate_rewards` (real kwargs: dataset columns, trainer_state, log_extra, log_metric)
+    """TRL's own reward call, `_calculate_rewards` (real kwargs: dataset columns, trainer_state, log_extra, log_metric)
     on crafted completions: majority votes, accuracy None for unlabeled rows, metrics reach TRL."""
     from PIL import Image
     from transformers import AutoProcessor
@@ -82,13 +84,14 @@ def test_trl_calls_registry_rewards_with_its_real_kwargs(tiny_model_dir, tmp_pat
     answers = ["3", "3", "4", "no box", r"\frac{14}{2}", "7", "7.0", "8"]
     completions = [[{"role": "assistant", "content": rf"Count them. \boxed{{{a}}}" if a != "no box" else a}]
                    for a in answers]
-    rewards = trainer._calculate_rewards(inputs, [x["prompt"] for x in inputs], completions, [[1, 2]] * 8)
+    rewards = trl_hooks.calculate_rewards(trainer, inputs, [x["prompt"] for x in inputs], completions, [[1, 2]] * 8)
     vote, acc = rewards[:, 0].tolist(), rewards[:, 1].tolist()
     assert vote == [1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0]
     assert all(a != a for a in acc[:4])  # NaN: no gold answer -> not applicable
     assert acc[4:] == [1.0, 1.0, 1.0, 0.0]
-    pending = trainer._pending_metrics
+    pending = trl_hooks.reward_function_metrics(trainer)
     assert pending["majority_vote/pseudo_label_accuracy"] == [1.0]  # only the labelled group
     assert pending["majority_vote/no_majority_frac"] == [0.0, 0.0]
     assert pending["accuracy/verify_timeouts"] == [0.0]
-    assert trainer._pending_extra_logs["majority_vote/answer"] == ["3", "3", "4", None, r"\frac{14}{2}", "7", "7.0", "8"]
+    columns = trl_hooks.reward_function_columns(trainer)
+    assert columns["majority_vote/answer"] == ["3", "3", "4", None, r"\frac{14}{2}", "7", "7.0", "8"]

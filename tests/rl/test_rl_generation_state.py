@@ -5,6 +5,7 @@ import logging
 from types import SimpleNamespace
 
 import torch
+import trl_hooks
 
 from mmreason.rl.generation_state import GenerationStateMixin
 
@@ -16,7 +17,7 @@ class Trainer(GenerationStateMixin):
         self.num_iterations = num_iterations
         # what accelerate reports for a CPU process of a distributed run: torch.load's map_location rejects it
         self.accelerator = SimpleNamespace(device=torch.device("cpu", rank))
-        self._step, self._buffered_inputs = 0, None
+        trl_hooks.set_generation_state(self, 0, None)
 
 
 def batches():
@@ -28,20 +29,21 @@ def batches():
 def test_a_resume_inside_a_generation_window_gets_the_rollouts_back(tmp_path):
     for world_size, rank, name in ((1, 0, "grpo_generation_state.pt"), (2, 1, "grpo_generation_state_1.pt")):
         killed = Trainer(world_size, rank)
-        killed._step, killed._buffered_inputs = 3, batches()  # step 3 of a 2-step window: the next step reuses it
+        trl_hooks.set_generation_state(killed, 3, batches())  # step 3 of a 2-step window: the next step reuses it
         killed.save_extra_state(str(tmp_path))
         assert (tmp_path / name).is_file()
         resumed = Trainer(world_size, rank)
         resumed.load_extra_state(str(tmp_path))
-        assert resumed._step == 3 and len(resumed._buffered_inputs) == 2
-        for got, want in zip(resumed._buffered_inputs, batches()):
+        step, buffered = trl_hooks.generation_state(resumed)
+        assert step == 3 and len(buffered) == 2
+        for got, want in zip(buffered, batches()):
             assert got.keys() == want.keys() and torch.equal(got["completion_ids"], want["completion_ids"])
             assert got["num_images"] == want["num_images"]
 
 
 def test_at_a_window_end_only_the_step_is_saved(tmp_path):
     t = Trainer(steps_per_generation=2, num_iterations=2)
-    t._step, t._buffered_inputs = 4, batches()  # 4 % (2 * 2) == 0: the next step generates afresh
+    trl_hooks.set_generation_state(t, 4, batches())  # 4 % (2 * 2) == 0: the next step generates afresh
     t.save_extra_state(str(tmp_path))
     state = torch.load(tmp_path / "grpo_generation_state.pt", weights_only=True)
     assert state == {"step": 4, "buffer": None}
@@ -51,7 +53,7 @@ def test_a_checkpoint_without_the_file_resumes_as_trl_does_with_a_warning(tmp_pa
     t = Trainer()
     with caplog.at_level(logging.WARNING):
         t.load_extra_state(str(tmp_path))
-    assert t._step == 0 and t._buffered_inputs is None and "no grpo_generation_state.pt" in caplog.text
+    assert trl_hooks.generation_state(t) == (0, None) and "no grpo_generation_state.pt" in caplog.text
 
 
 def test_the_grpo_trainer_saves_its_generation_state_through_the_checkpoint_hooks():

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 import pytest
 import torch
+import trl_hooks
 
 from grpo_fixtures import NUM_GEN, trl_args, varying_reward, write_records
 
@@ -44,12 +45,10 @@ def pair(tiny_model_dir, tmp_path_factory):
         t.model.train()
         t.current_gradient_accumulation_steps = 1
     torch.manual_seed(0)
-    on = stock._generate_and_score_completions([ds[i] for i in (1, 2) for _ in range(NUM_GEN)])
+    on = trl_hooks.generate(stock, [ds[i] for i in (1, 2) for _ in range(NUM_GEN)])
     with torch.no_grad():
-        logps, _, _ = stock._get_per_token_logps_and_entropies(
-            stock.model, torch.cat([on["prompt_ids"], on["completion_ids"]], 1),
-            torch.cat([on["prompt_mask"], on["completion_mask"]], 1), on["completion_ids"].size(1),
-            pixel_values=on["pixel_values"], image_grid_thw=on["image_grid_thw"], num_images=on["num_images"])
+        logps, _, _ = trl_hooks.token_logps(stock, on, pixel_values=on["pixel_values"],
+                                            image_grid_thw=on["image_grid_thw"], num_images=on["num_images"])
     noise = torch.randn(logps.shape, generator=torch.Generator().manual_seed(1)) * 0.3
     off = dict(on, old_per_token_logps=logps + noise)
     return stock, mine, on, off
@@ -65,9 +64,9 @@ def _set(t, name, value):
 def option(stock, mine, name, value):
     saved = [(t, {k: getattr(t, k, None) for k in ("loss_type", "importance_sampling_level", "off_policy_mask_threshold",
                                                    "top_entropy_quantile", "entropy_coef", "use_adaptive_entropy",
-                                                   "_entropy_bonus_enabled", "aux_loss_enabled",
-                                                   "router_aux_loss_coef")},
-              {k: getattr(t.args, k) for k in ("loss_type", "importance_sampling_level", "delta", "entropy_target")})
+                                                   "aux_loss_enabled", "router_aux_loss_coef")},
+              {k: getattr(t.args, k) for k in ("loss_type", "importance_sampling_level", "delta", "entropy_target")},
+              trl_hooks.entropy_bonus_enabled(t))
              for t in (stock, mine)]
     forwards = [t.model.forward for t in (stock, mine)]
     for t in (stock, mine):
@@ -76,17 +75,19 @@ def option(stock, mine, name, value):
             t.aux_loss_enabled, t.router_aux_loss_coef = True, value
         elif name in ("entropy_coef", "use_adaptive_entropy"):
             _set(t, name, value)
-            t._entropy_bonus_enabled, t.args.entropy_target = True, 1e9  # adaptive: the bonus applies
+            trl_hooks.set_entropy_bonus(t, True)
+            t.args.entropy_target = 1e9  # adaptive: the bonus applies
         else:
             _set(t, name, value)
     try:
         yield
     finally:
-        for (t, attrs, args), forward in zip(saved, forwards):
+        for (t, attrs, args, bonus), forward in zip(saved, forwards):
             for k, v in attrs.items():
                 setattr(t, k, v)
             for k, v in args.items():
                 setattr(t.args, k, v)
+            trl_hooks.set_entropy_bonus(t, bonus)
             t.model.forward = forward
         mine.args.policy_loss = "none"
 
@@ -106,11 +107,11 @@ def _with_fake_aux_loss(model):
 
 
 def run(t, inputs):
-    """(loss, grads) of one _compute_loss; the adaptive-entropy controller restarted so calls are comparable."""
-    t.entropy_coef = 0.1 if t._entropy_bonus_enabled else t.entropy_coef
-    t._last_world_entropy, t._entropy_window_stats = 0.0, None
+    """(loss, grads) of one compute_loss; the adaptive-entropy controller restarted so calls are comparable."""
+    t.entropy_coef = 0.1 if trl_hooks.entropy_bonus_enabled(t) else t.entropy_coef
+    trl_hooks.restart_adaptive_entropy(t, last_world_entropy=0.0)
     t.model.zero_grad()
-    loss = t._compute_loss(t.model, inputs)
+    loss = t.compute_loss(t.model, inputs)
     loss.backward()
     return loss.detach(), [p.grad.clone() for p in t.model.parameters() if p.grad is not None]
 
@@ -120,7 +121,7 @@ def same(a, b) -> bool:
 
 
 def frac_selected(t) -> float:
-    return t._metrics["train"]["cov/frac_selected"][-1]
+    return trl_hooks.metrics(t)["cov/frac_selected"][-1]
 
 
 @pytest.mark.parametrize("name,value", OPTIONS, ids=[f"{n}={v}" for n, v in OPTIONS])
@@ -169,10 +170,8 @@ def test_kl_cov_by_hand_on_the_papers_options_and_on_gspo(pair):
     with option(stock, mine, "loss_type", "dapo"):
         mine.args.policy_loss, mine.args.kl_cov_ratio, mine.args.ppo_kl_coef = "kl_cov", 1.0, 0.7
         got = run(mine, off)[0]
-        lp = stock._get_per_token_logps_and_entropies(  # the loss pass's call, with entropies and a graph
-            stock.model, torch.cat([off["prompt_ids"], off["completion_ids"]], 1),
-            torch.cat([off["prompt_mask"], off["completion_mask"]], 1), off["completion_ids"].size(1),
-            compute_entropy=True, pixel_values=off["pixel_values"], image_grid_thw=off["image_grid_thw"],
+        lp = trl_hooks.token_logps(  # the loss pass's call, with entropies and a graph
+            stock, off, compute_entropy=True, pixel_values=off["pixel_values"], image_grid_thw=off["image_grid_thw"],
             num_images=off["num_images"], mm_token_type_ids=off.get("mm_token_type_ids"))[0].detach()
         log_r = lp - off["old_per_token_logps"]
         paper = -off["advantages"].unsqueeze(1) * torch.exp(log_r) + 0.7 * log_r.abs()
@@ -199,14 +198,12 @@ def test_clip_cov_in_the_trainer_is_the_official_kernel_on_the_papers_options(pa
         mine.args.clip_cov_ratio = 0.2
         got = run(mine, off)[0]
         assert 0 < frac_selected(mine) <= 0.2
-        lp = stock._get_per_token_logps_and_entropies(
-            stock.model, torch.cat([off["prompt_ids"], off["completion_ids"]], 1),
-            torch.cat([off["prompt_mask"], off["completion_mask"]], 1), off["completion_ids"].size(1),
-            compute_entropy=True, pixel_values=off["pixel_values"], image_grid_thw=off["image_grid_thw"],
+        lp = trl_hooks.token_logps(
+            stock, off, compute_entropy=True, pixel_values=off["pixel_values"], image_grid_thw=off["image_grid_thw"],
             num_images=off["num_images"], mm_token_type_ids=off.get("mm_token_type_ids"))[0].detach()
         kernel = clip_cov_loss(lp, off["old_per_token_logps"], off["advantages"], mask, mine.epsilon_low,
                                mine.epsilon_high, clip_cov_ratio=0.2, clip_cov_lb=-0.5, clip_cov_ub=0.5,
-                               generator=mine._cov_generator())
+                               generator=mine.cov_generator())
         kl_only = run(stock, dict(off, advantages=torch.zeros_like(off["advantages"])))[0]
         assert torch.allclose(got, kl_only + (kernel * mask).sum() / off["num_items_in_batch"], rtol=1e-5, atol=1e-7)
 
@@ -234,9 +231,8 @@ def test_dual_clip_and_options_refusals_name_their_reason(tmp_path):
 
 
 def test_cov_mode_is_an_alias_that_warns(tmp_path):
-    import mmreason.rl.config as C
+    from mmreason.rl.config import MMReasonGRPOConfig
 
-    C._COV_MODE_WARNED.clear()
     with pytest.warns(FutureWarning, match="renamed policy_loss"):
-        args = C.MMReasonGRPOConfig(**trl_args(tmp_path, cov_mode="clip_cov"))
+        args = MMReasonGRPOConfig(**trl_args(tmp_path, cov_mode="clip_cov"))
     assert args.policy_loss == "clip_cov" and args.cov_mode is None

@@ -8,8 +8,9 @@ import warnings
 from pathlib import Path
 
 import pytest
-from ports import two_process_views
 import torch
+import trl_hooks
+from ports import two_process_views
 
 REPO = Path(__file__).resolve().parents[2]
 NUM_GEN = 4
@@ -98,12 +99,12 @@ def test_loss_equals_stock_trl_and_cov_losses_on_policy(tiny_model_dir, dataset,
         t.model.train()
         t.current_gradient_accumulation_steps = 1
     torch.manual_seed(0)
-    inputs = stock._generate_and_score_completions(group_rows(dataset, [1, 2]))
+    inputs = trl_hooks.generate(stock, group_rows(dataset, [1, 2]))
     assert inputs["advantages"].abs().sum() > 0 and "ref_per_token_logps" in inputs
 
     def loss_and_grad(trainer):
         trainer.model.zero_grad()
-        loss = trainer._compute_loss(trainer.model, inputs)
+        loss = trainer.compute_loss(trainer.model, inputs)
         loss.backward()
         return loss.detach(), [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]
 
@@ -124,7 +125,7 @@ def test_loss_equals_stock_trl_and_cov_losses_on_policy(tiny_model_dir, dataset,
     mine.args.policy_loss, mine.args.clip_cov_lb, mine.args.clip_cov_ub, mine.args.clip_cov_ratio = "clip_cov", -1e9, 1e9, 0.5
     stock.loss_type = "dapo"
     assert not torch.allclose(loss_and_grad(mine)[0], loss_and_grad(stock)[0])
-    assert mine._metrics["train"]["cov/frac_selected"][-1] > 0.4
+    assert trl_hooks.metrics(mine)["cov/frac_selected"][-1] > 0.4
 
 
 def _stock(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, **kw):
@@ -137,9 +138,14 @@ def _stock(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, 
 def test_aggregation_is_pinned_to_trls_for_every_loss_type(tiny_model_dir, dataset, processor, tmp_path,
                                                            monkeypatch):
     """TRL's _compute_loss on a fake policy pass (logp = 0 -> ratio 1 -> per-token loss = -A exactly for the
-    clipped surrogates, with [B, T] advantages TRL accepts) is TRL's aggregation of a chosen per-token tensor; ours
-    must give the same numbers. sapo aggregates as grpo, cispo and vespo as dapo (TRL's own grouping)."""
+    clipped surrogates, with [B, T] advantages TRL accepts) is TRL's aggregation of a chosen per-token tensor. A
+    plugin loss returning that tensor goes through ours (TRL's policy term, its advantages zeroed, is 0; the plugin's
+    term is added as TRL aggregates its own), and must give the same numbers. sapo aggregates as grpo, cispo and
+    vespo as dapo (TRL's own grouping)."""
+    from trl import GRPOTrainer
+
     from mmreason.rl.config import CLIPPED_LOSS_TYPES
+    from mmreason.rl.losses import LOSSES
 
     stock = _stock(tiny_model_dir, dataset, processor, tmp_path, beta=0.0, steps_per_generation=4)
     mine = ours(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, beta=0.0, steps_per_generation=4)
@@ -151,23 +157,26 @@ def test_aggregation_is_pinned_to_trls_for_every_loss_type(tiny_model_dir, datas
     inputs = {"prompt_ids": torch.ones(B, 2, dtype=torch.long), "prompt_mask": torch.ones(B, 2, dtype=torch.long),
               "completion_ids": torch.zeros(B, T, dtype=torch.long), "completion_mask": mask,
               "advantages": -target, "num_items_in_batch": mask.sum() * 3}
-    monkeypatch.setattr(stock, "_get_per_token_logps_and_entropies",
-                        lambda *a, **k: (torch.zeros(B, T, requires_grad=True), torch.ones(B, T), None))
+    # TRL's pass, under ours too (ours runs the policy loss on what it returns)
+    trl_hooks.replace_token_logps(monkeypatch, GRPOTrainer,
+                                  lambda *a, **k: (torch.zeros(B, T, requires_grad=True), torch.ones(B, T), None))
+    monkeypatch.setitem(LOSSES, "target_test_loss", lambda logp, old, adv, mask, cfg, ctx: (target, {}))
+    mine.args.policy_loss = "target_test_loss"
     for loss_type in CLIPPED_LOSS_TYPES:
         for training, accum in ((True, 1), (True, 3), (False, 3)):
             for t in (stock, mine):
                 t.loss_type, t.current_gradient_accumulation_steps = loss_type, accum
                 t.model.train(training)
-            want = stock._compute_loss(stock.model, inputs)
-            got = mine._aggregate(target, mask, inputs)
-            assert torch.equal(got, want.detach()), (loss_type, training, accum, float(got), float(want))
+            want = stock.compute_loss(stock.model, inputs)
+            got = mine.compute_loss(mine.model, inputs)
+            assert torch.equal(got.detach(), want.detach()), (loss_type, training, accum, float(got), float(want))
             for same, as_ in (("sapo", "grpo"), ("cispo", "dapo"), ("vespo", "dapo")):
                 if loss_type == as_:
                     mine.loss_type = same
-                    assert torch.equal(mine._aggregate(target, mask, inputs), got)
+                    assert torch.equal(mine.compute_loss(mine.model, inputs).detach(), got.detach())
     mine.loss_type = "nope"
     with pytest.raises(ValueError, match="nope"):
-        mine._aggregate(target, mask, inputs)
+        mine.compute_loss(mine.model, inputs)
 
 
 def test_dual_clip_is_trls_delta_and_verls_formula(tiny_model_dir, dataset, processor, tmp_path):
@@ -183,23 +192,21 @@ def test_dual_clip_is_trls_delta_and_verls_formula(tiny_model_dir, dataset, proc
         t.model.train()
         t.current_gradient_accumulation_steps = 1
     torch.manual_seed(0)
-    inputs = stock._generate_and_score_completions(group_rows(dataset, [1, 2]))
-    assert torch.equal(mine._compute_loss(mine.model, inputs), stock._compute_loss(stock.model, inputs))
-    assert mine._metrics["train"]["clip_ratio/dual_mean"][-1] == 0.0
+    inputs = trl_hooks.generate(stock, group_rows(dataset, [1, 2]))
+    assert torch.equal(mine.compute_loss(mine.model, inputs), stock.compute_loss(stock.model, inputs))
+    assert trl_hooks.metrics(mine)["clip_ratio/dual_mean"][-1] == 0.0
     # off-policy by e^2 ~ 7.4 > 3 on every token: every negative-advantage token is capped, and only those
     with torch.no_grad():
-        logps, _, _ = mine._get_per_token_logps_and_entropies(
-            mine.model, torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], 1),
-            torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], 1), inputs["completion_ids"].size(1),
-            pixel_values=inputs["pixel_values"], image_grid_thw=inputs["image_grid_thw"], num_images=inputs["num_images"])
+        logps, _, _ = trl_hooks.token_logps(mine, inputs, pixel_values=inputs["pixel_values"],
+                                            image_grid_thw=inputs["image_grid_thw"], num_images=inputs["num_images"])
     old = logps - 2.0
     off = dict(inputs, old_per_token_logps=old)
-    dual = mine._compute_loss(mine.model, off)
-    assert torch.equal(dual, stock._compute_loss(stock.model, off))
+    dual = mine.compute_loss(mine.model, off)
+    assert torch.equal(dual, stock.compute_loss(stock.model, off))
     mask = inputs["completion_mask"].float()
     negative = (inputs["advantages"] < 0).float().unsqueeze(1)
-    assert mine._metrics["train"]["clip_ratio/dual_mean"][-1] == pytest.approx(float((negative * mask).sum() / mask.sum()))
-    assert 0 < mine._metrics["train"]["clip_ratio/dual_mean"][-1] < 1
+    dual_mean = trl_hooks.metrics(mine)["clip_ratio/dual_mean"][-1]
+    assert dual_mean == pytest.approx(float((negative * mask).sum() / mask.sum())) and 0 < dual_mean < 1
     adv = inputs["advantages"].unsqueeze(1)
     r = torch.exp(logps - old)
     verl, _ = dual_clip(torch.maximum(-adv * r, -adv * torch.clamp(r, 0.8, 1.2)), inputs["advantages"], 3.0)
@@ -207,7 +214,7 @@ def test_dual_clip_is_trls_delta_and_verls_formula(tiny_model_dir, dataset, proc
     no_dual = ours(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, **kw)
     no_dual.model.train()
     no_dual.current_gradient_accumulation_steps = 1
-    assert not torch.allclose(dual, no_dual._compute_loss(no_dual.model, off))
+    assert not torch.allclose(dual, no_dual.compute_loss(no_dual.model, off))
 
 
 def test_a_plugin_loss_file_selected_from_yaml_trains(tiny_model_dir, dataset, processor, tmp_path):
@@ -264,12 +271,9 @@ def test_one_step_changes_parameters_and_logs(policy_loss, tiny_model_dir, datas
 
 def _advantage_weighted_logp(trainer, out) -> float:
     """J = sum over loss tokens of A * logp / #tokens: what a policy-gradient step must increase."""
-    prompt_completion = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
-    attention = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
     with torch.no_grad():
-        logps, _, _ = trainer._get_per_token_logps_and_entropies(
-            trainer.model, prompt_completion, attention, out["completion_ids"].size(1),
-            pixel_values=out["pixel_values"], image_grid_thw=out["image_grid_thw"], num_images=out["num_images"])
+        logps, _, _ = trl_hooks.token_logps(trainer, out, pixel_values=out["pixel_values"],
+                                            image_grid_thw=out["image_grid_thw"], num_images=out["num_images"])
     mask = out["completion_mask"]
     return ((out["advantages"].unsqueeze(1) * logps * mask).sum() / mask.sum()).item()
 
@@ -283,7 +287,7 @@ def test_a_loss_step_raises_the_advantage_weighted_logp(policy_loss, tiny_model_
                    clip_cov_lb=0.0, clip_cov_ratio=0.05, steps_per_generation=2 if policy_loss == "kl_cov" else None)
     trainer.model.train()
     trainer.current_gradient_accumulation_steps = 1
-    out = trainer._generate_and_score_completions(group_rows(dataset, [0, 1, 2, 3]))
+    out = trl_hooks.generate(trainer, group_rows(dataset, [0, 1, 2, 3]))
     start = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     for sign in (1.0, -1.0):
         batch = dict(out, advantages=sign * out["advantages"])
@@ -292,7 +296,7 @@ def test_a_loss_step_raises_the_advantage_weighted_logp(policy_loss, tiny_model_
                 p.copy_(start[n])
         before = _advantage_weighted_logp(trainer, batch)
         trainer.model.zero_grad()
-        trainer._compute_loss(trainer.model, batch).backward()
+        trainer.compute_loss(trainer.model, batch).backward()
         with torch.no_grad():
             for p in trainer.model.parameters():
                 if p.grad is not None:
@@ -359,18 +363,18 @@ def test_dynamic_sampling_drops_exactly_zero_variance_groups(tiny_model_dir, dat
     trainer = ours(tiny_model_dir, dataset, processor, tmp_path, dynamic_sampling=True, beta=0.0)
     trainer.model.train()
     trainer.current_gradient_accumulation_steps = 1
-    out = trainer._generate_and_score_completions(group_rows(dataset, [0, 1, 2, 3]))  # q0, q2 constant
+    out = trl_hooks.generate(trainer, group_rows(dataset, [0, 1, 2, 3]))  # q0, q2 constant
     assert "tool_mask" not in out  # dynamic sampling has its own per-row mask
     keep = out["group_mask"].bool()
     assert keep.tolist() == [False] * 4 + [True] * 4 + [False] * 4 + [True] * 4
     assert torch.equal(out["group_mask"][keep], torch.ones_like(out["group_mask"][keep]))
     assert int(out["num_items_in_batch"]) == int(out["completion_mask"][keep].sum())
-    assert trainer._metrics["train"]["dynamic_sampling/dropped_groups"][-1] == 2
+    assert trl_hooks.metrics(trainer)["dynamic_sampling/dropped_groups"][-1] == 2
     # the dropped rows no longer reach the loss: zeroing their advantages changes nothing
-    loss = trainer._compute_loss(trainer.model, out)
-    assert trainer._metrics["train"]["entropy/token_mean"][-1] > 0  # entropy covers every rollout token
+    loss = trainer.compute_loss(trainer.model, out)
+    assert trl_hooks.metrics(trainer)["entropy/token_mean"][-1] > 0  # entropy covers every rollout token
     out2 = dict(out, advantages=out["advantages"].masked_fill(~keep, 123.0))
-    assert torch.equal(trainer._compute_loss(trainer.model, out2), loss)
+    assert torch.equal(trainer.compute_loss(trainer.model, out2), loss)
     with pytest.raises(ValueError, match="dynamic_sampling_reward"):
         ours(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, dynamic_sampling=True)
 
@@ -421,8 +425,8 @@ def test_refill_replaces_zero_variance_groups_with_fresh_ones(tiny_model_dir, da
     trainer.model.train()
     trainer.current_gradient_accumulation_steps = 1
     torch.manual_seed(0)
-    out = trainer._generate_and_score_completions(group_rows(dataset, [0, 1, 2, 3]))  # q0, q2: no signal
-    m = trainer._metrics["train"]
+    out = trl_hooks.generate(trainer, group_rows(dataset, [0, 1, 2, 3]))  # q0, q2: no signal
+    m = trl_hooks.metrics(trainer)
     assert m["dynamic_sampling/refill_cap_hit"] == [0.0] and m["dynamic_sampling/refilled_groups"] == [2.0]
     assert 1 <= m["dynamic_sampling/refill_rounds"][0] <= 8
     assert m["dynamic_sampling/dropped_groups"] == [0.0]
@@ -432,10 +436,8 @@ def test_refill_replaces_zero_variance_groups_with_fresh_ones(tiny_model_dir, da
     # the merged rows still line up with their images and tokens: recomputing the log-probs of the merged batch
     # gives back the old / reference log-probs each round computed under its own padding
     with torch.no_grad():
-        logps, _, _ = trainer._get_per_token_logps_and_entropies(
-            trainer.model, torch.cat([out["prompt_ids"], out["completion_ids"]], 1),
-            torch.cat([out["prompt_mask"], out["completion_mask"]], 1), out["completion_ids"].size(1),
-            pixel_values=out["pixel_values"], image_grid_thw=out["image_grid_thw"], num_images=out["num_images"])
+        logps, _, _ = trl_hooks.token_logps(trainer, out, pixel_values=out["pixel_values"],
+                                            image_grid_thw=out["image_grid_thw"], num_images=out["num_images"])
     # (recomputing gives ~1e-3 float noise even without a merge; a row out of place is off by ~0.1)
     mask = out["completion_mask"].bool()
     for key in ("old_per_token_logps", "ref_per_token_logps"):
@@ -443,7 +445,7 @@ def test_refill_replaces_zero_variance_groups_with_fresh_ones(tiny_model_dir, da
         rolled = out[key].roll(NUM_GEN, dims=0)
         both = mask & mask.roll(NUM_GEN, dims=0)
         assert (logps[both] - rolled[both]).abs().max() > 0.05
-    trainer._compute_loss(trainer.model, out).backward()
+    trainer.compute_loss(trainer.model, out).backward()
 
 
 def test_refill_cap_is_logged_and_the_rest_masked(tiny_model_dir, dataset, processor, tmp_path):
@@ -453,8 +455,8 @@ def test_refill_cap_is_logged_and_the_rest_masked(tiny_model_dir, dataset, proce
     trainer = ours(tiny_model_dir, dataset, processor, tmp_path, reward=constant, dynamic_sampling="refill",
                    dynamic_sampling_max_rounds=2, dynamic_sampling_reward=None, loss_type="dapo")
     trainer.model.train()
-    out = trainer._generate_and_score_completions(group_rows(dataset, [1, 3]))
-    m = trainer._metrics["train"]
+    out = trl_hooks.generate(trainer, group_rows(dataset, [1, 3]))
+    m = trl_hooks.metrics(trainer)
     assert (m["dynamic_sampling/refill_rounds"], m["dynamic_sampling/refilled_groups"],
             m["dynamic_sampling/refill_cap_hit"], m["dynamic_sampling/dropped_groups"]) == ([2.0], [0.0], [1.0], [2.0])
     assert len(m["reward"]) == 3  # TRL's rollout metrics: the batch and the two refill rounds
@@ -463,9 +465,10 @@ def test_refill_cap_is_logged_and_the_rest_masked(tiny_model_dir, dataset, proce
     for kw in (dict(dynamic_sampling="refill", dynamic_sampling_max_rounds=0), dict(dynamic_sampling="mask")):
         t = ours(tiny_model_dir, dataset, processor, tmp_path, **kw)
         t.model.train()
-        out = t._generate_and_score_completions(group_rows(dataset, [0, 1]))
-        assert out["group_mask"].tolist() == [0.0] * 4 + [1.0] * 4 and len(t._metrics["train"]["reward"]) == 1
-        assert t._metrics["train"]["dynamic_sampling/refill_cap_hit"] == ([1.0] if kw["dynamic_sampling"] == "refill" else [])
+        out = trl_hooks.generate(t, group_rows(dataset, [0, 1]))
+        m = trl_hooks.metrics(t)
+        assert out["group_mask"].tolist() == [0.0] * 4 + [1.0] * 4 and len(m["reward"]) == 1
+        assert m["dynamic_sampling/refill_cap_hit"] == ([1.0] if kw["dynamic_sampling"] == "refill" else [])
 
 
 def test_refill_in_a_training_step(tiny_model_dir, dataset, processor, tmp_path):
@@ -499,13 +502,13 @@ def test_rewards_are_logged_per_source(tiny_model_dir, dataset, processor, tmp_p
     rows = group_rows(dataset, [0, 1, 2, 3])
     sources = {"q0": "synth/a", "q1": "synth/b", "q2": "synth/b", "q3": "synth/b"}
     rows = [dict(r, source=sources[r["record_id"]]) for r in rows]
-    trainer._generate_and_score_completions(rows)
-    logged = trainer._metrics["train"]
+    trl_hooks.generate(trainer, rows)
+    logged = trl_hooks.metrics(trainer)
     # accuracy(): q0 and q2 score 1 on every completion, q1 and q3 score 0, 1, 2, 3 within the group
     assert logged["rewards_by_source/accuracy/synth/a"] == [1.0] * NUM_GEN
     assert sorted(logged["rewards_by_source/accuracy/synth/b"]) == sorted([1.0] * 4 + [0.0, 1.0, 2.0, 3.0] * 2)
     # a second, smaller batch: the logged value is the mean over rollouts, not of the two batch means
-    trainer._generate_and_score_completions([dict(r, source="synth/b") for r in group_rows(dataset, [5])])
+    trl_hooks.generate(trainer, [dict(r, source="synth/b") for r in group_rows(dataset, [5])])
     trainer.log({})
     entry = trainer.state.log_history[-1]
     assert entry["rewards_by_source/accuracy/synth/b"] == pytest.approx((16 + 6) / 16)
@@ -524,12 +527,12 @@ def test_per_source_rewards_skip_unscored_and_follow_the_gathered_order(tiny_mod
     remote = ["synth/b", "synth/none"]
     monkeypatch.setattr(T, "gather_object", lambda local: list(local) + remote)
     monkeypatch.setattr(type(trainer.accelerator), "num_processes", property(lambda self: 2))
-    trainer._log_rewards_by_source("eval", ["synth/a", "synth/none"], rewards)
-    logged = trainer._metrics["eval"]
+    trainer.log_rewards_by_source("eval", ["synth/a", "synth/none"], rewards)
+    logged = trl_hooks.metrics(trainer, "eval")
     assert logged["rewards_by_source/accuracy/synth/a"] == [1.0]
     assert logged["rewards_by_source/accuracy/synth/b"] == [0.0]
     assert "rewards_by_source/accuracy/synth/none" not in logged  # never scored: no key, no 0
-    assert not trainer._metrics["train"]
+    assert not trl_hooks.metrics(trainer)
     trainer.model.eval()
     trainer.log({})
     assert trainer.state.log_history[-1]["eval_rewards_by_source/accuracy/synth/a"] == 1.0
@@ -547,7 +550,7 @@ def test_prompt_budget_drops_long_prompts_with_count(records_file, processor, ti
     # the count is the one TRL's own prompt tokenization produces
     trainer = ours(tiny_model_dir, dataset, processor, tmp_path)
     row = dataset[7]
-    ids, _, _ = trainer._tokenize_prompts([prepare_multimodal_messages(row["prompt"], images=row["images"])])
+    ids, _, _ = trl_hooks.tokenize_prompts(trainer, [prepare_multimodal_messages(row["prompt"], images=row["images"])])
     assert len(ids[0]) == lengths[7]
     assert lengths[7] - lengths[6] > 20  # the larger image costs many image tokens
     budget = sorted(lengths)[4]

@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from ports import two_process_views
 import torch
+import trl_hooks
+from ports import two_process_views
 from video_fixtures import write_coded_mp4
 
 REPO = Path(__file__).resolve().parents[2]
@@ -134,31 +135,28 @@ def test_only_the_frames_change_and_the_loss_changes(tiny_model_dir, dataset, pr
 
     t = ours(tiny_model_dir, dataset, processor, tmp_path, beta=0.04)
     torch.manual_seed(0)
-    out_a = t._generate_and_score_completions(rows_of(dataset, [0]))
-    out_b = t._generate_and_score_completions(rows_of(dataset, [1]))
+    out_a = trl_hooks.generate(t, rows_of(dataset, [0]))
+    out_b = trl_hooks.generate(t, rows_of(dataset, [1]))
     assert out_a["video_grid_thw"][0].tolist() == [[4, 4, 4]] and "ref_per_token_logps" in out_a
     # the reference log-probs (computed inside TRL's generation call) used the video: they equal the loss pass's
-    ids = torch.cat([out_a["prompt_ids"], out_a["completion_ids"]], dim=1)
-    mask = torch.cat([out_a["prompt_mask"], out_a["completion_mask"]], dim=1)
     with torch.no_grad():
-        logps, _, _ = t._get_per_token_logps_and_entropies(t.model, ids, mask, out_a["completion_ids"].size(1),
-                                                           video_inputs=out_a)
-        no_video, _, _ = t._get_per_token_logps_and_entropies(t.model, ids, mask, out_a["completion_ids"].size(1))
+        logps, _, _ = trl_hooks.token_logps(t, out_a, video_inputs=out_a)
+        no_video, _, _ = trl_hooks.token_logps(t, out_a)
     cm = out_a["completion_mask"].float()
     assert torch.allclose(logps * cm, out_a["ref_per_token_logps"] * cm, atol=1e-5)
     assert not torch.allclose(no_video * cm, out_a["ref_per_token_logps"] * cm, atol=1e-5)
     swapped = with_clip_of(out_a, out_b, range(NUM_GEN))
     assert not torch.equal(swapped["pixel_values_videos"][0], out_a["pixel_values_videos"][0])
     spy = ForwardSpy(t.model)
-    loss_a = t._compute_loss(t.model, out_a).item()
-    loss_b = t._compute_loss(t.model, swapped).item()
+    loss_a = t.compute_loss(t.model, out_a).item()
+    loss_b = t.compute_loss(t.model, swapped).item()
     spy.close()
     assert abs(loss_a - loss_b) > 1e-7  # same tokens, advantages and masks: only the frames differ
     assert all("pixel_values_videos" in c and "mm_token_type_ids" in c for c in spy.calls)
     # with TRL's entropy bonus on, the video still reaches the loss
     t.args.entropy_coef = t.entropy_coef = 1e-3
-    t._entropy_bonus_enabled = True
-    trl_a, trl_b = t._compute_loss(t.model, out_a).item(), t._compute_loss(t.model, swapped).item()
+    trl_hooks.set_entropy_bonus(t, True)
+    trl_a, trl_b = t.compute_loss(t.model, out_a).item(), t.compute_loss(t.model, swapped).item()
     assert abs(trl_a - trl_b) > 1e-7
     # stock TRL on the same batch: its loss forward takes token ids only, so the frames do not change its loss
     stock = GRPOTrainer(model=str(tiny_model_dir), reward_funcs=[varying_reward],
@@ -167,8 +165,8 @@ def test_only_the_frames_change_and_the_loss_changes(tiny_model_dir, dataset, pr
     stock.model.train()
     stock.current_gradient_accumulation_steps = 1
     drop = ("pixel_values", "image_grid_thw", "num_images")  # empty here; the video keys stay (TRL ignores them)
-    s_a = stock._compute_loss(stock.model, {k: v for k, v in out_a.items() if k not in drop}).item()
-    s_b = stock._compute_loss(stock.model, {k: v for k, v in swapped.items() if k not in drop}).item()
+    s_a = stock.compute_loss(stock.model, {k: v for k, v in out_a.items() if k not in drop}).item()
+    s_b = stock.compute_loss(stock.model, {k: v for k, v in swapped.items() if k not in drop}).item()
     assert s_a == s_b
 
 
@@ -244,10 +242,8 @@ def check_batch_against_reference(t, processor, out, rows):
     """Per-token log-probs and the (off-policy, clipped) dapo loss of batch `out` equal their single-row
     references."""
     B, C = out["completion_ids"].shape
-    ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
-    mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
     with torch.no_grad():
-        logps, _, _ = t._get_per_token_logps_and_entropies(t.model, ids, mask, C, video_inputs=out)
+        logps, _, _ = trl_hooks.token_logps(t, out, video_inputs=out)
     ref = torch.zeros(B, C)
     for i in range(B):
         r = reference_logps(t.model, processor, rows[i], out, i)
@@ -257,7 +253,7 @@ def check_batch_against_reference(t, processor, out, rows):
     # off-policy old log-probs (ratios away from 1, some clipped): the loss depends on the log-probs
     old = (ref + 0.3 * torch.sin(torch.arange(B * C, dtype=torch.float32)).view(B, C)) * cmask
     batch = {**out, "old_per_token_logps": old}
-    loss = t._compute_loss(t.model, batch)
+    loss = t.compute_loss(t.model, batch)
     expected = reference_dapo_loss(ref, old, out["advantages"], cmask)
     assert torch.allclose(loss.detach(), expected, atol=1e-6), (float(loss), float(expected))
 
@@ -265,7 +261,7 @@ def check_batch_against_reference(t, processor, out, rows):
 def test_two_sample_batch_equals_single_sample_references(tiny_model_dir, dataset, processor, tmp_path):
     t = ours(tiny_model_dir, dataset, processor, tmp_path)
     torch.manual_seed(0)
-    out = t._generate_and_score_completions(rows_of(dataset, [0, 2]))  # clips of 8 and 4 frames
+    out = trl_hooks.generate(t, rows_of(dataset, [0, 2]))  # clips of 8 and 4 frames
     assert [g.tolist() for g in out["video_grid_thw"][:: NUM_GEN]] == [[[4, 4, 4]], [[2, 4, 4]]]
     two = select_rows(out, [0, NUM_GEN])
     assert two["advantages"].abs().sum() > 0
@@ -275,7 +271,7 @@ def test_two_sample_batch_equals_single_sample_references(tiny_model_dir, datase
 def test_mixed_image_and_video_batch(tiny_model_dir, dataset, processor, tmp_path):
     t = ours(tiny_model_dir, dataset, processor, tmp_path)
     torch.manual_seed(1)
-    out = t._generate_and_score_completions(rows_of(dataset, [4, 0]))  # an image prompt, then a video prompt
+    out = trl_hooks.generate(t, rows_of(dataset, [4, 0]))  # an image prompt, then a video prompt
     assert out["num_images"] == [1] * NUM_GEN + [0] * NUM_GEN and out["pixel_values"].size(0) == NUM_GEN * 16
     assert [g.size(0) for g in out["video_grid_thw"]] == [0] * NUM_GEN + [1] * NUM_GEN
     spy = ForwardSpy(t.model)
@@ -289,7 +285,7 @@ def test_temporal_position_ids_are_not_constant(tiny_model_dir, dataset, process
     short clip collapses to one value; the loss forward must get second_per_grid_ts and mm_token_type_ids."""
     t = ours(tiny_model_dir, dataset, processor, tmp_path)
     torch.manual_seed(0)
-    out = t._generate_and_score_completions(rows_of(dataset, [0]))
+    out = trl_hooks.generate(t, rows_of(dataset, [0]))
     assert out["second_per_grid_ts"][0].tolist() == [0.5]  # 2 frames per temporal patch at 4 fps
     inner = t.model.model
     seen = []
@@ -301,7 +297,7 @@ def test_temporal_position_ids_are_not_constant(tiny_model_dir, dataset, process
         return pos, deltas
 
     monkeypatch.setattr(type(inner), "get_rope_index", spy)
-    t._compute_loss(t.model, out)
+    t.compute_loss(t.model, out)
     assert seen
     pos, types = seen[-1]
     temporal = pos[0][types == 2]
@@ -348,19 +344,20 @@ def test_a_training_step_with_video_changes_the_vision_tower(loss, tiny_model_di
 
 
 def test_the_batch_split_and_shuffle_keep_every_samples_video_rows(tiny_model_dir, dataset, processor, tmp_path):
-    """TRL's _prepare_inputs shuffles the generation batch and splits it into steps_per_generation batches: each
-    row must keep its own video (a flat pixel_values_videos would keep only the first B rows)."""
+    """TRL's per-micro-step batching (_prepare_inputs) shuffles the generation batch and splits it into
+    steps_per_generation batches: each row must keep its own video (a flat pixel_values_videos would keep only the
+    first B rows)."""
 
     t = ours(tiny_model_dir, dataset, processor, tmp_path, per_device_train_batch_size=NUM_GEN,
              steps_per_generation=2)
     torch.manual_seed(3)
     rows = rows_of(dataset, [0, 2])  # 16 and 8 video tokens
-    full = t._generate_and_score_completions(rows)
+    full = trl_hooks.generate(t, rows)
     by_t = {int(g[0, 0]): pv for g, pv in zip(full["video_grid_thw"], full["pixel_values_videos"])}
     torch.manual_seed(3)
-    t._step, t._buffered_inputs = 0, None
-    first = t._prepare_inputs(rows)
-    batches = t._buffered_inputs
+    trl_hooks.set_generation_state(t, 0, None)
+    first = trl_hooks.prepare_inputs(t, rows)
+    _, batches = trl_hooks.generation_state(t)
     assert len(batches) == 2 and first is batches[0]
     kinds = []
     for b in batches:
@@ -368,18 +365,15 @@ def test_the_batch_split_and_shuffle_keep_every_samples_video_rows(tiny_model_di
         check_video_rows(b["pixel_values_videos"], b["video_grid_thw"])
         for i in range(NUM_GEN):
             grid = b["video_grid_thw"][i]
-            n_tokens = int((b["prompt_ids"][i] == t._video_pad_token_id).sum())
+            n_tokens = int((b["prompt_ids"][i] == processor.video_token_id).sum())
             assert n_tokens == int(grid.prod()) // 4  # the row's prompt matches its own video
             assert torch.equal(b["pixel_values_videos"][i], by_t[int(grid[0, 0])])
             assert int((b["mm_token_type_ids"][i] == 2).sum()) == n_tokens
             kinds.append(int(grid[0, 0]))
-        t._compute_loss(t.model, b)  # a misplaced video would raise "video features and tokens do not match"
+        t.compute_loss(t.model, b)  # a misplaced video would raise "video features and tokens do not match"
         # the old log-probs (computed inside TRL's generation call) used each row's video: same weights, same values
-        ids = torch.cat([b["prompt_ids"], b["completion_ids"]], dim=1)
-        mask = torch.cat([b["prompt_mask"], b["completion_mask"]], dim=1)
         with torch.no_grad():
-            logps, _, _ = t._get_per_token_logps_and_entropies(t.model, ids, mask, b["completion_ids"].size(1),
-                                                               video_inputs=b)
+            logps, _, _ = trl_hooks.token_logps(t, b, video_inputs=b)
         cm = b["completion_mask"].float()
         assert torch.allclose(logps * cm, b["old_per_token_logps"] * cm, atol=1e-5)
     assert sorted(kinds) == [2] * NUM_GEN + [4] * NUM_GEN
@@ -391,8 +385,8 @@ def test_refill_merges_video_rollouts_group_by_group(tiny_model_dir, dataset, pr
 
     t = ours(tiny_model_dir, dataset, processor, tmp_path)
     torch.manual_seed(0)
-    r0 = t._generate_and_score_completions(rows_of(dataset, [0, 4]))  # video, image
-    r1 = t._generate_and_score_completions(rows_of(dataset, [2, 3]))  # 4-frame and 8-frame clips of c
+    r0 = trl_hooks.generate(t, rows_of(dataset, [0, 4]))  # video, image
+    r1 = trl_hooks.generate(t, rows_of(dataset, [2, 3]))  # 4-frame and 8-frame clips of c
     merged = merge_groups([r0, r1], [(1, 1), (0, 1)], NUM_GEN, pad_token_id=processor.tokenizer.pad_token_id)
     check_video_rows(merged["pixel_values_videos"], merged["video_grid_thw"])
     for k in range(NUM_GEN):
@@ -410,16 +404,16 @@ def test_dynamic_sampling_refill_step_with_video(tiny_model_dir, dataset, proces
     from mmreason.rl.dynamic_sampling import GROUP_MASK
 
     torch.manual_seed(0)
-    out = t._generate_and_score_completions(rows_of(dataset, [0, 1]))  # v0's group has no reward variance
-    assert t._metrics["train"]["dynamic_sampling/refill_rounds"][-1] >= 1
-    refilled = t._metrics["train"]["dynamic_sampling/refilled_groups"][-1]
+    out = trl_hooks.generate(t, rows_of(dataset, [0, 1]))  # v0's group has no reward variance
+    assert trl_hooks.metrics(t)["dynamic_sampling/refill_rounds"][-1] >= 1
+    refilled = trl_hooks.metrics(t)["dynamic_sampling/refilled_groups"][-1]
     assert refilled >= 1 and out[GROUP_MASK][:NUM_GEN].sum() == NUM_GEN  # slot 0 now holds a group with signal
     check_video_rows(out["pixel_values_videos"], out["video_grid_thw"])
-    n_pad = (out["prompt_ids"] == t._video_pad_token_id).sum(1)
+    n_pad = (out["prompt_ids"] == processor.video_token_id).sum(1)
     n_img = (out["prompt_ids"] == processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")).sum(1)
     assert n_pad.tolist() == [int(g.prod(-1).sum()) // 4 for g in out["video_grid_thw"]]
     assert n_img.tolist() == [4 * n for n in out["num_images"]]  # a 56x56 image: 16 patches, 4 tokens
-    t._compute_loss(t.model, out)
+    t.compute_loss(t.model, out)
     t.train()
     assert t.state.global_step == 1 and "dynamic_sampling/refill_rounds" in t.state.log_history[0]
 
@@ -429,17 +423,17 @@ def test_eval_batches_carry_the_video_and_a_video_outside_the_column_is_refused(
     t = ours(tiny_model_dir, dataset, processor, tmp_path)
     t.model.eval()
     torch.manual_seed(0)
-    out_a = t._generate_and_score_completions(rows_of(dataset, [0]))
-    out_b = t._generate_and_score_completions(rows_of(dataset, [1]))
+    out_a = trl_hooks.generate(t, rows_of(dataset, [0]))
+    out_b = trl_hooks.generate(t, rows_of(dataset, [1]))
     out_a["old_per_token_logps"] = torch.full_like(out_a["completion_mask"], -6.0, dtype=torch.float32)
     with torch.no_grad():  # (on policy the loss value is -mean(A) whatever the log-probs: compare off policy)
-        la = t._compute_loss(t.model, out_a)
-        lb = t._compute_loss(t.model, with_clip_of(out_a, out_b, range(NUM_GEN)))
+        la = t.compute_loss(t.model, out_a)
+        lb = t.compute_loss(t.model, with_clip_of(out_a, out_b, range(NUM_GEN)))
     assert abs(float(la) - float(lb)) > 1e-7
     # a dataset whose videos sit only in the prompt messages (stock TRL's layout) would train without them
     text_only = ours(tiny_model_dir, dataset.remove_columns(["video"]), processor, tmp_path)
     with pytest.raises(ValueError, match="no `video` column"):
-        text_only._generate_and_score_completions(rows_of(dataset.remove_columns(["video"]), [0]))
+        trl_hooks.generate(text_only, rows_of(dataset.remove_columns(["video"]), [0]))
 
 
 def test_video_with_vllm_server_is_a_clear_error(dataset, tmp_path):

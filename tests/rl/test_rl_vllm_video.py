@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import trl_hooks
 from ports import free_port, two_process_views
 from video_fixtures import write_coded_mp4
 
@@ -110,7 +111,7 @@ def test_engine_sees_the_hf_prompt_ids_and_video_grid(engine, tiny_model_dir, da
     for pair in ([0, 1], [2, 0], [3, 1]):  # video + video (other lengths), image + video, text + video
         llm.served.clear()
         rows = rows_of(dataset, pair)
-        out = t._generate_and_score_completions(rows)
+        out = trl_hooks.generate(t, rows)
         assert len(llm.served) == len(rows)
         clips = load_row_media(rows, video_cfg(), lambda ims: ims)
         for i, served in enumerate(llm.served):
@@ -129,7 +130,7 @@ def test_engine_sees_the_hf_prompt_ids_and_video_grid(engine, tiny_model_dir, da
             assert completion == served.completion
         # the engine's log-probs are the loss forward's up to the placeholder tokens' mass the engine's logit_bias
         # removes (two tokens of the tiny vocabulary: ~3e-3); a forward on other frames or positions is further off
-        assert t._metrics["train"]["sampling/sampling_logp_difference/max"][-1] < 1e-2
+        assert trl_hooks.metrics(t)["sampling/sampling_logp_difference/max"][-1] < 1e-2
     assert sum(len(g) for g in out["video_grid_thw"]) > 0
     bias = t.vllm_generation.generation_kwargs["logit_bias"]
     assert bias == {processor.image_token_id: -100.0, processor.video_token_id: -100.0}
@@ -139,17 +140,11 @@ def test_without_the_pixel_bounds_the_engine_would_count_other_tokens(engine, ti
                                                                       tmp_path):
     """The control: the same request with no `size` in its processor kwargs makes the engine upscale the 28x28
     frames to the checkpoint's minimum, and the prompt's placeholder run no longer fits (vLLM raises there)."""
-    from mmreason.rl.rounds import Round
-    from mmreason.rl.video import load_row_media
-    from mmreason.rl.vllm_video import rollout_requests
-
     t = trainer(tiny_model_dir, dataset, processor, tmp_path)
-    rows = rows_of(dataset, [0])
-    media = load_row_media(rows, video_cfg(), lambda ims: ims)
-    t._round = Round(media=media)  # the round TRL's generation of this batch would run in
-    ids, _, _ = t._tokenize_prompts([r["prompt"] for r in rows])
-    (req, *_) = rollout_requests(ids, media)
     (llm,) = engine
+    trl_hooks.generate(t, rows_of(dataset, [0]))
+    req = llm.requests[0]  # the request the engine got for the batch's first row
+    assert req["mm_processor_kwargs"]["size"] and len(llm.served[0].video_grid_thw) == 1
     llm.process(req)  # fits
     unbounded = {**req, "mm_processor_kwargs": {k: v for k, v in req["mm_processor_kwargs"].items() if k != "size"}}
     with pytest.raises(ValueError, match="placeholder runs"):
