@@ -102,7 +102,7 @@ def checkpoint_world_size(checkpoint: str | os.PathLike) -> int | None:
     return 1 if (path / "rng_state.pth").is_file() else None
 
 
-def _launch_errors(info: dict, env: dict) -> list[str]:
+def launch_errors(info: dict, env: dict) -> list[str]:
     problems = []
     if (_truthy(env.get("ACCELERATE_USE_CPU")) and env.get("MASTER_ADDR") and "WORLD_SIZE" not in env
             and not any(k in env for k in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"))):  # fmt: skip
@@ -148,7 +148,7 @@ def _save_errors(info: dict, trainer) -> list[str]:
     ]
 
 
-def _resume_errors(info: dict, resume: str | None) -> list[str]:
+def resume_errors(info: dict, resume: str | None) -> list[str]:
     if not resume:
         return []
     saved = checkpoint_world_size(resume)
@@ -179,7 +179,7 @@ def check_distributed(trainer, resume: str | None = None) -> dict:
     import torch.distributed as dist
 
     info = describe(trainer)
-    problems = _launch_errors(info, dict(os.environ)) + _save_errors(info, trainer) + _resume_errors(info, resume)
+    problems = launch_errors(info, dict(os.environ)) + _save_errors(info, trainer) + resume_errors(info, resume)
     if problems:
         raise DistributedSetupError(f"rank {info['rank']}: " + "; ".join(problems))
     info["dummy_vision"] = _sync_vision(trainer, info)

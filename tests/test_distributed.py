@@ -21,8 +21,8 @@ from ports import free_port
 from safetensors.torch import load_file
 
 from mmreason.distributed import (
-    _launch_errors,
-    _resume_errors,
+    launch_errors,
+    resume_errors,
     checkpoint_world_size,
     watch,
 )
@@ -214,20 +214,20 @@ def _info(**kw):
 
 def test_guard_names_each_silent_launch():
     # accelerate launch --cpu --num_processes 2: one process, MASTER_ADDR set, no WORLD_SIZE
-    single = _launch_errors(_info(world_size=1, env_world_size=1, distributed_type="NO", engine="single"),
+    single = launch_errors(_info(world_size=1, env_world_size=1, distributed_type="NO", engine="single"),
                             {"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "127.0.0.1"})  # fmt: skip
     assert len(single) == 1 and "started one" in single[0] and "--use_cpu true" in single[0]
     # --multi_gpu without --use_cpu: two processes, each alone
-    alone = _launch_errors(_info(world_size=1, distributed_type="NO", engine="single"), {"WORLD_SIZE": "2"})
+    alone = launch_errors(_info(world_size=1, distributed_type="NO", engine="single"), {"WORLD_SIZE": "2"})
     assert len(alone) == 1 and "WORLD_SIZE=2" in alone[0] and "--use_cpu true" in alone[0]
     # torchrun --ddp_backend gloo without --use_cpu: a process group, no gradient sync
-    nosync = _launch_errors(_info(distributed_type="NO", engine="single"), {"WORLD_SIZE": "2"})
+    nosync = launch_errors(_info(distributed_type="NO", engine="single"), {"WORLD_SIZE": "2"})
     assert len(nosync) == 1 and "never synchronised" in nosync[0]
     # a DeepSpeed config with --use_cpu true: accelerate quietly runs DDP
-    dropped = _launch_errors(_info(), {"WORLD_SIZE": "2", "ACCELERATE_USE_DEEPSPEED": "true"})
+    dropped = launch_errors(_info(), {"WORLD_SIZE": "2", "ACCELERATE_USE_DEEPSPEED": "true"})
     assert len(dropped) == 1 and "--ddp_backend gloo" in dropped[0]
-    assert _launch_errors(_info(), {"WORLD_SIZE": "2"}) == []
-    assert _launch_errors(_info(world_size=1, env_world_size=1, distributed_type="NO", engine="single"), {}) == []
+    assert launch_errors(_info(), {"WORLD_SIZE": "2"}) == []
+    assert launch_errors(_info(world_size=1, env_world_size=1, distributed_type="NO", engine="single"), {}) == []
 
 
 def test_resume_world_size_from_rng_files(tmp_path):
@@ -237,9 +237,9 @@ def test_resume_world_size_from_rng_files(tmp_path):
     for r in (0, 1):
         (tmp_path / f"rng_state_{r}.pth").touch()
     assert checkpoint_world_size(tmp_path) == 2
-    (msg,) = _resume_errors({"world_size": 1}, str(tmp_path))
+    (msg,) = resume_errors({"world_size": 1}, str(tmp_path))
     assert "written by 2 process(es)" in msg and "this run has 1" in msg
-    assert _resume_errors({"world_size": 2}, str(tmp_path)) == [] and _resume_errors({"world_size": 1}, None) == []
+    assert resume_errors({"world_size": 2}, str(tmp_path)) == [] and resume_errors({"world_size": 1}, None) == []
 
 
 BEATER = """

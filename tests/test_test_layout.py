@@ -1,5 +1,6 @@
 """Tests reach the code through its public names: no file in tests/ reads or sets a private attribute (`x._name`, or
-`getattr` / `setattr` / `hasattr` / `delattr` / `monkeypatch.setattr` with "_name"), except tests/trl_hooks.py, the
+`getattr` / `setattr` / `hasattr` / `delattr` / `monkeypatch.setattr` with "_name") or imports a private name
+(`from m import _name`), except tests/trl_hooks.py, the
 one module that names TRL's and transformers' private hooks (its docstring says why). A private name of ours that a
 test needs is a behaviour to check through the public surface, or a public name to give it. Defining a private name
 is not reading one: a stand-in class that implements a library's hook (`def _save_rng_state`) is not flagged."""
@@ -43,6 +44,10 @@ def _violations() -> list[str]:
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                found += [f"tests/{rel}:{node.lineno}: imports private {node.module}.{a.name}" for a in node.names
+                          if _private(a.name) and (rel, a.name) not in ALLOWED and node.module != "__future__"]
+                continue
             if isinstance(node, ast.Attribute):
                 name = node.attr
             elif isinstance(node, ast.Call):
@@ -80,7 +85,8 @@ def test_checker_sees_private_attributes_read_set_and_named(tmp_path, monkeypatc
                          "    trainer._step = 3\n"
                          "    monkeypatch.setattr(trainer, '_compute_loss', None)\n"
                          "    getattr(trainer, '_buffered_inputs')\n"
-                         "    monkeypatch.setattr('mmreason.jsonl._write_lines', None)\n"),
+                         "    monkeypatch.setattr('mmreason.jsonl._write_lines', None)\n"
+                         "    from mmreason.distributed import _save_errors\n"),
         "worker.py": "class Spy:\n    def run(self):\n        return self._sample()\n",
     })
     assert found == ["tests/rl/test_x.py:2: private attribute _metrics",
@@ -88,6 +94,7 @@ def test_checker_sees_private_attributes_read_set_and_named(tmp_path, monkeypatc
                      "tests/rl/test_x.py:4: private attribute _compute_loss",
                      "tests/rl/test_x.py:5: private attribute _buffered_inputs",
                      "tests/rl/test_x.py:6: private attribute _write_lines",
+                     "tests/rl/test_x.py:7: imports private mmreason.distributed._save_errors",
                      "tests/worker.py:3: private attribute _sample"]
 
 

@@ -405,7 +405,7 @@ class RedactFilter(logging.Filter):
         return True
 
 
-def _split_dotted(extra: list[str]) -> list[str]:
+def split_dotted_flags(extra: list[str]) -> list[str]:
     """`--teacher.model X` / `--teacher.model=X` -> ['teacher.model=X']."""
     out, i = [], 0
     while i < len(extra):
@@ -449,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     for handler in logging.getLogger().handlers:
         handler.addFilter(redactor)
     try:
-        overrides = parse_overrides(args.set + _split_dotted(extra))
+        overrides = parse_overrides(args.set + split_dotted_flags(extra))
         recipe = load_recipe(args.recipe, overrides)
         if recipe.teacher.api_key_env and os.environ.get(recipe.teacher.api_key_env):
             redactor.secrets.append(os.environ[recipe.teacher.api_key_env])

@@ -18,7 +18,7 @@ import re
 from typing import Any
 
 
-def _dp_distance(a: str, b: str) -> int:
+def dp_distance(a: str, b: str) -> int:
     prev = list(range(len(b) + 1))
     for i, ca in enumerate(a, 1):
         cur = [i]
@@ -106,7 +106,7 @@ def mathvista_official_loop(results: dict[str, dict[str, Any]]) -> dict[str, Any
     import pandas as pd
 
     def most_similar(pred, choices):
-        d = [_dp_distance(pred, c) for c in choices]
+        d = [dp_distance(pred, c) for c in choices]
         return choices[d.index(min(d))]
 
     def normalize(ext, choices, qt, at, precision):

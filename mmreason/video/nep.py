@@ -84,7 +84,7 @@ def past_clip_path(entry: Any, video_root: Path, where: str) -> Path:
     return video_root / "/".join(rel.split("/")[1:])
 
 
-def _video(entry: Any, video_root: Path, out_dir: Path, where: str, probe: bool) -> Video:
+def past_clip_video(entry: Any, video_root: Path, out_dir: Path, where: str, probe: bool) -> Video:
     path = past_clip_path(entry, video_root, where)
     if not path.is_file():
         raise RecordError(where, f"past clip not found: {path}")
@@ -153,7 +153,7 @@ def build(input_path: str, video_root: str, strategy: str, out: str, seed: int =
     for i, entry in enumerate(entries):
         where = f"{input_path}[{i}]"
         try:
-            video = _video(entry, root, out_dir, where, probe_video)
+            video = past_clip_video(entry, root, out_dir, where, probe_video)
             recs = {p: entry_records(entry, i, p, video, random.Random(f"{seed}:{p}:{i}"), where) for p in parts}
         except RecordError as e:
             if not lenient:

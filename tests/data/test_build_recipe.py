@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from test_build_common import RECIPES
 
-from mmreason.data.build import _split_dotted
+from mmreason.data.build import split_dotted_flags
 from mmreason.data.kinds.questions import parse_question
 from mmreason.data.kinds.registry import builtin_kinds, load_recipe
 from mmreason.data.kinds.runner import sample_seed, unbox
@@ -23,7 +23,7 @@ def test_shipped_recipes_load(name):
 
 def test_overrides_set_and_dotted_flags():
     ov = parse_overrides(["teacher.model=X", "sampling.k=8", "source.mapping={question: problem}"]
-                         + _split_dotted(["--teacher.concurrency", "3", "--filters.keep_per_question=2"]))
+                         + split_dotted_flags(["--teacher.concurrency", "3", "--filters.keep_per_question=2"]))
     r = load_recipe(RECIPES / "distilled.yaml", ov)
     assert (r.teacher.model, r.sampling.k, r.teacher.concurrency, r.filters.keep_per_question) == ("X", 8, 3, 2)
     assert r.source.mapping == {"question": "problem"}
@@ -33,7 +33,7 @@ def test_overrides_set_and_dotted_flags():
     edited = load_recipe(RECIPES / "distilled.yaml", [("prompts.user", "{{ question }} \\boxed{}")])
     assert edited.prompt_version() != base.prompt_version()
     with pytest.raises(SystemExit):
-        _split_dotted(["--nodots", "1"])
+        split_dotted_flags(["--nodots", "1"])
 
 
 def test_override_values_typed_by_field():

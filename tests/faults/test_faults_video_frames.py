@@ -75,7 +75,7 @@ def test_eval_media_check(records, fault_log):
 
 
 def test_nep_build_clip_probe(tmp_path, fault_log):
-    from mmreason.video.nep import _video
+    from mmreason.video.nep import past_clip_video
     from mmreason.media.writer import write_frame_list
 
     write_frame_list(coded_frames(8), tmp_path / "root" / "clip.frames.json", fps=8)
@@ -85,5 +85,5 @@ def test_nep_build_clip_probe(tmp_path, fault_log):
     png.write_bytes(png.read_bytes()[:60])
     entry = {"video_path": "clips/clip.frames.json"}
     with pytest.raises(RecordError, match=r"v1\.json:7: unreadable frame 6 of 8"):
-        _video(entry, tmp_path / "root", tmp_path / "out", "v1.json:7", probe=True)
+        past_clip_video(entry, tmp_path / "root", tmp_path / "out", "v1.json:7", probe=True)
     fault_log.record("nep build", "corrupt frame in a past clip", "error naming the entry")

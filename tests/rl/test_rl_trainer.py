@@ -145,7 +145,7 @@ def test_aggregation_is_pinned_to_trls_for_every_loss_type(tiny_model_dir, datas
     from trl import GRPOTrainer
 
     from mmreason.rl.config import CLIPPED_LOSS_TYPES
-    from mmreason.rl.losses import LOSSES
+    from mmreason.rl.losses.registry import LOSSES
 
     stock = _stock(tiny_model_dir, dataset, processor, tmp_path, beta=0.0, steps_per_generation=4)
     mine = ours(tiny_model_dir, dataset, processor, tmp_path, reward=varying_reward, beta=0.0, steps_per_generation=4)
