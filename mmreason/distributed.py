@@ -16,16 +16,28 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import signal
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import timedelta
 from pathlib import Path
+
+import psutil
+import torch
+import torch.distributed as dist
+from accelerate.utils import gather_object
+from transformers import AutoModelForImageTextToText
+from transformers.integrations import deepspeed as hf_ds
 
 from mmreason.vision_sync import run_vision_on_every_forward, vision_language_model
 
@@ -58,8 +70,6 @@ def zero_config(trainer) -> dict:
 
 def describe(trainer) -> dict:
     """World size, backend and engine of this process, as the trainer sees them."""
-    import torch.distributed as dist
-
     acc = trainer.accelerator
     dtype = str(getattr(acc.distributed_type, "value", acc.distributed_type))
     zero = zero_config(trainer)
@@ -176,8 +186,6 @@ def _sync_vision(trainer, info: dict) -> bool:
 
 def check_distributed(trainer, resume: str | None = None) -> dict:
     """The start-of-stage guard (see the module docstring). Raises DistributedSetupError; returns describe()."""
-    import torch.distributed as dist
-
     info = describe(trainer)
     problems = launch_errors(info, dict(os.environ)) + _save_errors(info, trainer) + resume_errors(info, resume)
     if problems:
@@ -202,14 +210,10 @@ def check_distributed(trainer, resume: str | None = None) -> dict:
 
 def parameter_digest(model) -> str:
     """sha256 over every parameter's name and bytes (gathered first under ZeRO-3, a collective)."""
-    import contextlib
-
-    import torch
-
     params = list(model.named_parameters())
     gather = contextlib.nullcontext()
     if any(hasattr(p, "ds_id") for _, p in params):
-        import deepspeed
+        import deepspeed  # lazy: DeepSpeed is optional (the deepspeed extra)
 
         gather = deepspeed.zero.GatheredParameters([p for _, p in params], modifier_rank=None)
     h = hashlib.sha256()
@@ -231,10 +235,6 @@ def resave_canonical(folder: Path) -> None:
     """Rewrite a saved model with the key names a save without ZeRO-3 has: transformers' 16-bit ZeRO-3 gather path
     writes Qwen2.5-VL keys as model.model.layers.* (from_pretrained reads them back, and would save them that way
     again; other loaders expect model.layers.*). A model built from the config saves the default names."""
-    import torch
-    from transformers import AutoModelForImageTextToText
-    from transformers.integrations import deepspeed as hf_ds
-
     # one process loads here: with the ZeRO-3 config still registered, from_pretrained would partition the
     # weights across ranks (zero.Init, a collective the other ranks never join) and hang
     registered = hf_ds._hf_deepspeed_config_weak_ref
@@ -259,8 +259,6 @@ def finish_distributed(trainer) -> None:
         if has_weights(out):
             resave_canonical(out)
     if acc.num_processes > 1:
-        from accelerate.utils import gather_object
-
         digests = gather_object([parameter_digest(trainer.model)])
         if acc.is_main_process:
             path = out / INFO_FILE
@@ -280,8 +278,6 @@ def finish_distributed(trainer) -> None:
 def start_heartbeat(folder: str, rank: int, interval: float = HEARTBEAT_INTERVAL) -> threading.Thread:
     """A daemon thread touching <folder>/rank<R>.beat every `interval` s; a frozen process stops beating. The file
     is removed at a normal exit, so a rank that finished early is not mistaken for a frozen one."""
-    import atexit
-
     path = Path(folder) / f"rank{rank}.beat"
     path.parent.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
@@ -320,8 +316,6 @@ def stale_beats(folder: Path, timeout: float, now: float | None = None) -> list[
 
 
 def _tree(proc) -> list:
-    import psutil
-
     try:
         return [proc, *proc.children(recursive=True)]
     except psutil.NoSuchProcess:
@@ -330,10 +324,6 @@ def _tree(proc) -> list:
 
 def kill_tree(procs: list, grace: float = 5.0) -> None:
     """SIGTERM (and SIGCONT, so a stopped process can act on it), then SIGKILL whatever is left after `grace`."""
-    import signal
-
-    import psutil
-
     alive = []
     for p in procs:
         try:
@@ -355,12 +345,6 @@ def watch(cmd: list[str], timeout: float, poll: float = 1.0, heartbeat_dir: str 
     """Run `cmd` (a launcher) and return its exit code; end its whole process tree (the launcher starts workers
     in their own sessions, so a process-group kill misses them) when a rank's heartbeat is older than `timeout`
     or when the launcher exits leaving processes behind. A stale rank gives exit code 124."""
-    import signal
-    import subprocess
-    import tempfile
-
-    import psutil
-
     folder = Path(heartbeat_dir or tempfile.mkdtemp(prefix="mmreason-beats-"))
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("rank*.beat"):  # left by an earlier job killed in the same folder: not this job's ranks

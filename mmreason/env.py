@@ -18,7 +18,7 @@ def facts() -> dict[str, str]:
         except md.PackageNotFoundError:
             out[name] = "not installed"
     try:
-        import torch
+        import torch  # lazy: `mmreason env` reports versions even where torch fails to import
 
         out["cuda"] = f"{torch.cuda.device_count()} GPU(s)" if torch.cuda.is_available() else "no GPU (CPU only)"
     except ImportError:

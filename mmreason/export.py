@@ -11,6 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch
+from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -31,9 +34,8 @@ def deepspeed_tag(ckpt: Path, tag: str | None) -> str:
 
 def export(ckpt: str | Path, out: str | Path, tag: str | None = None, config_from: str | Path | None = None,
            dtype: str = "float32") -> Path:  # fmt: skip
-    import torch
+    # lazy: DeepSpeed is optional (the deepspeed extra)
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
     ckpt, out = Path(ckpt), Path(out)
     source = Path(config_from) if config_from else ckpt

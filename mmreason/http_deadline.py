@@ -14,6 +14,9 @@ import time
 from dataclasses import dataclass, field
 from datetime import timezone
 
+import requests
+from urllib3 import exceptions as u3
+
 CHUNK = 1 << 16
 # How long the caller waits past the deadline for the worker thread to report its own deadline error (so the
 # usual case names the bytes received) before it stops waiting.
@@ -62,9 +65,6 @@ def _arrivals(resp):
     """The body as it arrives: urllib3 2's read1 returns whatever is there (urllib3 1 lacks it: fixed-size reads,
     bounded by the caller's wait instead). urllib3's errors become the `requests` ones `iter_content` raises, so
     callers see one family: a cut connection, a read timeout."""
-    import requests
-    from urllib3 import exceptions as u3
-
     read1 = getattr(resp.raw, "read1", None)
     if read1 is None:
         yield from resp.iter_content(1024)

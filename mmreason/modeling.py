@@ -84,6 +84,7 @@ class ModelLoad:
             raise ValueError("model_name_or_path is required")
         quant: dict[str, Any] = {}
         if model_args.load_in_4bit or model_args.load_in_8bit:
+            # lazy: trl loads torch; imported by model-free commands
             from trl import get_kbit_device_map, get_quantization_config
 
             quant = dict(quantization_config=get_quantization_config(model_args), device_map=get_kbit_device_map())
@@ -123,8 +124,8 @@ class ModelLoad:
 def load_model(load: ModelLoad):
     """AutoModelForImageTextToText from `load` (on CPU unless a k-bit device map says otherwise); a LoRA adapter
     folder loads its base and merges the adapter, so the result is a plain model."""
-    import torch
-    from transformers import AutoModelForImageTextToText
+    import torch  # lazy: torch; imported by model-free commands
+    from transformers import AutoModelForImageTextToText  # lazy: transformers; imported by model-free commands
 
     check_processor_files(processor_source(load))  # fail before the weights load, not after
     kwargs = load.model_kwargs()
@@ -135,7 +136,7 @@ def load_model(load: ModelLoad):
         kwargs.setdefault(k, v)  # model_init_kwargs (overrides) win
     model = AutoModelForImageTextToText.from_pretrained(load.base, **kwargs)
     if load.adapter:
-        from peft import PeftModel
+        from peft import PeftModel  # lazy: peft loads torch; imported by model-free commands
 
         model = PeftModel.from_pretrained(model, load.adapter).merge_and_unload()
     return model
@@ -151,7 +152,7 @@ def processor_source(load: ModelLoad) -> str:
 def load_processor(load: ModelLoad, min_pixels: int | None = None, max_pixels: int | None = None, **kwargs):
     """AutoProcessor of the checkpoint (an adapter folder without its own processor files: its base's), with
     the image bounds applied. `kwargs` go to from_pretrained (e.g. padding_side)."""
-    from transformers import AutoProcessor
+    from transformers import AutoProcessor  # lazy: transformers; imported by model-free commands
 
     src = processor_source(load)
     check_processor_files(src)
@@ -228,8 +229,8 @@ def deprecated(old: str, new: str) -> None:
 
 def prompt_spec_callback(spec: PromptSpec):
     """A TrainerCallback that writes `spec` as prompt.json into each checkpoint-N folder the trainer saves."""
-    from transformers import TrainerCallback
-    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+    from transformers import TrainerCallback  # lazy: transformers; imported by model-free commands
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR  # lazy: transformers; imported by model-free commands
 
     class SavePromptSpec(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):

@@ -15,6 +15,8 @@ import logging
 import signal
 import sys
 
+import torch
+import torch.distributed as dist
 from transformers import TrainerCallback
 
 logger = logging.getLogger("mmreason.preemption")
@@ -24,9 +26,6 @@ EXIT_CODE = 128 + signal.SIGTERM
 
 def _any_rank(flag: bool, device) -> bool:
     """True when `flag` is set on any rank (every rank must call this at the same point)."""
-    import torch
-    import torch.distributed as dist
-
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return flag
     backend = dist.get_backend()

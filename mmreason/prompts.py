@@ -70,8 +70,8 @@ class PromptSpec:
 
 @lru_cache(maxsize=256)
 def _compile(template: str):
-    from jinja2 import StrictUndefined
-    from jinja2.sandbox import SandboxedEnvironment
+    from jinja2 import StrictUndefined  # lazy: imported by verify workers: no third-party imports
+    from jinja2.sandbox import SandboxedEnvironment  # lazy: imported by verify workers: no third-party imports
 
     env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
     return env.from_string(template)

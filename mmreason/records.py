@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import re
 import string
 from dataclasses import asdict, dataclass, field
@@ -347,6 +348,5 @@ def seeded_subset(items: Sequence[T], n: int | None, seed: int, what: str = "max
         raise ValueError(f"{what} must be >= 1, got {n}")
     if n >= len(items):
         return list(items)
-    import random
 
     return [items[i] for i in sorted(random.Random(seed).sample(range(len(items)), n))]

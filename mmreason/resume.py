@@ -19,6 +19,9 @@ import re
 import time
 from pathlib import Path
 
+from safetensors.torch import load_file
+from transformers.core_model_loading import revert_weight_conversion
+
 from mmreason.disk_full import DiskFullSaveMixin
 from mmreason.fingerprint import write_fingerprint
 
@@ -98,8 +101,6 @@ def saved_key_mapping(model) -> dict[str, str] | None:
     """file key -> model key for the weights `save_pretrained` writes (transformers 5 saves some models, Qwen2.5-VL
     among them, under their original key names: `model.embed_tokens` for `model.language_model.embed_tokens`,
     `visual.` for `model.visual.`). None when saving converts a tensor instead of renaming it."""
-    from transformers.core_model_loading import revert_weight_conversion
-
     state = model.state_dict()
     by_storage: dict[tuple, str] = {}
     for key, t in state.items():
@@ -129,7 +130,6 @@ class CheckpointWeightsMixin(DiskFullSaveMixin):
         mapping = saved_key_mapping(model) if plain and weights.is_file() and hasattr(model, "config") else None
         if mapping is None:
             return False
-        from safetensors.torch import load_file
 
         state = load_file(weights, device="cpu")
         unknown = sorted(set(state) - set(mapping))

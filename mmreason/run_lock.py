@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 logger = logging.getLogger("mmreason.run_lock")
 
 LOCK_NAME = "run.lock"
@@ -29,10 +31,8 @@ class RunLockError(RuntimeError):
 
 def _start_time(pid: int) -> float | None:
     try:
-        import psutil
-
         return psutil.Process(pid).create_time()
-    except Exception:  # psutil missing, or the process is gone
+    except Exception:  # the process is gone, or not ours to read
         return None
 
 

@@ -12,9 +12,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from transformers import (
+    AddedToken,
+    GenerationConfig,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2_5_VLProcessor,
+    Qwen2VLImageProcessor,
+    Qwen2VLVideoProcessor,
+)
+from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX, Qwen2Tokenizer
 
 from mmreason.offline import offline_defaults
 
@@ -83,8 +97,6 @@ def _mrope_section(head_dim: int) -> list[int]:
 
 def _tokenizer_corpus(seed: int) -> list[str]:
     """A deterministic corpus covering the synthetic tasks' language, digits and LaTeX."""
-    import random
-
     rng = random.Random(seed)
     words = (
         "how many red green blue yellow purple orange black white gray circle circles square squares triangle "
@@ -109,10 +121,6 @@ def _tokenizer_corpus(seed: int) -> list[str]:
 
 
 def build_tokenizer(spec: TinySpec, seed: int = 0):
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from transformers import AddedToken
-    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX, Qwen2Tokenizer
-
     bpe = Tokenizer(models.BPE())
     bpe.normalizer = normalizers.NFC()
     bpe.pre_tokenizer = pre_tokenizers.Sequence(
@@ -148,8 +156,6 @@ def build_tokenizer(spec: TinySpec, seed: int = 0):
 
 
 def build_processor(tokenizer, spec: TinySpec):
-    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
-
     size = {"shortest_edge": spec.min_pixels, "longest_edge": spec.max_pixels}
     image_processor = Qwen2VLImageProcessor(size=size, patch_size=PATCH, merge_size=MERGE, temporal_patch_size=2)
     video_processor = Qwen2VLVideoProcessor(size=size, patch_size=PATCH, merge_size=MERGE, temporal_patch_size=2)
@@ -162,8 +168,6 @@ def build_processor(tokenizer, spec: TinySpec):
 
 
 def build_config(tokenizer, spec: TinySpec):
-    from transformers import Qwen2_5_VLConfig
-
     head_dim = spec.text_hidden // spec.text_heads
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     vocab = len(tokenizer)
@@ -209,9 +213,6 @@ def build_config(tokenizer, spec: TinySpec):
 
 def build_tiny_model(out_dir: str | os.PathLike, size: str = "tiny", seed: int = 0) -> Path:
     """Write a complete Qwen2.5-VL checkpoint folder to `out_dir`; returns its path."""
-    import torch
-    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
-
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; choose one of {sorted(SIZES)}")
     spec = SIZES[size]

@@ -6,8 +6,10 @@ and exit 2; `MMREASON_DEBUG=1` shows the traceback instead."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
+import sys
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,8 +35,6 @@ def check_count(value: Any, flag: str, minimum: int = 1, allowed: tuple = ()) ->
 
 def positive_int(text: str) -> int:
     """argparse `type=` for counts: an int >= 1 (argparse then prints one usage line and exits 2)."""
-    import argparse
-
     try:
         n = int(text)
     except ValueError:
@@ -112,8 +112,6 @@ def yaml_problem(e: Exception) -> str:
 def parse_stage_args(parser: Any, argv: list[str] | None, prog: str):
     """TrlParser.parse_args_and_config with one-line errors: `--config` naming a missing file, a YAML key that
     is no field (the file is named), a YAML file that is not a mapping."""
-    import sys
-
     args = list(sys.argv[1:] if argv is None else argv)
     config = None
     for i, a in enumerate(args):
@@ -124,7 +122,7 @@ def parse_stage_args(parser: Any, argv: list[str] | None, prog: str):
     if config is not None:
         if not Path(config).is_file():
             raise UsageError(f"--config {config}: no such file")
-        import yaml
+        import yaml  # lazy: imported by the CLI at start: no third-party imports
 
         try:
             data = yaml.safe_load(Path(config).read_text(encoding="utf-8"))

@@ -19,10 +19,13 @@ Decode steps of generation (a non-empty KV cache) never carry pixels on any rank
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import torch
 import torch.nn as nn
+from PIL import Image
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +40,6 @@ def vision_language_model(model: nn.Module) -> nn.Module:
 
 def dummy_image_inputs(processor) -> dict[str, torch.Tensor]:
     """pixel_values and image_grid_thw of one black 32x32 image (resized by the processor to its pixel bounds)."""
-    from PIL import Image
-
     out = processor.image_processor(images=[Image.new("RGB", (32, 32))], return_tensors="pt")
     return {"pixel_values": out["pixel_values"], "image_grid_thw": out["image_grid_thw"]}
 
@@ -76,8 +77,6 @@ def one_tower_call(module: nn.Module, dummy: dict[str, torch.Tensor], args: tupl
 
 
 def _images_and_videos_at_once(module: nn.Module, kwargs: dict) -> dict:
-    from transformers.modeling_outputs import BaseModelOutputWithPooling
-
     visual = module.visual
     grid_i, grid_v = kwargs["image_grid_thw"], kwargs["video_grid_thw"]
     pixels = torch.cat([kwargs["pixel_values"].type(visual.dtype), kwargs["pixel_values_videos"].type(visual.dtype)])
@@ -105,8 +104,6 @@ def run_vision_on_every_forward(model: nn.Module, processor) -> Installed:
     media (see the module docstring). The dummy runs inside that module's forward, not in a forward pre-hook:
     ZeRO-3 checks that every rank fetches the modules in the same order, and its own pre-hook on the module
     must come first, as on a rank with images."""
-    import functools
-
     inner = vision_language_model(model)
     dummy = dummy_image_inputs(processor)
     original = inner.forward

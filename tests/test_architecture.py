@@ -2,9 +2,16 @@
 the stages do not import one another, no two modules import each other through any path (no circle), every
 top-level module or folder of `mmreason/` has a layer, and no module imports another module's private (`_name`)
 names. Every import counts: `import x` and `from x import y`, at the top or inside a function. Imports under
-`if TYPE_CHECKING:` are never run and do not count (annotations only)."""
+`if TYPE_CHECKING:` are never run and do not count (annotations only).
+
+Imports go at the top of a module. One inside a function (of any module: third-party, stdlib or ours) is only for
+an optional or start-up-heavy dependency and says why, `# lazy: <reason>`, on its line or on a comment line directly
+above it. The start-up-heavy ones are pinned here too: the CLI (before a command is chosen) and a verify worker
+process import no third-party package, and the model-free commands import no torch."""
 
 import ast
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -186,6 +193,79 @@ def test_no_private_names_across_modules():
     assert not _violations()["private"], "\n".join(_violations()["private"])
 
 
+LAZY_TAG = re.compile(r"#\s*lazy:\s*\S")
+
+
+def _untagged_function_imports() -> list[str]:
+    """Every import inside a function with no `# lazy: <reason>` on its line(s) or on a comment line directly above
+    (not under `if TYPE_CHECKING:`)."""
+    out = set()
+    for path in sorted(PKG.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        tree = ast.parse(text, filename=str(path))
+        skip = _type_checking_nodes(tree)
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if id(node) in skip or not isinstance(node, (ast.Import, ast.ImportFrom)):
+                    continue
+                above = lines[node.lineno - 2].strip() if node.lineno > 1 else ""
+                if not (any(LAZY_TAG.search(line) for line in lines[node.lineno - 1:node.end_lineno])
+                        or (above.startswith("#") and LAZY_TAG.search(above))):
+                    out.add((str(path.relative_to(PKG.parent)), node.lineno, ast.unparse(node)))
+    return [f"{rel}:{line}: {code}" for rel, line, code in sorted(out)]
+
+
+def test_every_function_level_import_says_why_it_is_lazy():
+    found = _untagged_function_imports()
+    assert not found, ("imports inside a function without `# lazy: <reason>` (move them to the top of the module, "
+                       "or say why they cannot be there):\n" + "\n".join(found))
+
+
+# Processes that must start light (docs/ARCHITECTURE.md, under the layer table). The model-free commands:
+# `eval` scoring (its benchmark plugins included), `data build` with an API teacher (its recipe kinds included),
+# `data convert|synth`, `nep build|synth`, `env`.
+THIRD_PARTY_FREE = ("mmreason.cli", "mmreason.verify._worker")
+MODEL_FREE = ("mmreason.eval.cli", "mmreason.data.build", "mmreason.data.convert", "mmreason.data.synth",
+              "mmreason.video.nep", "mmreason.video.synth", "mmreason.env")
+MODEL_FREE_PLUGINS = ("mmreason.eval", "mmreason.data.kinds")
+MODEL_LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "vllm", "deepspeed")
+
+
+def _in_fresh_process(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", code], cwd=PKG.parent, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_the_cli_and_verify_workers_start_without_third_party_packages():
+    for module in THIRD_PARTY_FREE:
+        loaded = _in_fresh_process(f"""
+import sys
+before = set(sys.modules)
+import {module}
+names = {{m.split(".")[0] for m in set(sys.modules) - before}} - set(sys.stdlib_module_names) - {{"mmreason"}}
+print(sorted(n for n in names if not n.startswith("__")))  # __mp_main__: multiprocessing's alias of __main__
+""")
+        assert loaded == "[]", f"importing {module} loads third-party packages: {loaded}"
+
+
+def test_model_free_commands_start_without_torch():
+    loaded = _in_fresh_process(f"""
+import importlib, sys
+from mmreason.plugins import discover
+for name in {MODEL_FREE + MODEL_FREE_PLUGINS!r}:
+    importlib.import_module(name) if name in {MODEL_FREE!r} else discover(name)
+    heavy = [m for m in {MODEL_LIBRARIES!r} if m in sys.modules]
+    if heavy:
+        print(name, heavy)
+        break
+""")
+    assert not loaded, f"a model-free command's module loads a model library (module, libraries): {loaded}"
+
+
 def test_layers_table_names_real_parts():
     """A part in LAYERS that no longer exists is a stale table (formats/ and chat.py, built on other branches, may
     not have landed yet)."""
@@ -244,11 +324,41 @@ def test_checker_ignores_type_checking_imports(tmp_path, monkeypatch):
     assert not any(found.values()), found
 
 
+def test_checker_sees_a_function_level_import_without_a_reason(tmp_path, monkeypatch):
+    _plant(tmp_path, monkeypatch, {"media/clip.py": (
+        "from typing import TYPE_CHECKING\n"
+        "import json\n"  # 2: at the top: fine
+        "def tagged():\n"
+        "    import torch  # lazy: a reason\n"
+        "def tagged_above():\n"
+        "    # lazy: a reason\n"
+        "    from PIL import Image\n"
+        "def bare():\n"
+        "    import yaml\n"  # 9
+        "def no_reason():\n"
+        "    import numpy  # lazy:\n"  # 11
+        "def one_comment_two_imports():\n"
+        "    # lazy: a reason\n"
+        "    import av\n"
+        "    from mmreason.errors import RecordError\n"  # 15: ours count too
+        "def in_a_method():\n"
+        "    class A:\n"
+        "        def f(self):\n"
+        "            import random\n"  # 19: stdlib counts too
+        "def annotations_only():\n"
+        "    if TYPE_CHECKING:\n"
+        "        from mmreason.records import Record\n")})
+    assert _untagged_function_imports() == [
+        "mmreason/media/clip.py:9: import yaml",
+        "mmreason/media/clip.py:11: import numpy",
+        "mmreason/media/clip.py:15: from mmreason.errors import RecordError",
+        "mmreason/media/clip.py:19: import random",
+    ]
+
+
 def test_docs_table_is_this_table():
     """docs/ARCHITECTURE.md's layer table lists exactly LAYERS, in order (a file named inside a folder, e.g.
     `media/` (`images.py`, ...), is the folder's)."""
-    import re
-
     doc = (PKG.parent / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
     table = doc.split("| layer (bottom first) | parts | holds |", 1)[1].split("\n\n", 1)[0]
     rows = [line.split("|")[1:3] for line in table.strip().splitlines()[1:]]

@@ -34,6 +34,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
+from tqdm import tqdm
+
 from mmreason.data.decontam import BenchmarkIndex, normalise
 from mmreason.data.kinds.registry import kind_of, load_recipe, recipe_help
 from mmreason.data.kinds.runner import Outcome, Runner, Target
@@ -299,8 +301,6 @@ class Builder:
         return stats
 
     def _run_pending(self, pending, runner, index, records_log, ledger_log, initial) -> None:
-        from tqdm import tqdm
-
         workers = max(1, getattr(runner.teacher, "parallel_questions", 1))
         window = 2 * workers
         bar = tqdm(total=initial + len(pending), initial=initial, desc=f"build {self.r.name}", unit="q",

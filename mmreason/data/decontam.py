@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from PIL import Image
+
 from mmreason.data.recipe import DecontamConfig
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -40,8 +42,6 @@ def ngrams(tokens: list[str], n: int) -> set[str]:
 
 
 def dhash(path: str | Path) -> int:
-    from PIL import Image
-
     with Image.open(path) as im:
         g = im.convert("L").resize((9, 8), Image.Resampling.LANCZOS)
         px = list(g.getdata())

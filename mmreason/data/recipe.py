@@ -22,11 +22,15 @@ import dataclasses
 import hashlib
 import json
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+import jinja2
 import yaml
+from jinja2 import meta
+from jinja2.sandbox import SandboxedEnvironment
 
 from mmreason.formats.options import LAYOUT_NAMES
 from mmreason.usage import yaml_problem
@@ -211,8 +215,6 @@ def help_text(cls: type = Recipe, prefix: str = "") -> str:
 
 
 def _check_type(value: Any, hint: Any) -> bool:
-    import typing
-
     origin = typing.get_origin(hint)
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         return any(_check_type(value, a) for a in typing.get_args(hint))
@@ -335,10 +337,6 @@ def read_template_file(recipe_path: Path, name: str, value: Any) -> Any:
 
 def check_template(path: str, name: str, text: str, allowed: tuple[str, ...]) -> None:
     """A jinja2 template that uses only `allowed` placeholders and no old single-brace `{name}`."""
-    import jinja2
-    from jinja2 import meta
-    from jinja2.sandbox import SandboxedEnvironment
-
     where = f"prompts.{name}"
     env = SandboxedEnvironment()
     try:

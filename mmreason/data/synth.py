@@ -22,6 +22,8 @@ import random
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from mmreason.data.synth_tasks import DIFFICULTIES, TASKS
 from mmreason.offline import offline_defaults
 from mmreason.records import Record, write_records
@@ -108,8 +110,6 @@ def synthesize(
 
     Returns {"train": path, "test": path, "n_train", "n_test", "tasks", "difficulty", "image_size",
     "seed", "answer_counts": {split: {task: {answer: count}}}}."""
-    from tqdm import tqdm
-
     tasks = list(tasks or TASKS)
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:

@@ -28,6 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import requests
+from requests.adapters import HTTPAdapter
+
 from mmreason.data.recipe import SamplingConfig, TeacherConfig
 from mmreason.generation import GenerationSettings, HFBackend, fill_images
 from mmreason.http_deadline import DeadlineExceeded, post_within, retry_after_seconds
@@ -145,9 +148,6 @@ class OpenAITeacher(Teacher):
     name = "openai"
 
     def __init__(self, cfg: TeacherConfig):
-        import requests
-        from requests.adapters import HTTPAdapter
-
         self.cfg = cfg
         base = cfg.base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
         self.url = base.rstrip("/") + "/chat/completions"
@@ -209,8 +209,6 @@ class OpenAITeacher(Teacher):
         return reply
 
     def _attempts(self, body: str) -> Reply:
-        import requests
-
         end = time.monotonic() + self.total_deadline()
         last = Reply(error="connection_error")
         wait = 0.0
@@ -271,6 +269,7 @@ class VLLMTeacher(Teacher):
 
     def __init__(self, cfg: TeacherConfig):
         try:
+            # lazy: vLLM is optional (GPU machines)
             import vllm  # noqa: F401
         except ImportError as e:
             raise TeacherError(
@@ -289,7 +288,7 @@ class VLLMTeacher(Teacher):
         )
 
     def chat(self, requests: list[ChatRequest], sampling: SamplingConfig) -> list[Reply]:
-        from vllm import SamplingParams
+        from vllm import SamplingParams  # lazy: vLLM is optional (GPU machines)
 
         params = [
             SamplingParams(
@@ -356,8 +355,8 @@ class HFTeacher(Teacher):
         return msgs, images
 
     def _generate(self, be, batch: list[ChatRequest], sampling: SamplingConfig) -> list[Reply]:
-        import torch
-        from qwen_vl_utils import process_vision_info
+        import torch  # lazy: torch; imported by model-free commands
+        from qwen_vl_utils import process_vision_info  # lazy: loads torch; imported by model-free commands
 
         try:
             convs = [fill_images(*self.to_item(r), be.settings) for r in batch]

@@ -19,6 +19,8 @@ import shutil
 import time
 from pathlib import Path
 
+import torch
+
 from mmreason.data.synth import synthesize
 from mmreason.demos import runner
 from mmreason.demos.runner import REPO, check_same, paired_section
@@ -167,9 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     # One math thread: on a small shared CPU two torch threads thrash (measured up to 10x slower), and the
     # reward pool's verifier process needs the other core during GRPO.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import torch  # lazy: after OMP_NUM_THREADS is set
-
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # in case torch was imported before main
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # torch has loaded: the variable alone would not apply
     args = build_parser().parse_args(argv)
     out = Path(args.out)
     if args.fresh and out.exists():

@@ -16,6 +16,7 @@ the spec file; `mmreason.plugins.resolve`). Adding a benchmark = one module + on
 from __future__ import annotations
 
 import abc
+import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -260,15 +261,11 @@ class Predictions(dict):
 
 
 def _canonical(row: Any) -> str:
-    import json
-
     return json.dumps(row, sort_keys=True, default=str)
 
 
 def load_json_array(path: Path, text: str) -> list[Any]:
     """A predictions file that starts with '[' must be one JSON array (the official output), not JSONL."""
-    import json
-
     try:
         rows = json.loads(text)
     except json.JSONDecodeError as e:
@@ -296,8 +293,6 @@ def read_jsonl_predictions(path: str | Path) -> Predictions:
     ({"doc_id", "doc", "resps", "filtered_resps"}: id = doc["id"], else doc_id; response = filtered_resps[0]).
     A bad line, or a row without an id or a response, is an error naming file and line (a file of `prediction`
     rows would otherwise score 0 for every item)."""
-    import json
-
     out = Predictions()
     text = read_text(path)
     if text.lstrip().startswith("["):

@@ -123,7 +123,7 @@ def official_messages(doc: dict[str, Any], video_root: str | Path, mode: str = "
 def official_video_inputs(doc: dict[str, Any], video_root: str | Path):
     """(frames tensor [T, 3, H, W], video_metadata) read exactly as the official eval reads them
     (qwen-vl-utils `fetch_video` on the file); pass them to the processor with `do_sample_frames=False`."""
-    from qwen_vl_utils.vision_process import fetch_video
+    from qwen_vl_utils.vision_process import fetch_video  # lazy: loads torch; imported by model-free commands
 
     path = video_file(doc, video_root)
     if not path.is_file():

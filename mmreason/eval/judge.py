@@ -9,6 +9,8 @@ import logging
 import os
 import time
 
+import requests
+
 from mmreason.http_deadline import post_within
 
 logger = logging.getLogger(__name__)
@@ -30,8 +32,6 @@ class OpenAIJudge:
 
     def extract(self, prompt: str) -> str:
         """The extracted answer text, or "" when every attempt failed (as the official code)."""
-        import requests
-
         payload = json.dumps({"model": self.model, "messages": [{"role": "user", "content": prompt}],
                               "temperature": 0, "max_tokens": self.max_tokens})
         with requests.Session() as session:

@@ -3,6 +3,8 @@ bit-parallel (Myers/Hyyrö) so a 1 MB model answer against short choices stays f
 
 from __future__ import annotations
 
+import numpy as np
+
 
 def _peq(pattern: str, alphabet: set[str]) -> dict[str, int]:
     """Bit masks of the positions of each character of `alphabet` in `pattern`."""
@@ -12,7 +14,6 @@ def _peq(pattern: str, alphabet: set[str]) -> dict[str, int]:
             if ch in alphabet:
                 masks[ch] = masks.get(ch, 0) | (1 << i)
         return masks
-    import numpy as np
 
     codes = np.frombuffer(pattern.encode("utf-32-le"), dtype=np.uint32)
     out = {}

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jinja2 import TemplateError
+
 from mmreason.eval.spec import BenchmarkSpec, check_template
 from mmreason.prompts import PromptSpec, load_prompt_spec, render, resolve_prompt_spec
 
@@ -30,8 +32,6 @@ class EvalPrompt:
     where: str  # the spec file, for errors
 
     def user_text(self, fields: dict[str, Any]) -> str:
-        from jinja2 import TemplateError
-
         try:
             return render(self.prompt_template, **fields, instruction=self.instruction or "")
         except TemplateError as e:

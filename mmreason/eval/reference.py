@@ -31,7 +31,7 @@ def dp_distance(a: str, b: str) -> int:
 def wemath_official_pandas(rows_with_response: list[dict[str, Any]], nodes: list[dict[str, Any]],
                            n_composite: int = 525) -> dict[str, Any]:
     """`n_composite`: the official scripts' constant 525 (testmini's composite problems); a slice passes its own."""
-    import pandas as pd
+    import pandas as pd  # lazy: pandas is a dev extra (the official scorers' re-implementations)
 
     df = pd.DataFrame(rows_with_response)
     df["processed_answer"] = (
@@ -103,7 +103,7 @@ def wemath_official_pandas(rows_with_response: list[dict[str, Any]], nodes: list
 def mathvista_official_loop(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """`results`: pid -> official record (choices, question_type, answer_type, precision, answer,
     extraction, metadata). Returns {"average": ..., field: {value: {...}}} like the official."""
-    import pandas as pd
+    import pandas as pd  # lazy: pandas is a dev extra (the official scorers' re-implementations)
 
     def most_similar(pred, choices):
         d = [dp_distance(pred, c) for c in choices]

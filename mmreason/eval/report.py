@@ -7,6 +7,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+import matplotlib
+import matplotlib.pyplot as plt
+
 from mmreason.disk_full import guard_disk_full, write_text_atomic
 
 
@@ -27,11 +30,7 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
 
 def pyplot():
     """matplotlib's pyplot on the Agg backend (no display)."""
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     return plt
 
 

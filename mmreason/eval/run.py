@@ -31,7 +31,7 @@ PREDICTIONS = "predictions.jsonl"
 
 def _cuda() -> bool:
     try:
-        import torch
+        import torch  # lazy: torch, only to pick a device; imported by model-free commands
 
         return torch.cuda.is_available()
     except Exception:

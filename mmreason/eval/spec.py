@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from mmreason.records import BOXED_SUFFIX
 from mmreason.usage import UsageError, yaml_problem
 
@@ -142,8 +144,6 @@ def spec_from_dict(data: dict[str, Any], where: str, source: str | None = None) 
 
 def load_spec(path_or_name: str | Path) -> BenchmarkSpec:
     """A spec from a YAML file, or by name: eval/<name>.yaml in the repo, else the built-in preset."""
-    import yaml
-
     p = Path(path_or_name)
     if p.suffix not in (".yaml", ".yml"):
         candidate = SPEC_DIR / f"{path_or_name}.yaml"

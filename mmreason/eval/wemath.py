@@ -79,7 +79,7 @@ def load_rows(data_dir: str | Path | None = None, split: str = "testmini", hub_i
         for r in rows:
             r["_image_path"] = str(Path(data_dir) / r["image_path"]) if r.get("image_path") else None
         return rows
-    from datasets import load_dataset
+    from datasets import load_dataset  # lazy: datasets (~1.6 s), to download from the Hub only
 
     ds = load_dataset(hub_id, split=split)
     rows = []

@@ -64,7 +64,7 @@ def open_table(spec: str | os.PathLike, split: str = "train") -> Table:
 
 
 def _pick(ds, split: str, spec: str):
-    import datasets
+    import datasets  # lazy: datasets (~1.6 s), for Hub / parquet / arrow sources only
 
     if isinstance(ds, datasets.DatasetDict):
         if split not in ds:
@@ -74,7 +74,7 @@ def _pick(ds, split: str, spec: str):
 
 
 def _arrow(spec: str, kind: str, base: Path, load, path: Path | None) -> Table:
-    import datasets
+    import datasets  # lazy: datasets (~1.6 s), for Hub / parquet / arrow sources only
 
     ds = _undecoded(load(datasets))
     return Table(spec, kind, base.resolve(), list(ds.column_names),
@@ -83,7 +83,7 @@ def _arrow(spec: str, kind: str, base: Path, load, path: Path | None) -> Table:
 
 def _undecoded(ds):
     """Image columns (one image or a list) read as raw {bytes, path}."""
-    import datasets
+    import datasets  # lazy: datasets (~1.6 s), for Hub / parquet / arrow sources only
 
     for name, feat in ds.features.items():
         if isinstance(feat, datasets.Image):

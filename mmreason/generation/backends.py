@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from tqdm.auto import tqdm
+
 from mmreason.generation.vision import placeholders, video_bounds_of, vision_inputs
 from mmreason.generation.vllm_requests import vllm_request
 from mmreason.modeling import ModelLoad, adapter_base, is_adapter_dir, load_model, load_processor
@@ -67,8 +69,6 @@ def fill_images(messages: list[dict[str, Any]], images: Sequence[Any], settings:
 
 
 def _progress(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, desc=desc, disable=not enabled, dynamic_ncols=True)
 
 
@@ -79,7 +79,7 @@ class HFBackend:
 
     def __init__(self, model_path: str, settings: GenerationSettings | None = None, device: str | None = None,
                  dtype: str | None = None, trust_remote_code: bool = False):
-        import torch
+        import torch  # lazy: torch; imported by model-free commands
 
         self.settings = settings or GenerationSettings()
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -117,7 +117,7 @@ class HFBackend:
         return inputs.to(self.device)  # keeps mm_token_type_ids (mrope positions need it)
 
     def _generate_batch(self, batch: list[Item]) -> list[str]:
-        import torch
+        import torch  # lazy: torch; imported by model-free commands
 
         s = self.settings
         inputs = self.encode(batch)
@@ -136,7 +136,7 @@ class HFBackend:
                  on_batch: Callable[[int, list[str]], None] | None = None) -> list[str]:
         """Texts for `items`, `batch_size` prompts per call. `on_batch(start, texts)` runs after each
         batch (the eval harness appends to its prediction cache there)."""
-        import torch
+        import torch  # lazy: torch; imported by model-free commands
 
         torch.manual_seed(self.settings.seed)
         bs = max(1, self.settings.batch_size)
@@ -164,13 +164,13 @@ class VLLMBackend:
     def __init__(self, model_path: str, settings: GenerationSettings | None = None, trust_remote_code: bool = False,
                  tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9, max_model_len: int | None = None):
         try:
-            from vllm import LLM
+            from vllm import LLM  # lazy: vLLM is optional (GPU machines)
         except ImportError as e:
             raise ImportError(
                 "the vLLM backend needs the `vllm` package (on a CUDA machine: "
                 "pip install -r requirements/gpu.txt -e '.[vllm]'); use --backend hf on CPU"
             ) from e
-        from transformers import AutoProcessor
+        from transformers import AutoProcessor  # lazy: transformers; imported by model-free commands
 
         self.settings = settings or GenerationSettings()
         model_path = str(model_path)
@@ -178,7 +178,7 @@ class VLLMBackend:
         base = model_path
         lora_kwargs: dict[str, Any] = {}
         if is_adapter_dir(model_path):
-            from vllm.lora.request import LoRARequest
+            from vllm.lora.request import LoRARequest  # lazy: vLLM is optional (GPU machines)
 
             base = adapter_base(model_path)
             lora = LoRARequest("adapter", 1, model_path)
@@ -192,7 +192,7 @@ class VLLMBackend:
                        limit_mm_per_prompt={"image": 8, "video": 1}, load_format="safetensors")
 
     def sampling_params(self):
-        from vllm import SamplingParams
+        from vllm import SamplingParams  # lazy: vLLM is optional (GPU machines)
 
         s = self.settings
         return SamplingParams(max_tokens=s.max_new_tokens, temperature=max(0.0, s.temperature),

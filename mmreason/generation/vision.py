@@ -48,6 +48,7 @@ def frame_hw(video: Any) -> tuple[int, int]:
 def vision_inputs(conversations: list[list[dict[str, Any]]]) -> dict[str, Any]:
     """`images`, `videos`, `video_metadata` (and `do_sample_frames=False`) for `processor(text=..., **kwargs)`,
     in the order of the parts (the order of the placeholders in the rendered texts)."""
+    # lazy: loads torch; imported by model-free commands
     from qwen_vl_utils.vision_process import extract_vision_info, fetch_image, fetch_video
 
     images, videos, metas = [], [], []

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
+
 from mmreason.generation.vision import frame_hw
 
 
@@ -23,7 +25,6 @@ def frames_array(video: Any) -> Any:
     [T, 3, H, W] (qwen-vl-utils) stay as they are."""
     if hasattr(video, "shape"):
         return video
-    import numpy as np
 
     return np.stack([np.asarray(im.convert("RGB")) for im in video])
 

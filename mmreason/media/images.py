@@ -61,7 +61,7 @@ def gate_image(path: str | os.PathLike, where: str) -> Path:
 
 
 def _decide(path: Path, where: str) -> Path:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # lazy: imported by verify workers: no third-party imports
 
     limit = max_image_pixels()
     Image.MAX_IMAGE_PIXELS = None  # the limit is checked here, with the record named, instead of PIL's warning/error
@@ -110,8 +110,8 @@ def _png_bit_depth(path: Path) -> int | None:
 def to_rgb(im):
     """An 8-bit RGB copy of any image PIL opens, with values scaled (not clipped) and EXIF rotation applied;
     transparency is composited on white; animated images give their first frame."""
-    import numpy as np
-    from PIL import Image, ImageOps
+    import numpy as np  # lazy: imported by verify workers: no third-party imports
+    from PIL import Image, ImageOps  # lazy: imported by verify workers: no third-party imports
 
     im.seek(0)
     im = ImageOps.exif_transpose(im)

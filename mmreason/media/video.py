@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from PIL import Image, UnidentifiedImageError
+
 from mmreason.errors import RecordError
 
 from mmreason.media.writer import FRAME_LIST_SUFFIX
@@ -106,7 +108,7 @@ class _Source:
 
 def _open_file(path: Path, where: str) -> _Source:
     try:
-        import decord
+        import decord  # lazy: decord is optional (the video extra)
 
         vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
         n = len(vr)
@@ -122,8 +124,6 @@ def _open_file(path: Path, where: str) -> _Source:
         raise RecordError(where, f"video {path} reports fps {fps}")
 
     def get(indices):
-        from PIL import Image
-
         try:
             arr = vr.get_batch(list(indices)).asnumpy()
         except Exception as e:
@@ -136,8 +136,6 @@ def _open_file(path: Path, where: str) -> _Source:
 def _image_checker(paths: list[Path], where: str):
     """Decode every frame image of a cut (not just open it: a truncated PNG opens, and fails mid-run)."""
     def check(indices):
-        from PIL import Image
-
         for i in indices:
             try:
                 with Image.open(paths[i]) as im:
@@ -151,8 +149,6 @@ def _image_checker(paths: list[Path], where: str):
 
 def _image_getter(paths: list[Path], where: str):
     def get(indices):
-        from PIL import Image, UnidentifiedImageError
-
         out = []
         for i in indices:
             try:
@@ -221,7 +217,7 @@ def sample_count(n_available: int, source_fps: float, cfg: VideoConfig) -> int:
     """How many frames to sample from a clip of `n_available` source frames (qwen-vl-utils' rule)."""
     if n_available < 2:
         return n_available
-    from qwen_vl_utils.vision_process import smart_nframes
+    from qwen_vl_utils.vision_process import smart_nframes  # lazy: loads torch; imported by model-free commands
 
     ele = {
         "fps": cfg.video_fps,
@@ -232,7 +228,7 @@ def sample_count(n_available: int, source_fps: float, cfg: VideoConfig) -> int:
 
 
 def frame_size(height: int, width: int, n_frames: int, cfg: VideoConfig) -> tuple[int, int]:
-    from qwen_vl_utils.vision_process import smart_resize
+    from qwen_vl_utils.vision_process import smart_resize  # lazy: loads torch; imported by model-free commands
 
     max_pixels = cfg.video_max_pixels
     if cfg.video_total_pixels is not None:
@@ -269,8 +265,6 @@ def load_clip(
     w, h = frames[0].size
     rh, rw = frame_size(h, w, len(frames), cfg)
     if (rw, rh) != (w, h):
-        from PIL import Image
-
         frames = [im.convert("RGB").resize((rw, rh), Image.BICUBIC) for im in frames]
     else:
         frames = [im.convert("RGB") for im in frames]

@@ -10,13 +10,14 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+
 FRAME_LIST_SUFFIX = ".frames.json"
 
 
 def write_mp4(frames, path: str | os.PathLike, fps: int, codec: str = "mpeg4") -> Path:
     """Encode PIL frames (all one size, even width/height) at a constant `fps`; frame i has pts i/fps."""
-    import av
-    import numpy as np
+    import av  # lazy: PyAV is not a declared dependency (qwen-vl-utils brings it)
 
     if not frames:
         raise ValueError(f"{path}: no frames to write")

@@ -9,6 +9,8 @@ import json
 import time
 from pathlib import Path
 
+import yaml
+
 from mmreason.demos import image as demo
 from mmreason.eval.paired import ALL, compare_items, describe, item_scores, pct
 from mmreason.eval.records_eval import check_answers
@@ -94,8 +96,6 @@ def window_line(what: str, values: list[float], expect: str, seed: int, headline
 
 
 def config_steps(config: Path) -> int | None:
-    import yaml
-
     return (yaml.safe_load(config.read_text()) or {}).get("max_steps")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 
 from mmreason.rewards.columns import column, emit_metric
 from mmreason.rewards.vote import majority_vote
@@ -36,11 +37,9 @@ def group_size(record_ids: list) -> int:
 
 
 def _multi_process() -> bool:
-    import sys
-
     if "torch" not in sys.modules:
         return False
-    import torch.distributed as dist
+    import torch.distributed as dist  # lazy: only where torch is loaded already (checked above)
 
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 

@@ -18,6 +18,8 @@ import shutil
 import time
 from pathlib import Path
 
+import torch
+
 from mmreason.demos import image as image_demo
 from mmreason.offline import offline_defaults
 from mmreason.papers import claims as C
@@ -68,8 +70,6 @@ def demo_args(args) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     offline_defaults()
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # see mmreason.demos.image.main
-    import torch  # lazy: after OMP_NUM_THREADS is set
-
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     args = build_parser().parse_args(argv)
     wanted = [c.strip() for c in args.claims.split(",") if c.strip()]

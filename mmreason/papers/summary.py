@@ -9,6 +9,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
+
 from mmreason.papers.verdict import Verdict, combine
 
 
@@ -86,11 +89,7 @@ def write_summary(out: str | Path, claims: list[ClaimResult], header: list[str] 
 
 
 def _plt():
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     return plt
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import typing
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -146,9 +147,6 @@ def build_reward_funcs(
 
 def _check_choices(name: str, func, options: dict) -> None:
     """An option annotated `Literal[...]` must be one of its values: a typo is a config error, not a run of zeros."""
-    import inspect
-    import typing
-
     try:
         hints = typing.get_type_hints(inspect.unwrap(func))
     except Exception:  # noqa: BLE001 - unresolvable annotations: nothing to check

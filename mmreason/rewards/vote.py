@@ -254,7 +254,7 @@ def _gather(local: list) -> tuple[list, int]:
     """(global list in rank order, offset of this rank's slice). Single process: (local, 0)."""
     if "torch" not in sys.modules:
         return local, 0
-    import torch.distributed as dist
+    import torch.distributed as dist  # lazy: only where torch is loaded already (checked above)
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
         return local, 0

@@ -13,6 +13,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from datasets import Dataset, List
+from datasets import Image as ImageFeature
+from PIL import Image
+from tqdm.auto import tqdm
+from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+from trl.data_utils import prepare_multimodal_messages
+
 from mmreason.errors import RecordError
 from mmreason.media.video import VideoConfig, check_record_video, set_video_pixels
 from mmreason.prompts import MAX_TEXT_CHARS, PromptSpec, drop_long_chats
@@ -72,7 +79,6 @@ def fit_images(images: list | None, processor) -> list | None:
     lo, hi = size.get("shortest_edge"), size.get("longest_edge")
     if lo is None or hi is None:
         return images
-    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
     factor = getattr(ip, "patch_size", 14) * getattr(ip, "merge_size", 2)
     out = []
@@ -81,8 +87,6 @@ def fit_images(images: list | None, processor) -> list | None:
             w, h = im.size
             th, tw = smart_resize(h, w, factor=factor, min_pixels=lo, max_pixels=hi)
             if (tw, th) != (w, h):
-                from PIL import Image
-
                 im = im.convert("RGB").resize((tw, th), Image.Resampling.BICUBIC)
         out.append(im)
     return out
@@ -92,8 +96,6 @@ def prompt_length(processor, prompt: list[dict], images: list | None, video: dic
                   video_cfg=None) -> int:
     """Prompt tokens (image tokens included) exactly as TRL tokenizes the prompt for generation; with `video`
     (the `video` column), as the trainer encodes it (the clip decoded with `video_cfg`)."""
-    from trl.data_utils import prepare_multimodal_messages
-
     if video is not None:
         cfg = video_cfg or VideoConfig()
         media = load_row_media([{"images": images or [], "video": video}], cfg,
@@ -131,8 +133,6 @@ def build_grpo_dataset(
     `check_media` each video is opened and its cut counted first (a bad one is an error naming file:line, or a
     counted skip when lenient). `video_cfg` (mmreason.media.video.VideoConfig)
     decodes clips for the prompt budget. Returns (datasets.Dataset, BuildReport)."""
-    from datasets import Dataset, Image, List
-
     paths = [str(paths)] if isinstance(paths, (str, os.PathLike)) else [str(p) for p in paths]
     if not paths:
         raise ValueError("no train_files given")
@@ -173,7 +173,7 @@ def build_grpo_dataset(
         rows = [{**r, "video": r.get("video")} for r in rows]
     ds = Dataset.from_list(rows)
     if has_images:
-        ds = ds.cast_column("images", List(Image()))
+        ds = ds.cast_column("images", List(ImageFeature()))
     if max_prompt_length is not None:
         if processor is None:
             raise ValueError("max_prompt_length needs the processor to count tokens")
@@ -198,8 +198,6 @@ def build_grpo_dataset(
 
 
 def _lengths(ds, processor, video_cfg=None) -> list[int]:
-    from tqdm.auto import tqdm
-
     if "video" in ds.column_names:
         video_cfg = video_cfg or VideoConfig()
         set_video_pixels(processor, video_cfg.video_min_pixels, video_cfg.video_max_pixels)  # as the trainer does

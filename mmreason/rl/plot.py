@@ -18,6 +18,9 @@ import logging
 import math
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
+
 from mmreason.rl import metrics as M
 from mmreason.rl.entropy_law import EntropyLawFit, fit_entropy_law
 
@@ -156,10 +159,7 @@ def _running_mean(values: list[float], k: int) -> list[float]:
 
 
 def plot_run(run: str | Path, out: str | Path | None = None, reward: str | None = None) -> dict:
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     run = Path(run)
     out = Path(out) if out else run

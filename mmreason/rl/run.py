@@ -12,6 +12,8 @@ import logging
 import sys
 from dataclasses import dataclass, field, fields
 
+from trl import ModelConfig, TrlParser, get_peft_config
+
 from mmreason.distributed import DistributedSetupError, check_distributed, finish_distributed
 from mmreason.errors import RecordError
 from mmreason.fingerprint import FingerprintMismatch, check_resume, run_fingerprint
@@ -122,8 +124,6 @@ class GRPOScriptArguments(PromptArguments, VideoConfig, DataFormatArguments):
 
 
 def make_parser():
-    from trl import ModelConfig, TrlParser
-
     return TrlParser((GRPOScriptArguments, MMReasonGRPOConfig, ModelConfig), prog="mmreason grpo")
 
 
@@ -139,9 +139,6 @@ def resolve_reward_funcs(names: list[str], num_generations: int, options: dict |
 def build_trainer(script_args: GRPOScriptArguments, training_args, model_args):
     """Prompt spec (the options over the starting checkpoint's prompt.json) -> processor -> datasets -> rewards
     -> trainer (which saves the spec as prompt.json with every checkpoint; `trainer.prompt_spec`)."""
-    from trl import get_peft_config
-
-
     if not script_args.train_files:
         raise ValueError("train_files is required (records JSONL files)")
     load = ModelLoad.from_trl(model_args, training_args.trust_remote_code, training_args.model_init_kwargs)

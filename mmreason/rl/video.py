@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from PIL import Image
 
 from mmreason.errors import RecordError
 from mmreason.media.video import load_clip, processor_video_kwargs
@@ -58,8 +59,6 @@ class RowMedia:
 def load_row_media(inputs: list[dict], video_cfg, fit) -> list[RowMedia]:
     """Decode each row's video (through mmreason.media.video: cut, sampled, resized inside the pixel bounds) and
     open its images; a clip shared by several rows (the num_generations copies of a prompt) is decoded once."""
-    from PIL import Image
-
     cache: dict[tuple, Any] = {}
     out = []
     for x in inputs:

@@ -20,6 +20,11 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import torch
+from accelerate.utils import is_peft_model
+from trl.extras.profiling import profiling_context
+from trl.generation.vllm_generation import extract_logprobs
+
 from mmreason.generation.vllm_requests import media_request
 
 # the value vLLM clamps logit_bias to: the placeholder tokens are never sampled (as the HF path's suppress_tokens)
@@ -65,7 +70,7 @@ def sampling_kwargs(vg) -> dict[str, Any]:
     }
     kw.update(vg.generation_kwargs)
     if vg.structured_outputs_regex is not None or isinstance(kw.get("structured_outputs"), dict):
-        from vllm.sampling_params import StructuredOutputsParams  # vLLM: GPU-only, imported when used
+        from vllm.sampling_params import StructuredOutputsParams  # lazy: vLLM is optional (GPU machines)
 
         if vg.structured_outputs_regex is not None:
             kw["structured_outputs"] = StructuredOutputsParams(regex=vg.structured_outputs_regex)
@@ -77,10 +82,7 @@ def sampling_kwargs(vg) -> dict[str, Any]:
 def generate_colocate(vg, requests: list[dict[str, Any]]):
     """TRL's colocate generation over full requests (`vg`: the trainer's `VLLMGeneration`) ->
     (completion_ids, per-token top logprobs) for this rank's rows."""
-    import torch
-    from accelerate.utils import is_peft_model
-    from trl.generation.vllm_generation import extract_logprobs
-    from vllm import SamplingParams  # vLLM: GPU-only, imported when used
+    from vllm import SamplingParams  # lazy: vLLM is optional (GPU machines)
 
     if vg.mode != "colocate":
         raise ValueError(f"video rollouts need vllm_mode colocate, got {vg.mode!r}")
@@ -144,7 +146,6 @@ class VLLMVideoMixin:
         if not (self.use_vllm and media is not None):
             return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations,
                                                  has_tool_images=has_tool_images)
-        from trl.extras.profiling import profiling_context
 
         if self.state.global_step != self._last_loaded_step:  # as TRL: once per optimizer step
             with profiling_context(self, "sync_weights"):

@@ -8,8 +8,11 @@ image block and the processor opens it at batch time, so no pixels are held in m
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from datasets import Dataset
 
 from mmreason.errors import RecordError
 from mmreason.media.video import check_record_videos
@@ -129,8 +132,6 @@ def build_sft_dataset(records: list[Record], spec: PromptSpec | None = None, max
     (absolute paths) columns; examples over `max_text_chars` are dropped and counted in `report`. `video`
     (default: when any record has a video): the rows of the video collator (`mmreason.sft.video_collator`: also
     'video' and 'origin'; image and text records in the same rows)."""
-    from datasets import Dataset
-
     spec = spec or PromptSpec()
     report = report if report is not None else DataReport()
     if has_video(records) if video is None else video:
@@ -193,8 +194,6 @@ def check_videos(records: list[Record], cfg, lenient: bool, report: DataReport) 
 def split_eval(records: list[Record], ratio: float, seed: int) -> tuple[list[Record], list[Record]]:
     """(train, held-out): max(int(len * ratio), 1) records drawn at random (seeded), as ms-swift's
     split_dataset_ratio counts them; the training records keep their order. ratio 0: no split."""
-    import random
-
     if not ratio:
         return records, []
     n_eval = max(int(len(records) * ratio), 1)

@@ -14,7 +14,8 @@ import logging
 import sys
 from pathlib import Path
 
-from trl import SFTTrainer
+from trl import ModelConfig, SFTTrainer, TrlParser, get_peft_config
+from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
 from mmreason.distributed import DistributedSetupError, check_distributed, finish_distributed
 from mmreason.errors import RecordError
@@ -44,8 +45,6 @@ logger = logging.getLogger(__name__)
 
 
 def make_parser():
-    from trl import ModelConfig, TrlParser
-
     return TrlParser((SFTScriptArguments, MMSFTConfig, ModelConfig, VideoConfig), prog="mmreason sft")
 
 
@@ -66,8 +65,6 @@ def token_counter(processor, training_args: MMSFTConfig, video_args: VideoConfig
     if video_args is not None:
         collate = VideoSFTCollator(processor, video_args, assistant_only=training_args.assistant_only_loss)
     else:
-        from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
-
         collate = DataCollatorForVisionLanguageModeling(processor=processor, max_length=None,
                                                         dataset_text_field=training_args.dataset_text_field)
     return lambda row: int(collate([row])["input_ids"].shape[1])
@@ -77,7 +74,6 @@ def peft_config_for(model_args):
     """LoRA config from ModelConfig (use_peft); by default it targets the language model's linear layers only."""
     if not model_args.use_peft:
         return None
-    from trl import get_peft_config
 
     if not model_args.lora_target_modules:
         model_args.lora_target_modules = LANGUAGE_LORA_TARGETS

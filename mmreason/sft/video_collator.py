@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+from PIL import Image
+
 from mmreason.prompts import PromptSpec
 from mmreason.chat import prompt_messages, record_prompt_spec
 from mmreason.errors import RecordError
@@ -75,8 +78,6 @@ class VideoSFTCollator:
         self._newline = tok.encode("\n", add_special_tokens=False)
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        from PIL import Image
-
         texts, images, clips = [], [], []
         for ex in examples:
             msgs = [{"role": m["role"], "content": _plain(m["content"])} for m in ex["messages"]]
@@ -102,8 +103,6 @@ class VideoSFTCollator:
 
     def assistant_mask(self, input_ids):
         """1 on assistant content and its '<|im_end|>\\n', 0 elsewhere (TRL's training-template mask)."""
-        import torch
-
         mask = torch.zeros_like(input_ids)
         h, nl = self._header, self._newline
         for b, row in enumerate(input_ids.tolist()):

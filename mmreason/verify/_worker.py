@@ -18,7 +18,7 @@ def _limit_memory(memory_limit_mb: int | None) -> None:
     if not memory_limit_mb:
         return
     try:
-        import resource
+        import resource  # lazy: POSIX only; the ImportError elsewhere is caught below
 
         limit = int(memory_limit_mb) * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))

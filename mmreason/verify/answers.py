@@ -114,6 +114,7 @@ def to_number(s: str) -> float | None:
 def math_equal(pred: str, gold: str) -> bool:
     """math-verify equivalence of two answer strings (gold first, as math-verify expects).
     Timeouts are the caller's job (see module doc)."""
+    # lazy: math-verify loads sympy (~1 s); in-process callers use the quick checks only
     from math_verify import parse, verify
 
     with warnings.catch_warnings():

@@ -27,6 +27,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from multiprocessing.connection import wait as mp_wait
 
+from mmreason.verify._worker import serve
 from mmreason.verify.answers import decide_answer
 
 logger = logging.getLogger("mmreason.rewards")
@@ -72,8 +73,6 @@ class _Worker:
     __slots__ = ("process", "conn", "ready", "job", "started")
 
     def __init__(self, ctx, memory_limit_mb):
-        from mmreason.verify._worker import serve  # lazy: the worker imports math-verify (sympy); only the child needs it
-
         parent, child = ctx.Pipe(duplex=True)
         self.process = ctx.Process(target=serve, args=(child, memory_limit_mb), daemon=True, name="mmreason-verify")
         self.process.start()

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import random
 import sys
@@ -272,8 +273,6 @@ def main(argv: list[str]) -> int:
 
 
 def main_raw(a: argparse.Namespace) -> int:
-    import logging
-
     offline_defaults()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
