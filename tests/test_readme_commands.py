@@ -10,6 +10,7 @@ import re
 import shlex
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -109,7 +110,10 @@ def command_path(words: list[str]) -> tuple[str, ...]:
 
 def mmreason_problems(pages) -> list[str]:
     problems = []
-    for snippet, words in mmreason_commands(pages):
+    commands = mmreason_commands(pages)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:  # each --help is a process: fill the cache
+        list(pool.map(help_text, {command_path(words) for _, words in commands}))
+    for snippet, words in commands:
         path = command_path(words)
         rc, text = help_text(path)
         name = " ".join(("mmreason",) + path)
