@@ -17,7 +17,7 @@ FRAME_LIST_SUFFIX = ".frames.json"
 
 def write_mp4(frames, path: str | os.PathLike, fps: int, codec: str = "mpeg4") -> Path:
     """Encode PIL frames (all one size, even width/height) at a constant `fps`; frame i has pts i/fps."""
-    import av  # lazy: PyAV is not a declared dependency (qwen-vl-utils brings it)
+    import av  # lazy: PyAV (~0.1 s) only to write a clip; media.video imports this module for its suffix
 
     if not frames:
         raise ValueError(f"{path}: no frames to write")
