@@ -144,10 +144,12 @@ def run_row(argv: list[str], result: Path) -> int:
 
 
 def prepare(data: Path, env: dict, log) -> None:
-    """The tiny model and the synthetic image and video records (video as frame folders: no decoder needed)."""
+    """The tiny model and the synthetic image and video records (video as frame folders: no decoder needed; no test
+    split, whose FutureBench past clips are mp4 files written with PyAV, which the GPU image does not have)."""
     cmds = [["tiny-model", str(data / "base_model")],
             ["data", "synth", "--out", str(data / "img"), "--n", "48", "--seed", "0"],
-            ["nep", "synth", "--out", str(data / "nep"), "--n", "8", "--size", "56", "--video-format", "frames"]]
+            ["nep", "synth", "--out", str(data / "nep"), "--n", "8", "--n-test", "0", "--size", "56", "--video-format",
+             "frames"]]
     for c in cmds:
         p = subprocess.run([sys.executable, "-m", "mmreason", *c], cwd=REPO, env=env, capture_output=True, text=True)
         log.write(f"$ mmreason {' '.join(c)}\n{p.stdout}{p.stderr}\n")

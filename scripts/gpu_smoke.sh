@@ -24,7 +24,7 @@ check_imports() {
 import importlib, sys
 missing = []
 for name in ("torch", "torchvision", "transformers", "accelerate", "peft", "trl", "datasets", "pyarrow",
-             "qwen_vl_utils", "math_verify", "PIL", "yaml", "mmreason"):
+             "qwen_vl_utils", "math_verify", "mathruler", "PIL", "yaml", "mmreason"):
     try:
         mod = importlib.import_module(name)
         if sys.argv[1] == "report":

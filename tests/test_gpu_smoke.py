@@ -1,9 +1,13 @@
 """scripts/gpu_smoke.sh must not rot between the rare GPU runs: its dry run (the same rows on CPU, fp32, 1-2 steps)
 runs here and every row of its table must be ok, the vLLM rows with the stand-in engine (tests/fake_vllm.py) in each
-row's process; and the row check must fail what it is there to catch."""
+row's process; and the row check must fail what it is there to catch. The dry run runs in a venv that can import only
+what the GPU machine will have (its image's packages, scripts/gpu_image_packages.txt, and the wheels
+scripts/gpu_wheels.sh carries), so a dependency the wheels lack fails here, not in the GPU machine's few minutes."""
 
+import importlib.metadata
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +15,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Needed here only by this venv's newer versions of a package the image has: (distribution, why).
+HUB_2 = "huggingface-hub 2.x here needs it; the image's huggingface-hub 1.33 uses httpx and httpcore (there)"
+VERSION_DRIFT = {"httpx2": HUB_2, "httpcore2": HUB_2, "truststore": HUB_2}
 ROWS = ["sft_image_5", "sft_video_3", "grpo_clip_cov_5", "grpo_kl_cov_5", "grpo_video_3", "eval_run_16",
         "grpo_vllm_image_1", "grpo_vllm_video_1"]
 
@@ -49,9 +56,55 @@ def test_cuda_run_without_a_gpu_says_so(tmp_path):
     assert p.returncode == 2 and "no CUDA device (use --dry-run on CPU)" in p.stderr
 
 
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def gpu_image_distributions() -> set[str]:
+    """The GPU image's distributions, the carried wheels' and VERSION_DRIFT's (normalized names)."""
+    listed = [ln.strip() for ln in (REPO / "scripts/gpu_image_packages.txt").read_text().splitlines()
+              if ln.strip() and not ln.startswith("#")]
+    carried = subprocess.run(["bash", "scripts/gpu_wheels.sh", "--list"], cwd=REPO, capture_output=True, text=True,
+                             check=True).stdout.split()
+    return {normalized(n) for n in listed} | {normalized(p.split("==")[0]) for p in carried} | set(VERSION_DRIFT)
+
+
+@pytest.fixture(scope="module")
+def image_python(tmp_path_factory) -> str:
+    """A venv's python whose site-packages links, from this environment, only the distributions the GPU machine will
+    have once the wheels are installed: what a bare GPU machine can import."""
+    folder = tmp_path_factory.mktemp("gpu_image") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True)
+    python = folder / "bin" / "python"
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    allowed, linked = gpu_image_distributions(), set()
+    for dist in importlib.metadata.distributions():
+        if normalized(dist.metadata["Name"]) not in allowed:
+            continue
+        for f in dist.files or []:
+            top = f.parts[0]
+            if top in ("..", "__pycache__") or top.endswith(".pth") or top in linked:
+                continue
+            source = Path(dist.locate_file(top))
+            if source.exists():
+                (site / top).symlink_to(source)
+                linked.add(top)
+    return str(python)
+
+
+def test_the_image_venv_imports_only_what_the_gpu_machine_will_have(image_python):
+    ok = subprocess.run([image_python, "-c", "import torch, transformers, trl, mathruler, pylatexenc"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    for absent in ("decord", "deepspeed"):  # installed here, but neither on the image nor carried
+        p = subprocess.run([image_python, "-c", f"import {absent}"], capture_output=True, text=True)
+        assert p.returncode != 0 and "No module named" in p.stderr, absent
+
+
 @pytest.mark.slow
-def test_gpu_smoke_dry_run_prints_every_row_ok(tmp_path):
-    env = {**os.environ, "PYTHON": sys.executable, "SMOKE_WHEELS": "0", "OMP_NUM_THREADS": "1",
+def test_gpu_smoke_dry_run_prints_every_row_ok(tmp_path, image_python):
+    env = {**os.environ, "PYTHON": image_python, "SMOKE_WHEELS": "0", "OMP_NUM_THREADS": "1",
            "SMOKE_FAKE_VLLM": str(REPO / "tests/fake_vllm.py")}
     # two halves of the rows side by side (each row is its own process anyway): the suite's two cores both work
     halves = [ROWS[0::2], ROWS[1::2]]
