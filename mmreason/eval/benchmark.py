@@ -373,6 +373,9 @@ def resolve(benchmark: str | Path, data_format: dict | None = None) -> tuple[Ben
     YAML, a repo spec name (eval/<name>.yaml) or a built-in preset. `data_format` (layout options, `eval run
     --data-format ...`): `benchmark` is a data file or folder read as records in that layout, not detected."""
     if data_format:
+        if Path(benchmark).suffix in (".yaml", ".yml"):
+            raise UsageError(f"--benchmark {benchmark}: a spec; --data-format and the key flags read a data file or "
+                             "folder (a spec sets them in its data_format mapping)")
         if not Path(benchmark).exists():
             raise UsageError(f"--benchmark {benchmark}: no such file or folder (--data-format and the key flags read "
                              "a data file or folder as records)")

@@ -7,9 +7,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-import matplotlib.pyplot as plt
-
 from mmreason.disk_full import guard_disk_full, write_text_atomic
 
 
@@ -30,7 +27,11 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
 
 def pyplot():
     """matplotlib's pyplot on the Agg backend (no display)."""
+    import matplotlib  # lazy: pyplot takes ~1 s; every `mmreason eval` (scoring, compare, --help) imports this module
+
     matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # lazy: (as above) and after the backend is chosen
+
     return plt
 
 

@@ -281,6 +281,8 @@ def test_eval_run_and_score_read_a_forced_layout_with_its_own_columns(tiny_model
     assert json.loads((tmp_path / "rescored" / "scores.json").read_text())["total"] == 3
     with pytest.raises(UsageError, match="no such file or folder"):
         eval_main(base[:4] + [str(tmp_path / "missing.jsonl"), "--output-dir", str(tmp_path / "m")] + base[5:] + flags)
+    with pytest.raises(UsageError, match="a spec; --data-format and the key flags read a data file"):
+        eval_main(base[:4] + ["eval/futurebench.yaml", "--output-dir", str(tmp_path / "y")] + base[5:] + flags)
     with pytest.raises(SystemExit) as e:
         eval_main(base + ["--output-dir", str(tmp_path / "b"), "--data-format", "bogus"])
     assert e.value.code == 2
