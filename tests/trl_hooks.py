@@ -10,7 +10,10 @@ which tests use directly. When TRL or transformers renames a hook or a field, th
 
 from __future__ import annotations
 
+import inspect
+
 import torch
+from trl import GRPOTrainer
 
 # ---------------------------------------------------------------- one generation round
 
@@ -131,3 +134,11 @@ def load_checkpoint_weights(trainer, folder: str) -> None:
 def load_best_model(trainer) -> None:
     """transformers' `_load_best_model` (load_best_model_at_end)."""
     trainer._load_best_model()
+
+
+# ---------------------------------------------------------------- TRL's source
+
+
+def loss_source() -> str:
+    """The source of `GRPOTrainer._compute_loss` (TRL's loss and its per-loss_type aggregation)."""
+    return inspect.getsource(GRPOTrainer._compute_loss)
