@@ -40,3 +40,12 @@ def write_coded_mp4(path: Path, n: int = 24, fps: int = 8, size: int = 56, tint:
     from mmreason.media.writer import write_mp4
 
     return write_mp4(coded_frames(n, size, tint), path, fps)
+
+
+BALL_CHOICES = ["It bounces back.", "It stops.", "It passes through.", "It jumps."]
+
+
+def ball_record(rid: str, **fields) -> dict:
+    """A next-event multiple-choice record (answer A) for the GRPO video tests; `fields` add media or override."""
+    return {"id": rid, "question": "The ball rolls toward the wall. What happens next?", "choices": BALL_CHOICES,
+            "answer": "A", "answer_type": "choice", **fields}

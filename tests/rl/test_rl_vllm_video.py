@@ -11,13 +11,12 @@ import pytest
 import torch
 import trl_hooks
 from ports import free_port, two_process_views
-from video_fixtures import write_coded_mp4
+from video_fixtures import ball_record as rec, write_coded_mp4
 
 import fake_vllm
 
 REPO = Path(__file__).resolve().parents[2]
 NUM_GEN = 4
-CHOICES = ["It bounces back.", "It stops.", "It passes through.", "It jumps."]
 
 
 def varying_reward(completions, **kwargs):
@@ -38,10 +37,6 @@ def write_records(d: Path) -> Path:
     write_coded_mp4(d / "a.mp4", n=8, fps=4, size=56, tint=0)
     write_coded_mp4(d / "c.mp4", n=16, fps=4, size=56, tint=120)
     Image.new("RGB", (56, 56), (200, 30, 30)).save(d / "red.png")
-
-    def rec(rid, **kw):
-        return {"id": rid, "question": "The ball rolls toward the wall. What happens next?", "choices": CHOICES,
-                "answer": "A", "answer_type": "choice", **kw}
 
     rows = [rec("v0", video={"path": "a.mp4"}), rec("v1", video={"path": "c.mp4", "start": 0.0, "end": 1.0}),
             rec("i2", images=["red.png"], question="What colour is the square?"),
